@@ -1,0 +1,190 @@
+"""The one module that knows which async library is running.
+
+Everything fdloop awaits is "this fd became readable". A :class:`ReadableWaiter` owns
+that question for one fd and answers it through the running loop's own poll:
+
+* asyncio (the stdlib loop, uvloop, any loop with ``add_reader``): the fd is added with
+  ``add_reader`` when the first task starts waiting and removed when the callback fires
+  or the last waiter leaves, so the registration stays exactly while waiters exist. One
+  callback wakes every waiting task at once.
+* trio: ``trio.lowlevel.wait_readable`` accepts a single waiter per fd, so the first task
+  to arrive becomes the *leader* and makes that call; later tasks wait on an event that
+  the leader sets when it returns for any reason (readable, cancelled, closed). Whoever
+  wakes simply retries its non-blocking operation, which is why a leader that is
+  cancelled costs the others nothing but a retry.
+
+Waking is only a hint: callers always retry their non-blocking syscall and wait again on
+``EAGAIN``. Nothing is consumed while waiting, so a cancelled wait loses nothing.
+
+:meth:`ReadableWaiter.close` wakes every waiter with :class:`fdloop.ClosedResourceError`
+and forgets the fd number before the owner closes it, so a later reuse of the number by
+someone else can never receive a stale registration from us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import sniffio
+
+from .errors import ClosedResourceError
+
+if TYPE_CHECKING:
+    import trio
+
+__all__ = ["ReadableWaiter", "checkpoint", "current_library", "sleep"]
+
+
+def current_library() -> str:
+    """Name of the running async library: ``"asyncio"`` or ``"trio"``."""
+    return sniffio.current_async_library()
+
+
+async def checkpoint() -> None:
+    """Let other tasks run and deliver a pending cancellation."""
+    if current_library() == "trio":
+        import trio
+
+        await trio.lowlevel.checkpoint()
+    else:
+        await asyncio.sleep(0)
+
+
+async def sleep(seconds: float) -> None:
+    """Sleep on whichever library is running."""
+    if current_library() == "trio":
+        import trio
+
+        await trio.sleep(seconds)
+    else:
+        await asyncio.sleep(seconds)
+
+
+class ReadableWaiter:
+    """Lets any number of tasks wait until one fd is readable."""
+
+    __slots__ = (
+        "_fd",
+        "_futures",
+        "_loop",
+        "_trio_busy",
+        "_trio_done",
+        "_trio_used",
+    )
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._futures: list[asyncio.Future[None]] = []
+        self._trio_busy = False
+        self._trio_done: trio.Event | None = None
+        self._trio_used = False
+
+    @property
+    def waiting(self) -> int:
+        """How many asyncio tasks wait right now (trio: 0 or more, leader counted)."""
+        return len(self._futures) + (1 if self._trio_busy else 0)
+
+    async def wait(self) -> None:
+        """Return once the fd may be readable; raise ClosedResourceError if closed."""
+        if self._fd < 0:
+            raise ClosedResourceError("the object was closed")
+        if current_library() == "trio":
+            await self._wait_trio()
+        else:
+            await self._wait_asyncio()
+
+    # -- asyncio -------------------------------------------------------------------------
+
+    async def _wait_asyncio(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._futures and self._loop is not loop:
+            raise RuntimeError("this fdloop object is being awaited from two event loops")
+        self._loop = loop
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._futures:
+            loop.add_reader(self._fd, self._wake_all)
+        self._futures.append(future)
+        try:
+            await future
+        finally:
+            if future.cancelled():
+                self._forget(future)
+
+    def _forget(self, future: asyncio.Future[None]) -> None:
+        try:
+            self._futures.remove(future)
+        except ValueError:
+            return
+        if not self._futures and self._fd >= 0 and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+
+    def _wake_all(self) -> None:
+        futures, self._futures = self._futures, []
+        if self._loop is not None:
+            self._loop.remove_reader(self._fd)
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
+
+    # -- trio ----------------------------------------------------------------------------
+
+    async def _wait_trio(self) -> None:
+        import trio
+
+        self._trio_used = True
+        if self._trio_busy:
+            assert self._trio_done is not None
+            await self._trio_done.wait()
+            if self._fd < 0:
+                raise ClosedResourceError("the object was closed while waiting")
+            return
+        self._trio_busy = True
+        self._trio_done = done = trio.Event()
+        try:
+            await trio.lowlevel.wait_readable(self._fd)
+        except trio.ClosedResourceError:
+            raise ClosedResourceError("the object was closed while waiting") from None
+        finally:
+            self._trio_busy = False
+            done.set()
+
+    # -- closing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Wake every waiter with ClosedResourceError and drop the fd number.
+
+        Call this *before* closing the fd itself. Safe to call twice, from a finalizer,
+        and after the loop that was used has been closed.
+        """
+        fd, self._fd = self._fd, -1
+        if fd < 0:
+            return
+        futures, self._futures = self._futures, []
+        if futures and self._loop is not None:
+            _quietly(self._loop.remove_reader, fd)
+            for future in futures:
+                if not future.done():
+                    future.set_exception(ClosedResourceError("the object was closed while waiting"))
+        self._loop = None
+        if self._trio_used:
+            _notify_trio_closing(fd)
+
+
+def _notify_trio_closing(fd: int) -> None:
+    try:
+        import trio
+
+        trio.lowlevel.notify_closing(fd)
+    except RuntimeError:
+        # Not inside trio right now (e.g. a finalizer): trio then has nobody waiting, and
+        # its epoll drops the registration by itself when the fd is closed.
+        pass
+
+
+def _quietly(call: Any, *args: Any) -> None:
+    # The loop may already be closed or torn down; it then holds no waiter of ours.
+    with contextlib.suppress(RuntimeError, ValueError, OSError):
+        call(*args)

@@ -1,0 +1,76 @@
+"""What a backend object promises to the portable primitives.
+
+A backend object owns exactly one pollable fd and performs non-blocking operations on
+it: an operation that would block raises ``BlockingIOError`` and the primitive waits for
+readability through :mod:`fdloop._aio`, then retries. Backends never await and never
+know which async library runs; primitives never make a syscall of their own.
+
+:class:`OwnedFD` is the shared base: it holds the fd number, closes it once, and after
+``close()``/``detach()`` never touches that number again.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from ..errors import ClosedResourceError
+
+
+class OwnedFD:
+    """One fd that this object closes exactly once."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def fileno(self) -> int:
+        """The fd number; ClosedResourceError once closed or detached."""
+        if self._fd < 0:
+            raise ClosedResourceError(f"{type(self).__name__} is closed")
+        return self._fd
+
+    def close(self) -> None:
+        """Close the fd; a second call does nothing."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def detach(self) -> int:
+        """Give up ownership and return the fd number without closing it."""
+        fd = self.fileno()
+        self._fd = -1
+        return fd
+
+
+class EventFDBackend(Protocol):
+    """A 64-bit counter with eventfd(2) semantics."""
+
+    semaphore: bool
+
+    @property
+    def closed(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def detach(self) -> int: ...
+
+    def read(self) -> int:
+        """Take the counter (or 1 in semaphore mode); BlockingIOError while it is 0."""
+        ...
+
+    def write(self, value: int) -> None:
+        """Add ``value`` (already validated, 0 < value < 2**64 - 1) to the counter.
+
+        Raises CounterOverflowError, leaving the counter untouched, if the sum would pass
+        2**64 - 2.
+        """
+        ...
+
+    def dup(self) -> EventFDBackend:
+        """A second handle on the same counter."""
+        ...

@@ -1,0 +1,22 @@
+"""The Linux backend: eventfd, timerfd, signalfd, pidfd and memfd, one kernel fd each.
+
+The stdlib is used wherever it has the call (``os.eventfd``, ``os.memfd_create``,
+``os.pidfd_open``, ``signal.pidfd_send_signal``); ctypes only where it does not.
+Each primitive's syscalls live in their own module below this package.
+"""
+
+from __future__ import annotations
+
+from .. import Capability
+from .eventfd import LinuxEventFD as _LinuxEventFD
+
+NAME = "linux"
+
+eventfd = _LinuxEventFD.create
+eventfd_from_fd = _LinuxEventFD.adopt
+
+
+def capabilities() -> list[Capability]:
+    return [
+        Capability("EventFD", NAME, True, "eventfd"),
+    ]

@@ -1,0 +1,1 @@
+"""The portable async classes: one module per primitive, no syscalls of their own."""

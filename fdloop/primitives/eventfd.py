@@ -1,0 +1,97 @@
+"""EventFD: a 64-bit counter that tasks, threads and processes can signal through.
+
+The counter lives in the kernel (Linux eventfd) or, on the kqueue backend, in fdloop's
+own process; ``capabilities()`` says which. Writes never block; reads wait through the
+running loop's poll until the counter is non-zero.
+"""
+
+from __future__ import annotations
+
+from .. import _validate
+from ..backends import current as current_backend
+from ..backends.contract import EventFDBackend
+from ..errors import ClosedResourceError
+from .resource import FDResource
+
+MAX_COUNTER = 2**64 - 2
+"""The largest value the counter can hold (eventfd(2): 0xfffffffffffffffe)."""
+
+
+class EventFD(FDResource[EventFDBackend]):
+    """An async counter: ``write(n)`` adds to it, ``await read()`` takes it.
+
+    In counter mode ``read()`` returns the whole counter and resets it to 0; with
+    ``semaphore=True`` it returns 1 and decrements the counter by one.
+    """
+
+    def __init__(self, initval: int = 0, *, semaphore: bool = False) -> None:
+        initval = _validate.integer("initval", initval, low=0, high=2**32 - 1)
+        if not isinstance(semaphore, bool):
+            raise TypeError(f"semaphore must be a bool, not {type(semaphore).__name__}")
+        super().__init__(current_backend().eventfd(initval, semaphore))
+
+    @classmethod
+    def from_fd(cls, fd: int) -> EventFD:
+        """Adopt an inherited or received eventfd; the EventFD then owns (and closes) it.
+
+        Raises NotThisKindOfFD if ``fd`` is open but not an eventfd, OSError if it is
+        not open, UnsupportedOperation where the backend's counter cannot be shared.
+        """
+        return cls._wrap(current_backend().eventfd_from_fd(fd))
+
+    @classmethod
+    def _wrap(cls, handle: EventFDBackend) -> EventFD:
+        self = cls.__new__(cls)
+        FDResource.__init__(self, handle)
+        return self
+
+    @property
+    def semaphore(self) -> bool:
+        """True in semaphore mode (each read takes 1)."""
+        return self._handle.semaphore
+
+    def write(self, n: int = 1) -> None:
+        """Add ``n`` to the counter and wake readers. Never blocks.
+
+        Raises ValueError for n outside 0..2**64-2, CounterOverflowError (an
+        OverflowError) if the counter would pass 2**64 - 2 — the counter is then
+        unchanged — and ClosedResourceError once closed. ``write(0)`` does nothing.
+        """
+        n = _validate.integer("n", n, low=0, high=MAX_COUNTER)
+        self._check_open()
+        if n:
+            self._handle.write(n)
+
+    async def read(self) -> int:
+        """Wait until the counter is non-zero, then take it (or 1 in semaphore mode).
+
+        A cancelled read takes nothing. Raises ClosedResourceError if the EventFD is
+        closed before or while waiting.
+        """
+        while True:
+            try:
+                return self._handle.read()
+            except BlockingIOError:
+                await self._wait_readable()
+
+    def read_nowait(self) -> int:
+        """Take the counter now; BlockingIOError if it is 0."""
+        return self._handle.read()
+
+    def dup(self) -> EventFD:
+        """A second EventFD on the same kernel counter, with its own fd."""
+        self._check_open()
+        return self._wrap(self._handle.dup())
+
+    def __aiter__(self) -> EventFD:
+        return self
+
+    async def __anext__(self) -> int:
+        """Each value ``read()`` returns; iteration ends when the EventFD is closed."""
+        try:
+            return await self.read()
+        except ClosedResourceError:
+            raise StopAsyncIteration from None
+
+    def _state(self) -> str:
+        return "semaphore mode" if self.semaphore else "counter mode"

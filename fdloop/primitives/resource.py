@@ -1,0 +1,120 @@
+"""What every fdloop primitive shares: owning one fd and closing it exactly once.
+
+:class:`FDResource` gives each primitive ``fileno()``, ``close()``, ``aclose()``,
+``closed``, ``detach()``, sync and async context management, a ResourceWarning when it
+is garbage-collected open, and ``_wait_readable()`` which waits through the running
+loop's poll (see :mod:`fdloop._aio`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
+
+from .._aio import ReadableWaiter
+from ..errors import ClosedResourceError
+
+
+class Handle(Protocol):
+    """The part of a backend object that FDResource relies on."""
+
+    @property
+    def closed(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def detach(self) -> int: ...
+
+
+H = TypeVar("H", bound=Handle)
+Self = TypeVar("Self", bound="FDResource[Any]")
+
+
+class FDResource(Generic[H]):
+    """Base class: owns one backend handle and the waiter for its fd."""
+
+    _handle: H
+    _waiter: ReadableWaiter
+
+    def __init__(self, handle: H) -> None:
+        self._handle = handle
+        self._waiter = ReadableWaiter(handle.fileno())
+
+    # -- ownership -----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()``, ``aclose()`` or ``detach()`` has run."""
+        return self._handle.closed
+
+    def fileno(self) -> int:
+        """The pollable fd. Raises ClosedResourceError once closed."""
+        return self._handle.fileno()
+
+    def close(self) -> None:
+        """Close the fd; tasks waiting on it get ClosedResourceError. Idempotent."""
+        if not self._handle.closed:
+            self._waiter.close()
+            self._handle.close()
+
+    async def aclose(self) -> None:
+        """Close, as ``close()`` does; subclasses may wait for a clean shutdown."""
+        self.close()
+
+    def detach(self) -> int:
+        """Stop owning the fd and return it unclosed; waiters get ClosedResourceError."""
+        self._check_open()
+        self._waiter.close()
+        return self._handle.detach()
+
+    def _check_open(self) -> None:
+        if self._handle.closed:
+            raise ClosedResourceError(f"{type(self).__name__} is closed")
+
+    async def _wait_readable(self) -> None:
+        await self._waiter.wait()
+
+    # -- context management, finalization, repr -------------------------------------------
+
+    def __enter__(self: Self) -> Self:
+        self._check_open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self: Self) -> Self:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None and not handle.closed:
+            warnings.warn(
+                f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self
+            )
+            self._finalize()
+
+    def _finalize(self) -> None:
+        """Release the fd from a finalizer: must not block and must not raise."""
+        with contextlib.suppress(Exception):  # a finalizer has nobody to report to
+            self.close()
+
+    def _state(self) -> str:
+        """Extra words for repr, e.g. ``counter mode``; subclasses override."""
+        return ""
+
+    def __repr__(self) -> str:
+        where = "closed" if self._handle.closed else f"fd={self._handle.fileno()}"
+        extra = self._state()
+        return f"<fdloop.{type(self).__name__} {where}{', ' + extra if extra else ''}>"

@@ -1,0 +1,84 @@
+"""Shared test harness.
+
+* Every ``async def`` test runs on asyncio, uvloop and trio through anyio's own pytest
+  plugin (``anyio_backend`` is parametrized here; the marker is added automatically).
+* Around every test, an autouse fixture fails the test if it left an fd open in
+  ``/proc/self/fd`` or a child process (running or zombie) behind.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .leaks import children_of, open_fds
+
+ANYIO_BACKENDS = [
+    pytest.param(("asyncio", {}), id="asyncio"),
+    pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    pytest.param(("trio", {}), id="trio"),
+]
+
+
+@pytest.fixture(params=ANYIO_BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    return request.param  # type: ignore[no-any-return]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and inspect.iscoroutinefunction(function):
+            item.add_marker(pytest.mark.anyio)
+
+
+LEAK_GRACE_SECONDS = 2.0
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_fds_or_children(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if it leaves an fd or a child process (even a zombie) behind."""
+    if request.node.get_closest_marker("allow_leaks"):
+        yield
+        return
+    fds_before = open_fds()
+    children_before = {pid for pid, _state in children_of(os.getpid())}
+    yield
+    deadline = time.monotonic() + LEAK_GRACE_SECONDS
+    while True:
+        gc.collect()
+        new_fds = open_fds() - fds_before
+        new_children = {c for c in children_of(os.getpid()) if c[0] not in children_before}
+        if not (new_fds or new_children) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    problems = []
+    if new_fds:
+        described = {fd: _describe_fd(fd) for fd in sorted(new_fds)}
+        problems.append(f"leaked fds: {described}")
+    if new_children:
+        problems.append(f"leaked child processes (pid, state): {sorted(new_children)}")
+        for pid, _state in new_children:
+            _kill_and_reap(pid)
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+def _describe_fd(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
