@@ -1,22 +1,23 @@
 """The one module that knows which async library is running.
 
-Everything fdloop awaits is "this fd became readable". A :class:`ReadableWaiter` owns
-that question for one fd and answers it through the running loop's own poll:
+Everything fdloop awaits is "this fd became readable" (or, for pipes to a child,
+"writable"). An :class:`FDWaiter` owns that question for one fd and one direction and
+answers it through the running loop's own poll:
 
 * asyncio (the stdlib loop, uvloop, any loop with ``add_reader``): the fd is added with
-  ``add_reader`` when the first task starts waiting and removed when the callback fires
-  or the last waiter leaves, so the registration stays exactly while waiters exist. One
-  callback wakes every waiting task at once.
-* trio: ``trio.lowlevel.wait_readable`` accepts a single waiter per fd, so the first task
-  to arrive becomes the *leader* and makes that call; later tasks wait on an event that
-  the leader sets when it returns for any reason (readable, cancelled, closed). Whoever
-  wakes simply retries its non-blocking operation, which is why a leader that is
-  cancelled costs the others nothing but a retry.
+  ``add_reader`` (``add_writer``) when the first task starts waiting and removed when
+  the callback fires or the last waiter leaves, so the registration stays exactly while
+  waiters exist. One callback wakes every waiting task at once.
+* trio: ``trio.lowlevel.wait_readable`` (``wait_writable``) accepts a single waiter per
+  fd, so the first task to arrive becomes the *leader* and makes that call; later tasks
+  wait on an event that the leader sets when it returns for any reason (ready,
+  cancelled, closed). Whoever wakes simply retries its non-blocking operation, which is
+  why a leader that is cancelled costs the others nothing but a retry.
 
 Waking is only a hint: callers always retry their non-blocking syscall and wait again on
 ``EAGAIN``. Nothing is consumed while waiting, so a cancelled wait loses nothing.
 
-:meth:`ReadableWaiter.close` wakes every waiter with :class:`fdloop.ClosedResourceError`
+:meth:`FDWaiter.close` wakes every waiter with :class:`fdloop.ClosedResourceError`
 and forgets the fd number before the owner closes it, so a later reuse of the number by
 someone else can never receive a stale registration from us.
 """
@@ -34,7 +35,7 @@ from .errors import ClosedResourceError
 if TYPE_CHECKING:
     import trio
 
-__all__ = ["ReadableWaiter", "checkpoint", "current_library", "sleep"]
+__all__ = ["FDWaiter", "ReadableWaiter", "checkpoint", "current_library", "sleep"]
 
 
 def current_library() -> str:
@@ -62,8 +63,8 @@ async def sleep(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-class ReadableWaiter:
-    """Lets any number of tasks wait until one fd is readable."""
+class FDWaiter:
+    """Lets any number of tasks wait until one fd is readable (or writable)."""
 
     __slots__ = (
         "_fd",
@@ -72,10 +73,12 @@ class ReadableWaiter:
         "_trio_busy",
         "_trio_done",
         "_trio_used",
+        "_writable",
     )
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, writable: bool = False) -> None:
         self._fd = fd
+        self._writable = writable
         self._loop: asyncio.AbstractEventLoop | None = None
         self._futures: list[asyncio.Future[None]] = []
         self._trio_busy = False
@@ -88,7 +91,7 @@ class ReadableWaiter:
         return len(self._futures) + (1 if self._trio_busy else 0)
 
     async def wait(self) -> None:
-        """Return once the fd may be readable; raise ClosedResourceError if closed."""
+        """Return once the fd may be ready; raise ClosedResourceError if closed."""
         if self._fd < 0:
             raise ClosedResourceError("the object was closed")
         if current_library() == "trio":
@@ -105,7 +108,10 @@ class ReadableWaiter:
         self._loop = loop
         future: asyncio.Future[None] = loop.create_future()
         if not self._futures:
-            loop.add_reader(self._fd, self._wake_all)
+            if self._writable:
+                loop.add_writer(self._fd, self._wake_all)
+            else:
+                loop.add_reader(self._fd, self._wake_all)
         self._futures.append(future)
         try:
             await future
@@ -119,15 +125,21 @@ class ReadableWaiter:
         except ValueError:
             return
         if not self._futures and self._fd >= 0 and self._loop is not None:
-            self._loop.remove_reader(self._fd)
+            self._unregister(self._loop, self._fd)
 
     def _wake_all(self) -> None:
         futures, self._futures = self._futures, []
         if self._loop is not None:
-            self._loop.remove_reader(self._fd)
+            self._unregister(self._loop, self._fd)
         for future in futures:
             if not future.done():
                 future.set_result(None)
+
+    def _unregister(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        if self._writable:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
 
     # -- trio ----------------------------------------------------------------------------
 
@@ -143,8 +155,9 @@ class ReadableWaiter:
             return
         self._trio_busy = True
         self._trio_done = done = trio.Event()
+        wait = trio.lowlevel.wait_writable if self._writable else trio.lowlevel.wait_readable
         try:
-            await trio.lowlevel.wait_readable(self._fd)
+            await wait(self._fd)
         except trio.ClosedResourceError:
             raise ClosedResourceError("the object was closed while waiting") from None
         finally:
@@ -164,13 +177,17 @@ class ReadableWaiter:
             return
         futures, self._futures = self._futures, []
         if futures and self._loop is not None:
-            _quietly(self._loop.remove_reader, fd)
+            _quietly(self._unregister, self._loop, fd)
             for future in futures:
                 if not future.done():
                     future.set_exception(ClosedResourceError("the object was closed while waiting"))
         self._loop = None
         if self._trio_used:
             _notify_trio_closing(fd)
+
+
+ReadableWaiter = FDWaiter
+"""The readable direction is the default; the alias reads better at most call sites."""
 
 
 def _notify_trio_closing(fd: int) -> None:
