@@ -1,7 +1,8 @@
 """Shared test harness.
 
 * Every ``async def`` test runs on asyncio, uvloop and trio through anyio's own pytest
-  plugin (``anyio_backend`` is parametrized here; the marker is added automatically).
+  plugin (``anyio_mode = "auto"`` in pyproject.toml; ``anyio_backend`` is parametrized
+  here).
 * Around every test, an autouse fixture fails the test if it left an fd open in
   ``/proc/self/fd`` or a child process (running or zombie) behind.
 """
@@ -9,7 +10,6 @@
 from __future__ import annotations
 
 import gc
-import inspect
 import os
 import time
 from collections.abc import Iterator
@@ -30,14 +30,20 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
     return request.param  # type: ignore[no-any-return]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        function = getattr(item, "function", None)
-        if function is not None and inspect.iscoroutinefunction(function):
-            item.add_marker(pytest.mark.anyio)
-
-
 LEAK_GRACE_SECONDS = 2.0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Create what loop libraries keep for the whole process before any fd is counted.
+
+    libuv opens a process-wide signal pipe with its first loop and never closes it; it
+    would otherwise be blamed on whichever test happens to start uvloop first.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return
+    uvloop.new_event_loop().close()
 
 
 @pytest.fixture(autouse=True)
