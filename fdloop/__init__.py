@@ -12,9 +12,20 @@ from .errors import (
     CounterOverflowError,
     FdloopError,
     NotThisKindOfFD,
+    SealBusyError,
     UnsupportedOperation,
 )
 from .primitives.eventfd import EventFD
+from .primitives.memfd import (
+    SEAL_EXEC,
+    SEAL_FUTURE_WRITE,
+    SEAL_GROW,
+    SEAL_SEAL,
+    SEAL_SHRINK,
+    SEAL_WRITE,
+    MemFD,
+    Seal,
+)
 
 __all__ = [
     "Capability",
@@ -23,7 +34,16 @@ __all__ = [
     "CounterOverflowError",
     "EventFD",
     "FdloopError",
+    "MemFD",
     "NotThisKindOfFD",
+    "SEAL_EXEC",
+    "SEAL_FUTURE_WRITE",
+    "SEAL_GROW",
+    "SEAL_SEAL",
+    "SEAL_SHRINK",
+    "SEAL_WRITE",
+    "Seal",
+    "SealBusyError",
     "UnsupportedOperation",
     "capabilities",
 ]

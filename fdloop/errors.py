@@ -8,6 +8,10 @@ working for code that does not know fdloop.
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+from typing import Any
+
 import anyio
 
 
@@ -39,3 +43,77 @@ class UnsupportedOperation(FdloopError, NotImplementedError):
 
 class NotThisKindOfFD(FdloopError, ValueError):
     """``from_fd`` was given an open fd that is not the kind of object the class wraps."""
+
+
+class SealBusyError(FdloopError, PermissionError):
+    """``MemFD.seal(SEAL_WRITE)`` found a shared mapping that can still write (errno EBUSY).
+
+    A PermissionError, so ``except PermissionError`` catches every refused ``seal()``;
+    no seal was added. Close the writable mappings (in every process) and seal again.
+    """
+
+
+class BusyResourceError(FdloopError, anyio.BusyResourceError):
+    """Another task is already receiving from (or sending to) this stream.
+
+    Pipe streams refuse a second concurrent reader or writer rather than interleave
+    their bytes unpredictably; give each stream one owner task.
+    """
+
+
+class BrokenResourceError(FdloopError, BrokenPipeError, anyio.BrokenResourceError):
+    """The reading end of a pipe is gone, so nothing written can arrive (EPIPE).
+
+    A BrokenPipeError (as asyncio raises) and an anyio.BrokenResourceError (as anyio
+    and trio streams raise), so either ``except`` clause catches it.
+    """
+
+
+class IncompleteReadError(FdloopError, asyncio.IncompleteReadError, anyio.IncompleteRead):
+    """``readexactly(n)`` met EOF first; ``partial`` holds the bytes that did arrive.
+
+    Catchable as asyncio.IncompleteReadError (an EOFError) and anyio.IncompleteRead.
+    """
+
+
+class TimeoutExpired(FdloopError, TimeoutError, subprocess.TimeoutExpired):
+    """``fdloop.run(..., timeout=...)`` ran out of time; the child was killed and reaped.
+
+    ``stdout`` (alias ``output``) and ``stderr`` hold what was captured before the
+    deadline, or None for a stream that was not captured. Catchable as the builtin
+    TimeoutError and as subprocess.TimeoutExpired.
+    """
+
+    def __init__(
+        self, cmd: Any, timeout: float, output: bytes | None = None,
+        stderr: bytes | None = None,
+    ) -> None:
+        subprocess.TimeoutExpired.__init__(self, cmd, timeout, output, stderr)
+        self.args = (cmd, timeout)
+
+    def __str__(self) -> str:
+        return subprocess.TimeoutExpired.__str__(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.cmd, self.timeout, self.output, self.stderr))
+
+
+class CalledProcessError(FdloopError, subprocess.CalledProcessError):
+    """``fdloop.run(..., check=True)`` saw a non-zero return code.
+
+    Carries ``returncode`` (negative signal number for a killed child), ``cmd``,
+    ``stdout``/``output``, ``stderr`` and ``status``, the full ExitStatus. A
+    subprocess.CalledProcessError too, so existing ``except`` clauses keep working.
+    """
+
+    def __init__(
+        self, returncode: int, cmd: Any, output: bytes | None = None,
+        stderr: bytes | None = None, status: Any = None,
+    ) -> None:
+        super().__init__(returncode, cmd, output, stderr)
+        self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self), (self.returncode, self.cmd, self.output, self.stderr, self.status)
+        )

@@ -11,6 +11,7 @@ know which async library runs; primitives never make a syscall of their own.
 
 from __future__ import annotations
 
+import mmap
 import os
 from typing import Protocol
 
@@ -73,4 +74,51 @@ class EventFDBackend(Protocol):
 
     def dup(self) -> EventFDBackend:
         """A second handle on the same counter."""
+        ...
+
+
+class MemFDBackend(Protocol):
+    """An anonymous shared-memory file with memfd_create(2) semantics.
+
+    Seals are ints in the fcntl(2) F_SEAL_* encoding (SEAL 1, SHRINK 2, GROW 4, WRITE 8,
+    FUTURE_WRITE 0x10, EXEC 0x20), which FreeBSD shares. Each method is one syscall and
+    raises the kernel's OSError (EPERM for a sealed-off operation, EBUSY for SEAL_WRITE
+    while a writable shared mapping exists); the portable MemFD loops, pre-checks seals
+    and words the errors. A backend that cannot seal raises UnsupportedOperation from
+    ``add_seals`` and reports 0 from ``seals``.
+    """
+
+    name: str
+    hugetlb: bool
+    writable: bool
+    """False for an adopted fd that was opened read-only."""
+    page_size: int
+    """Granularity of mmap offsets (and, with hugetlb, of sizes)."""
+
+    @property
+    def closed(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def detach(self) -> int: ...
+
+    def size(self) -> int: ...
+    def truncate(self, size: int) -> None:
+        """Set the size (validated >= 0); ValueError if the backend needs another multiple."""
+        ...
+    def seek(self, offset: int, whence: int) -> int: ...
+    def read(self, n: int) -> bytes:
+        """One read(2) at the file position; b"" at the end."""
+        ...
+    def pread(self, n: int, offset: int) -> bytes: ...
+    def write(self, data: memoryview) -> int:
+        """One write(2) at the file position; returns how many bytes it took."""
+        ...
+    def pwrite(self, data: memoryview, offset: int) -> int: ...
+    def mmap(self, length: int, offset: int, writable: bool) -> mmap.mmap:
+        """A MAP_SHARED mapping (range already checked against the size)."""
+        ...
+    def seals(self) -> int: ...
+    def add_seals(self, seals: int) -> None: ...
+    def dup(self) -> MemFDBackend:
+        """A second handle on the same file (and the same file position)."""
         ...

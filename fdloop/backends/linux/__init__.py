@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from .. import Capability
 from .eventfd import LinuxEventFD as _LinuxEventFD
+from .memfd import LinuxMemFD as _LinuxMemFD
 
 NAME = "linux"
 
 eventfd = _LinuxEventFD.create
 eventfd_from_fd = _LinuxEventFD.adopt
+memfd = _LinuxMemFD.create
+memfd_from_fd = _LinuxMemFD.adopt
 
 
 def capabilities() -> list[Capability]:
     return [
         Capability("EventFD", NAME, True, "eventfd"),
+        Capability("MemFD", NAME, True, "memfd"),
     ]

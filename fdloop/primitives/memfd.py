@@ -1,0 +1,420 @@
+"""MemFD: anonymous shared memory as one fd, with file seals.
+
+A MemFD is a file with no path: read and write it like a file, map it with ``mmap()``,
+hand its fd to another process (pass_fds, SCM_RIGHTS) and both see the same bytes. Seals
+(``seal(SEAL_WRITE, ...)``) are properties of the memory itself, so they bind every fd
+that refers to it, in every process; a sealed-off operation raises PermissionError and
+changes nothing.
+
+Memory I/O never blocks, so every method here is synchronous; a MemFD is still an
+FDResource (close/aclose, sync and async context manager, ResourceWarning) and is used
+from asyncio, uvloop and trio tasks alike. All syscalls are in the backend
+(``fdloop.backends.<name>.memfd``); this module validates, loops and words the errors.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import mmap
+import os
+
+from .. import _validate
+from ..backends import current as current_backend
+from ..backends.contract import MemFDBackend
+from ..errors import SealBusyError
+from .resource import FDResource
+
+MAX_SIZE = 2**63 - 1
+"""The largest size a file can have (off_t is a signed 64-bit integer)."""
+
+MAX_NAME_BYTES = 249
+"""memfd_create(2) limit on the name, in bytes, without the terminating NUL."""
+
+
+class Seal(enum.IntFlag):
+    """File seals, with their fcntl(2) names and values (FreeBSD uses the same bits)."""
+
+    SEAL_SEAL = 0x1
+    """No more seals can be added."""
+    SEAL_SHRINK = 0x2
+    """The size cannot go down."""
+    SEAL_GROW = 0x4
+    """The size cannot go up (writes past the end are refused too)."""
+    SEAL_WRITE = 0x8
+    """The contents cannot change: no write, no new writable shared mapping."""
+    SEAL_FUTURE_WRITE = 0x10
+    """Like SEAL_WRITE, but writable mappings that already exist keep working."""
+    SEAL_EXEC = 0x20
+    """The execute bits cannot change (Linux 6.3+)."""
+
+
+SEAL_SEAL = Seal.SEAL_SEAL
+SEAL_SHRINK = Seal.SEAL_SHRINK
+SEAL_GROW = Seal.SEAL_GROW
+SEAL_WRITE = Seal.SEAL_WRITE
+SEAL_FUTURE_WRITE = Seal.SEAL_FUTURE_WRITE
+SEAL_EXEC = Seal.SEAL_EXEC
+
+_ALL_SEALS = 0x3F
+_NO_WRITES = SEAL_WRITE | SEAL_FUTURE_WRITE
+_FROZEN = SEAL_SHRINK | SEAL_GROW | SEAL_WRITE | SEAL_SEAL
+
+
+def describe_seals(seals: int) -> str:
+    """``SEAL_GROW|SEAL_WRITE`` style text for a seal set; ``none`` for 0."""
+    names = [member.name or "" for member in Seal if seals & member]
+    unknown = seals & ~_ALL_SEALS
+    if unknown:
+        names.append(hex(unknown))
+    return "|".join(names) or "none"
+
+
+class MemFD(FDResource[MemFDBackend]):
+    """Anonymous shared memory (a ``memfd:`` file) that can be sized, mapped and sealed.
+
+    ``MemFD(name, size)`` creates it (close-on-exec; pass it on with ``pass_fds`` or
+    SCM_RIGHTS). ``allow_sealing=False`` creates it already sealed with SEAL_SEAL, so no
+    seal can ever be added; ``hugetlb=True`` backs it with huge pages, which the kernel
+    only reserves at ``mmap()`` time.
+
+    Raises TypeError/ValueError naming the argument for a bad name (not a str, contains
+    NUL, longer than 249 bytes) or size (not an int, negative, past 2**63-1), and OSError
+    when the kernel refuses (e.g. too many open files, or no hugetlbfs).
+    """
+
+    def __init__(self, name: str = "fdloop", size: int = 0, *, allow_sealing: bool = True,
+                 hugetlb: bool = False) -> None:
+        name = _check_name(name)
+        size = _validate.integer("size", size, low=0, high=MAX_SIZE)
+        _check_bool("allow_sealing", allow_sealing)
+        _check_bool("hugetlb", hugetlb)
+        super().__init__(current_backend().memfd(name, size, allow_sealing, hugetlb))
+        self._allow_sealing: bool | None = allow_sealing
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview, seal: bool = True, *,
+                   name: str = "fdloop") -> MemFD:
+        """A MemFD holding ``data``, positioned at its start.
+
+        With ``seal=True`` (the default) it is then sealed with SEAL_SHRINK, SEAL_GROW,
+        SEAL_WRITE and SEAL_SEAL: an immutable blob that a receiver can trust not to
+        change under it. Raises TypeError for data that is not bytes-like or a non-bool
+        ``seal``, and whatever ``MemFD()`` raises for ``name``.
+        """
+        view = _bytes_like("data", data)
+        _check_bool("seal", seal)
+        memfd = cls(name, len(view))
+        try:
+            memfd.pwrite(view, 0)
+            if seal:
+                memfd.seal(_FROZEN)
+        except BaseException:
+            memfd.close()
+            raise
+        return memfd
+
+    @classmethod
+    def from_fd(cls, fd: int) -> MemFD:
+        """Adopt an inherited or received memfd; the MemFD then owns (and closes) it.
+
+        Raises NotThisKindOfFD if ``fd`` is open but not a memfd (the fd is left alone),
+        OSError if it is not open, TypeError/ValueError for a non-int or negative fd.
+        """
+        return cls._wrap(current_backend().memfd_from_fd(fd), None)
+
+    @classmethod
+    def _wrap(cls, handle: MemFDBackend, allow_sealing: bool | None) -> MemFD:
+        self = cls.__new__(cls)
+        FDResource.__init__(self, handle)
+        self._allow_sealing = allow_sealing
+        return self
+
+    def dup(self) -> MemFD:
+        """A second MemFD on the same memory, with its own fd (sharing the file position)."""
+        self._check_open()
+        return self._wrap(self._handle.dup(), self._allow_sealing)
+
+    # -- what it is ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name given at creation (shown as ``/memfd:NAME`` in /proc)."""
+        return self._handle.name
+
+    @property
+    def hugetlb(self) -> bool:
+        """True when backed by huge pages."""
+        return self._handle.hugetlb
+
+    @property
+    def size(self) -> int:
+        """The current size in bytes (asked from the kernel: other fds may change it)."""
+        self._check_open()
+        return self._handle.size()
+
+    @property
+    def seals(self) -> Seal:
+        """The seals in force now (``Seal(0)`` when none)."""
+        self._check_open()
+        return Seal(self._handle.seals())
+
+    # -- size and position ---------------------------------------------------------------
+
+    def truncate(self, size: int) -> None:
+        """Set the size: new bytes read as zeros, bytes past ``size`` are dropped.
+
+        Raises PermissionError (nothing changed) under SEAL_SHRINK/SEAL_GROW, ValueError
+        for a negative size or, with hugetlb, one that is not a multiple of the huge page
+        size, TypeError for a non-int, ClosedResourceError once closed.
+        """
+        size = _validate.integer("size", size, low=0, high=MAX_SIZE)
+        self._check_open()
+        seals, current = self._handle.seals(), self._handle.size()
+        if (size < current and seals & SEAL_SHRINK) or (size > current and seals & SEAL_GROW):
+            raise self._refused(f"resize from {current} to {size} bytes", seals)
+        try:
+            self._handle.truncate(size)
+        except PermissionError as exc:
+            raise self._refused(f"resize to {size} bytes", None) from exc
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move the file position (shared with dups); returns the new position.
+
+        ``whence`` is os.SEEK_SET, SEEK_CUR or SEEK_END. Raises ValueError for a position
+        before the start, TypeError for non-ints.
+        """
+        offset = _validate.integer("offset", offset, low=-MAX_SIZE, high=MAX_SIZE)
+        whence = _validate.integer("whence", whence)
+        if whence not in (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END):
+            raise ValueError(f"whence must be os.SEEK_SET, SEEK_CUR or SEEK_END, got {whence}")
+        if whence == os.SEEK_SET and offset < 0:
+            raise ValueError(f"offset must be >= 0 with SEEK_SET, got {offset}")
+        self._check_open()
+        return self._handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        """The file position."""
+        self._check_open()
+        return self._handle.seek(0, os.SEEK_CUR)
+
+    # -- data ----------------------------------------------------------------------------
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes from the file position (all the rest when n < 0).
+
+        Returns b"" at the end. Moves the position past what it returns.
+        """
+        n = _validate.integer("n", n, low=-1, high=MAX_SIZE)
+        self._check_open()
+        left = max(0, self._handle.size() - self._handle.seek(0, os.SEEK_CUR))
+        want = left if n < 0 else min(n, left)
+        chunks = []
+        while want > 0:
+            chunk = self._handle.read(want)
+            if not chunk:  # someone shrank it meanwhile
+                break
+            chunks.append(chunk)
+            want -= len(chunk)
+        return b"".join(chunks)
+
+    def pread(self, n: int, offset: int) -> bytes:
+        """Up to ``n`` bytes at ``offset``, without moving the file position."""
+        n = _validate.integer("n", n, low=0, high=MAX_SIZE)
+        offset = _validate.integer("offset", offset, low=0, high=MAX_SIZE)
+        self._check_open()
+        want = min(n, max(0, self._handle.size() - offset))
+        chunks = []
+        while want > 0:
+            chunk = self._handle.pread(want, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            want -= len(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Write all of ``data`` at the file position (growing the file if needed).
+
+        Returns len(data). Raises PermissionError — nothing written — under SEAL_WRITE or
+        SEAL_FUTURE_WRITE, or under SEAL_GROW when the write would pass the end;
+        TypeError for data that is not bytes-like.
+        """
+        view = _bytes_like("data", data)
+        self._check_open()
+        if not view:
+            return 0
+        self._check_write(self._handle.seek(0, os.SEEK_CUR), len(view))
+        done = 0
+        try:
+            while done < len(view):
+                done += self._handle.write(view[done:])
+        except PermissionError as exc:
+            raise self._refused("write", None) from exc
+        return done
+
+    def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> int:
+        """Write all of ``data`` at ``offset`` without moving the file position.
+
+        Returns len(data); raises as ``write()`` does.
+        """
+        view = _bytes_like("data", data)
+        offset = _validate.integer("offset", offset, low=0, high=MAX_SIZE - len(view))
+        self._check_open()
+        if not view:
+            return 0
+        self._check_write(offset, len(view))
+        done = 0
+        try:
+            while done < len(view):
+                done += self._handle.pwrite(view[done:], offset + done)
+        except PermissionError as exc:
+            raise self._refused("write", None) from exc
+        return done
+
+    def _check_write(self, offset: int, length: int) -> None:
+        # The kernel refuses a write under SEAL_WRITE outright, but under SEAL_GROW it
+        # writes what fits and then stops: refuse up front so that nothing changes.
+        seals = self._handle.seals()
+        if seals & _NO_WRITES:
+            raise self._refused("write", seals)
+        if seals & SEAL_GROW and offset + length > self._handle.size():
+            raise self._refused(f"write past its end ({offset + length} > "
+                                f"{self._handle.size()} bytes)", seals)
+
+    def mmap(self, length: int | None = None, *, writable: bool = True,
+             offset: int = 0) -> mmap.mmap:
+        """Map ``length`` bytes from ``offset`` (default: to the end) with MAP_SHARED.
+
+        Every mapping and every fd see the same bytes. Close the mapping when done: a
+        writable one keeps SEAL_WRITE from being added. A read-only mapping
+        (``writable=False``) does not stand in the way of SEAL_WRITE.
+
+        Raises ValueError for an empty range, a range past the end or an offset that is
+        not a multiple of the page size; PermissionError for a writable mapping under
+        SEAL_WRITE/SEAL_FUTURE_WRITE; OSError (ENOMEM) when huge pages run out.
+        """
+        _check_bool("writable", writable)
+        offset = _validate.integer("offset", offset, low=0, high=MAX_SIZE)
+        if length is not None:
+            length = _validate.integer("length", length, low=1, high=MAX_SIZE)
+        self._check_open()
+        page = self._handle.page_size
+        if offset % page:
+            raise ValueError(f"offset must be a multiple of the page size, {page} bytes, "
+                             f"got {offset}")
+        size = self._handle.size()
+        if length is None:
+            if offset >= size:
+                raise ValueError(f"nothing to map: offset {offset} is at or past the end "
+                                 f"({size} bytes); truncate() the MemFD first")
+            length = size - offset
+        elif offset + length > size:
+            raise ValueError(f"length {length} from offset {offset} runs past the end "
+                             f"({size} bytes); truncate() the MemFD first")
+        if writable:
+            seals = self._handle.seals()
+            if seals & _NO_WRITES:
+                raise self._refused("be mapped writable", seals)
+        try:
+            return self._handle.mmap(length, offset, writable)
+        except PermissionError as exc:
+            raise self._refused("be mapped writable", None) from exc
+
+    # -- seals ---------------------------------------------------------------------------
+
+    def seal(self, *seals: int) -> Seal:
+        """Add seals (e.g. ``seal(SEAL_SHRINK, SEAL_GROW)``); returns all seals now in force.
+
+        Seals bind every fd of this memory, in every process, and cannot be removed.
+        Raises PermissionError when SEAL_SEAL is already set (always so for a MemFD
+        created with ``allow_sealing=False``), SealBusyError (a PermissionError) when
+        SEAL_WRITE meets a live writable shared mapping, ValueError for unknown bits,
+        TypeError for non-ints, UnsupportedOperation where the platform has no seals.
+        Nothing is added when it raises.
+        """
+        if not seals:
+            raise TypeError("seal() needs at least one seal, e.g. seal(fdloop.SEAL_WRITE)")
+        wanted = 0
+        for seal in seals:
+            bits = _validate.integer("seals", seal)
+            if bits <= 0 or bits & ~_ALL_SEALS:
+                raise ValueError(f"seals: {seal!r} is not a combination of the known seals "
+                                 f"({describe_seals(_ALL_SEALS)})")
+            wanted |= bits
+        self._check_open()
+        current = self._handle.seals()
+        if current & SEAL_SEAL:
+            raise PermissionError(errno.EPERM, self._why_no_sealing())
+        try:
+            self._handle.add_seals(wanted)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                raise SealBusyError(
+                    errno.EBUSY,
+                    f"cannot add {describe_seals(wanted)} to {self._label()}: a writable "
+                    "shared mapping of it is still live (an mmap() not yet closed, here "
+                    "or in another process); close it and seal again",
+                ) from None
+            if exc.errno == errno.EPERM:
+                raise PermissionError(errno.EPERM, self._why_no_sealing()) from None
+            raise
+        return self.seals
+
+    def _why_no_sealing(self) -> str:
+        if self._allow_sealing is False:
+            return (f"{self._label()} was created without allow_sealing, so no seal can "
+                    "be added")
+        return (f"{self._label()} is sealed with SEAL_SEAL (it was sealed so, or created "
+                "without allow_sealing): no more seals can be added")
+
+    def _refused(self, action: str, seals: int | None) -> PermissionError:
+        if seals is None:
+            seals = self._handle.seals()
+        return PermissionError(errno.EPERM, f"{self._label()} refuses to {action}: its "
+                                            f"seals are {describe_seals(seals)}")
+
+    def _label(self) -> str:
+        return f"MemFD {self._handle.name!r}"
+
+    def _state(self) -> str:
+        if self._handle.closed:
+            return f"name={self._handle.name!r}"
+        return (f"name={self._handle.name!r}, size={self._handle.size()}, "
+                f"seals={describe_seals(self._handle.seals())}"
+                + (", hugetlb" if self._handle.hugetlb else ""))
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if "\0" in name:
+        raise ValueError("name must not contain NUL characters")
+    try:
+        encoded = os.fsencode(name)
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"name cannot be encoded for the kernel: {exc.reason}") from None
+    if len(encoded) > MAX_NAME_BYTES:
+        raise ValueError(f"name must be at most {MAX_NAME_BYTES} bytes (memfd_create(2) "
+                         f"limit), got {len(encoded)}")
+    return name
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+
+
+def _bytes_like(name: str, data: object) -> memoryview:
+    if isinstance(data, str):
+        raise TypeError(f"{name} must be bytes-like (bytes, bytearray, memoryview), not str;"
+                        " encode it first")
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be bytes-like (bytes, bytearray, memoryview), "
+                        f"not {type(data).__name__}") from None
+    if not view.c_contiguous:
+        raise ValueError(f"{name} must be a contiguous buffer")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
