@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from .backends import Capability, capabilities
 from .errors import (
+    BrokenResourceError,
+    BusyResourceError,
+    CalledProcessError,
     ClockChanged,
     ClosedResourceError,
     CounterOverflowError,
     FdloopError,
+    IncompleteReadError,
     NotThisKindOfFD,
     SealBusyError,
+    TimeoutExpired,
     UnsupportedOperation,
 )
 from .primitives.eventfd import EventFD
@@ -26,16 +31,26 @@ from .primitives.memfd import (
     MemFD,
     Seal,
 )
+from .streams import DEVNULL, PIPE, STDOUT, PipeReceiveStream, PipeSendStream
 
 __all__ = [
+    "DEVNULL",
+    "PIPE",
+    "STDOUT",
+    "BrokenResourceError",
+    "BusyResourceError",
+    "CalledProcessError",
     "Capability",
     "ClockChanged",
     "ClosedResourceError",
     "CounterOverflowError",
     "EventFD",
     "FdloopError",
+    "IncompleteReadError",
     "MemFD",
     "NotThisKindOfFD",
+    "PipeReceiveStream",
+    "PipeSendStream",
     "SEAL_EXEC",
     "SEAL_FUTURE_WRITE",
     "SEAL_GROW",
@@ -44,6 +59,7 @@ __all__ = [
     "SEAL_WRITE",
     "Seal",
     "SealBusyError",
+    "TimeoutExpired",
     "UnsupportedOperation",
     "capabilities",
 ]

@@ -1,0 +1,52 @@
+"""One end of a pipe (or a socket standing in for one), read and written non-blocking.
+
+Pipes are plain POSIX on every platform fdloop runs on, so this object serves the Linux
+and the kqueue backend alike. It makes the only syscalls :mod:`fdloop.streams` needs:
+``read``/``write`` that raise ``BlockingIOError`` instead of blocking.
+
+Facts from pipe(7) this relies on: a read returns ``b""`` only once every write end is
+closed (EOF); a write of up to PIPE_BUF bytes is atomic, a larger one on a non-blocking
+pipe may be partial and returns the count written; a write with no read end left fails
+with EPIPE (Python ignores SIGPIPE, so it arrives as BrokenPipeError).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ..errors import NotThisKindOfFD
+from .contract import OwnedFD
+
+_POLLABLE = (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR)
+
+
+class PipeEnd(OwnedFD):
+    """A non-blocking fd that this object reads from or writes to."""
+
+    __slots__ = ()
+
+    @classmethod
+    def adopt(cls, fd: int) -> PipeEnd:
+        """Own ``fd`` and make it non-blocking.
+
+        Raises OSError if ``fd`` is not open, NotThisKindOfFD for a regular file or a
+        directory (the poll loop cannot wait on those), and changes nothing in either case.
+        """
+        mode = os.fstat(fd).st_mode
+        if not any(is_kind(mode) for is_kind in _POLLABLE):
+            raise NotThisKindOfFD(
+                f"fd {fd} is not a pipe, socket or character device; "
+                "the poll loop cannot wait on it"
+            )
+        # O_NONBLOCK lives on the open file description: anyone sharing it sees the change.
+        os.set_blocking(fd, False)
+        return cls(fd)
+
+    def read(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` bytes, ``b""`` at EOF; BlockingIOError if none are ready."""
+        return os.read(self.fileno(), max_bytes)
+
+    def write(self, data: memoryview) -> int:
+        """Write what fits now and return the count; BlockingIOError if nothing fits."""
+        return os.write(self.fileno(), data)
