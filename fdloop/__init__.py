@@ -31,6 +31,7 @@ from .primitives.memfd import (
     MemFD,
     Seal,
 )
+from .primitives.timerfd import TimerFD
 from .streams import DEVNULL, PIPE, STDOUT, PipeReceiveStream, PipeSendStream
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "Seal",
     "SealBusyError",
     "TimeoutExpired",
+    "TimerFD",
     "UnsupportedOperation",
     "capabilities",
 ]

@@ -77,6 +77,52 @@ class EventFDBackend(Protocol):
         ...
 
 
+class TimerFDBackend(Protocol):
+    """A timer with timerfd(2) semantics; every time is an int of nanoseconds.
+
+    The fd is readable while expirations are unread. A periodic timer runs on the grid
+    ``first + k * interval`` however late it is read (no drift), and counts overruns.
+    """
+
+    clock: str
+    """``realtime``, ``monotonic`` or ``boottime`` (an adopted fd may report another)."""
+
+    @property
+    def closed(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def detach(self) -> int: ...
+
+    def settime(
+        self, value_ns: int, interval_ns: int, *, absolute: bool, cancel_on_set: bool
+    ) -> None:
+        """Arm (``value_ns`` > 0) or disarm (``value_ns`` == 0) and drop the unread count.
+
+        ``value_ns`` is relative to now, or a time on the timer's clock when
+        ``absolute``; ``interval_ns`` 0 means one-shot. Values are validated (at most
+        2**63 - 1); ``cancel_on_set`` only comes with ``absolute`` on a realtime clock.
+        A backend that cannot watch the wall clock raises UnsupportedOperation.
+        """
+        ...
+
+    def gettime(self) -> tuple[int, int]:
+        """(time left until the next expiry, interval); (0, 0) when disarmed."""
+        ...
+
+    def read(self) -> int:
+        """Take the expirations counted since the last read or set (>= 1).
+
+        BlockingIOError while there are none. ClockChanged if the wall clock was set
+        while armed with ``cancel_on_set``: the count is dropped, the timer stays armed
+        (a periodic one on its schedule, re-read against the new wall clock).
+        """
+        ...
+
+    def now(self) -> int:
+        """The current time of the timer's clock, as used by ``absolute``."""
+        ...
+
+
 class MemFDBackend(Protocol):
     """An anonymous shared-memory file with memfd_create(2) semantics.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .. import Capability
 from .eventfd import LinuxEventFD as _LinuxEventFD
 from .memfd import LinuxMemFD as _LinuxMemFD
+from .timerfd import LinuxTimerFD as _LinuxTimerFD
 
 NAME = "linux"
 
@@ -17,10 +18,13 @@ eventfd = _LinuxEventFD.create
 eventfd_from_fd = _LinuxEventFD.adopt
 memfd = _LinuxMemFD.create
 memfd_from_fd = _LinuxMemFD.adopt
+timerfd = _LinuxTimerFD.create
+timerfd_from_fd = _LinuxTimerFD.adopt
 
 
 def capabilities() -> list[Capability]:
     return [
         Capability("EventFD", NAME, True, "eventfd"),
         Capability("MemFD", NAME, True, "memfd"),
+        Capability("TimerFD", NAME, True, "timerfd"),
     ]
