@@ -18,12 +18,17 @@ import enum
 import errno
 import mmap
 import os
+from typing import TYPE_CHECKING
 
 from .. import _validate
 from ..backends import current as current_backend
 from ..backends.contract import MemFDBackend
 from ..errors import SealBusyError
 from .resource import FDResource
+
+if TYPE_CHECKING:
+    # Any object with the buffer protocol: bytes, bytearray, memoryview, mmap, array...
+    from typing_extensions import Buffer
 
 MAX_SIZE = 2**63 - 1
 """The largest size a file can have (off_t is a signed 64-bit integer)."""
@@ -93,7 +98,7 @@ class MemFD(FDResource[MemFDBackend]):
         self._allow_sealing: bool | None = allow_sealing
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview, seal: bool = True, *,
+    def from_bytes(cls, data: Buffer, seal: bool = True, *,
                    name: str = "fdloop") -> MemFD:
         """A MemFD holding ``data``, positioned at its start.
 
@@ -234,7 +239,7 @@ class MemFD(FDResource[MemFDBackend]):
             offset += len(chunk)
         return b"".join(chunks)
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
+    def write(self, data: Buffer) -> int:
         """Write all of ``data`` at the file position (growing the file if needed).
 
         Returns len(data). Raises PermissionError — nothing written — under SEAL_WRITE or
@@ -254,7 +259,7 @@ class MemFD(FDResource[MemFDBackend]):
             raise self._refused("write", None) from exc
         return done
 
-    def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> int:
+    def pwrite(self, data: Buffer, offset: int) -> int:
         """Write all of ``data`` at ``offset`` without moving the file position.
 
         Returns len(data); raises as ``write()`` does.
