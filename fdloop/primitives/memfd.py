@@ -98,8 +98,7 @@ class MemFD(FDResource[MemFDBackend]):
         self._allow_sealing: bool | None = allow_sealing
 
     @classmethod
-    def from_bytes(cls, data: Buffer, seal: bool = True, *,
-                   name: str = "fdloop") -> MemFD:
+    def from_bytes(cls, data: Buffer, seal: bool = True, name: str = "fdloop") -> MemFD:
         """A MemFD holding ``data``, positioned at its start.
 
         With ``seal=True`` (the default) it is then sealed with SEAL_SHRINK, SEAL_GROW,
@@ -166,15 +165,20 @@ class MemFD(FDResource[MemFDBackend]):
 
     # -- size and position ---------------------------------------------------------------
 
-    def truncate(self, size: int) -> None:
-        """Set the size: new bytes read as zeros, bytes past ``size`` are dropped.
+    def truncate(self, size: int | None = None) -> int:
+        """Set the size (default: the file position); returns the new size.
+
+        New bytes read as zeros, bytes past ``size`` are dropped; the position stays.
 
         Raises PermissionError (nothing changed) under SEAL_SHRINK/SEAL_GROW, ValueError
         for a negative size or, with hugetlb, one that is not a multiple of the huge page
         size, TypeError for a non-int, ClosedResourceError once closed.
         """
-        size = _validate.integer("size", size, low=0, high=MAX_SIZE)
+        if size is not None:
+            size = _validate.integer("size", size, low=0, high=MAX_SIZE)
         self._check_open()
+        if size is None:
+            size = self._handle.seek(0, os.SEEK_CUR)
         seals, current = self._handle.seals(), self._handle.size()
         if (size < current and seals & SEAL_SHRINK) or (size > current and seals & SEAL_GROW):
             raise self._refused(f"resize from {current} to {size} bytes", seals)
@@ -182,6 +186,7 @@ class MemFD(FDResource[MemFDBackend]):
             self._handle.truncate(size)
         except PermissionError as exc:
             raise self._refused(f"resize to {size} bytes", None) from exc
+        return size
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the file position (shared with dups); returns the new position.

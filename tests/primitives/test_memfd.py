@@ -28,11 +28,15 @@ LINUX = selected_name() == "linux"
 linux_only = pytest.mark.skipif(not LINUX, reason="a Linux memfd fact")
 
 
-def _has_seals() -> bool:
+def _missing() -> tuple[str, ...]:
     for capability in fdloop.capabilities():
         if capability.primitive == "MemFD":
-            return not any("seal" in missing for missing in capability.missing)
-    return False
+            return capability.missing
+    raise AssertionError("capabilities() does not list MemFD")
+
+
+def _has_seals() -> bool:
+    return not any("seal" in missing for missing in _missing())
 
 
 needs_seals = pytest.mark.skipif(not _has_seals(), reason="this backend has no file seals")
@@ -101,10 +105,13 @@ def test_write_accepts_any_contiguous_buffer() -> None:
 def test_truncate_grows_with_zeros_and_shrinks() -> None:
     with fdloop.MemFD() as memfd:
         memfd.write(b"abcdef")
-        memfd.truncate(3)
+        assert memfd.truncate(3) == 3
         assert _contents(memfd) == b"abc"
-        memfd.truncate(5)
+        assert memfd.truncate(5) == 5
         assert _contents(memfd) == b"abc\0\0"
+        memfd.seek(4)
+        assert memfd.truncate() == 4  # like a file: at the position, which stays put
+        assert (_contents(memfd), memfd.tell()) == (b"abc\0", 4)
 
 
 def test_mmap_shares_bytes_with_the_fd_and_its_dups() -> None:
@@ -460,7 +467,7 @@ def test_longest_name_is_accepted() -> None:
         (lambda m: m.read("1"), TypeError, "n must be an int"),
         (lambda m: m.truncate(-1), ValueError, "size must be >= 0"),
         (lambda m: m.truncate(2**64), ValueError, "size must be <="),
-        (lambda m: m.truncate(None), TypeError, "size must be an int"),
+        (lambda m: m.truncate("1"), TypeError, "size must be an int"),
         (lambda m: m.seek(-1), ValueError, "offset must be >= 0"),
         (lambda m: m.seek(0, 7), ValueError, "whence"),
         (lambda m: m.seek(-10, os.SEEK_CUR), ValueError, "before the start"),
@@ -521,6 +528,8 @@ def test_hugetlb_either_works_or_says_why() -> None:
         with pytest.raises(fdloop.UnsupportedOperation, match="mmap"):
             memfd.write(b"x")
         assert memfd.pread(1, 0) == b"\0"
+        if any("hugetlb" in missing for missing in _missing()):
+            assert _free_huge_pages() == 0  # capabilities() warned about exactly this
         if _free_huge_pages() == 0:
             with pytest.raises(OSError, match="HugePages_Free is 0") as caught:
                 memfd.mmap()
@@ -611,26 +620,28 @@ def test_seals_hold_in_a_process_that_received_the_fd_over_a_socket() -> None:
 
 async def test_tasks_share_a_memfd_and_signal_through_an_eventfd() -> None:
     """A producer fills the shared memory and pokes an EventFD; the consumer awaits it."""
-    async with fdloop.MemFD("ring", 4096) as memfd, fdloop.EventFD() as ready:
-        mapping = memfd.mmap()
-        received: list[bytes] = []
+    messages = [b"one", b"two!", b"three"]
+    received: list[bytes] = []
+    async with fdloop.MemFD("mailbox", 4096) as memfd, fdloop.EventFD() as ready, \
+            fdloop.EventFD() as consumed:
 
         async def consumer() -> None:
-            for _ in range(3):
+            for _ in messages:
                 length = await ready.read()
                 received.append(memfd.pread(length, 0))
+                consumed.write()
 
+        mapping = memfd.mmap()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(consumer)
-                for message in (b"one", b"two!", b"three"):
+                for message in messages:
                     mapping[: len(message)] = message
                     ready.write(len(message))
-                    while len(received) < [b"one", b"two!", b"three"].index(message) + 1:
-                        await anyio.sleep(0.001)
+                    assert await consumed.read() == 1
         finally:
             mapping.close()
-        assert received == [b"one", b"two!", b"three"]
+    assert received == messages
     assert memfd.closed
 
 

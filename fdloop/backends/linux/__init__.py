@@ -10,6 +10,7 @@ from __future__ import annotations
 from .. import Capability
 from .eventfd import LinuxEventFD as _LinuxEventFD
 from .memfd import LinuxMemFD as _LinuxMemFD
+from .memfd import missing as _memfd_missing
 from .timerfd import LinuxTimerFD as _LinuxTimerFD
 
 NAME = "linux"
@@ -25,6 +26,6 @@ timerfd_from_fd = _LinuxTimerFD.adopt
 def capabilities() -> list[Capability]:
     return [
         Capability("EventFD", NAME, True, "eventfd"),
-        Capability("MemFD", NAME, True, "memfd"),
+        Capability("MemFD", NAME, True, "memfd", _memfd_missing()),
         Capability("TimerFD", NAME, True, "timerfd"),
     ]

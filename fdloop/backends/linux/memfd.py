@@ -198,3 +198,20 @@ class LinuxMemFD(OwnedFD):
     def dup(self) -> LinuxMemFD:
         fd = os.dup(self.fileno())
         return LinuxMemFD(fd, self.name, hugetlb=self.hugetlb, writable=self.writable)
+
+
+def missing() -> tuple[str, ...]:
+    """What this machine cannot do with memfds right now, for ``capabilities()``."""
+    counts: dict[str, str] = {}
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                key, _, value = line.partition(":")
+                counts[key] = value.split()[0] if value.split() else "0"
+        with open("/proc/sys/vm/nr_overcommit_hugepages") as overcommit:
+            surplus = int(overcommit.read())
+    except (OSError, ValueError):
+        return ()
+    if counts.get("HugePages_Total", "0") == "0" and surplus == 0:
+        return ("hugetlb mappings: no huge pages reserved (vm.nr_hugepages is 0)",)
+    return ()
