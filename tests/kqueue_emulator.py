@@ -1,0 +1,344 @@
+"""A kqueue emulator for Linux test runs — a stand-in that follows the FreeBSD and macOS
+man pages, not a kernel.
+
+fdloop's kqueue backend (``fdloop/backends/kqueue``) targets FreeBSD and macOS, but its
+tests run here, on Linux. This module imitates CPython's ``select.kqueue`` /
+``select.kevent`` API and the ``KQ_*`` constants closely enough that the backend runs
+unchanged, building every kqueue filter on the Linux fd that has the same meaning:
+
+=============== =========================== ==========================================
+filter          Linux fd behind it          ``data`` on return
+=============== =========================== ==========================================
+EVFILT_READ     the watched fd itself       bytes available (FIONREAD) where known
+EVFILT_USER     one eventfd per knote       the ``data`` given at registration
+EVFILT_TIMER    one timerfd per knote       expirations since the last report
+EVFILT_SIGNAL   one process-wide signalfd   deliveries since the last report
+EVFILT_PROC     one pidfd per knote         the wait(2) status (NOTE_EXIT)
+=============== =========================== ==========================================
+
+The emulated kqueue fd is an epoll fd holding those Linux fds, so a host asyncio or trio
+loop that polls ``kqueue.fileno()`` sees it readable exactly while ``control()`` would
+return an event: every source is in the epoll set only while its knote is enabled, and a
+source is drained when its event is reported.
+
+It **steps aside whenever the real ``select.kqueue`` exists**: :func:`install` only
+fills in names that ``select`` lacks, and the tests that use it run against the real
+kernel on FreeBSD and macOS. It can imitate either platform (``platform = "freebsd"`` or
+``"darwin"``), which differ in filter numbers, timer unit flags, NOTE_EXITSTATUS and how
+a zombie is registered; the backend reads ``kqueue.fdloop_emulated_platform`` to pick its
+constants, as it reads ``sys.platform`` on a real BSD.
+
+The filters live in tests/kqueue_emulator_filters.py (one class per filter, each quoting
+the man-page statements it implements; where Linux cannot follow one exactly, its
+docstring says so under "Emulation limit") and the Linux calls under them in
+tests/kqueue_emulator_linux.py.
+
+Man pages quoted: FreeBSD kqueue(2) (``lib/libc/sys/kqueue.2``), macOS kevent(2) (xnu
+``bsd/man/man2/kqueue.2``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from tests.kqueue_emulator_filters import (  # noqa: F401 - the select.KQ_* names
+    _HUB,
+    DEFAULT_UNIT_NS,
+    EV_DISPATCH,
+    EV_RECEIPT,
+    EVFILT_USER,
+    KQ_EV_ADD,
+    KQ_EV_CLEAR,
+    KQ_EV_DELETE,
+    KQ_EV_DISABLE,
+    KQ_EV_ENABLE,
+    KQ_EV_EOF,
+    KQ_EV_ERROR,
+    KQ_EV_FLAG1,
+    KQ_EV_ONESHOT,
+    KQ_EV_SYSFLAGS,
+    KQ_FILTER_AIO,
+    KQ_FILTER_PROC,
+    KQ_FILTER_READ,
+    KQ_FILTER_SIGNAL,
+    KQ_FILTER_TIMER,
+    KQ_FILTER_VNODE,
+    KQ_FILTER_WRITE,
+    KQ_NOTE_CHILD,
+    KQ_NOTE_EXEC,
+    KQ_NOTE_EXIT,
+    KQ_NOTE_FORK,
+    KQ_NOTE_LOWAT,
+    KQ_NOTE_PCTRLMASK,
+    KQ_NOTE_PDATAMASK,
+    KQ_NOTE_TRACK,
+    KQ_NOTE_TRACKERR,
+    NOTE_EXITSTATUS,
+    NOTE_FFAND,
+    NOTE_FFCOPY,
+    NOTE_FFCTRLMASK,
+    NOTE_FFLAGSMASK,
+    NOTE_FFNOP,
+    NOTE_FFOR,
+    NOTE_TRIGGER,
+    TIMER_ABSOLUTE,
+    TIMER_UNITS,
+    _Knote,
+    _ProcKnote,
+    _ReadKnote,
+    _SignalKnote,
+    _TimerKnote,
+    _UserKnote,
+    kevent,
+)
+
+
+class kqueue:
+    """An emulated kernel event queue; the API of CPython's ``select.kqueue``."""
+
+    fdloop_emulated_platform = "freebsd"
+    """Which man page to follow: ``"freebsd"`` or ``"darwin"``."""
+
+    def __init__(self) -> None:
+        self._setup(select.epoll())
+
+    @classmethod
+    def fromfd(cls, fd: int) -> kqueue:
+        """Wrap an fd. Emulation limit: knotes live in the Python object that created
+        them, so a second object made from a duplicate fd sees none of them."""
+        self = cls.__new__(cls)
+        self._setup(select.epoll.fromfd(fd))
+        return self
+
+    def _setup(self, epoll: select.epoll) -> None:
+        self._epoll = epoll
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+        self._knotes: dict[tuple[int, int], _Knote] = {}
+        self._watched: dict[int, int] = {}  # epoll member fd -> how many knotes use it
+        self._signal_knotes = 0
+
+    # -- CPython's kqueue API -------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._epoll.closed
+
+    def fileno(self) -> int:
+        if self._epoll.closed:
+            raise ValueError("I/O operation on closed kqueue object")
+        return self._epoll.fileno()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._epoll.closed:
+                return
+            for knote in list(self._knotes.values()):
+                self._drop(knote)
+            self._epoll.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def control(
+        self, changelist: Iterable[kevent] | None, max_events: int,
+        timeout: float | None = None,
+    ) -> list[kevent]:
+        """Apply ``changelist``, then wait up to ``timeout`` for at most ``max_events``.
+
+        kqueue(2): "All changes contained in the changelist are applied before any
+        pending events are read from the queue." "If an error occurs while processing an
+        element of the changelist and there is enough room in the eventlist, then the
+        event will be placed in the eventlist with EV_ERROR set in flags and the system
+        error in data. Otherwise, -1 will be returned, and errno will be set". EV_RECEIPT:
+        "When passed as input, it forces EV_ERROR to always be returned. When a filter is
+        successfully added the data field will be zero." As in FreeBSD's kern_kevent, a
+        call that placed any EV_ERROR entry returns those entries without collecting
+        events. "The queue is not inherited by a child created with fork(2)": used from
+        another process, it fails with EBADF.
+        """
+        self.fileno()
+        if max_events < 0:
+            raise ValueError(f"Length of eventlist must be 0 or positive, got {max_events}")
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be positive or None")
+        if os.getpid() != self._pid:
+            raise OSError(errno.EBADF, "kqueue is not inherited across fork")
+        results: list[kevent] = []
+        with self._lock:
+            for change in changelist or ():
+                if not isinstance(change, kevent):
+                    raise TypeError("changelist must be an iterable of select.kevent objects")
+                code = 0
+                try:
+                    self._apply(change)
+                except OSError as error:
+                    code = error.errno or errno.EINVAL
+                if code or change.flags & EV_RECEIPT:
+                    if len(results) >= max_events:
+                        if code:
+                            raise OSError(code, os.strerror(code))
+                        return results
+                    results.append(kevent(change.ident, change.filter, KQ_EV_ERROR,
+                                          change.fflags, code, change.udata))
+        if results or max_events == 0:
+            return results
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                events = self._collect(max_events)
+            if events:
+                return events
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return []
+            self._poll_sources(-1 if remaining is None else remaining)
+
+    # -- changes --------------------------------------------------------------------------
+
+    def _apply(self, change: kevent) -> None:
+        key = (change.ident, change.filter)
+        knote = self._knotes.get(key)
+        if knote is None:
+            if not change.flags & KQ_EV_ADD:
+                raise OSError(errno.ENOENT, "event not found")
+            if change.flags & KQ_EV_DELETE:
+                raise OSError(errno.ENOENT, "event not found")
+            knote = self._filter_class(change.filter)(self, change)
+            self._knotes[key] = knote
+            self._watch(knote)
+        elif change.flags & KQ_EV_DELETE:
+            self._drop(knote)
+            return
+        elif change.flags & KQ_EV_ADD:
+            knote.modify(change)
+        else:
+            knote.touch(change)
+        if change.flags & KQ_EV_DISABLE:
+            self._set_enabled(knote, False)
+        elif change.flags & (KQ_EV_ENABLE | KQ_EV_ADD):
+            self._set_enabled(knote, True)
+
+    def _filter_class(self, filter_: int) -> type[_Knote]:
+        classes: dict[int, type[_Knote]] = {
+            KQ_FILTER_READ: _ReadKnote,
+            KQ_FILTER_TIMER: _TimerKnote,
+            KQ_FILTER_SIGNAL: _SignalKnote,
+            KQ_FILTER_PROC: _ProcKnote,
+            EVFILT_USER[self.fdloop_emulated_platform]: _UserKnote,
+        }
+        if filter_ not in classes:
+            raise OSError(errno.EINVAL, f"filter {filter_} is not emulated")
+        return classes[filter_]
+
+    def _set_enabled(self, knote: _Knote, enabled: bool) -> None:
+        """EV_ENABLE: "Permit kevent() to return the event if it is triggered."
+        EV_DISABLE: "Disable the event so kevent() will not return it. The filter itself
+        is not disabled." A disabled knote's source leaves the epoll set, so the kqueue
+        fd is not readable for it, while its state keeps accumulating."""
+        if knote.enabled != enabled:
+            knote.enabled = enabled
+            if enabled:
+                self._watch(knote)
+            else:
+                self._unwatch(knote)
+
+    def _watch(self, knote: _Knote) -> None:
+        fds = [knote.source] if knote.source is not None else []
+        if isinstance(knote, _SignalKnote):
+            self._signal_knotes += 1
+            if self._signal_knotes == 1:
+                fds.append(_HUB.fd)
+        for fd in fds:
+            self._watched[fd] = self._watched.get(fd, 0) + 1
+            if self._watched[fd] == 1:
+                mask = select.EPOLLIN | (select.EPOLLET if knote.edge else 0)
+                self._epoll.register(fd, mask)
+
+    def _unwatch(self, knote: _Knote) -> None:
+        fds = [knote.source] if knote.source is not None else []
+        if isinstance(knote, _SignalKnote):
+            self._signal_knotes -= 1
+            if self._signal_knotes == 0:
+                fds.append(_HUB.fd)
+        for fd in fds:
+            self._watched[fd] -= 1
+            if not self._watched[fd]:
+                del self._watched[fd]
+                with contextlib.suppress(OSError):
+                    self._epoll.unregister(fd)
+
+    def _drop(self, knote: _Knote) -> None:
+        """EV_DELETE: "Removes the event from the kqueue.\""""
+        if knote.enabled:
+            self._unwatch(knote)
+        self._knotes.pop((knote.ident, knote.filter), None)
+        knote.close()
+
+    # -- collecting events ----------------------------------------------------------------
+
+    def _poll_sources(self, timeout: float) -> None:
+        """Wait for a source; remember edges of edge-triggered ones (seen only once)."""
+        ready = {fd for fd, _mask in self._epoll.poll(timeout, 64)}
+        if ready:
+            with self._lock:
+                for knote in self._knotes.values():
+                    if knote.edge and knote.source in ready:
+                        knote.fired = True
+
+    def _collect(self, max_events: int) -> list[kevent]:
+        """Report enabled knotes whose condition holds (FreeBSD kqueue_scan)."""
+        self._poll_sources(0)
+        events: list[kevent] = []
+        for knote in list(self._knotes.values()):
+            if len(events) >= max_events:
+                break
+            if not knote.enabled:
+                continue
+            event = knote.poll()
+            if event is None:
+                continue
+            events.append(event)
+            knote.reported()
+            if event.flags & KQ_EV_ONESHOT:
+                # EV_ONESHOT: "After the user retrieves the event from the kqueue, it is
+                # deleted."
+                self._drop(knote)
+            elif knote.flags & EV_DISPATCH:
+                # EV_DISPATCH: "Disable the event source immediately after delivery".
+                self._set_enabled(knote, False)
+        return events
+
+
+class kqueue_darwin(kqueue):
+    """The same emulator following the macOS kevent(2) page."""
+
+    fdloop_emulated_platform = "darwin"
+
+
+def install(setattr_: Any, platform: str = "freebsd") -> bool:
+    """Put the emulator into ``select`` where the real kqueue is missing.
+
+    ``setattr_`` is ``pytest.MonkeyPatch.setattr`` (so the names go away after the test).
+    Returns False — and changes nothing — when the real ``select.kqueue`` exists.
+    """
+    if _REAL_KQUEUE is not None:
+        return False
+    cls = kqueue_darwin if platform == "darwin" else kqueue
+    setattr_(select, "kqueue", cls, raising=False)
+    setattr_(select, "kevent", kevent, raising=False)
+    for name, value in globals().items():
+        if name.startswith("KQ_"):
+            setattr_(select, name, value, raising=False)
+    return True
+
+
+_REAL_KQUEUE = getattr(select, "kqueue", None)
