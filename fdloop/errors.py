@@ -117,3 +117,14 @@ class CalledProcessError(FdloopError, subprocess.CalledProcessError):
         return (
             type(self), (self.returncode, self.cmd, self.output, self.stderr, self.status)
         )
+
+
+class NoSuchProgram(FdloopError, LookupError):
+    """A Supervisor was asked about a program name that was never added."""
+
+
+class SupervisorConfigError(FdloopError, ValueError):
+    """An ``fdloop supervise`` config file is invalid; the message names the table and key.
+
+    Nothing is started when the config is refused.
+    """

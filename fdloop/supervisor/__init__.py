@@ -1,0 +1,33 @@
+"""Process supervision built only from ProcessFD (child exits) and SignalFD (signals).
+
+:class:`Supervisor` runs programs, restarts them by policy with exponential backoff,
+gives up on a program that keeps failing, and reports every step as an :class:`Event`.
+``fdloop supervise`` (:func:`supervise_main`) drives it from a TOML file.
+
+Modules: ``program`` (validated options, restart delays), ``events`` (states, events,
+status snapshots), ``core`` (the Supervisor), ``orphans`` (subreaper mode),
+``config`` (TOML files), ``cli`` (the command).
+"""
+
+from __future__ import annotations
+
+from .cli import supervise_main
+from .config import Config, load_config, parse_config
+from .core import Supervisor
+from .events import Event, EventKind, EventStream, ProgramState, ProgramStatus
+from .program import ProgramSpec, make_spec
+
+__all__ = [
+    "Config",
+    "Event",
+    "EventKind",
+    "EventStream",
+    "ProgramSpec",
+    "ProgramState",
+    "ProgramStatus",
+    "Supervisor",
+    "load_config",
+    "make_spec",
+    "parse_config",
+    "supervise_main",
+]

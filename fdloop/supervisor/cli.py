@@ -1,0 +1,232 @@
+"""``fdloop supervise``: run programs from a TOML config (or one command) under a Supervisor.
+
+Each program's stdout and stderr go into one pipe per program; the supervisor copies
+every line to its own stdout as ``name | line``, names padded to the same width. The
+pipe lives as long as the supervisor, so a restarted instance writes into the same one
+and nothing is lost between instances. Events go to stderr with a timestamp. SIGTERM and
+SIGINT stop every program gracefully (a second one SIGKILLs), SIGHUP restarts them all —
+all read through a SignalFD, with no Python signal handler.
+
+Exit status: 0 if every program ended cleanly (exit code 0, or stopped by a signal to
+the supervisor), 1 if any did not (gave up, or failed and stays down), 2 for a bad
+command line or config (nothing is started then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any, TextIO
+
+import anyio
+import anyio.abc
+
+from ..errors import SupervisorConfigError
+from ..streams import PipeReceiveStream
+from .config import Config, check_executable, load_config
+from .core import Supervisor
+from .events import Event, EventStream
+from .program import make_spec
+
+EXIT_CLEAN = 0
+EXIT_UNCLEAN = 1
+EXIT_USAGE = 2
+DRAIN_SECONDS = 1.0
+"""After the programs are down, how long to keep copying output still in the pipes
+(a grandchild that outlived its parent may hold a pipe open forever)."""
+LOOPS = ("asyncio", "uvloop", "trio")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fdloop supervise",
+        description="Run programs, restart them by policy, prefix their output with their "
+        "name. SIGTERM/SIGINT stop all gracefully, SIGHUP restarts all.",
+        epilog="Examples: fdloop supervise examples/supervise.toml ; "
+        "fdloop supervise --restart always -- python3 -m http.server",
+    )
+    parser.add_argument(
+        "config", nargs="?",
+        help="TOML file with [program.NAME] tables; or, after --, one command to run",
+    )
+    parser.add_argument("--name", help="name of the -- program (default: its basename)")
+    parser.add_argument("--restart", choices=("on-failure", "always", "never"))
+    parser.add_argument(
+        "--backoff", nargs=2, type=float, metavar=("INITIAL", "MAX"),
+        help="restart delay: first, and the most it doubles up to (seconds)",
+    )
+    parser.add_argument("--max-restarts", type=int, metavar="N")
+    parser.add_argument("--stop-signal", metavar="SIG", help="e.g. SIGINT (default SIGTERM)")
+    parser.add_argument("--stop-timeout", type=float, metavar="SECONDS")
+    parser.add_argument(
+        "--subreaper", action="store_true",
+        help="adopt and reap orphaned grandchildren (PR_SET_CHILD_SUBREAPER)",
+    )
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio", help="event loop to run on")
+    return parser
+
+
+def supervise_main(argv: list[str]) -> int:
+    """``fdloop supervise ARGS...``: returns the process exit status (see module doc)."""
+    parser = build_parser()
+    args_in, command = _split_command(list(argv))
+    try:
+        args = parser.parse_args(args_in)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        config = _make_config(args, command)
+    except (SupervisorConfigError, TypeError, ValueError) as exc:
+        print(f"fdloop supervise: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    backend, options = _backend(args.loop)
+    try:
+        return anyio.run(_supervise, config, backend=backend, backend_options=options)
+    except KeyboardInterrupt:  # only possible before the SignalFD took SIGINT over
+        return 130
+
+
+def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:
+    if "--" in argv:
+        index = argv.index("--")
+        return argv[:index], argv[index + 1 :]
+    return argv, []
+
+
+def _defaults(args: argparse.Namespace) -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    if args.restart is not None:
+        defaults["restart"] = args.restart
+    if args.backoff is not None:
+        defaults["backoff"] = tuple(args.backoff)
+    if args.max_restarts is not None:
+        defaults["max_restarts"] = args.max_restarts
+    if args.stop_signal is not None:
+        defaults["stop_signal"] = args.stop_signal
+    if args.stop_timeout is not None:
+        defaults["stop_timeout"] = args.stop_timeout
+    return defaults
+
+
+def _make_config(args: argparse.Namespace, command: list[str]) -> Config:
+    defaults = _defaults(args)
+    # Check the command-line options once, with their own names in the messages.
+    make_spec("check", ["true"], where=lambda option: "--" + option.replace("_", "-"),
+              **defaults)
+    if command:
+        if args.config is not None:
+            raise SupervisorConfigError("give either CONFIG.toml or -- CMD ARGS..., not both")
+        name = args.name or os.path.basename(command[0]) or "program"
+        spec = make_spec(name, command, where=_cli_option, **defaults)
+        check_executable(spec, "command")
+        return Config((spec,), args.subreaper)
+    if args.config is None:
+        raise SupervisorConfigError("give a CONFIG.toml, or -- CMD ARGS... for one program")
+    if args.name is not None:
+        raise SupervisorConfigError("--name applies only to -- CMD ARGS...")
+    config = load_config(args.config, defaults)
+    return replace(config, subreaper=config.subreaper or args.subreaper)
+
+
+def _cli_option(option: str) -> str:
+    return {"name": "--name", "argv": "command"}.get(option, "--" + option.replace("_", "-"))
+
+
+def _backend(loop: str) -> tuple[str, dict[str, Any]]:
+    if loop == "uvloop":
+        return "asyncio", {"use_uvloop": True}
+    return loop, {}
+
+
+class _Output:
+    """One program's output pipe and the task copying its lines, prefixed, to stdout."""
+
+    def __init__(self, name: str, width: int, sink: TextIO) -> None:
+        read_fd, self.write_fd = os.pipe()
+        self._stream = PipeReceiveStream(read_fd)
+        self._prefix = f"{name:<{width}} | ".encode()
+        self._sink = sink
+        self.done = anyio.Event()
+
+    async def copy_lines(self) -> None:
+        """Copy until EOF: every write end closed (ours, the programs', their children's)."""
+        out = self._sink.buffer
+        try:
+            async for line in self._stream:
+                out.write(self._prefix + line + (b"" if line.endswith(b"\n") else b"\n"))
+                out.flush()
+        finally:
+            self.done.set()
+
+    def close_write_end(self) -> None:
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def close(self) -> None:
+        self.close_write_end()
+        self._stream.close()
+
+
+def log(message: str) -> None:
+    """One timestamped line on stderr."""
+    now = time.time()
+    stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+    print(f"{stamp} fdloop supervise: {message}", file=sys.stderr, flush=True)
+
+
+async def _log_events(events: EventStream) -> None:
+    async for event in events:
+        log(_describe(event))
+
+
+def _describe(event: Event) -> str:
+    text = event.describe()
+    if event.kind == "signal" and event.signal is not None:
+        action = "restarting every program" if event.signal.name == "SIGHUP" else "stopping"
+        text += f": {action}"
+    return text
+
+
+async def _supervise(config: Config) -> int:
+    width = max(len(spec.name) for spec in config.programs)
+    outputs = {spec.name: _Output(spec.name, width, sys.stdout) for spec in config.programs}
+    try:
+        async with anyio.create_task_group() as task_group:
+            for output in outputs.values():
+                task_group.start_soon(output.copy_lines)
+            clean = await _run_programs(config, outputs, task_group)
+            for output in outputs.values():
+                output.close_write_end()
+            with anyio.move_on_after(DRAIN_SECONDS):
+                await _drained(outputs.values())
+            task_group.cancel_scope.cancel()
+    finally:
+        for output in outputs.values():
+            output.close()
+    return EXIT_CLEAN if clean else EXIT_UNCLEAN
+
+
+async def _run_programs(
+    config: Config, outputs: dict[str, _Output], task_group: anyio.abc.TaskGroup
+) -> bool:
+    async with Supervisor(handle_signals=True, subreaper=config.subreaper) as sup:
+        task_group.start_soon(_log_events, sup.events())
+        for spec in config.programs:
+            fd = outputs[spec.name].write_fd
+            sup.add_spec(replace(spec, stdout=fd, stderr=fd))
+        log(f"supervising {', '.join(sup.names)} (pid {os.getpid()})")
+        await sup.start()
+        await sup.wait()
+        clean = sup.all_clean()
+    log("every program is down; " + ("all ended cleanly" if clean else "not all ended cleanly"))
+    return clean
+
+
+async def _drained(outputs: Iterable[_Output]) -> None:
+    for output in outputs:
+        await output.done.wait()

@@ -1,0 +1,237 @@
+"""What a Supervisor reports: program states, events, status snapshots, and the fan-out.
+
+Kinds and states are str enums; they compare equal to their value written with ``-``,
+``_`` or a space (``EventKind.GAVE_UP == "gave-up" == "gave_up" == "gave up"``), so
+callers need not remember which separator we chose.
+
+:class:`EventHub` hands every event to every subscriber. Each subscriber first receives
+the recent backlog (so ``sup.events()`` opened after ``start()`` still sees the
+``started`` events), then live events, and its iteration ends when the Supervisor closes.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from ..primitives.processfd import ExitStatus
+
+BACKLOG = 1000
+"""How many past events a new subscriber is given first."""
+
+
+def _canonical(text: str) -> str:
+    return text.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+class _LooseStr(str, enum.Enum):
+    """A str enum whose members also equal their value spelt with ``_`` or spaces."""
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return _canonical(other) == str(self.value)
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class EventKind(_LooseStr):
+    """What happened to a program (or, for SIGNAL and REAPED, to the supervisor)."""
+
+    STARTED = "started"
+    """A new instance is running (``pid`` set)."""
+    EXITED = "exited"
+    """The instance ended by itself (``status`` set; ``error`` instead if spawn failed)."""
+    RESTARTING = "restarting"
+    """A restart is scheduled in ``delay`` seconds."""
+    GAVE_UP = "gave-up"
+    """``max_restarts`` consecutive restarts did not help; the program stays down."""
+    STOPPING = "stopping"
+    """``stop_signal`` was sent (``pid`` set); SIGKILL follows after ``stop_timeout``."""
+    STOPPED = "stopped"
+    """Stopped on request (``status`` set if an instance was running)."""
+    SIGNAL = "signal"
+    """The supervisor received ``signal`` (SIGTERM/SIGINT: stop all; SIGHUP: restart all)."""
+    REAPED = "reaped"
+    """Subreaper mode: an adopted orphan ``pid`` was reaped with ``returncode``."""
+
+
+class ProgramState(_LooseStr):
+    """Where a program is in its life."""
+
+    STOPPED = "stopped"
+    """Not started yet, or stopped on request."""
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    """Exited; waiting out the backoff delay before the next start."""
+    STOPPING = "stopping"
+    EXITED = "exited"
+    """Ended and the restart policy says it stays down (see ``last_exit``)."""
+    GAVE_UP = "gave-up"
+    """Failed ``max_restarts`` times in a row and stays down."""
+
+
+FINAL_STATES = frozenset({ProgramState.STOPPED, ProgramState.EXITED, ProgramState.GAVE_UP})
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing the supervisor saw or did."""
+
+    kind: EventKind
+    name: str
+    """The program's name; ``""`` for supervisor-wide events (SIGNAL, REAPED)."""
+    time: float
+    """Wall-clock time (``time.time()``) at which it happened."""
+    pid: int | None = None
+    status: ExitStatus | None = None
+    restarts: int = 0
+    """How many times this program had been restarted when the event happened."""
+    delay: float | None = None
+    error: str | None = None
+    signal: signal.Signals | None = None
+    returncode: int | None = None
+
+    def describe(self) -> str:  # noqa: PLR0911 - one return per kind reads best
+        """A one-line human description, as ``fdloop supervise`` logs it."""
+        who = self.name or "supervisor"
+        if self.kind == EventKind.STARTED:
+            return f"{who}: started (pid {self.pid})"
+        if self.kind == EventKind.EXITED:
+            if self.error is not None:
+                return f"{who}: could not start: {self.error}"
+            return f"{who}: exited ({describe_status(self.status)})"
+        if self.kind == EventKind.RESTARTING:
+            return f"{who}: restarting in {self.delay:.3g} s (restart {self.restarts + 1})"
+        if self.kind == EventKind.GAVE_UP:
+            return f"{who}: gave up after {self.restarts} restarts"
+        if self.kind == EventKind.STOPPING:
+            return f"{who}: stopping (pid {self.pid})"
+        if self.kind == EventKind.STOPPED:
+            if self.status is None:
+                return f"{who}: stopped"
+            return f"{who}: stopped ({describe_status(self.status)})"
+        if self.kind == EventKind.SIGNAL:
+            name = self.signal.name if self.signal is not None else "?"
+            return f"{who}: received {name}"
+        return f"{who}: reaped orphan {self.pid} (returncode {self.returncode})"
+
+
+def describe_status(status: ExitStatus | None) -> str:
+    if status is None:
+        return "status unknown"
+    if status.signal is not None:
+        try:
+            name = signal.Signals(status.signal).name
+        except ValueError:
+            name = f"signal {status.signal}"
+        return f"killed by {name}{', core dumped' if status.core_dumped else ''}"
+    return f"exit code {status.exit_code}"
+
+
+@dataclass(frozen=True)
+class ProgramStatus:
+    """A snapshot of one program, as ``Supervisor.status()`` returns it."""
+
+    name: str
+    state: ProgramState
+    pid: int | None
+    """The running instance's pid, else None."""
+    restarts: int
+    """Automatic and requested restarts since it was added."""
+    last_exit: ExitStatus | None
+    """How the most recent instance ended (None if none has ended yet)."""
+    uptime: float | None
+    """Seconds the current instance has been running, else None."""
+
+    @property
+    def last_status(self) -> ExitStatus | None:
+        """Alias of ``last_exit``."""
+        return self.last_exit
+
+
+class EventStream:
+    """An async iterator over a supervisor's events; ends when the supervisor closes."""
+
+    def __init__(self, backlog: deque[Event], closed: bool) -> None:
+        self._queue: deque[Event] = deque(backlog)
+        self._closed = closed
+        self._wakeup: anyio.Event | None = None
+
+    def _put(self, event: Event) -> None:
+        self._queue.append(event)
+        self._wake()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        """The next event, waiting for one; StopAsyncIteration once closed and drained."""
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            self._wakeup = wakeup = anyio.Event()
+            await wakeup.wait()
+        return self._queue.popleft()
+
+    async def next(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None after ``timeout`` seconds or once closed and drained."""
+        with anyio.move_on_after(timeout):
+            try:
+                return await self.__anext__()
+            except StopAsyncIteration:
+                return None
+        return None
+
+
+class EventHub:
+    """Delivers each event to every live EventStream and keeps a short backlog."""
+
+    def __init__(self) -> None:
+        self._backlog: deque[Event] = deque(maxlen=BACKLOG)
+        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        self._closed = False
+
+    def subscribe(self) -> EventStream:
+        stream = EventStream(self._backlog, self._closed)
+        if not self._closed:
+            self._streams.add(stream)
+        return stream
+
+    def emit(self, kind: EventKind, name: str, **details: object) -> Event:
+        event = Event(kind, name, time.time(), **details)  # type: ignore[arg-type]
+        self._backlog.append(event)
+        for stream in list(self._streams):
+            stream._put(event)
+        return event
+
+    def close(self) -> None:
+        self._closed = True
+        for stream in list(self._streams):
+            stream._close()
+        self._streams.clear()
