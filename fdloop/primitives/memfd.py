@@ -389,11 +389,14 @@ class MemFD(FDResource[MemFDBackend]):
         return f"MemFD {self._handle.name!r}"
 
     def _state(self) -> str:
+        name = f"name={self._handle.name!r}"
         if self._handle.closed:
-            return f"name={self._handle.name!r}"
-        return (f"name={self._handle.name!r}, size={self._handle.size()}, "
-                f"seals={describe_seals(self._handle.seals())}"
-                + (", hugetlb" if self._handle.hugetlb else ""))
+            return name
+        try:
+            size, seals = self._handle.size(), describe_seals(self._handle.seals())
+        except OSError as exc:  # repr runs from finalizers too: it must not raise
+            return f"{name}, unreadable ({exc.strerror})"
+        return f"{name}, size={size}, seals={seals}" + (", hugetlb" if self.hugetlb else "")
 
 
 def _check_name(name: object) -> str:

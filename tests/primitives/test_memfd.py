@@ -139,6 +139,18 @@ def test_mmap_shares_bytes_with_the_fd_and_its_dups() -> None:
             part.close()
 
 
+def test_a_mapping_keeps_the_memory_after_the_memfd_is_closed() -> None:
+    memfd = fdloop.MemFD.from_bytes(b"still here", seal=False)
+    mapping = memfd.mmap()
+    memfd.close()
+    try:
+        assert mapping[:] == b"still here"
+        mapping[:5] = b"STILL"
+        assert mapping[:] == b"STILL here"
+    finally:
+        mapping.close()
+
+
 def test_mmap_range_is_checked() -> None:
     with fdloop.MemFD() as memfd:
         with pytest.raises(ValueError, match="truncate"):
@@ -565,16 +577,19 @@ CHILD = textwrap.dedent("""
         report["seen"] = mapping[:].decode()
         mapping.close()
         try:
-            memfd.pwrite(b"child was here", 0)
-            report["wrote"] = True
+            mapping = memfd.mmap()
         except PermissionError as exc:
-            report["wrote"] = False
+            report["mapped"] = False
             report["refusal"] = str(exc)
-            try:
-                memfd.mmap().close()
-                report["mapped"] = True
-            except PermissionError:
-                report["mapped"] = False
+        else:
+            mapping[:5] = b"child"  # through the child's own mapping
+            mapping.close()
+            report["mapped"] = True
+        try:
+            memfd.pwrite(b" was here", 5)
+            report["wrote"] = True
+        except PermissionError:
+            report["wrote"] = False
     print(json.dumps(report))
 """)
 
@@ -590,7 +605,7 @@ def test_child_sees_and_changes_the_same_memory_via_pass_fds() -> None:
     with fdloop.MemFD.from_bytes(b"parent says hi", seal=False, name="shared") as memfd:
         report = _run_child("fd", memfd.fileno(), (memfd.fileno(),))
         assert report == {"name": "shared", "seals": 0, "seen": "parent says hi",
-                          "wrote": True}
+                          "mapped": True, "wrote": True}
         assert _contents(memfd) == b"child was here"
 
 
