@@ -25,8 +25,9 @@ CLOCKS: tuple[Clock, ...] = ("monotonic", "realtime", "boottime")
 _NS = 1_000_000_000
 MAX_NANOSECONDS = 2**63 - 1
 """The longest time a timer takes: the kernel keeps times as signed 64-bit nanoseconds."""
-MAX_SECONDS = MAX_NANOSECONDS / _NS
-"""MAX_NANOSECONDS in seconds: about 292 years (absolute times up to the year 2262)."""
+MAX_SECONDS = MAX_NANOSECONDS // _NS
+"""The largest whole number of seconds within MAX_NANOSECONDS: about 292 years
+(absolute realtime values reach the year 2262)."""
 
 
 class TimerFD(FDResource[TimerFDBackend]):
@@ -171,19 +172,18 @@ class TimerFD(FDResource[TimerFDBackend]):
 
 def _nanoseconds(name: str, value: object) -> int:
     """A validated duration (or absolute time) in seconds as whole nanoseconds."""
+    too_long = f"{name} must be <= {MAX_SECONDS} seconds (about 292 years), got {value!r:.40}"
     try:
         seconds = _validate.seconds(name, value)
     except OverflowError:  # an int too large for a float
-        raise ValueError(f"{name} must be <= {MAX_SECONDS:.0f} seconds, got {value}") from None
+        raise ValueError(too_long) from None
     if seconds > MAX_SECONDS:
-        raise ValueError(f"{name} must be <= {MAX_SECONDS:.0f} seconds, got {value}")
+        raise ValueError(too_long)
     # Ints convert exactly; a float is rounded to the nearest nanosecond, and a positive
     # value that rounds to 0 becomes 1 ns so it keeps its meaning (armed, periodic).
     nanoseconds = value * _NS if isinstance(value, int) else round(seconds * _NS)
     if seconds > 0:
         nanoseconds = max(1, nanoseconds)
-    if nanoseconds > MAX_NANOSECONDS:
-        raise ValueError(f"{name} must be <= {MAX_SECONDS:.0f} seconds, got {value}")
     return int(nanoseconds)
 
 

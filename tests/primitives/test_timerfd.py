@@ -1,0 +1,507 @@
+"""TimerFD against real kernel timers, on asyncio, uvloop and trio.
+
+Tests above the "Linux only" line use the public API alone, so they hold for every
+backend. Counts are checked against the timer's own clock (``timer.now()``), never
+against how long something took.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import select
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+
+import anyio
+import pytest
+
+import fdloop
+from fdloop.backends import selected_name
+from fdloop.primitives.timerfd import MAX_SECONDS
+
+TIMEOUT = 10  # seconds: only to turn a hang into a failure
+
+
+def expected_count(first: float, interval: float, at: float) -> int:
+    """How many expirations a periodic timer first due at ``first`` has had by ``at``."""
+    return 0 if at < first else math.floor((at - first) / interval) + 1
+
+
+# -- arming, reading, disarming ---------------------------------------------------------
+
+
+def test_a_new_timer_is_disarmed() -> None:
+    with fdloop.TimerFD() as timer:
+        assert timer.clock == "monotonic"
+        assert timer.get() == (0.0, 0.0)
+        with pytest.raises(BlockingIOError):
+            timer.wait_nowait()
+        assert "disarmed" in repr(timer)
+
+
+@pytest.mark.parametrize("clock", ["monotonic", "realtime", "boottime"])
+def test_get_reports_time_left_and_interval(clock: fdloop.primitives.timerfd.Clock) -> None:
+    with fdloop.TimerFD(clock) as timer:
+        assert timer.clock == clock
+        timer.set(100, 2.5)
+        remaining, interval = timer.get()
+        assert 90 < remaining <= 100
+        assert interval == 2.5
+        assert "armed" in repr(timer)
+        assert "every 2.5s" in repr(timer)
+
+
+def test_absolute_get_is_relative_to_now() -> None:
+    with fdloop.TimerFD("realtime") as timer:
+        timer.set(timer.now() + 50, absolute=True)
+        remaining, interval = timer.get()
+        assert 40 < remaining <= 50
+        assert interval == 0.0
+
+
+async def test_one_shot_fires_once_then_is_disarmed() -> None:
+    async with fdloop.TimerFD() as timer:
+        timer.set(0.01)
+        with anyio.fail_after(TIMEOUT):
+            assert await timer.wait() == 1
+        assert timer.get() == (0.0, 0.0)
+        with anyio.move_on_after(0.05) as scope:
+            await timer.wait()
+        assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+async def test_set_zero_fires_at_once(absolute: bool) -> None:
+    """after=0 would mean "disarm" to the kernel; TimerFD makes it "as soon as possible"."""
+    async with fdloop.TimerFD() as timer:
+        timer.set(0, absolute=absolute)
+        with anyio.fail_after(TIMEOUT):
+            assert await timer.wait() == 1
+
+
+async def test_late_reader_gets_every_missed_expiration() -> None:
+    async with fdloop.TimerFD() as timer:
+        first = timer.now() + 0.01
+        timer.set(first, 0.01, absolute=True)
+        await anyio.sleep(0.065)  # past at least 5 expirations: first + 0.00 .. 0.05
+        before = timer.now()
+        count = timer.wait_nowait()
+        after = timer.now()
+        assert count >= 5
+        assert expected_count(first, 0.01, before) <= count <= expected_count(first, 0.01, after)
+
+
+async def test_absolute_time_in_the_past_fires_with_the_missed_periods_counted() -> None:
+    async with fdloop.TimerFD() as timer:
+        first = timer.now() - 1.0
+        timer.set(first, 0.1, absolute=True)
+        before = timer.now()
+        with anyio.fail_after(TIMEOUT):
+            count = await timer.wait()
+        after = timer.now()
+        assert count >= 11
+        assert expected_count(first, 0.1, before) <= count <= expected_count(first, 0.1, after)
+
+
+def test_rearming_and_disarming_drop_unread_expirations() -> None:
+    with fdloop.TimerFD() as timer:
+        timer.set(0)
+        _until_fired(timer)
+        timer.set(100)
+        with pytest.raises(BlockingIOError):
+            timer.wait_nowait()
+        timer.set(0, 1)
+        _until_fired(timer)
+        timer.disarm()
+        assert timer.get() == (0.0, 0.0)
+        with pytest.raises(BlockingIOError):
+            timer.wait_nowait()
+
+
+def _until_fired(timer: fdloop.TimerFD) -> None:
+    """Block (outside the loop's poll) until the timer has an unread expiration."""
+    readable, _, _ = select.select([timer.fileno()], [], [], TIMEOUT)
+    assert readable, "the timer did not fire"
+
+
+async def test_set_wakes_a_task_waiting_on_a_disarmed_timer() -> None:
+    async with fdloop.TimerFD() as timer, anyio.create_task_group() as tg:
+        got: list[int] = []
+
+        async def waiter() -> None:
+            got.append(await timer.wait())
+
+        tg.start_soon(waiter)
+        await anyio.sleep(0.02)
+        assert got == []
+        timer.set(0.01)
+        with anyio.fail_after(TIMEOUT):
+            while not got:
+                await anyio.sleep(0.005)
+    assert got == [1]
+
+
+@pytest.mark.parametrize("clock", ["monotonic", "boottime"])
+async def test_periodic_ticks_do_not_drift_over_10000_expirations(
+    clock: fdloop.primitives.timerfd.Clock,
+) -> None:
+    """The sum of the counts wait() returns matches the clock, read after read.
+
+    A timer re-armed relative to each read (the usual drift bug) would fall behind by
+    the read latency every time; with thousands of reads the shortfall is far past 1.
+    """
+    interval = 20e-6
+    async with fdloop.TimerFD(clock) as timer:
+        first = timer.now() + 0.001
+        timer.set(first, interval, absolute=True)
+        total = reads = 0
+        with anyio.fail_after(TIMEOUT * 3):
+            while total < 10_000:
+                total += await timer.wait()
+                reads += 1
+        before = timer.now()
+        with contextlib.suppress(BlockingIOError):
+            total += timer.wait_nowait()
+        after = timer.now()
+    assert reads > 1
+    low, high = expected_count(first, interval, before), expected_count(first, interval, after)
+    assert low - 1 <= total <= high + 1, (low, total, high, reads)
+
+
+# -- many tasks, cancellation, closing --------------------------------------------------
+
+
+async def test_cancelled_wait_consumes_no_expirations() -> None:
+    async with fdloop.TimerFD() as timer:
+        timer.set(0)
+        _until_fired(timer)
+        with anyio.move_on_after(0) as scope:  # cancelled at wait()'s first checkpoint
+            await timer.wait()
+        assert scope.cancelled_caught
+        assert timer.wait_nowait() == 1
+
+        timer.disarm()
+        async with anyio.create_task_group() as tg:
+            waiter_scope = anyio.CancelScope()
+
+            async def waiter() -> None:
+                with waiter_scope:
+                    await timer.wait()
+
+            tg.start_soon(waiter)
+            await anyio.sleep(0.02)
+            timer.set(0)
+            _until_fired(timer)  # readable now, but the waiter is cancelled before it runs
+            waiter_scope.cancel()
+        assert waiter_scope.cancelled_caught
+        assert timer.wait_nowait() == 1
+
+
+async def test_one_expiration_goes_to_one_of_many_waiters_and_close_wakes_the_rest() -> None:
+    timer = fdloop.TimerFD()
+    got: list[int] = []
+    closed: list[BaseException] = []
+
+    async def waiter() -> None:
+        try:
+            got.append(await timer.wait())
+        except fdloop.ClosedResourceError as exc:
+            closed.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(waiter)
+        await anyio.sleep(0.02)
+        timer.set(0.01)
+        with anyio.fail_after(TIMEOUT):
+            while not got:
+                await anyio.sleep(0.005)
+        await anyio.sleep(0.05)
+        timer.close()
+    assert got == [1]
+    assert len(closed) == 3
+    assert isinstance(closed[0], anyio.ClosedResourceError)
+
+
+async def test_async_for_yields_counts_and_ends_on_close() -> None:
+    counts: list[int] = []
+    async with fdloop.TimerFD() as timer, anyio.create_task_group() as tg:
+        async def consume() -> None:
+            async for expirations in timer:
+                counts.append(expirations)
+
+        tg.start_soon(consume)
+        timer.set(0.005, 0.005)
+        with anyio.fail_after(TIMEOUT):
+            while sum(counts) < 5:
+                await anyio.sleep(0.005)
+        timer.close()
+    assert all(count >= 1 for count in counts)
+    assert sum(counts) >= 5
+
+
+async def test_closed_timer_refuses_everything_and_double_close_is_fine() -> None:
+    timer = fdloop.TimerFD()
+    timer.close()
+    timer.close()
+    await timer.aclose()
+    assert timer.closed
+    assert "closed" in repr(timer)
+    for call in (
+        timer.fileno, lambda: timer.set(1), timer.disarm, timer.get, timer.now,
+        timer.wait_nowait, timer.detach,
+    ):
+        with pytest.raises(fdloop.ClosedResourceError):
+            call()
+    with pytest.raises(fdloop.ClosedResourceError):
+        await timer.wait()
+    with pytest.raises(fdloop.ClosedResourceError):
+        with timer:
+            pass
+
+
+def test_garbage_collected_open_timer_warns_and_closes() -> None:
+    timer = fdloop.TimerFD()
+    timer.set(100)
+    fd = timer.fileno()
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del timer
+        gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+# -- bad input: named, and the previous setting untouched ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"after": math.nan}, ValueError, "after must be finite"),
+        ({"after": math.inf}, ValueError, "after must be finite"),
+        ({"after": -1}, ValueError, "after must be >= 0"),
+        ({"after": -1e-9}, ValueError, "after must be >= 0"),
+        ({"after": MAX_SECONDS + 1}, ValueError, "after must be <="),
+        ({"after": float(2**63)}, ValueError, "after must be <="),
+        ({"after": 10**400}, ValueError, "after must be <="),
+        ({"after": True}, TypeError, "after must be a number"),
+        ({"after": "1"}, TypeError, "after must be a number"),
+        ({"after": None}, TypeError, "after must be a number"),
+        ({"after": 1, "interval": math.nan}, ValueError, "interval must be finite"),
+        ({"after": 1, "interval": -0.5}, ValueError, "interval must be >= 0"),
+        ({"after": 1, "interval": 1e12}, ValueError, "interval must be <="),
+        ({"after": 1, "interval": False}, TypeError, "interval must be a number"),
+        ({"after": 1, "interval": b"1"}, TypeError, "interval must be a number"),
+        ({"after": 1, "absolute": 1}, TypeError, "absolute must be a bool"),
+        ({"after": 1, "absolute": "yes"}, TypeError, "absolute must be a bool"),
+        ({"after": 1, "cancel_on_set": 1}, TypeError, "cancel_on_set must be a bool"),
+        ({"after": 1, "absolute": True, "cancel_on_set": True}, ValueError,
+         "cancel_on_set needs the realtime clock"),
+    ],
+)
+def test_bad_set_arguments_are_named_and_change_nothing(
+    kwargs: dict[str, object], error: type[Exception], words: str
+) -> None:
+    with fdloop.TimerFD("monotonic") as timer:
+        timer.set(100, 5)
+        with pytest.raises(error, match=words):
+            timer.set(**kwargs)  # type: ignore[arg-type]
+        remaining, interval = timer.get()
+        assert 90 < remaining <= 100
+        assert interval == 5
+
+
+def test_cancel_on_set_needs_an_absolute_realtime_setting() -> None:
+    with fdloop.TimerFD("realtime") as timer:
+        timer.set(100, 5)
+        with pytest.raises(ValueError, match="cancel_on_set needs absolute=True"):
+            timer.set(timer.now() + 1, cancel_on_set=True)
+        assert timer.get()[1] == 5
+        timer.set(timer.now() + 100, absolute=True, cancel_on_set=True)
+        assert 90 < timer.get()[0] <= 100
+    with fdloop.TimerFD("boottime") as timer:
+        with pytest.raises(ValueError, match="cancel_on_set needs the realtime clock"):
+            timer.set(timer.now() + 1, absolute=True, cancel_on_set=True)
+        assert timer.get() == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("clock", "error"),
+    [("utc", ValueError), ("MONOTONIC", ValueError), ("", ValueError), (1, TypeError),
+     (None, TypeError)],
+)
+def test_unknown_clocks_are_refused(clock: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="clock"):
+        fdloop.TimerFD(clock)  # type: ignore[arg-type]
+
+
+def test_extreme_but_valid_times_are_accepted() -> None:
+    with fdloop.TimerFD() as timer:
+        timer.set(MAX_SECONDS, MAX_SECONDS)
+        remaining, interval = timer.get()
+        assert remaining > MAX_SECONDS / 2
+        assert interval == pytest.approx(MAX_SECONDS)  # the kernel may saturate it a bit up
+        timer.set(Fraction(1, 3), 1e-12)  # any real number; below 1 ns rounds up to 1 ns
+        assert timer.get()[1] == 1e-9
+
+
+# -- handing the fd over -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("clock", ["monotonic", "realtime", "boottime"])
+def test_detach_hands_over_the_fd_and_from_fd_keeps_the_setting(
+    clock: fdloop.primitives.timerfd.Clock,
+) -> None:
+    timer = fdloop.TimerFD(clock)
+    timer.set(100, 5)
+    fd = timer.detach()
+    assert timer.closed
+    with fdloop.TimerFD.from_fd(fd) as adopted:
+        assert adopted.fileno() == fd
+        assert adopted.clock == clock
+        remaining, interval = adopted.get()
+        assert 90 < remaining <= 100
+        assert interval == 5
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_from_fd_refuses_other_kinds_of_fd() -> None:
+    read_end, write_end = os.pipe()
+    try:
+        with pytest.raises(fdloop.NotThisKindOfFD, match="pipe"):
+            fdloop.TimerFD.from_fd(read_end)
+        os.fstat(read_end)  # still open: a refused fd is not taken over
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    with fdloop.EventFD() as efd:
+        with pytest.raises(fdloop.NotThisKindOfFD):
+            fdloop.TimerFD.from_fd(efd.fileno())
+    with pytest.raises(OSError, match="not open"):
+        fdloop.TimerFD.from_fd(read_end)
+    with pytest.raises(TypeError, match="fd"):
+        fdloop.TimerFD.from_fd("3")  # type: ignore[arg-type]
+
+
+# == Linux only ===========================================================================
+
+linux_only = pytest.mark.skipif(
+    selected_name() != "linux", reason="checks the Linux backend's own syscalls"
+)
+
+
+@linux_only
+def test_a_child_process_adopts_the_timer_and_reads_its_count() -> None:
+    with fdloop.TimerFD("boottime") as timer:
+        timer.set(0)
+        _until_fired(timer)
+        child = textwrap.dedent(f"""
+            import fdloop
+            timer = fdloop.TimerFD.from_fd({timer.fileno()})
+            print(timer.clock, timer.wait_nowait())
+            timer.close()
+        """)
+        result = subprocess.run(
+            [sys.executable, "-c", child], pass_fds=[timer.fileno()], capture_output=True,
+            text=True, timeout=60, check=True,
+        )
+        assert result.stdout.split() == ["boottime", "1"]
+        with pytest.raises(BlockingIOError):  # one kernel timer: the child took the count
+            timer.wait_nowait()
+
+
+@linux_only
+def test_every_syscall_implementation_does_the_same() -> None:
+    """3.13+ uses os.timerfd_*; older Pythons ctypes. Check each one this Python has."""
+    from fdloop.backends.linux.timerfd import LinuxTimerFD, available_calls
+
+    names = [calls.name for calls in available_calls()]
+    assert names == (["os", "ctypes"] if sys.version_info >= (3, 13) else ["ctypes"])
+    for calls in available_calls():
+        handle = LinuxTimerFD.create("realtime", calls)
+        try:
+            start = handle.now()
+            handle.settime(start + 50 * 10**9, 2 * 10**9 + 7, absolute=True, cancel_on_set=True)
+            value, interval = handle.gettime()
+            assert 40 * 10**9 < value <= 50 * 10**9, calls.name
+            assert interval == 2 * 10**9 + 7, calls.name
+            handle.settime(1, 0, absolute=False, cancel_on_set=False)
+            assert select.select([handle.fileno()], [], [], TIMEOUT)[0], calls.name
+            assert handle.read() == 1, calls.name
+            with pytest.raises(BlockingIOError):
+                handle.read()
+        finally:
+            handle.close()
+
+
+@pytest.fixture
+def wall_clock_jump() -> Iterator[object]:
+    """A callable that sets CLOCK_REALTIME to its own current value.
+
+    The kernel counts any clock_settime as a discontinuous change (the offset between
+    the realtime and monotonic clocks moves by the call's own latency, a few hundred ns,
+    which is all the wall clock loses). Needs CAP_SYS_TIME; skips clearly without it.
+    """
+
+    def jump() -> None:
+        time.clock_settime_ns(time.CLOCK_REALTIME, time.clock_gettime_ns(time.CLOCK_REALTIME))
+
+    try:
+        jump()
+    except PermissionError:
+        pytest.skip("setting CLOCK_REALTIME needs CAP_SYS_TIME (run as root to test this)")
+    return jump
+
+
+@linux_only
+async def test_wall_clock_jump_raises_clock_changed_and_the_timer_stays_armed(
+    wall_clock_jump: object,
+) -> None:
+    async with fdloop.TimerFD("realtime") as timer, fdloop.TimerFD("realtime") as unwatched:
+        timer.set(timer.now() + 100, absolute=True, cancel_on_set=True)
+        unwatched.set(timer.now() + 100, absolute=True)
+        wall_clock_jump()  # type: ignore[operator]
+        with anyio.fail_after(TIMEOUT), pytest.raises(fdloop.ClockChanged):
+            await timer.wait()
+        assert 90 < timer.get()[0] <= 100
+        with pytest.raises(BlockingIOError):  # told once, then back to waiting
+            timer.wait_nowait()
+        with pytest.raises(BlockingIOError):  # without cancel_on_set, nothing to tell
+            unwatched.wait_nowait()
+
+
+@linux_only
+async def test_periodic_timer_keeps_ticking_after_clock_changed(wall_clock_jump: object) -> None:
+    """The kernel leaves an already-expired periodic timer stopped after ECANCELED."""
+    async with fdloop.TimerFD("realtime") as timer:
+        timer.set(timer.now(), 0.01, absolute=True, cancel_on_set=True)
+        _until_fired(timer)
+        wall_clock_jump()  # type: ignore[operator]
+        with pytest.raises(fdloop.ClockChanged):
+            timer.wait_nowait()
+        assert timer.get()[1] == 0.01
+        assert 0 < timer.get()[0] <= 0.01
+        with anyio.fail_after(TIMEOUT):
+            assert await timer.wait() >= 1
+
+
+@linux_only
+def test_set_after_an_unread_clock_change_still_applies(wall_clock_jump: object) -> None:
+    """timerfd_settime reports ECANCELED here but installs the new setting anyway."""
+    with fdloop.TimerFD("realtime") as timer:
+        timer.set(timer.now() + 100, absolute=True, cancel_on_set=True)
+        wall_clock_jump()  # type: ignore[operator]
+        timer.set(timer.now() + 200, 3, absolute=True, cancel_on_set=True)
+        remaining, interval = timer.get()
+        assert 190 < remaining <= 200
+        assert interval == 3
+        with pytest.raises(BlockingIOError):
+            timer.wait_nowait()
