@@ -31,6 +31,8 @@ from .primitives.memfd import (
     MemFD,
     Seal,
 )
+from .primitives.processfd import ExitStatus, ProcessFD, ResourceUsage
+from .primitives.spawn import spawn
 from .primitives.timerfd import TimerFD
 from .streams import DEVNULL, PIPE, STDOUT, PipeReceiveStream, PipeSendStream
 
@@ -46,12 +48,15 @@ __all__ = [
     "ClosedResourceError",
     "CounterOverflowError",
     "EventFD",
+    "ExitStatus",
     "FdloopError",
     "IncompleteReadError",
     "MemFD",
     "NotThisKindOfFD",
     "PipeReceiveStream",
     "PipeSendStream",
+    "ProcessFD",
+    "ResourceUsage",
     "SEAL_EXEC",
     "SEAL_FUTURE_WRITE",
     "SEAL_GROW",
@@ -64,5 +69,6 @@ __all__ = [
     "TimerFD",
     "UnsupportedOperation",
     "capabilities",
+    "spawn",
 ]
 __version__ = "0.1.0"

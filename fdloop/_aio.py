@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import sniffio
 
 from .errors import ClosedResourceError
@@ -35,7 +37,16 @@ from .errors import ClosedResourceError
 if TYPE_CHECKING:
     import trio
 
-__all__ = ["FDWaiter", "ReadableWaiter", "checkpoint", "current_library", "sleep"]
+__all__ = [
+    "FDWaiter",
+    "ReadableWaiter",
+    "checkpoint",
+    "current_library",
+    "move_on_after",
+    "shielded",
+    "sleep",
+    "watch_in_running_loop",
+]
 
 
 def current_library() -> str:
@@ -205,3 +216,81 @@ def _quietly(call: Any, *args: Any) -> None:
     # The loop may already be closed or torn down; it then holds no waiter of ours.
     with contextlib.suppress(RuntimeError, ValueError, OSError):
         call(*args)
+
+
+# -- timeouts, shielding and fire-and-forget watches (ProcessFD's close path) -------------
+
+
+def move_on_after(seconds: float) -> anyio.CancelScope:
+    """``with move_on_after(t) as scope:`` — leave the block after ``t`` seconds;
+    ``scope.cancelled_caught`` says whether it timed out. Works on asyncio and trio."""
+    return anyio.move_on_after(seconds)
+
+
+def shielded() -> anyio.CancelScope:
+    """``with shielded():`` — the enclosed awaits are not interrupted by the cancellation
+    of an enclosing trio/anyio scope. A bare asyncio ``Task.cancel()`` is not a scope and
+    still gets through, so code using this must also clean up on CancelledError."""
+    return anyio.CancelScope(shield=True)
+
+
+def watch_in_running_loop(fd: int, callback: Callable[[], None]) -> Callable[[], None] | None:
+    """Call ``callback()`` once, from the loop running in this thread, when ``fd`` is
+    readable; return a function that stops the watch. Returns None when no asyncio or
+    trio loop runs in this thread (or it cannot take the watch now): the caller must
+    then keep the fd and check it itself.
+
+    asyncio: an ``add_reader`` callback. trio: a system task, so it does not belong to
+    any user nursery; it ends quietly when the run ends (nothing is called then).
+    Stopping must happen before ``fd`` is closed.
+    """
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        library = None
+    if library == "trio":
+        return _watch_trio(fd, callback)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    if loop.is_closed():
+        return None
+
+    def fire() -> None:
+        _quietly(loop.remove_reader, fd)
+        callback()
+
+    try:
+        loop.add_reader(fd, fire)
+    except (RuntimeError, ValueError, OSError):
+        return None
+    return lambda: _quietly(loop.remove_reader, fd)
+
+
+def _watch_trio(fd: int, callback: Callable[[], None]) -> Callable[[], None] | None:
+    import trio
+
+    state = {"active": True}
+
+    async def watch() -> None:
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        except (trio.Cancelled, trio.ClosedResourceError):
+            return
+        finally:
+            active, state["active"] = state["active"], False
+        if active:
+            callback()
+
+    def stop() -> None:
+        if state["active"]:
+            state["active"] = False
+            with contextlib.suppress(RuntimeError):
+                trio.lowlevel.notify_closing(fd)
+
+    try:
+        trio.lowlevel.spawn_system_task(watch, name=f"fdloop reaper fd {fd}")
+    except RuntimeError:
+        return None
+    return stop

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import mmap
 import os
-from typing import Protocol
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 from ..errors import ClosedResourceError
 
@@ -167,4 +168,76 @@ class MemFDBackend(Protocol):
     def add_seals(self, seals: int) -> None: ...
     def dup(self) -> MemFDBackend:
         """A second handle on the same file (and the same file position)."""
+        ...
+
+
+class RawExit(NamedTuple):
+    """What reaping a child says: its pid, the wait(2) status word and, where the
+    backend reads them, CPU seconds and peak RSS in bytes."""
+
+    pid: int
+    status: int
+    user_cpu: float | None = None
+    system_cpu: float | None = None
+    max_rss: int | None = None
+
+
+class ProcessFDBackend(Protocol):
+    """A handle on one process that can never name a recycled pid.
+
+    ``fileno()`` is the pollable handle (readable once the process has exited).
+    ``is_child``: we spawned it and reap it; otherwise it is watch-only.
+    """
+
+    pid: int
+    is_child: bool
+
+    @property
+    def closed(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def detach(self) -> int: ...
+
+    def transfer(self) -> ProcessFDBackend:
+        """A new object owning the same handle; this one becomes closed (handle kept)."""
+        ...
+
+    def try_reap(self) -> RawExit | None:
+        """Reap our exited child; None while it runs; ChildProcessError if someone else
+        reaped it (or it is not our child)."""
+        ...
+
+    def has_exited(self) -> bool:
+        """True once the process has exited, reaped or not. Never blocks."""
+        ...
+
+    def exit_info(self) -> int | None:
+        """The wait status the kernel kept after the reap (by anyone), or None."""
+        ...
+
+    def hup_fileno(self) -> int:
+        """An fd readable only once the process has been reaped (no zombie window)."""
+        ...
+
+    def send_signal(self, signo: int, *, group: bool = False) -> None:
+        """Signal the process (or its process group); a reaped process is ignored."""
+        ...
+
+
+class SpawnBackend(Protocol):
+    """Starts a child and returns its ProcessFDBackend (``is_child`` True)."""
+
+    def __call__(
+        self,
+        path: str,
+        argv: Sequence[bytes],
+        env: Sequence[bytes] | None,
+        *,
+        stdio: tuple[int | None, int | None, int | None],
+        cwd: bytes | None,
+        pass_fds: Sequence[int],
+        start_new_session: bool,
+        default_signals: Sequence[int],
+    ) -> tuple[ProcessFDBackend, tuple[int | None, int | None, int | None]]:
+        """The handle and the parent's ends of PIPE stdio (None where not piped)."""
         ...

@@ -11,6 +11,8 @@ from .. import Capability
 from .eventfd import LinuxEventFD as _LinuxEventFD
 from .memfd import LinuxMemFD as _LinuxMemFD
 from .memfd import missing as _memfd_missing
+from .pidfd import LinuxPidFD as _LinuxPidFD
+from .pidfd import process_capability as _process_capability
 from .timerfd import LinuxTimerFD as _LinuxTimerFD
 
 NAME = "linux"
@@ -21,11 +23,15 @@ memfd = _LinuxMemFD.create
 memfd_from_fd = _LinuxMemFD.adopt
 timerfd = _LinuxTimerFD.create
 timerfd_from_fd = _LinuxTimerFD.adopt
+spawn_process = _LinuxPidFD.spawn
+process_open = _LinuxPidFD.open_pid
+process_from_fd = _LinuxPidFD.adopt
 
 
 def capabilities() -> list[Capability]:
     return [
         Capability("EventFD", NAME, True, "eventfd"),
         Capability("MemFD", NAME, True, "memfd", _memfd_missing()),
+        _process_capability(NAME),
         Capability("TimerFD", NAME, True, "timerfd"),
     ]

@@ -1,0 +1,303 @@
+"""pidfd: a process handle that names one process for as long as the fd is open.
+
+Kernel facts this module relies on (pidfd_open(2), pidfd_send_signal(2), waitid(2),
+``include/uapi/linux/pidfd.h``; each re-checked on 6.18 by research/process_probe.py):
+
+* A pidfd is readable (POLLIN) once the process has exited and readable+POLLHUP once it
+  has been reaped. It stays so: level-triggered, so whoever polls it must stop once the
+  exit is known.
+* ``waitid(P_PIDFD, fd, WEXITED|WNOHANG)`` reaps our own child through the fd (never a
+  recycled pid); it says ECHILD for a process that is not our unreaped child. The raw
+  syscall takes a fifth ``struct rusage *`` argument that glibc's wrapper hides; we call
+  the raw syscall for it and fall back to ``os.waitid`` (no rusage) elsewhere.
+* ``PIDFD_GET_INFO`` with ``PIDFD_INFO_EXIT`` (Linux 6.15+) gives the wait status after
+  the process has been reaped, by anyone: that is how a status stolen by a foreign
+  reaper, or the status of a non-child, is recovered. The 64-byte VER0 struct already
+  holds ``exit_code``; the buffer is zeroed and the returned mask checked, as the header
+  asks.
+* ``pidfd_send_signal`` succeeds on a zombie (the signal goes nowhere) and fails with
+  ESRCH after reap, so signalling through a pidfd can never hit a recycled pid.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import platform
+import select
+import signal
+import struct
+from collections.abc import Sequence
+
+from .. import Capability
+from ..contract import OwnedFD, RawExit
+from .procfs import require_kind
+from .spawn import StdioSpec, spawn_child
+
+_P_PIDFD = 3
+_WEXITED = 4
+_WNOHANG = 1
+_WNOWAIT = 0x01000000
+_CLD_EXITED, _CLD_KILLED, _CLD_DUMPED = 1, 2, 3
+_PIDFD_SIGNAL_PROCESS_GROUP = 4
+
+_PIDFD_INFO_EXIT = 8
+_PIDFD_INFO_SIZE = 64  # VER0; exit_code is at offset 60
+_PIDFD_GET_INFO = 0xC000FF0B | (_PIDFD_INFO_SIZE << 16)  # _IOWR(0xFF, 11, 64 bytes)
+
+_SYS_WAITID = {"x86_64": 247, "aarch64": 95}.get(platform.machine())
+_SIGINFO_SIZE = 128
+_RUSAGE_SIZE = 144
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_syscall.argtypes = [ctypes.c_long] * 6
+
+
+def _raw_waitid(fd: int, options: int) -> RawExit | None:
+    """waitid(P_PIDFD) with rusage; None while the child runs. ECHILD → ChildProcessError."""
+    siginfo = ctypes.create_string_buffer(_SIGINFO_SIZE)
+    rusage = ctypes.create_string_buffer(_RUSAGE_SIZE)
+    while True:
+        result = _syscall(
+            _SYS_WAITID or 0, _P_PIDFD, fd, ctypes.addressof(siginfo), options,
+            ctypes.addressof(rusage),
+        )
+        if result == 0:
+            break
+        err = ctypes.get_errno()
+        if err != errno.EINTR:  # ctypes does not retry EINTR for us (PEP 475 does not apply)
+            raise OSError(err, os.strerror(err))
+    code, pid, status = struct.unpack_from("=8xi4xi4xi", siginfo)
+    if pid == 0:
+        return None
+    utime_s, utime_us, stime_s, stime_us, maxrss = struct.unpack_from("=5q", rusage)
+    return RawExit(
+        pid, _wait_status(code, status), utime_s + utime_us / 1e6, stime_s + stime_us / 1e6,
+        maxrss * 1024,  # Linux reports ru_maxrss in KiB
+    )
+
+
+def _stdlib_waitid(fd: int, options: int) -> RawExit | None:
+    result = os.waitid(_P_PIDFD, fd, options)
+    if result is None:
+        return None
+    return RawExit(result.si_pid, _wait_status(result.si_code, result.si_status))
+
+
+_waitid = _raw_waitid if _SYS_WAITID is not None else _stdlib_waitid
+
+
+def _wait_status(code: int, status: int) -> int:
+    """The classic wait(2) status word for a CLD_* code and si_status."""
+    if code == _CLD_EXITED:
+        return (status & 0xFF) << 8
+    return (status & 0x7F) | (0x80 if code == _CLD_DUMPED else 0)
+
+
+class LinuxPidFD(OwnedFD):
+    """One pidfd. ``is_child``: we spawned it and are the one who reaps it."""
+
+    __slots__ = ("_hup_epoll", "is_child", "pid")
+
+    def __init__(self, fd: int, pid: int, is_child: bool) -> None:
+        super().__init__(fd)
+        self.pid = pid
+        self.is_child = is_child
+        self._hup_epoll: select.epoll | None = None
+
+    # -- creation ------------------------------------------------------------------------
+
+    @classmethod
+    def spawn(
+        cls,
+        program: str,
+        argv: Sequence[bytes],
+        env: Sequence[bytes] | None,
+        *,
+        stdio: tuple[StdioSpec, StdioSpec, StdioSpec],
+        cwd: bytes | None,
+        pass_fds: Sequence[int],
+        start_new_session: bool,
+        default_signals: Sequence[int],
+    ) -> tuple[LinuxPidFD, tuple[int | None, int | None, int | None]]:
+        """posix_spawn the child, then open its pidfd (see :meth:`open_child`).
+
+        Returns the pidfd and the parent's ends of PIPE stdio. If the pidfd cannot be
+        had, the pipe ends are closed too.
+        """
+        pid, parent_ends = spawn_child(
+            program, argv, env, stdio=stdio, cwd=cwd, pass_fds=pass_fds,
+            start_new_session=start_new_session, default_signals=default_signals,
+        )
+        try:
+            return cls.open_child(pid), parent_ends
+        except BaseException:
+            for fd in parent_ends:
+                if fd is not None:
+                    os.close(fd)
+            raise
+
+    @classmethod
+    def open_child(cls, pid: int) -> LinuxPidFD:
+        """The pidfd of ``pid``, a child we just started and have not reaped.
+
+        ``pidfd_open`` by pid is safe only while the pid is our unreaped child; it is
+        proven afterwards with ``waitid(WNOWAIT)``, which says ECHILD for anything else
+        (someone reaped it, and the number may already name a stranger): the fd is then
+        closed and ChildProcessError raised. If ``pidfd_open`` itself fails (EMFILE), the
+        child is killed and reaped through its pid — still safe, since nobody else has
+        reaped it — and the error says what to raise.
+        """
+        try:
+            fd = os.pidfd_open(pid, 0)  # pidfds are always close-on-exec
+        except ProcessLookupError:
+            raise ChildProcessError(
+                errno.ECHILD,
+                f"child {pid} was reaped by someone else before its pidfd was opened "
+                "(a SIGCHLD handler or a thread calling wait()?); its exit status is lost",
+            ) from None
+        except OSError as exc:
+            _kill_and_reap_pid(pid)
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise OSError(
+                    exc.errno,
+                    f"could not open a pidfd for the new child {pid} (out of file "
+                    "descriptors; raise RLIMIT_NOFILE, e.g. resource.setrlimit); the "
+                    "child was killed and reaped",
+                ) from exc
+            raise
+        try:
+            os.waitid(_P_PIDFD, fd, _WEXITED | _WNOHANG | _WNOWAIT)
+        except ChildProcessError:
+            os.close(fd)
+            raise ChildProcessError(
+                errno.ECHILD,
+                f"child {pid} was reaped by someone else before fdloop could check its "
+                "pidfd; refusing a pidfd that may name another process",
+            ) from None
+        return cls(fd, pid, True)
+
+    @classmethod
+    def open_pid(cls, pid: int) -> LinuxPidFD:
+        """Watch-only pidfd of any process; ProcessLookupError if it does not exist."""
+        return cls(os.pidfd_open(pid, 0), pid, False)
+
+    @classmethod
+    def adopt(cls, fd: int) -> LinuxPidFD:
+        """Own a received or inherited pidfd (watch-only). NotThisKindOfFD otherwise."""
+        require_kind(fd, "anon_inode:[pidfd]", "pidfd:")
+        pid = -1
+        with open(f"/proc/self/fdinfo/{fd}") as info:
+            for line in info:
+                if line.startswith("Pid:"):
+                    pid = int(line.split()[1])
+        return cls(fd, pid, False)
+
+    def transfer(self) -> LinuxPidFD:
+        """A new object owning this fd; this one becomes closed without closing it."""
+        return LinuxPidFD(self.detach(), self.pid, self.is_child)
+
+    def close(self) -> None:
+        if self._hup_epoll is not None:
+            self._hup_epoll.close()
+            self._hup_epoll = None
+        super().close()
+
+    # -- state ---------------------------------------------------------------------------
+
+    def try_reap(self) -> RawExit | None:
+        """Reap our child if it has exited; None while it runs. ECHILD → ChildProcessError."""
+        return _waitid(self.fileno(), _WEXITED | _WNOHANG)
+
+    def has_exited(self) -> bool:
+        """True once the process has exited (zombie or reaped); never blocks."""
+        poller = select.poll()
+        poller.register(self.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+    def exit_info(self) -> int | None:
+        """The wait status from PIDFD_INFO_EXIT, or None: not yet reaped, or a kernel
+        before 6.15 (no exit info) or before 6.13 (no PIDFD_GET_INFO)."""
+        buffer = bytearray(_PIDFD_INFO_SIZE)
+        struct.pack_into("=Q", buffer, 0, _PIDFD_INFO_EXIT)
+        try:
+            fcntl.ioctl(self.fileno(), _PIDFD_GET_INFO, buffer)
+        except OSError as exc:
+            if exc.errno in (errno.ESRCH, errno.ENOTTY, errno.EINVAL, errno.EREMOTE):
+                return None
+            raise
+        (mask,) = struct.unpack_from("=Q", buffer, 0)
+        if not mask & _PIDFD_INFO_EXIT:
+            return None
+        (status,) = struct.unpack_from("=i", buffer, 60)
+        return int(status)
+
+    def hup_fileno(self) -> int:
+        """An fd that becomes readable only when the process is reaped.
+
+        A private epoll watching the pidfd for no events at all still reports EPOLLHUP,
+        which a pidfd raises at reap; unlike the pidfd itself it is not readable during
+        the zombie window, so a loop polling it does not spin while a non-child waits
+        for its real parent.
+        """
+        if self._hup_epoll is None:
+            self._hup_epoll = select.epoll()
+            self._hup_epoll.register(self.fileno(), 0)
+        return self._hup_epoll.fileno()
+
+    # -- signals -------------------------------------------------------------------------
+
+    def send_signal(self, signo: int, *, group: bool = False) -> None:
+        """Deliver ``signo`` (to the process group when ``group``); ESRCH is ignored."""
+        fd = self.fileno()
+        try:
+            signal.pidfd_send_signal(fd, signo, None, _PIDFD_SIGNAL_PROCESS_GROUP if group else 0)
+        except ProcessLookupError:
+            return
+        except OSError as exc:
+            # Before 6.9 the flags argument must be 0: the group is then reached by
+            # killpg, which is safe only while the leader is our unreaped child (the
+            # pid, hence the group id, cannot be reused before that).
+            if not (group and exc.errno == errno.EINVAL and self.is_child):
+                raise
+            try:
+                os.waitid(_P_PIDFD, fd, _WEXITED | _WNOHANG | _WNOWAIT)
+                os.killpg(self.pid, signo)
+            except (ChildProcessError, ProcessLookupError):
+                signal.pidfd_send_signal(fd, signo)
+
+
+def _kill_and_reap_pid(pid: int) -> None:
+    # Only for a child that nobody but us can have reaped yet (see open_child).
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    try:
+        parts = platform.release().split(".")
+        return (int(parts[0]), int(parts[1].split("-")[0])) >= (major, minor)
+    except (IndexError, ValueError):
+        return False
+
+
+def process_capability(backend: str) -> Capability:
+    """What ProcessFD can do on this kernel."""
+    missing = [
+        "kill of children when this process itself is killed (needs Linux 7.1 "
+        "CLONE_PIDFD_AUTOKILL; kill-on-close works while fdloop runs)"
+    ]
+    if not _kernel_at_least(6, 15):
+        missing.insert(
+            0, "exit status after a foreign reaper, and of non-children (PIDFD_INFO_EXIT, 6.15)"
+        )
+    if _SYS_WAITID is None:
+        missing.append(f"rusage in ExitStatus (raw waitid not wired for {platform.machine()})")
+    return Capability("ProcessFD", backend, True, "pidfd", tuple(missing))

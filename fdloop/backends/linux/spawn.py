@@ -1,0 +1,269 @@
+"""Starting a child with glibc's posix_spawn(3), called through ctypes.
+
+Why posix_spawn and not fork or subprocess.Popen:
+
+* glibc implements it with ``clone(CLONE_VM | CLONE_VFORK)``: the parent is suspended
+  only until the child calls ``execve``, however big the parent is (no page-table copy),
+  and ctypes drops the GIL for the call, so other threads keep running.
+* It reports exec and chdir failures synchronously: the child writes the errno into
+  memory it shares with the parent and exits, glibc reaps that failed child itself and
+  returns the errno. So a missing program or a bad ``cwd`` raises in the parent and
+  leaves no process behind.
+* One call does everything the child needs, without running Python code in it:
+  ``POSIX_SPAWN_SETSIGMASK`` (empty mask: signals that fdloop's SignalFD blocks for the
+  parent must not stay blocked in the child), ``POSIX_SPAWN_SETSIGDEF`` (SIGPIPE and
+  SIGXFSZ, which CPython sets to SIG_IGN, back to SIG_DFL, as subprocess's
+  ``restore_signals`` does), ``POSIX_SPAWN_SETSID``, dup2 file actions for stdio,
+  ``posix_spawn_file_actions_addchdir_np`` (glibc 2.29) for ``cwd`` and
+  ``posix_spawn_file_actions_addclosefrom_np`` (glibc 2.34) so that only ``pass_fds``
+  reach the child. ``os.posix_spawn`` has neither chdir nor closefrom before 3.13.
+* Popen would reap behind our back (``_cleanup``/``__del__``/``poll``) and cannot empty
+  the signal mask without a ``preexec_fn``, which disables vfork.
+
+A ``dup2(fd, fd)`` file action clears FD_CLOEXEC on ``fd`` in glibc >= 2.29 (POSIX 2024
+semantics); that is how ``pass_fds`` — O_CLOEXEC like every fd Python opens — survive
+the exec. ``addclosefrom_np`` then closes every higher fd, and an explicit close action
+takes each unlisted fd below the highest passed one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+
+_POSIX_SPAWN_SETSIGDEF = 0x04
+_POSIX_SPAWN_SETSIGMASK = 0x08
+_POSIX_SPAWN_SETSID = 0x80
+
+# glibc's opaque types are 80 (file actions) and 336 (attributes) bytes on 64-bit
+# targets; generous buffers keep us safe from layout growth.
+_FILE_ACTIONS_SIZE = 256
+_ATTR_SIZE = 1024
+_SIGSET_SIZE = 128  # glibc's sigset_t: 1024 bits
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_posix_spawn = _libc.posix_spawn
+_posix_spawn.argtypes = [
+    ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+    ctypes.c_void_p, ctypes.c_void_p,
+]
+_posix_spawn.restype = ctypes.c_int
+_fa_init = _libc.posix_spawn_file_actions_init
+_fa_destroy = _libc.posix_spawn_file_actions_destroy
+_fa_adddup2 = _libc.posix_spawn_file_actions_adddup2
+_fa_adddup2.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+_fa_addclose = _libc.posix_spawn_file_actions_addclose
+_fa_addclose.argtypes = [ctypes.c_void_p, ctypes.c_int]
+_fa_addchdir = getattr(_libc, "posix_spawn_file_actions_addchdir_np", None)
+if _fa_addchdir is not None:
+    _fa_addchdir.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_fa_addclosefrom = getattr(_libc, "posix_spawn_file_actions_addclosefrom_np", None)
+if _fa_addclosefrom is not None:
+    _fa_addclosefrom.argtypes = [ctypes.c_void_p, ctypes.c_int]
+_attr_init = _libc.posix_spawnattr_init
+_attr_destroy = _libc.posix_spawnattr_destroy
+_attr_setflags = _libc.posix_spawnattr_setflags
+_attr_setflags.argtypes = [ctypes.c_void_p, ctypes.c_short]
+_attr_setsigmask = _libc.posix_spawnattr_setsigmask
+_attr_setsigmask.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_attr_setsigdefault = _libc.posix_spawnattr_setsigdefault
+_attr_setsigdefault.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_environ = ctypes.c_void_p.in_dll(_libc, "environ")
+
+_EMPTY_SIGSET = bytes(_SIGSET_SIZE)
+# Signals CPython itself leaves ignored, which exec would otherwise pass on.
+_PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def _sigset(signals: Iterable[int]) -> bytes:
+    mask = 0
+    for signo in signals:
+        mask |= 1 << (int(signo) - 1)
+    # sigset_t is an array of unsigned longs: little- or big-endian words alike hold
+    # signal n at bit n-1 of the whole, so build it word by word in native order.
+    words = bytearray()
+    for _ in range(_SIGSET_SIZE // 8):
+        words += (mask & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, sys.byteorder)
+        mask >>= 64
+    return bytes(words)
+
+
+def find_executable(program: str, env: dict[bytes, bytes] | None) -> str:
+    """The path posix_spawn should exec for ``program``, searching the child's PATH.
+
+    A name with a slash is used as given (relative to the child's cwd, as execve does).
+    Raises FileNotFoundError / PermissionError naming the program.
+    """
+    if "/" in program:
+        return program
+    denied = False
+    # get_exec_path reads a bytes b"PATH" key too; its stub only admits str keys.
+    for directory in os.get_exec_path(env):  # type: ignore[arg-type]
+        candidate = os.path.join(directory, program)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            denied = True
+    if denied:
+        raise PermissionError(13, "Permission denied", program)
+    raise FileNotFoundError(2, "No such file or directory", program)
+
+
+def posix_spawn(
+    path: str,
+    argv: Sequence[bytes],
+    env: Sequence[bytes] | None,
+    *,
+    stdio: tuple[int | None, int | None, int | None],
+    cwd: bytes | None,
+    pass_fds: Sequence[int],
+    start_new_session: bool,
+    default_signals: Iterable[int] = (),
+) -> int:
+    """Start ``path`` and return the child's pid; the child is unreaped and ours.
+
+    ``stdio[i]`` is an fd to dup2 onto fd i in the child (None: inherit ours); fds < 3
+    must already sit at their target or have been moved above 2 by the caller.
+    ``pass_fds`` (all >= 3) are inherited; every other fd >= 3 is closed. Raises the
+    OSError that exec or chdir failed with (no child exists then).
+    """
+    actions = ctypes.create_string_buffer(_FILE_ACTIONS_SIZE)
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    _fa_init(actions)
+    _attr_init(attr)
+    try:
+        for target, source in enumerate(stdio):
+            if source is not None:
+                _check(_fa_adddup2(actions, source, target))
+        if cwd is not None:
+            if _fa_addchdir is None:
+                raise OSError(38, "this glibc has no posix_spawn_file_actions_addchdir_np")
+            _check(_fa_addchdir(actions, cwd))
+        passed = sorted(set(pass_fds))
+        for fd in passed:
+            _check(_fa_adddup2(actions, fd, fd))
+        if passed:
+            # Fds between 3 and the highest passed one are closed one by one; glibc
+            # ignores EBADF for fds that are not open.
+            wanted = set(passed)
+            for fd in range(3, passed[-1]):
+                if fd not in wanted:
+                    _check(_fa_addclose(actions, fd))
+        if _fa_addclosefrom is not None:
+            _check(_fa_addclosefrom(actions, (passed[-1] + 1) if passed else 3))
+        flags = _POSIX_SPAWN_SETSIGMASK | _POSIX_SPAWN_SETSIGDEF
+        if start_new_session:
+            flags |= _POSIX_SPAWN_SETSID
+        _check(_attr_setflags(attr, flags))
+        _check(_attr_setsigmask(attr, _EMPTY_SIGSET))
+        _check(_attr_setsigdefault(attr, _sigset((*_PYTHON_IGNORED, *default_signals))))
+
+        c_argv = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
+        if env is None:
+            c_env: object = _environ.value
+        else:
+            c_env = (ctypes.c_char_p * (len(env) + 1))(*env, None)
+        pid = ctypes.c_int(0)
+        error = _posix_spawn(ctypes.byref(pid), os.fsencode(path), actions, attr, c_argv, c_env)
+        if error:
+            raise OSError(error, os.strerror(error))
+        return pid.value
+    finally:
+        _fa_destroy(actions)
+        _attr_destroy(attr)
+
+
+def _check(error: int) -> None:
+    if error:
+        raise OSError(error, os.strerror(error))
+
+
+StdioSpec = int | None
+"""None (inherit), an fd >= 0, or subprocess's PIPE / DEVNULL / STDOUT."""
+
+
+def spawn_child(
+    program: str,
+    argv: Sequence[bytes],
+    env: Sequence[bytes] | None,
+    *,
+    stdio: tuple[StdioSpec, StdioSpec, StdioSpec],
+    cwd: bytes | None,
+    pass_fds: Sequence[int],
+    start_new_session: bool,
+    default_signals: Iterable[int] = (),
+) -> tuple[int, tuple[int | None, int | None, int | None]]:
+    """Set up stdio, start the child; return its pid and the parent's pipe ends.
+
+    For each PIPE a pipe is made (O_CLOEXEC; the parent's end non-blocking) and the
+    parent's end returned at that position (None elsewhere). Every fd made here for the
+    child is closed in the parent before returning, and on failure everything is closed:
+    the OSError then names the program, or ``cwd`` if that is what was missing.
+    """
+    made: list[int] = []  # fds we created and close in the parent in any case
+    parent_ends: list[int | None] = [None, None, None]
+    child_fds: list[int | None] = [None, None, None]
+    try:
+        for target, spec in enumerate(stdio):
+            if spec == subprocess.PIPE:
+                read_end, write_end = os.pipe2(os.O_CLOEXEC)
+                if target == 0:
+                    parent_ends[0], child_fd = write_end, read_end
+                else:
+                    parent_ends[target], child_fd = read_end, write_end
+                made.append(child_fd)
+                os.set_blocking(parent_ends[target], False)  # type: ignore[arg-type]
+            elif spec == subprocess.DEVNULL:
+                child_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                made.append(child_fd)
+            elif spec == subprocess.STDOUT:
+                child_fd = child_fds[1] if child_fds[1] is not None else 1
+            elif spec is None:
+                continue
+            else:
+                child_fd = spec
+            child_fds[target] = child_fd
+        # An fd below 3 that is not already at its target would be overwritten by an
+        # earlier dup2 (e.g. stdout=2, stderr=1): give the child a copy above 2.
+        for target, fd in enumerate(child_fds):
+            if fd is not None and fd < 3 and fd != target:
+                copy = fcntl_dupfd_cloexec(fd)
+                made.append(copy)
+                child_fds[target] = copy
+        try:
+            path = find_executable(program, _env_dict(env))
+            pid = posix_spawn(
+                path, argv, env, stdio=(child_fds[0], child_fds[1], child_fds[2]), cwd=cwd,
+                pass_fds=pass_fds, start_new_session=start_new_session,
+                default_signals=default_signals,
+            )
+        except OSError as exc:
+            if exc.filename is None:
+                culprit = cwd if cwd is not None and not os.path.isdir(cwd) else program
+                raise type(exc)(exc.errno, exc.strerror, os.fsdecode(culprit)) from None
+            raise
+    except BaseException:
+        for fd in parent_ends:
+            if fd is not None:
+                os.close(fd)
+        raise
+    finally:
+        for fd in made:
+            os.close(fd)
+    return pid, (parent_ends[0], parent_ends[1], parent_ends[2])
+
+
+def fcntl_dupfd_cloexec(fd: int) -> int:
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+
+
+def _env_dict(env: Sequence[bytes] | None) -> dict[bytes, bytes] | None:
+    if env is None:
+        return None
+    pairs = (entry.split(b"=", 1) for entry in env if b"=" in entry)
+    return dict(pairs)

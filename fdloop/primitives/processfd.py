@@ -1,0 +1,341 @@
+"""ProcessFD: a handle on one process, awaited through the loop's poll; and ``spawn``.
+
+The handle is a process fd (Linux pidfd): it names one process for as long as it is
+open, so signalling through it can never hit a recycled pid, and it becomes readable
+when the process exits. Our own children are reaped through the same fd (never
+``waitpid(-1)``, never a SIGCHLD handler), so fdloop coexists with asyncio's and trio's
+own subprocess support and never reaps a child it did not start.
+
+Kill-on-close, as in FreeBSD's pdfork: the handle returned by :func:`spawn` ends its
+child when closed (unless ``daemon=True``). ``aclose()`` sends ``kill_signal``, waits up
+to ``kill_timeout`` and then SIGKILLs, always to the reap (shielded from cancellation);
+``close()``, garbage collection and interpreter exit SIGKILL at once and never block —
+a child that is not dead yet goes to :mod:`fdloop.primitives.reaper`. Handles from
+:meth:`ProcessFD.open` and :meth:`ProcessFD.from_fd` only watch: they never kill or reap.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+
+from .. import _aio, _validate
+from ..backends import current as current_backend
+from ..backends.contract import ProcessFDBackend
+from ..streams import PipeReceiveStream, PipeSendStream
+from . import reaper
+from .exitstatus import ExitStatus, ResourceUsage
+from .resource import FDResource
+
+__all__ = ["ExitStatus", "ProcessFD", "ResourceUsage"]
+
+REAP_GRACE_SECONDS = 0.25
+"""How long ``wait()`` on a non-child gives its real parent to reap it after the exit
+(the exit status exists only after that reap) before reporting an unknown status."""
+SIGKILL_GRACE_SECONDS = 5.0
+"""How long ``aclose()`` waits for the reap after SIGKILL before leaving it to the reaper
+(SIGKILL is not instant: D state, a core dump in progress, a large address space)."""
+
+
+class ProcessFD(FDResource[ProcessFDBackend]):
+    """A process handle: ``await wait()``, race-free signals, kill-on-close.
+
+    Made by :func:`spawn` (our child: reaped by us, killed on close unless daemon),
+    :meth:`open` or :meth:`from_fd` (any process: watched only). ``stdin``, ``stdout``,
+    ``stderr`` are pipe streams for PIPE stdio, else None.
+    """
+
+    stdin: PipeSendStream | None
+    stdout: PipeReceiveStream | None
+    stderr: PipeReceiveStream | None
+    _pid: int
+    _owner: bool
+    _daemon: bool
+    _kill_signal: int
+    _kill_timeout: float
+    _new_session: bool
+    _status: ExitStatus | None
+    _hup_waiter: _aio.FDWaiter | None
+
+    def __init__(self) -> None:
+        raise TypeError(
+            "ProcessFD is made by fdloop.spawn(), ProcessFD.open(pid) or ProcessFD.from_fd(fd)"
+        )
+
+    @classmethod
+    def _wrap(
+        cls,
+        handle: ProcessFDBackend,
+        *,
+        owner: bool = False,
+        daemon: bool = False,
+        kill_signal: int = _signal.SIGTERM,
+        kill_timeout: float = 5.0,
+        new_session: bool = False,
+        pipes: tuple[int | None, int | None, int | None] = (None, None, None),
+    ) -> ProcessFD:
+        self = cls.__new__(cls)
+        FDResource.__init__(self, handle)
+        self._pid = handle.pid
+        self._owner = owner
+        self._daemon = daemon
+        self._kill_signal = kill_signal
+        self._kill_timeout = kill_timeout
+        self._new_session = new_session
+        self._status = None
+        self._hup_waiter = None
+        stdin, stdout, stderr = pipes
+        self.stdin = PipeSendStream(stdin) if stdin is not None else None
+        self.stdout = PipeReceiveStream(stdout) if stdout is not None else None
+        self.stderr = PipeReceiveStream(stderr) if stderr is not None else None
+        if owner:
+            reaper.track(self)
+        return self
+
+    # -- watching processes we did not start -----------------------------------------------
+
+    @classmethod
+    def open(cls, pid: int) -> ProcessFD:
+        """Watch process ``pid`` (any process we may see, e.g. a grandchild).
+
+        The handle never kills or reaps. Raises ProcessLookupError if there is no such
+        process, ValueError/TypeError for a bad pid.
+        """
+        pid = _validate.integer("pid", pid, low=1)
+        return cls._wrap(current_backend().process_open(pid))
+
+    @classmethod
+    def from_fd(cls, fd: int) -> ProcessFD:
+        """Adopt a process fd received (SCM_RIGHTS, SCM_PIDFD) or inherited; watch-only.
+
+        The ProcessFD then owns and closes ``fd``. Raises NotThisKindOfFD if ``fd`` is
+        open but not a process fd, OSError if it is not open.
+        """
+        return cls._wrap(current_backend().process_from_fd(fd))
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        """The process id (-1 if unknown, e.g. an adopted fd of a reaped process)."""
+        return self._pid
+
+    @property
+    def returncode(self) -> int | None:
+        """None until the exit status is known; then the exit code or ``-signal``."""
+        return None if self._status is None else self._status.returncode
+
+    @property
+    def status(self) -> ExitStatus | None:
+        """The final ExitStatus once ``wait()`` (or ``poll()``) has learnt it."""
+        return self._status
+
+    @property
+    def daemon(self) -> bool:
+        """True if closing this handle leaves the child running."""
+        return self._daemon
+
+    def poll(self) -> int | None:
+        """Collect the exit status now if there is one; the returncode or None.
+
+        Never blocks. For our own child this reaps it if it has exited.
+        """
+        if self._status is None and not self._handle.closed:
+            if self._handle.is_child:
+                self._collect_child()
+            elif self._handle.has_exited():
+                self._collect_watched()
+        return self.returncode
+
+    def _collect_child(self) -> None:
+        try:
+            raw = self._handle.try_reap()
+        except ChildProcessError:
+            # Someone else reaped it (SIGCHLD set to SIG_IGN, a waitpid(-1) handler...):
+            # the kernel kept the status for pidfd holders since 6.15.
+            self._status = self._after_foreign_reap()
+            return
+        if raw is not None:
+            self._status = ExitStatus.from_raw(raw)
+
+    def _after_foreign_reap(self) -> ExitStatus:
+        wait_status = self._handle.exit_info()
+        if wait_status is None:
+            return ExitStatus.unknown(self._pid)
+        return ExitStatus.from_wait_status(self._pid, wait_status)
+
+    def _collect_watched(self) -> bool:
+        """For an exited non-child: take the status if its parent has reaped it."""
+        wait_status = self._handle.exit_info()
+        if wait_status is None:
+            return False
+        self._status = ExitStatus.from_wait_status(self._pid, wait_status)
+        return True
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    async def wait(self) -> ExitStatus:
+        """Wait until the process exits and return its ExitStatus.
+
+        Every caller gets the same result; a cancelled wait reaps nothing and loses
+        nothing. For a process we did not start, the status exists only once its own
+        parent has reaped it: ``wait()`` gives the parent REAP_GRACE_SECONDS after the
+        exit, then returns an ExitStatus with ``known=False`` (call again later for the
+        real one; the next wait returns as soon as the reap happens). Raises
+        ClosedResourceError if the handle is closed before or while waiting.
+        """
+        while self._status is None:
+            self._check_open()
+            if self._handle.is_child:
+                self._collect_child()
+                if self._status is None:
+                    await self._waiter.wait()
+            elif not self._handle.has_exited():
+                await self._waiter.wait()
+            else:
+                return await self._wait_for_foreign_reap()
+        return self._status
+
+    async def read(self) -> ExitStatus:
+        """The exit status, read from the process fd: the same as :meth:`wait`."""
+        return await self.wait()
+
+    async def _wait_for_foreign_reap(self) -> ExitStatus:
+        if self._collect_watched():
+            assert self._status is not None
+            return self._status
+        if self._hup_waiter is None:
+            # Polled instead of the pidfd, which stays readable during the zombie window.
+            self._hup_waiter = _aio.FDWaiter(self._handle.hup_fileno())
+        with _aio.move_on_after(REAP_GRACE_SECONDS) as scope:
+            await self._hup_waiter.wait()
+        if self._collect_watched():
+            assert self._status is not None
+            return self._status
+        if not scope.cancelled_caught:
+            # Reaped, yet the kernel kept nothing (before 6.15, or another pid namespace).
+            self._status = ExitStatus.unknown(self._pid)
+            return self._status
+        return ExitStatus.unknown(self._pid)
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def send_signal(self, sig: int, *, group: bool | None = None) -> None:
+        """Send ``sig`` through the process fd; a no-op once the process has exited.
+
+        ``group`` (default: True for a child spawned with ``start_new_session=True``)
+        signals its whole process group instead, while the leader is unreaped. Never
+        falls back to a pid after the exit status was collected. Raises ValueError for
+        an invalid signal, ClosedResourceError after close (unless already exited),
+        PermissionError as kill(2) would.
+        """
+        sig = signal_number("sig", sig, allow_zero=True)
+        if self._status is not None:
+            return
+        self._check_open()
+        self._handle.send_signal(sig, group=self._new_session if group is None else group)
+
+    def terminate(self) -> None:
+        """Send SIGTERM (to the process group for ``start_new_session`` children)."""
+        self.send_signal(_signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Send SIGKILL (to the process group for ``start_new_session`` children)."""
+        self.send_signal(_signal.SIGKILL)
+
+    # -- closing ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the handle; for a running spawned non-daemon child, end it first.
+
+        Closes ``stdin`` (the child sees EOF), sends ``kill_signal``, waits up to
+        ``kill_timeout`` seconds for the exit, then SIGKILL and waits for the reap. The
+        wait is shielded from the cancellation of an enclosing scope; if the task is
+        cancelled anyway (asyncio ``Task.cancel``), the child is SIGKILLed and left to
+        the reaper. Pipe streams are closed. Idempotent.
+        """
+        if self._handle.closed:
+            self._close_streams()
+            return
+        try:
+            if self._owner and not self._daemon and self._status is None:
+                with _aio.shielded():
+                    if self.stdin is not None:
+                        self.stdin.close()
+                    await self._end_child()
+        finally:
+            self.close()
+
+    async def _end_child(self) -> None:
+        self._collect_child()
+        if self._status is not None:
+            return
+        self._handle.send_signal(self._kill_signal, group=self._new_session)
+        with _aio.move_on_after(self._kill_timeout):
+            await self.wait()
+        if self._status is None:
+            self._handle.send_signal(_signal.SIGKILL, group=self._new_session)
+            with _aio.move_on_after(SIGKILL_GRACE_SECONDS):
+                await self.wait()
+
+    def close(self) -> None:
+        """Close now, never blocking; a running spawned non-daemon child is SIGKILLed.
+
+        A child not yet reaped (the SIGKILLed one, or a daemon) is handed to the reaper,
+        which reaps it when it exits. Waiting tasks get ClosedResourceError. Idempotent.
+        """
+        self._close_streams()
+        handle = self._handle
+        if handle.closed:
+            return
+        self._waiter.close()
+        if self._hup_waiter is not None:
+            self._hup_waiter.close()
+        reaper.untrack(self)
+        if handle.is_child and self._status is None:
+            self._collect_child()
+            if self._status is None:
+                if not self._daemon:
+                    handle.send_signal(_signal.SIGKILL, group=self._new_session)
+                reaper.adopt(handle.transfer(), daemon=self._daemon)
+                return
+        handle.close()
+
+    def detach(self) -> int:
+        """Return the process fd unclosed; this handle stops owning (and killing) it.
+
+        The caller then owns the fd and, for our child, its reaping.
+        """
+        self._check_open()
+        self._close_streams()
+        reaper.untrack(self)
+        if self._hup_waiter is not None:
+            self._hup_waiter.close()
+        return super().detach()
+
+    def _close_streams(self) -> None:
+        for stream in (self.stdin, self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+
+    def _state(self) -> str:
+        words = [f"pid={self._pid}"]
+        if self._status is not None:
+            if self._status.known:
+                words.append(f"exited, returncode={self._status.returncode}")
+            else:
+                words.append("exited, status unknown")
+        elif not self._handle.closed:
+            words.append("running")
+        if self._daemon:
+            words.append("daemon")
+        if not self._owner:
+            words.append("watch-only")
+        return ", ".join(words)
+
+
+def signal_number(name: str, value: object, *, allow_zero: bool = False) -> int:
+    """A valid signal number (0 only with ``allow_zero``), else TypeError/ValueError."""
+    number = _validate.integer(name, value, low=0 if allow_zero else 1)
+    if number and number not in _signal.valid_signals():
+        raise ValueError(f"{name}: {number} is not a valid signal number")
+    return number

@@ -1,0 +1,142 @@
+"""The reaper: children whose ProcessFD was closed before they could be reaped.
+
+A sync ``close()``, garbage collection or interpreter exit must never block, yet must
+never leave a zombie. So a child that is still running at that moment (SIGKILLed, or a
+daemon left running) is handed here with its pidfd:
+
+* if an event loop runs in this thread, the pidfd is watched there (asyncio: an
+  ``add_reader`` callback; trio: a system task) and the child is reaped the moment it
+  exits — no thread, no SIGCHLD handler, the same one poll loop;
+* in any case the child stays in a module-level table that is swept (WNOHANG reaps only)
+  at every ``spawn()``, and at interpreter exit every remaining non-daemon child is
+  SIGKILLed (again) and reaped with a bounded wait. Daemon children are left running
+  at exit; only their pidfds are closed.
+
+It only ever reaps children that fdloop started: always through their pidfd, never
+``waitpid(-1)``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Protocol
+
+from .. import _aio
+from ..backends.contract import ProcessFDBackend
+
+EXIT_GRACE_SECONDS = 2.0
+"""How long interpreter exit waits, in total, for SIGKILLed children to die."""
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class _Orphan:
+    __slots__ = ("daemon", "handle", "stop")
+
+    def __init__(self, handle: ProcessFDBackend, daemon: bool) -> None:
+        self.handle = handle
+        self.daemon = daemon
+        self.stop: Callable[[], None] | None = None
+
+
+_orphans: dict[int, _Orphan] = {}
+_lock = threading.RLock()  # re-entrant: a GC finalizer may close a ProcessFD mid-sweep
+_live: weakref.WeakSet[Closable] = weakref.WeakSet()
+
+
+def track(owner: Closable) -> None:
+    """Remember a spawning ProcessFD so interpreter exit can close (and so kill) it."""
+    _live.add(owner)
+
+
+def untrack(owner: Closable) -> None:
+    _live.discard(owner)
+
+
+def pending() -> int:
+    """How many closed-but-unreaped children are waiting here."""
+    return len(_orphans)
+
+
+def adopt(handle: ProcessFDBackend, *, daemon: bool) -> None:
+    """Take over ``handle`` (our running child) and reap it when it exits."""
+    orphan = _Orphan(handle, daemon)
+    with _lock:
+        if _reap(orphan):
+            return
+        _orphans[handle.fileno()] = orphan
+    _watch(orphan)
+
+
+def _watch(orphan: _Orphan) -> None:
+    orphan.stop = _aio.watch_in_running_loop(
+        orphan.handle.fileno(), lambda: _on_readable(orphan)
+    )
+
+
+def _on_readable(orphan: _Orphan) -> None:
+    orphan.stop = None  # the watch fires once
+    with _lock:
+        if orphan.handle.closed or _reap(orphan):
+            return
+    _watch(orphan)  # woken early (never expected for a pidfd): watch again
+
+
+def _reap(orphan: _Orphan) -> bool:
+    """Reap if exited (caller holds the lock); True once the orphan is gone."""
+    handle = orphan.handle
+    try:
+        if handle.try_reap() is None:
+            return False
+    except ChildProcessError:
+        pass  # someone else reaped it: nothing left to do but forget it
+    if orphan.stop is not None:
+        orphan.stop()
+        orphan.stop = None
+    _orphans.pop(handle.fileno(), None)
+    handle.close()
+    return True
+
+
+def sweep() -> None:
+    """Reap every orphan that has exited; never blocks. Called at each spawn."""
+    if not _orphans:
+        return
+    with _lock:
+        for orphan in list(_orphans.values()):
+            with contextlib.suppress(OSError):
+                _reap(orphan)
+
+
+@atexit.register
+def _at_exit() -> None:
+    for owner in list(_live):
+        with contextlib.suppress(Exception):
+            owner.close()
+    deadline = time.monotonic() + EXIT_GRACE_SECONDS
+    with _lock:
+        for orphan in list(_orphans.values()):
+            if not orphan.daemon:
+                with contextlib.suppress(OSError):
+                    orphan.handle.send_signal(signal.SIGKILL)
+    while True:
+        sweep()
+        if not any(not o.daemon for o in _orphans.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
+    with _lock:
+        for orphan in list(_orphans.values()):
+            # Daemons keep running (init or a subreaper adopts them); a child that did
+            # not die within the grace period is left to init as well.
+            if orphan.stop is not None:
+                orphan.stop()
+            orphan.handle.close()
+        _orphans.clear()

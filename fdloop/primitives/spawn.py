@@ -1,0 +1,152 @@
+"""``fdloop.spawn``: start a child and get its ProcessFD.
+
+Argument checking happens here, before anything is created; the child itself is started
+by the backend (Linux: posix_spawn + pidfd_open, see fdloop/backends/linux/spawn.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any, Union
+
+from .. import _validate
+from ..backends import current as current_backend
+from ..streams import DEVNULL, PIPE, STDOUT
+from . import reaper
+from .processfd import ProcessFD, signal_number
+
+__all__ = ["spawn"]
+
+StdioArg = Union[int, IO[Any], None]  # noqa: UP007 - a runtime alias must work on 3.10
+"""None (inherit), PIPE, DEVNULL, STDOUT (stderr only), an fd, or a file object."""
+StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+
+def spawn(
+    argv: StrOrBytesPath | Sequence[StrOrBytesPath],
+    *,
+    stdin: StdioArg = None,
+    stdout: StdioArg = None,
+    stderr: StdioArg = None,
+    cwd: StrOrBytesPath | None = None,
+    env: Mapping[str, str] | Mapping[bytes, bytes] | None = None,
+    pass_fds: Iterable[int] = (),
+    start_new_session: bool = False,
+    daemon: bool = False,
+    kill_signal: int = _signal.SIGTERM,
+    kill_timeout: float = 5.0,
+) -> ProcessFD:
+    """Start ``argv`` as our child and return its ProcessFD. Does not wait.
+
+    ``argv[0]`` is looked up in the child's PATH unless it contains a slash. stdio:
+    None (inherit), PIPE (``proc.stdin``/``stdout``/``stderr`` become pipe streams),
+    DEVNULL, STDOUT (stderr only), a file object or an fd. Only ``pass_fds`` (>= 3) are
+    inherited besides stdio. The child starts with an empty signal mask and SIGPIPE,
+    SIGXFSZ and any signal a SignalFD took over at SIG_DFL. ``start_new_session`` runs it
+    in a new session, and then terminate/kill/close reach its whole process group.
+
+    Raises FileNotFoundError / PermissionError / NotADirectoryError (naming the program
+    or ``cwd``) if it cannot be executed — no process and no fd is left then —, and
+    TypeError/ValueError for bad arguments, before anything is created.
+    """
+    args = _argv(argv)
+    stdio = (
+        _stdio("stdin", stdin, allow_stdout=False),
+        _stdio("stdout", stdout, allow_stdout=False),
+        _stdio("stderr", stderr, allow_stdout=True),
+    )
+    cwd_bytes = None if cwd is None else os.fsencode(cwd)
+    env_list = None if env is None else _env(env)
+    fds = _pass_fds(pass_fds)
+    for name, flag in (("start_new_session", start_new_session), ("daemon", daemon)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+    kill_signal = signal_number("kill_signal", kill_signal)
+    kill_timeout = _validate.seconds("kill_timeout", kill_timeout)
+
+    reaper.sweep()
+    handle, pipes = current_backend().spawn_process(
+        os.fsdecode(args[0]), args, env_list, stdio=stdio, cwd=cwd_bytes, pass_fds=fds,
+        start_new_session=start_new_session, default_signals=_signals_taken_over(),
+    )
+    return ProcessFD._wrap(
+        handle, owner=True, daemon=daemon, kill_signal=kill_signal, kill_timeout=kill_timeout,
+        new_session=start_new_session, pipes=pipes,
+    )
+
+
+# -- argument checks ----------------------------------------------------------------------
+
+
+def _argv(argv: object) -> list[bytes]:
+    if isinstance(argv, (str, bytes, os.PathLike)):
+        argv = [argv]
+    if not isinstance(argv, Sequence):
+        raise TypeError(f"argv must be a sequence of str/bytes, not {type(argv).__name__}")
+    args = []
+    for arg in argv:
+        if not isinstance(arg, (str, bytes, os.PathLike)):
+            raise TypeError(f"argv items must be str, bytes or path-like, not {type(arg).__name__}")
+        encoded = os.fsencode(arg)
+        if b"\0" in encoded:
+            raise ValueError("argv items must not contain NUL bytes")
+        args.append(encoded)
+    if not args:
+        raise ValueError("argv must not be empty")
+    return args
+
+
+def _stdio(name: str, value: object, *, allow_stdout: bool) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and value in (PIPE, DEVNULL):
+        return value
+    if value == STDOUT and isinstance(value, int) and not isinstance(value, bool):
+        if not allow_stdout:
+            raise ValueError(f"{name}=STDOUT is only meaningful for stderr")
+        return STDOUT
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{name} must be None, PIPE, DEVNULL, an fd >= 0 or a file")
+        return value
+    fileno = getattr(value, "fileno", None)
+    if fileno is None:
+        raise TypeError(
+            f"{name} must be None, PIPE, DEVNULL, an fd or a file object, "
+            f"not {type(value).__name__}"
+        )
+    fd = fileno()
+    if not isinstance(fd, int):
+        raise TypeError(f"{name}.fileno() must return an int")
+    return fd
+
+
+def _env(env: object) -> list[bytes]:
+    if not isinstance(env, Mapping):
+        raise TypeError(f"env must be a mapping, not {type(env).__name__}")
+    entries = []
+    for key, value in env.items():
+        k, v = os.fsencode(key), os.fsencode(value)
+        if not k or b"=" in k or b"\0" in k or b"\0" in v:
+            raise ValueError(f"env: invalid variable {key!r}")
+        entries.append(k + b"=" + v)
+    return entries
+
+
+def _pass_fds(pass_fds: object) -> tuple[int, ...]:
+    if not isinstance(pass_fds, Iterable) or isinstance(pass_fds, (str, bytes)):
+        raise TypeError(f"pass_fds must be an iterable of fds, not {type(pass_fds).__name__}")
+    fds = tuple(_validate.integer("pass_fds item", fd, low=0) for fd in pass_fds)
+    if any(fd < 3 for fd in fds):
+        raise ValueError("pass_fds must be >= 3 (fds 0-2 are set with stdin/stdout/stderr)")
+    return fds
+
+
+def _signals_taken_over() -> tuple[int, ...]:
+    try:
+        from .signalfd import signals_taken_over
+    except ImportError:  # pragma: no cover - SignalFD is optional on some backends
+        return ()
+    return tuple(signals_taken_over())
