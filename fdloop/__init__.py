@@ -17,6 +17,7 @@ from .errors import (
     IncompleteReadError,
     NotThisKindOfFD,
     SealBusyError,
+    SignalDeliveryWarning,
     TimeoutExpired,
     UnsupportedOperation,
 )
@@ -32,6 +33,7 @@ from .primitives.memfd import (
     Seal,
 )
 from .primitives.processfd import ExitStatus, ProcessFD, ResourceUsage
+from .primitives.signalfd import SignalFD, SignalInfo
 from .primitives.spawn import spawn
 from .primitives.timerfd import TimerFD
 from .streams import DEVNULL, PIPE, STDOUT, PipeReceiveStream, PipeSendStream
@@ -65,6 +67,9 @@ __all__ = [
     "SEAL_WRITE",
     "Seal",
     "SealBusyError",
+    "SignalDeliveryWarning",
+    "SignalFD",
+    "SignalInfo",
     "TimeoutExpired",
     "TimerFD",
     "UnsupportedOperation",

@@ -45,6 +45,15 @@ class NotThisKindOfFD(FdloopError, ValueError):
     """``from_fd`` was given an open fd that is not the kind of object the class wraps."""
 
 
+class SignalDeliveryWarning(FdloopError, RuntimeWarning):
+    """A signal a SignalFD took over may still be delivered the ordinary way, or stay blocked.
+
+    Emitted when another thread does not block the signal (it can take the signal and
+    run its ordinary disposition, e.g. terminate the process), or when closing from the
+    wrong thread cannot restore a thread's mask or a disposition.
+    """
+
+
 class SealBusyError(FdloopError, PermissionError):
     """``MemFD.seal(SEAL_WRITE)`` found a shared mapping that can still write (errno EBUSY).
 

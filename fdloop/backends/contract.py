@@ -14,7 +14,7 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypedDict
 
 from ..errors import ClosedResourceError
 
@@ -168,6 +168,63 @@ class MemFDBackend(Protocol):
     def add_seals(self, seals: int) -> None: ...
     def dup(self) -> MemFDBackend:
         """A second handle on the same file (and the same file position)."""
+        ...
+
+
+class _SigInfoSigno(TypedDict):
+    signo: int
+
+
+class SigInfoFields(_SigInfoSigno, total=False):
+    """What a backend read about one signal: ``signo`` always, the rest where it knows.
+
+    Keys are the signalfd_siginfo names without ``ssi_`` (``value`` is ``ssi_int``);
+    ``utime``/``stime`` are seconds. A key a backend cannot know is simply absent.
+    """
+
+    errno: int
+    code: int
+    pid: int
+    uid: int
+    fd: int
+    tid: int
+    band: int
+    overrun: int
+    trapno: int
+    status: int
+    value: int
+    ptr: int
+    utime: float
+    stime: float
+    addr: int
+    addr_lsb: int
+    syscall: int
+    call_addr: int
+    arch: int
+
+
+class SignalFDBackend(Protocol):
+    """Reads signals that were taken over from ordinary delivery (see backends/sigmask.py).
+
+    Creating one takes the signals over, ``close()`` and ``detach()`` give them back.
+    """
+
+    signals: frozenset[int]
+
+    @property
+    def closed(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def detach(self) -> int:
+        """Give the signals back (as close does) and return the fd unclosed."""
+        ...
+
+    def read(self) -> SigInfoFields:
+        """Take one pending signal; BlockingIOError while none is pending."""
+        ...
+
+    def exposed_threads(self) -> tuple[int, ...]:
+        """Ids of other threads that do not block one of ``signals`` (they could take it)."""
         ...
 
 

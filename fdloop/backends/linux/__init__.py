@@ -13,6 +13,7 @@ from .memfd import LinuxMemFD as _LinuxMemFD
 from .memfd import missing as _memfd_missing
 from .pidfd import LinuxPidFD as _LinuxPidFD
 from .pidfd import process_capability as _process_capability
+from .signalfd import LinuxSignalFD as _LinuxSignalFD
 from .timerfd import LinuxTimerFD as _LinuxTimerFD
 
 NAME = "linux"
@@ -23,6 +24,8 @@ memfd = _LinuxMemFD.create
 memfd_from_fd = _LinuxMemFD.adopt
 timerfd = _LinuxTimerFD.create
 timerfd_from_fd = _LinuxTimerFD.adopt
+signalfd = _LinuxSignalFD.create
+signalfd_from_fd = _LinuxSignalFD.adopt
 spawn_process = _LinuxPidFD.spawn
 process_open = _LinuxPidFD.open_pid
 process_from_fd = _LinuxPidFD.adopt
@@ -33,5 +36,6 @@ def capabilities() -> list[Capability]:
         Capability("EventFD", NAME, True, "eventfd"),
         Capability("MemFD", NAME, True, "memfd", _memfd_missing()),
         _process_capability(NAME),
+        Capability("SignalFD", NAME, True, "signalfd"),
         Capability("TimerFD", NAME, True, "timerfd"),
     ]

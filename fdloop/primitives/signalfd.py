@@ -1,0 +1,247 @@
+"""SignalFD: signals read one by one from an fd, through the running loop's poll.
+
+A SignalFD takes its signals over from ordinary delivery (handlers, default actions) for
+as long as it is open, and gives them back when the last SignalFD for a signal closes;
+:mod:`fdloop.backends.sigmask` keeps those books. Each read returns a
+:class:`SignalInfo`: who sent the signal, why, and what came with it, as far as the
+backend can tell (the Linux signalfd tells everything; the kqueue one only the number).
+"""
+
+from __future__ import annotations
+
+import numbers
+import signal
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from signal import Signals
+
+from ..backends import current as current_backend
+from ..backends import sigmask
+from ..backends.contract import SignalFDBackend
+from ..errors import ClosedResourceError, SignalDeliveryWarning
+from .resource import FDResource
+
+__all__ = ["SignalFD", "SignalInfo", "signals_taken_over"]
+
+_UNCATCHABLE: dict[int, str] = {signal.SIGKILL: "SIGKILL", signal.SIGSTOP: "SIGSTOP"}
+# glibc keeps the signals below SIGRTMIN (32 and 33) for its threads and silently drops
+# them from every mask, so a SignalFD could never take them over.
+_LIBC_RESERVED = range(32, getattr(signal, "SIGRTMIN", 32))
+
+
+@dataclass(frozen=True, slots=True)
+class SignalInfo:
+    """One signal as a SignalFD read it.
+
+    Names follow the kernel's ``siginfo`` (signalfd_siginfo without ``ssi_``). A field is
+    None when the backend cannot know it; on Linux every field is filled, with 0 where it
+    does not apply to this kind of signal.
+    """
+
+    signo: int
+    """The signal number."""
+    code: int | None = None
+    """Why it was sent (si_code): e.g. SI_USER for kill(2), SI_QUEUE for sigqueue(3),
+    SI_TKILL for tgkill/pthread_kill, CLD_EXITED and friends for SIGCHLD."""
+    pid: int | None = None
+    """The sending process (for SIGCHLD: the child)."""
+    uid: int | None = None
+    """The real user id of the sender."""
+    status: int | None = None
+    """SIGCHLD: the exit code, or the signal that ended or stopped the child."""
+    errno: int | None = None
+    value: int | None = None
+    """The int sent with sigqueue(3) or a POSIX timer (ssi_int)."""
+    ptr: int | None = None
+    """The same value as a pointer-sized integer (ssi_ptr)."""
+    utime: float | None = None
+    """SIGCHLD: user CPU seconds the child used."""
+    stime: float | None = None
+    """SIGCHLD: system CPU seconds the child used."""
+    addr: int | None = None
+    """The faulting address of a hardware-generated signal."""
+    addr_lsb: int | None = None
+    fd: int | None = None
+    """SIGIO/SIGPOLL: the fd that became ready."""
+    band: int | None = None
+    """SIGIO/SIGPOLL: the band event."""
+    tid: int | None = None
+    """The kernel id of the POSIX timer that fired."""
+    overrun: int | None = None
+    """The POSIX timer's overrun count."""
+    trapno: int | None = None
+    syscall: int | None = None
+    """SIGSYS from seccomp: the system call number."""
+    call_addr: int | None = None
+    arch: int | None = None
+
+    @property
+    def signal(self) -> Signals | int:
+        """``signo`` as a ``signal.Signals`` member, or the plain int when it has none."""
+        try:
+            return Signals(self.signo)
+        except ValueError:
+            return self.signo
+
+    def __repr__(self) -> str:
+        # Most fields are 0 for most signals; show who sent it and only what was filled in.
+        shown = [f"signo={sigmask.signal_name(self.signo)}"]
+        for field in fields(self)[1:]:
+            value = getattr(self, field.name)
+            if value or (value is not None and field.name in ("code", "pid", "uid")):
+                shown.append(f"{field.name}={value!r}")
+        return f"SignalInfo({', '.join(shown)})"
+
+
+class SignalFD(FDResource[SignalFDBackend]):
+    """Takes over delivery of ``signals`` and lets tasks ``await read()`` them.
+
+    While open, the signals are blocked in the calling thread (and in threads it starts
+    later, which inherit the mask), and a SIG_IGN disposition is switched to SIG_DFL —
+    the kernel discards an ignored signal before anyone could read it. The last SignalFD
+    for a signal to close restores the mask bit and the disposition, discarding
+    instances still pending (as unread data dies with a closed socket). SIGCHLD is never
+    set back to SIG_IGN: that would let the kernel reap children behind fdloop's back.
+
+    Caveat: the kernel hands a process-wide signal to any thread that does not block
+    it. A thread that was already running when the SignalFD was created keeps its own
+    mask, may take the signal, and then runs its ordinary disposition (for most signals
+    the default action terminates the whole process) instead of reaching the SignalFD.
+    Create SignalFDs before starting threads; a SignalDeliveryWarning says when some
+    other thread could take one of the signals. Close a SignalFD in the thread that
+    created it (a thread's mask can only be changed by that thread).
+
+    Under trio's guest mode (and any loop that polls from a helper thread) the poll runs
+    in that helper thread: it must block the signals too, and its poll only sees
+    signals sent to the whole process, not ones aimed at another thread (pthread_kill).
+
+    A handler for a taken-over signal (``signal.signal``, ``loop.add_signal_handler``)
+    does not run while the SignalFD is open; handlers for other signals are untouched.
+
+    Standard signals coalesce while pending (three SIGUSR1 unread: one read); real-time
+    signals queue (three sent: three reads).
+
+    Raises TypeError or ValueError naming ``signals`` for an empty set, a non-int, a bool,
+    a number outside 1..NSIG-1, SIGKILL or SIGSTOP (the kernel cannot give them to
+    anyone) and the signals glibc reserves for itself (32, 33); nothing is changed then.
+    """
+
+    def __init__(self, signals: Iterable[int]) -> None:
+        wanted = _validate_signals(signals)
+        super().__init__(current_backend().signalfd(wanted))
+        self._warn_about_exposed_threads()
+
+    @classmethod
+    def from_fd(cls, fd: int) -> SignalFD:
+        """Adopt an inherited or received signalfd, taking over the signals it watches.
+
+        Raises NotThisKindOfFD if ``fd`` is open but not a signalfd, OSError if it is not
+        open, UnsupportedOperation where the backend cannot adopt one.
+        """
+        self = cls.__new__(cls)
+        FDResource.__init__(self, current_backend().signalfd_from_fd(fd))
+        self._warn_about_exposed_threads()
+        return self
+
+    @property
+    def signals(self) -> frozenset[int]:
+        """The signals taken over, as ``signal.Signals`` members where they have one."""
+        return frozenset(_as_signal(signo) for signo in self._handle.signals)
+
+    async def read(self) -> SignalInfo:
+        """Wait until one of the signals is pending, then take it.
+
+        A cancelled read takes nothing. Raises ClosedResourceError if the SignalFD is
+        closed before or while waiting.
+        """
+        while True:
+            try:
+                return SignalInfo(**self._handle.read())
+            except BlockingIOError:
+                await self._wait_readable()
+
+    def read_nowait(self) -> SignalInfo:
+        """Take one pending signal now; BlockingIOError if none is pending."""
+        return SignalInfo(**self._handle.read())
+
+    def detach(self) -> int:
+        """Return the fd unclosed and give the signals back, as ``close()`` does.
+
+        Whoever receives the fd has to take the signals over again (``from_fd`` does),
+        or they are delivered the ordinary way instead of to the fd.
+        """
+        return super().detach()
+
+    def __aiter__(self) -> SignalFD:
+        return self
+
+    async def __anext__(self) -> SignalInfo:
+        """Each signal ``read()`` returns; iteration ends when the SignalFD is closed."""
+        try:
+            return await self.read()
+        except ClosedResourceError:
+            raise StopAsyncIteration from None
+
+    def _warn_about_exposed_threads(self) -> None:
+        threads = self._handle.exposed_threads()
+        if not threads:
+            return
+        try:
+            names = ", ".join(sigmask.signal_name(s) for s in sorted(self._handle.signals))
+            ids = ", ".join(map(str, threads))
+            warnings.warn(
+                f"{names}: thread(s) {ids} do not block these signals (a thread that was "
+                "already running keeps its own mask); the kernel may hand a signal to one "
+                "of them, where it runs its ordinary disposition instead of reaching the "
+                "SignalFD",
+                SignalDeliveryWarning,
+                stacklevel=3,
+            )
+        except BaseException:
+            self.close()  # the warning was turned into an error: nobody gets this object
+            raise
+
+    def _state(self) -> str:
+        return " ".join(sigmask.signal_name(s) for s in sorted(self._handle.signals))
+
+
+def signals_taken_over() -> frozenset[int]:
+    """The signals SignalFDs have blocked or un-ignored in this process right now.
+
+    A child spawned meanwhile inherits that blocked mask; a spawner unblocks these (and
+    sets them to SIG_DFL) in the child so that it gets ordinary signal delivery.
+    """
+    return sigmask.taken_over()
+
+
+def _validate_signals(signals: object) -> frozenset[int]:
+    if isinstance(signals, (str, bytes)) or not isinstance(signals, Iterable):
+        raise TypeError(
+            f"signals must be an iterable of signal numbers, not {type(signals).__name__}"
+        )
+    wanted = set()
+    for item in signals:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+            raise TypeError(f"signals must hold ints, not {type(item).__name__} ({item!r})")
+        signo = int(item)
+        if not 1 <= signo < signal.NSIG:
+            raise ValueError(f"signals: {signo} is not a signal number (1..{signal.NSIG - 1})")
+        if signo in _UNCATCHABLE:
+            raise ValueError(
+                f"signals: {_UNCATCHABLE[signo]} can never be blocked, caught or read; "
+                "the kernel always acts on it itself"
+            )
+        if signo in _LIBC_RESERVED:
+            raise ValueError(f"signals: {signo} is reserved by the C library for its threads")
+        wanted.add(signo)
+    if not wanted:
+        raise ValueError("signals must not be empty")
+    return frozenset(wanted)
+
+
+def _as_signal(signo: int) -> int:
+    try:
+        return Signals(signo)
+    except ValueError:
+        return signo
