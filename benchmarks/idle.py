@@ -1,0 +1,191 @@
+"""idle: K children (``sleep``) alive at once, each awaited by its own task.
+
+Measured: the time to start all K; the process's threads once all K are awaited; RSS
+growth per child (resident memory after minus before, divided by K — everything the
+parent keeps per child: handle, fd, task, helper thread stack); and the time from
+the last SIGKILL sent (all K are killed in one quick loop) until every child is reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .probe import Probe, rss_kib, thread_count
+from .registry import Column, Params, Workload, contender, workload
+from .tasks import run_all, settle
+
+SLEEP = "/bin/sleep" if os.path.exists("/bin/sleep") else "/usr/bin/sleep"
+ARGV = [SLEEP, "3600"]
+
+Started = tuple[int, Callable[[], Awaitable[int]]]
+"""What a contender's ``start()`` gives back: the pid and a function awaiting the exit code."""
+
+
+def _summarize(raw: dict[str, Any], params: Params) -> dict[str, float]:
+    k = params["k"]
+    if raw["killed"] != k:
+        raise RuntimeError(f"{k} children started, {raw['killed']} reported death by SIGKILL")
+    return {
+        "spawn_ms": raw["spawn_s"] * 1e3,
+        "threads": raw["threads"],
+        "rss_kib_per_child": raw["rss_growth_kib"] / k,
+        "reap_ms": raw["reap_s"] * 1e3,
+        "cpu_us_per_child": raw["cpu_s"] / k * 1e6,
+    }
+
+
+IDLE = workload(
+    Workload(
+        name="idle",
+        title="K children alive at once, all awaited",
+        defaults={"k": 1000, "repeats": 3},
+        quick={"k": 100, "repeats": 1},
+        columns=(
+            Column("spawn_ms", "spawn all ms", "lower"),
+            Column("threads", "threads", "lower"),
+            Column("rss_kib_per_child", "RSS KiB/child", "lower", digits=1),
+            Column("reap_ms", "last kill → all reaped ms", "lower", digits=1),
+            Column("cpu_us_per_child", "parent CPU µs/child", "lower"),
+        ),
+        summarize=_summarize,
+        plot=("rss_kib_per_child", "threads"),
+    )
+)
+
+
+async def _hold(probe: Probe, start: Callable[[], Awaitable[Started]]) -> dict[str, Any]:
+    """Start K children, await each in its own task, measure, kill all, time the reaping."""
+    k = probe.params["k"]
+    rss_before = rss_kib()
+    probe.start()
+    began = time.perf_counter()
+    children = [await start() for _ in range(k)]
+    spawned = time.perf_counter()
+    codes: list[int] = []
+    figures: dict[str, Any] = {"spawn_s": spawned - began}
+
+    def awaiting(wait: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[None]]:
+        async def task() -> None:
+            codes.append(await wait())
+
+        return task
+
+    async def measure_then_kill() -> None:
+        await settle()
+        figures["threads"] = thread_count()
+        figures["rss_growth_kib"] = rss_kib() - rss_before
+        for pid, _wait in children:
+            os.kill(pid, signal.SIGKILL)
+        figures["last_kill"] = time.perf_counter()
+
+    await run_all([awaiting(wait) for _pid, wait in children], measure_then_kill)
+    probe.stop()
+    figures["reap_s"] = time.perf_counter() - figures.pop("last_kill")
+    figures["killed"] = codes.count(-signal.SIGKILL)
+    return figures
+
+
+@contender("idle", "fdloop", loops=("asyncio", "uvloop", "trio"), needs=("fdloop:spawn",))
+async def fdloop_idle(probe: Probe) -> dict[str, Any]:
+    import fdloop
+
+    async def start() -> Started:
+        proc = fdloop.spawn(ARGV)
+
+        async def wait() -> int:
+            with proc:
+                code = (await proc.wait()).returncode
+                return -1 if code is None else code
+
+        return proc.pid, wait
+
+    return await _hold(probe, start)
+
+
+@contender("idle", "asyncio subprocess")
+async def asyncio_idle(probe: Probe) -> dict[str, Any]:
+    async def start() -> Started:
+        proc = await asyncio.create_subprocess_exec(*ARGV)
+        return proc.pid, proc.wait
+
+    return await _hold(probe, start)
+
+
+def _pidfd_watcher_is_separate() -> str | None:
+    from .spawn import _pidfd_watcher_is_separate as same_rule
+
+    return same_rule()
+
+
+@contender("idle", "asyncio + PidfdChildWatcher", only_if=_pidfd_watcher_is_separate)
+async def asyncio_pidfd_idle(probe: Probe) -> dict[str, Any]:
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
+    return await asyncio_idle(probe)  # type: ignore[no-any-return]
+
+
+@contender("idle", "uvloop subprocess", loops=("uvloop",))
+async def uvloop_idle(probe: Probe) -> dict[str, Any]:
+    return await asyncio_idle(probe)  # type: ignore[no-any-return]
+
+
+@contender("idle", "trio open_process", loops=("trio",))
+async def trio_idle(probe: Probe) -> dict[str, Any]:
+    import trio
+
+    async def start() -> Started:
+        proc = await trio.lowlevel.open_process(ARGV)
+        return proc.pid, proc.wait
+
+    return await _hold(probe, start)
+
+
+@contender("idle", "anyio.open_process", needs=("anyio",))
+async def anyio_idle(probe: Probe) -> dict[str, Any]:
+    import anyio
+
+    async def start() -> Started:
+        proc = await anyio.open_process(ARGV, stdin=None, stdout=None, stderr=None)
+        return proc.pid, proc.wait
+
+    return await _hold(probe, start)
+
+
+@contender("idle", "floor: posix_spawn+pidfd+epoll", loops=(None,), needs=("os:pidfd_open",))
+def floor_idle(probe: Probe) -> dict[str, Any]:
+    k = probe.params["k"]
+    environ = dict(os.environ)
+    rss_before = rss_kib()
+    poller = select.epoll()
+    probe.start()
+    began = time.perf_counter()
+    pids: dict[int, int] = {}
+    for _ in range(k):
+        pid = os.posix_spawn(SLEEP, ARGV, environ)
+        fd = os.pidfd_open(pid)
+        poller.register(fd, select.EPOLLIN)
+        pids[fd] = pid
+    spawned = time.perf_counter()
+    figures: dict[str, Any] = {"threads": thread_count(), "rss_growth_kib": rss_kib() - rss_before}
+    for pid in pids.values():
+        os.kill(pid, signal.SIGKILL)
+    last_kill = time.perf_counter()
+    killed = 0
+    while pids:
+        for fd, _events in poller.poll():
+            poller.unregister(fd)
+            result = os.waitid(os.P_PIDFD, fd, os.WEXITED)
+            os.close(fd)
+            del pids[fd]
+            killed += result is not None and result.si_status == signal.SIGKILL
+    probe.stop()
+    poller.close()
+    figures.update(spawn_s=spawned - began, reap_s=time.perf_counter() - last_kill, killed=killed)
+    return figures

@@ -1,0 +1,56 @@
+"""The PNG chart: one horizontal bar panel per charted figure, fdloop bars highlighted.
+
+Needs matplotlib (``pip install 'fdloop[plot]'``); :func:`available` says whether it is
+there so the caller can print the hint instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from .runner import WorkloadResult
+
+INSTALL_HINT = "pip install 'fdloop[plot]'"
+
+
+def available() -> bool:
+    """True when matplotlib can be imported."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def draw(results: list[WorkloadResult], path: Path, caption: str) -> bool:
+    """Write the chart to ``path``; False when there is nothing to draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for result in results:
+        columns = {c.key: c for c in result.spec.columns}
+        ok = {n: o.median for n, o in result.outcomes.items() if o.status == "ok"}
+        for key in result.spec.plot:
+            if ok and key in columns:
+                panels.append((result.spec.name, columns[key], ok))
+    if not panels:
+        return False
+    height = sum(0.6 + 0.28 * len(ok) for _n, _c, ok in panels) + 0.6
+    figure, axes = plt.subplots(len(panels), 1, figsize=(9, height), squeeze=False)
+    for axis, (workload, column, medians) in zip(axes[:, 0], panels, strict=True):
+        names = list(medians)
+        values = [medians[name][column.key] for name in names]
+        colours = ["tab:orange" if name.startswith("fdloop") else "tab:blue" for name in names]
+        axis.barh(names, values, color=colours)
+        axis.invert_yaxis()
+        hints = {"higher": " (higher is better)", "lower": " (lower is better)"}
+        hint = hints.get(column.better, "")
+        axis.set_title(f"{workload}: {column.label}{hint}", fontsize=10, loc="left")
+        axis.tick_params(labelsize=8)
+        for y, value in enumerate(values):
+            axis.text(value, y, f" {value:,.{column.digits}f}", va="center", fontsize=7)
+    figure.suptitle(caption, fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True

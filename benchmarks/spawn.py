@@ -1,0 +1,190 @@
+"""spawn: start ``/bin/true`` and wait for it, N children with C in flight.
+
+The key column is the parent's CPU per child: ``getrusage(RUSAGE_SELF)`` user + system
+across the whole run (helper threads included) divided by N. The floor does the same
+job with no framework at all: ``os.posix_spawn`` + ``os.pidfd_open`` + one
+``select.epoll``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .probe import Probe, percentile
+from .registry import Column, Params, Workload, contender, workload
+from .tasks import run_all
+
+TRUE = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
+
+
+def _summarize(raw: dict[str, Any], params: Params) -> dict[str, float]:
+    n = params["n"]
+    latencies: list[float] = raw["latencies"]
+    if len(latencies) != n:
+        raise RuntimeError(f"expected {n} children, {len(latencies)} were waited for")
+    if raw.get("failures"):
+        raise RuntimeError(f"{raw['failures']} children did not exit with 0")
+    return {
+        "children_per_s": n / raw["wall_s"],
+        "p50_us": percentile(latencies, 0.50) * 1e6,
+        "p99_us": percentile(latencies, 0.99) * 1e6,
+        "cpu_us_per_child": raw["cpu_s"] / n * 1e6,
+        "peak_threads": raw["peak_threads"],
+        "maxrss_mib": raw["maxrss_kib"] / 1024,
+    }
+
+
+SPAWN = workload(
+    Workload(
+        name="spawn",
+        title="spawn + wait /bin/true",
+        defaults={"n": 1000, "concurrency": 8, "repeats": 3},
+        quick={"n": 150, "concurrency": 8, "repeats": 1},
+        columns=(
+            Column("children_per_s", "children/s", "higher"),
+            Column("p50_us", "p50 µs", "lower"),
+            Column("p99_us", "p99 µs", "lower"),
+            Column("cpu_us_per_child", "parent CPU µs/child", "lower"),
+            Column("peak_threads", "peak threads", "lower"),
+            Column("maxrss_mib", "max RSS MiB", "lower", digits=1),
+        ),
+        summarize=_summarize,
+        plot=("children_per_s", "cpu_us_per_child"),
+    )
+)
+
+
+async def _drive(probe: Probe, one: Callable[[], Awaitable[int]]) -> dict[str, Any]:
+    """Run ``one()`` (spawn + wait one child, return its exit code) N times, C at once."""
+    n, concurrency = probe.params["n"], probe.params["concurrency"]
+    remaining = n
+    latencies: list[float] = []
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal remaining, failures
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            code = await one()
+            latencies.append(time.perf_counter() - started)
+            failures += code != 0
+            if len(latencies) % concurrency == 0:
+                probe.sample()
+
+    probe.start()
+    await run_all([worker] * concurrency)
+    probe.stop()
+    return {"latencies": latencies, "failures": failures}
+
+
+@contender("spawn", "fdloop", loops=("asyncio", "uvloop", "trio"), needs=("fdloop:spawn",))
+async def fdloop_spawn(probe: Probe) -> dict[str, Any]:
+    import fdloop
+
+    async def one() -> int:
+        with fdloop.spawn([TRUE]) as proc:
+            code = (await proc.wait()).returncode
+        return -1 if code is None else code
+
+    return await _drive(probe, one)
+
+
+def _default_watcher() -> str:
+    if sys.version_info >= (3, 12):
+        return "default watcher (pidfd on 3.12+)"
+    return "default watcher (one thread per child on 3.11-)"
+
+
+@contender("spawn", "asyncio subprocess")
+async def asyncio_spawn(probe: Probe) -> dict[str, Any]:
+    async def one() -> int:
+        proc = await asyncio.create_subprocess_exec(TRUE)
+        return await proc.wait()
+
+    return await _drive(probe, one)
+
+
+def _pidfd_watcher_is_separate() -> str | None:
+    if sys.version_info >= (3, 12):
+        return "PidfdChildWatcher is already the default on Python 3.12+"
+    if not hasattr(os, "pidfd_open"):
+        return "no os.pidfd_open here"
+    return None
+
+
+@contender("spawn", "asyncio + PidfdChildWatcher", only_if=_pidfd_watcher_is_separate)
+async def asyncio_pidfd_spawn(probe: Probe) -> dict[str, Any]:
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
+
+    async def one() -> int:
+        proc = await asyncio.create_subprocess_exec(TRUE)
+        return await proc.wait()
+
+    return await _drive(probe, one)
+
+
+@contender("spawn", "uvloop subprocess", loops=("uvloop",))
+async def uvloop_spawn(probe: Probe) -> dict[str, Any]:
+    return await asyncio_spawn(probe)  # type: ignore[no-any-return]
+
+
+@contender("spawn", "trio.run_process", loops=("trio",))
+async def trio_spawn(probe: Probe) -> dict[str, Any]:
+    import trio
+
+    async def one() -> int:
+        # stdin=None inherits, like every other contender (the default makes a pipe).
+        done = await trio.run_process([TRUE], stdin=None, check=False)
+        return done.returncode
+
+    return await _drive(probe, one)
+
+
+@contender("spawn", "anyio.run_process", needs=("anyio",))
+async def anyio_spawn(probe: Probe) -> dict[str, Any]:
+    import anyio
+
+    async def one() -> int:
+        done = await anyio.run_process([TRUE], stdout=None, stderr=None, check=False)
+        return done.returncode
+
+    return await _drive(probe, one)
+
+
+@contender("spawn", "floor: posix_spawn+pidfd+epoll", loops=(None,), needs=("os:pidfd_open",))
+def floor_spawn(probe: Probe) -> dict[str, Any]:
+    n, concurrency = probe.params["n"], probe.params["concurrency"]
+    environ = dict(os.environ)
+    poller = select.epoll()
+    in_flight: dict[int, float] = {}
+    latencies: list[float] = []
+    started = failures = 0
+    probe.start()
+    while len(latencies) < n:
+        while started < n and len(in_flight) < concurrency:
+            began = time.perf_counter()
+            pid = os.posix_spawn(TRUE, [TRUE], environ)
+            fd = os.pidfd_open(pid)
+            poller.register(fd, select.EPOLLIN)
+            in_flight[fd] = began
+            started += 1
+        for fd, _events in poller.poll():
+            poller.unregister(fd)
+            result = os.waitid(os.P_PIDFD, fd, os.WEXITED)
+            os.close(fd)
+            latencies.append(time.perf_counter() - in_flight.pop(fd))
+            failures += result is None or result.si_status != 0
+            if len(latencies) % concurrency == 0:
+                probe.sample()
+    probe.stop()
+    poller.close()
+    return {"latencies": latencies, "failures": failures}

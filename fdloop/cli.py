@@ -1,0 +1,139 @@
+"""The ``fdloop`` command: ``info``, ``bench`` and ``supervise``.
+
+``info`` says what this machine offers (kernel, Python, loop libraries, and per
+primitive whether the kernel provides it natively). ``bench`` hands over to the
+``benchmarks`` package and ``supervise`` to :mod:`fdloop.supervisor`; both are imported
+only when asked for, so ``fdloop info`` works with nothing else installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+LOOP_LIBRARIES = ("uvloop", "trio", "anyio", "sniffio", "matplotlib")
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _capability_rows() -> list[tuple[str, ...]]:
+    """One row per primitive: from ``backends.describe()`` when it exists, else
+    from ``capabilities()``."""
+    from . import backends
+
+    describe: Callable[[], Any] | None = getattr(backends, "describe", None)
+    if describe is not None:
+        described = describe()
+        if isinstance(described, str):
+            return [(line,) for line in described.splitlines()]
+        return [tuple(str(cell) for cell in row) for row in described]
+    rows: list[tuple[str, ...]] = [("primitive", "backend", "native", "kernel object", "missing")]
+    for cap in backends.capabilities():
+        rows.append((
+            cap.primitive, cap.backend, "yes" if cap.native else "emulated",
+            cap.kernel_object, ", ".join(cap.missing) or "-",
+        ))
+    return rows
+
+
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    if not rows:
+        return
+    if max(len(row) for row in rows) == 1:
+        for row in rows:
+            print(row[0])
+        return
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
+    for number, row in enumerate(rows):
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        print("  ".join(cells).rstrip())
+        if number == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def info_main() -> int:
+    """``fdloop info``: machine, interpreter, libraries, backend and capabilities."""
+    from . import __version__, backends
+
+    uname = os.uname()
+    print(f"fdloop     {__version__}")
+    print(f"kernel     {uname.sysname} {uname.release} ({uname.machine})")
+    print(f"python     {platform.python_implementation()} {platform.python_version()} "
+          f"({sys.executable})")
+    for name in LOOP_LIBRARIES:
+        print(f"{name:<10} {_version(name) or 'not installed'}")
+    try:
+        backend = backends.selected_name()
+    except ValueError as error:
+        print(f"backend    {error}", file=sys.stderr)
+        return 2
+    print(f"backend    {backend} (native here: {backends.native_name()}; "
+          "FDLOOP_BACKEND=linux|kqueue overrides)")
+    print()
+    _print_table(_capability_rows())
+    return 0
+
+
+def bench_main(argv: list[str]) -> int:
+    """``fdloop bench ...``: see ``fdloop bench --help``."""
+    try:
+        module = importlib.import_module("benchmarks.main")
+    except ImportError as error:
+        print(f"fdloop bench: the benchmarks package is not importable ({error}); "
+              "install fdloop from its source tree: pip install '.[uvloop,trio,plot]'",
+              file=sys.stderr)
+        return 2
+    status: int = module.bench_main(argv)
+    return status
+
+
+def supervise_main(argv: list[str]) -> int:
+    """``fdloop supervise ...``: every argument goes to fdloop.supervisor."""
+    try:
+        module = importlib.import_module("fdloop.supervisor")
+        run: Callable[[list[str]], int] = module.supervise_main
+    except (ImportError, AttributeError) as error:
+        print(f"fdloop supervise: the supervisor is not available in this build ({error})",
+              file=sys.stderr)
+        return 2
+    return run(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fdloop`` script; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="fdloop",
+        description="The kernel's fd primitives as async classes, awaited through one poll loop.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("info", help="kernel, Python, loop libraries and what each primitive uses")
+    commands.add_parser("bench", add_help=False,
+                        help="benchmarks against asyncio, uvloop, trio, anyio (see bench --help)")
+    commands.add_parser("supervise", add_help=False,
+                        help="run and watch programs (see supervise --help)")
+    # bench and supervise own everything after their name, --help included.
+    if args and args[0] == "bench":
+        return bench_main(args[1:])
+    if args and args[0] == "supervise":
+        return supervise_main(args[1:])
+    parsed = parser.parse_args(args)
+    if parsed.command == "info":
+        return info_main()
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
