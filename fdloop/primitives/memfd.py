@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 MAX_SIZE = 2**63 - 1
 """The largest size a file can have (off_t is a signed 64-bit integer)."""
 
+_DIRECT_READ = 1 << 16
+"""Reads up to this many bytes skip asking for the size: an over-long buffer is cheap."""
+
 MAX_NAME_BYTES = 249
 """memfd_create(2) limit on the name, in bytes, without the terminating NUL."""
 
@@ -61,9 +64,11 @@ SEAL_WRITE = Seal.SEAL_WRITE
 SEAL_FUTURE_WRITE = Seal.SEAL_FUTURE_WRITE
 SEAL_EXEC = Seal.SEAL_EXEC
 
+# Plain ints for the hot paths: arithmetic on IntFlag members costs a microsecond each.
+_SEAL, _SHRINK, _GROW = int(SEAL_SEAL), int(SEAL_SHRINK), int(SEAL_GROW)
+_NO_WRITES = int(SEAL_WRITE | SEAL_FUTURE_WRITE)
+_FROZEN = int(SEAL_SHRINK | SEAL_GROW | SEAL_WRITE | SEAL_SEAL)
 _ALL_SEALS = 0x3F
-_NO_WRITES = SEAL_WRITE | SEAL_FUTURE_WRITE
-_FROZEN = SEAL_SHRINK | SEAL_GROW | SEAL_WRITE | SEAL_SEAL
 
 
 def describe_seals(seals: int) -> str:
@@ -96,6 +101,7 @@ class MemFD(FDResource[MemFDBackend]):
         _check_bool("hugetlb", hugetlb)
         super().__init__(current_backend().memfd(name, size, allow_sealing, hugetlb))
         self._allow_sealing: bool | None = allow_sealing
+        self._final_seals: int | None = None
 
     @classmethod
     def from_bytes(cls, data: Buffer, seal: bool = True, name: str = "fdloop") -> MemFD:
@@ -132,6 +138,7 @@ class MemFD(FDResource[MemFDBackend]):
         self = cls.__new__(cls)
         FDResource.__init__(self, handle)
         self._allow_sealing = allow_sealing
+        self._final_seals = None
         return self
 
     def dup(self) -> MemFD:
@@ -161,7 +168,7 @@ class MemFD(FDResource[MemFDBackend]):
     def seals(self) -> Seal:
         """The seals in force now (``Seal(0)`` when none)."""
         self._check_open()
-        return Seal(self._handle.seals())
+        return Seal(self._current_seals())
 
     # -- size and position ---------------------------------------------------------------
 
@@ -179,8 +186,8 @@ class MemFD(FDResource[MemFDBackend]):
         self._check_open()
         if size is None:
             size = self._handle.seek(0, os.SEEK_CUR)
-        seals, current = self._handle.seals(), self._handle.size()
-        if (size < current and seals & SEAL_SHRINK) or (size > current and seals & SEAL_GROW):
+        seals, current = self._current_seals(), self._handle.size()
+        if (size < current and seals & _SHRINK) or (size > current and seals & _GROW):
             raise self._refused(f"resize from {current} to {size} bytes", seals)
         try:
             self._handle.truncate(size)
@@ -215,34 +222,39 @@ class MemFD(FDResource[MemFDBackend]):
 
         Returns b"" at the end. Moves the position past what it returns.
         """
-        n = _validate.integer("n", n, low=-1, high=MAX_SIZE)
+        n = _count("n", n, low=-1)
         self._check_open()
-        left = max(0, self._handle.size() - self._handle.seek(0, os.SEEK_CUR))
-        want = left if n < 0 else min(n, left)
+        if n < 0 or n > _DIRECT_READ:
+            left = max(0, self._handle.size() - self._handle.seek(0, os.SEEK_CUR))
+            n = left if n < 0 else min(n, left)
         chunks = []
-        while want > 0:
-            chunk = self._handle.read(want)
-            if not chunk:  # someone shrank it meanwhile
+        while n > 0:
+            chunk = self._handle.read(n)
+            if not chunk:  # the end (or someone shrank it meanwhile)
                 break
             chunks.append(chunk)
-            want -= len(chunk)
-        return b"".join(chunks)
+            n -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def pread(self, n: int, offset: int) -> bytes:
-        """Up to ``n`` bytes at ``offset``, without moving the file position."""
-        n = _validate.integer("n", n, low=0, high=MAX_SIZE)
-        offset = _validate.integer("offset", offset, low=0, high=MAX_SIZE)
+        """Up to ``n`` bytes at ``offset``, without moving the file position.
+
+        Returns b"" at or past the end.
+        """
+        n = _count("n", n)
+        offset = _count("offset", offset)
         self._check_open()
-        want = min(n, max(0, self._handle.size() - offset))
+        if n > _DIRECT_READ:
+            n = min(n, max(0, self._handle.size() - offset))
         chunks = []
-        while want > 0:
-            chunk = self._handle.pread(want, offset)
+        while n > 0:
+            chunk = self._handle.pread(n, offset)
             if not chunk:
                 break
             chunks.append(chunk)
-            want -= len(chunk)
+            n -= len(chunk)
             offset += len(chunk)
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def write(self, data: Buffer) -> int:
         """Write all of ``data`` at the file position (growing the file if needed).
@@ -255,9 +267,9 @@ class MemFD(FDResource[MemFDBackend]):
         self._check_open()
         if not view:
             return 0
-        self._check_write(self._handle.seek(0, os.SEEK_CUR), len(view))
-        done = 0
+        self._check_write(None, len(view))
         try:
+            done = self._handle.write(view)
             while done < len(view):
                 done += self._handle.write(view[done:])
         except PermissionError as exc:
@@ -270,26 +282,30 @@ class MemFD(FDResource[MemFDBackend]):
         Returns len(data); raises as ``write()`` does.
         """
         view = _bytes_like("data", data)
-        offset = _validate.integer("offset", offset, low=0, high=MAX_SIZE - len(view))
+        offset = _count("offset", offset, high=MAX_SIZE - len(view))
         self._check_open()
         if not view:
             return 0
         self._check_write(offset, len(view))
-        done = 0
         try:
+            done = self._handle.pwrite(view, offset)
             while done < len(view):
                 done += self._handle.pwrite(view[done:], offset + done)
         except PermissionError as exc:
             raise self._refused("write", None) from exc
         return done
 
-    def _check_write(self, offset: int, length: int) -> None:
+    def _check_write(self, offset: int | None, length: int) -> None:
         # The kernel refuses a write under SEAL_WRITE outright, but under SEAL_GROW it
         # writes what fits and then stops: refuse up front so that nothing changes.
-        seals = self._handle.seals()
+        seals = self._current_seals()
         if seals & _NO_WRITES:
             raise self._refused("write", seals)
-        if seals & SEAL_GROW and offset + length > self._handle.size():
+        if not seals & _GROW:
+            return
+        if offset is None:
+            offset = self._handle.seek(0, os.SEEK_CUR)
+        if offset + length > self._handle.size():
             raise self._refused(f"write past its end ({offset + length} > "
                                 f"{self._handle.size()} bytes)", seals)
 
@@ -324,7 +340,7 @@ class MemFD(FDResource[MemFDBackend]):
             raise ValueError(f"length {length} from offset {offset} runs past the end "
                              f"({size} bytes); truncate() the MemFD first")
         if writable:
-            seals = self._handle.seals()
+            seals = self._current_seals()
             if seals & _NO_WRITES:
                 raise self._refused("be mapped writable", seals)
         try:
@@ -354,8 +370,7 @@ class MemFD(FDResource[MemFDBackend]):
                                  f"({describe_seals(_ALL_SEALS)})")
             wanted |= bits
         self._check_open()
-        current = self._handle.seals()
-        if current & SEAL_SEAL:
+        if self._current_seals() & _SEAL:
             raise PermissionError(errno.EPERM, self._why_no_sealing())
         try:
             self._handle.add_seals(wanted)
@@ -372,6 +387,15 @@ class MemFD(FDResource[MemFDBackend]):
             raise
         return self.seals
 
+    def _current_seals(self) -> int:
+        """The seals now; remembered once SEAL_SEAL is in, as the set can no longer change."""
+        if self._final_seals is not None:
+            return self._final_seals
+        seals = self._handle.seals()
+        if seals & _SEAL:
+            self._final_seals = seals
+        return seals
+
     def _why_no_sealing(self) -> str:
         if self._allow_sealing is False:
             return (f"{self._label()} was created without allow_sealing, so no seal can "
@@ -381,7 +405,7 @@ class MemFD(FDResource[MemFDBackend]):
 
     def _refused(self, action: str, seals: int | None) -> PermissionError:
         if seals is None:
-            seals = self._handle.seals()
+            seals = self._current_seals()
         return PermissionError(errno.EPERM, f"{self._label()} refuses to {action}: its "
                                             f"seals are {describe_seals(seals)}")
 
@@ -397,6 +421,13 @@ class MemFD(FDResource[MemFDBackend]):
         except OSError as exc:  # repr runs from finalizers too: it must not raise
             return f"{name}, unreadable ({exc.strerror})"
         return f"{name}, size={size}, seals={seals}" + (", hugetlb" if self.hugetlb else "")
+
+
+def _count(name: str, value: object, *, low: int = 0, high: int = MAX_SIZE) -> int:
+    """A size, offset or count: ``_validate.integer`` with a fast path for plain ints."""
+    if type(value) is int and low <= value <= high:
+        return value
+    return _validate.integer(name, value, low=low, high=high)
 
 
 def _check_name(name: object) -> str:
@@ -420,6 +451,8 @@ def _check_bool(name: str, value: object) -> None:
 
 
 def _bytes_like(name: str, data: object) -> memoryview:
+    if type(data) is bytes or type(data) is bytearray:
+        return memoryview(data)  # always contiguous single bytes: skip the checks
     if isinstance(data, str):
         raise TypeError(f"{name} must be bytes-like (bytes, bytearray, memoryview), not str;"
                         " encode it first")
