@@ -22,10 +22,26 @@ import anyio
 import pytest
 
 import fdloop
-from fdloop.backends import selected_name
+from fdloop import backends
 
-LINUX = selected_name() == "linux"
-linux_only = pytest.mark.skipif(not LINUX, reason="a Linux memfd fact")
+# conftest runs every test here once per backend (FDLOOP_BACKEND picks one), so which
+# backend is in force is asked at run time, never at import.
+
+
+@pytest.fixture(autouse=True)
+def _backend_has_memfd(fdloop_backend: str) -> None:
+    if not hasattr(backends.current(), "memfd"):
+        pytest.skip(f"the {fdloop_backend} backend does not provide MemFD yet")
+
+
+def _linux() -> bool:
+    return backends.selected_name() == "linux"
+
+
+@pytest.fixture
+def linux_only() -> None:
+    if not _linux():
+        pytest.skip("a Linux memfd fact")
 
 
 def _missing() -> tuple[str, ...]:
@@ -39,9 +55,10 @@ def _has_seals() -> bool:
     return not any("seal" in missing for missing in _missing())
 
 
-needs_seals = pytest.mark.skipif(not _has_seals(), reason="this backend has no file seals")
-ALL_BUT_EXEC = (fdloop.SEAL_SEAL | fdloop.SEAL_SHRINK | fdloop.SEAL_GROW
-                | fdloop.SEAL_WRITE | fdloop.SEAL_FUTURE_WRITE)
+@pytest.fixture
+def needs_seals() -> None:
+    if not _has_seals():
+        pytest.skip("this backend has no file seals")
 
 
 def _contents(memfd: fdloop.MemFD) -> bytes:
@@ -51,7 +68,7 @@ def _contents(memfd: fdloop.MemFD) -> bytes:
 # -- creating, reading, writing -------------------------------------------------------
 
 
-@linux_only
+@pytest.mark.usefixtures("linux_only")
 def test_proc_shows_the_memfd_name() -> None:
     with fdloop.MemFD("my region", 100) as memfd:
         assert os.readlink(f"/proc/self/fd/{memfd.fileno()}") == "/memfd:my region (deleted)"
@@ -173,14 +190,14 @@ def test_seal_constants_have_the_fcntl_values() -> None:
     assert [fdloop.SEAL_SEAL, fdloop.SEAL_SHRINK, fdloop.SEAL_GROW, fdloop.SEAL_WRITE,
             fdloop.SEAL_FUTURE_WRITE] == [1, 2, 4, 8, 0x10]
     assert isinstance(fdloop.SEAL_WRITE | fdloop.SEAL_GROW, fdloop.Seal)
-    if LINUX:
+    if _linux():
         import fcntl
 
         assert fdloop.SEAL_WRITE == fcntl.F_SEAL_WRITE
         assert fdloop.SEAL_SEAL == fcntl.F_SEAL_SEAL
 
 
-@needs_seals
+@pytest.mark.usefixtures("needs_seals")
 def test_seal_shrink_refuses_shrinking_only() -> None:
     with fdloop.MemFD(size=10) as memfd:
         assert memfd.seal(fdloop.SEAL_SHRINK) == fdloop.SEAL_SHRINK
@@ -192,7 +209,7 @@ def test_seal_shrink_refuses_shrinking_only() -> None:
         assert memfd.size == 20
 
 
-@needs_seals
+@pytest.mark.usefixtures("needs_seals")
 def test_seal_grow_refuses_growing_and_writes_past_the_end_without_partial_writes() -> None:
     with fdloop.MemFD.from_bytes(b"x" * 5000, seal=False) as memfd:
         memfd.seal(fdloop.SEAL_GROW)
@@ -211,7 +228,7 @@ def test_seal_grow_refuses_growing_and_writes_past_the_end_without_partial_write
         assert _contents(memfd) == b"x" * 10
 
 
-@needs_seals
+@pytest.mark.usefixtures("needs_seals")
 def test_seal_write_refuses_every_kind_of_write() -> None:
     with fdloop.MemFD.from_bytes(b"frozen", seal=False) as memfd:
         memfd.seal(fdloop.SEAL_WRITE)
@@ -227,7 +244,7 @@ def test_seal_write_refuses_every_kind_of_write() -> None:
             view.close()
 
 
-@needs_seals
+@pytest.mark.usefixtures("needs_seals")
 def test_seal_write_waits_for_writable_mappings_to_close() -> None:
     with fdloop.MemFD(size=4096) as memfd:
         mapping = memfd.mmap()
@@ -244,7 +261,7 @@ def test_seal_write_waits_for_writable_mappings_to_close() -> None:
         assert memfd.pread(1, 0) == b"\x07"
 
 
-@needs_seals
+@pytest.mark.usefixtures("needs_seals")
 def test_a_read_only_mapping_does_not_block_seal_write() -> None:
     with fdloop.MemFD.from_bytes(b"data", seal=False) as memfd:
         view = memfd.mmap(writable=False)
@@ -255,7 +272,7 @@ def test_a_read_only_mapping_does_not_block_seal_write() -> None:
             view.close()
 
 
-@needs_seals
+@pytest.mark.usefixtures("needs_seals")
 def test_seal_future_write_keeps_existing_mappings_but_refuses_new_writes() -> None:
     with fdloop.MemFD(size=4096) as memfd:
         mapping = memfd.mmap()
@@ -272,7 +289,7 @@ def test_seal_future_write_keeps_existing_mappings_but_refuses_new_writes() -> N
             mapping.close()
 
 
-@needs_seals
+@pytest.mark.usefixtures("needs_seals")
 def test_seal_seal_ends_sealing_and_seals_accumulate() -> None:
     with fdloop.MemFD() as memfd:
         memfd.seal(fdloop.SEAL_GROW)
@@ -283,7 +300,7 @@ def test_seal_seal_ends_sealing_and_seals_accumulate() -> None:
         assert memfd.seals == fdloop.SEAL_GROW | fdloop.SEAL_SHRINK | fdloop.SEAL_SEAL
 
 
-@needs_seals
+@pytest.mark.usefixtures("needs_seals")
 def test_without_allow_sealing_nothing_can_be_sealed() -> None:
     with fdloop.MemFD(size=3, allow_sealing=False) as memfd:
         assert memfd.seals == fdloop.SEAL_SEAL
@@ -294,14 +311,14 @@ def test_without_allow_sealing_nothing_can_be_sealed() -> None:
         assert memfd.pread(2, 0) == b"ok"
 
 
-@needs_seals
+@pytest.mark.usefixtures("needs_seals")
 def test_seals_bind_dups_and_fds_reopened_through_proc() -> None:
     with fdloop.MemFD.from_bytes(b"abc", seal=False) as memfd, memfd.dup() as dup:
         memfd.seal(fdloop.SEAL_WRITE)
         assert dup.seals == fdloop.SEAL_WRITE
         with pytest.raises(PermissionError):
             dup.write(b"X")
-        if LINUX:
+        if _linux():
             reopened = os.open(f"/proc/self/fd/{memfd.fileno()}", os.O_RDWR)
             with fdloop.MemFD.from_fd(reopened) as again:
                 assert again.seals == fdloop.SEAL_WRITE
@@ -312,7 +329,7 @@ def test_seals_bind_dups_and_fds_reopened_through_proc() -> None:
         assert _contents(memfd) == b"abc"
 
 
-@needs_seals
+@pytest.mark.usefixtures("needs_seals")
 def test_from_bytes_makes_a_sealed_blob_at_position_zero() -> None:
     with fdloop.MemFD.from_bytes(b"payload", name="blob") as memfd:
         assert memfd.name == "blob"
@@ -357,7 +374,7 @@ def test_from_fd_refuses_what_is_not_a_memfd() -> None:
         fdloop.MemFD.from_fd("3")  # type: ignore[arg-type]
 
 
-@linux_only
+@pytest.mark.usefixtures("linux_only")
 def test_a_read_only_fd_reads_but_refuses_writes_clearly() -> None:
     with fdloop.MemFD.from_bytes(b"ro", seal=False) as memfd:
         fd = os.open(f"/proc/self/fd/{memfd.fileno()}", os.O_RDONLY)
@@ -521,7 +538,7 @@ def _free_huge_pages() -> int:
     return 0
 
 
-@linux_only
+@pytest.mark.usefixtures("linux_only")
 def test_hugetlb_either_works_or_says_why() -> None:
     """Huge pages are reserved at mmap() time; this machine may have none."""
     try:
@@ -609,7 +626,7 @@ def test_child_sees_and_changes_the_same_memory_via_pass_fds() -> None:
         assert _contents(memfd) == b"child was here"
 
 
-@needs_seals
+@pytest.mark.usefixtures("needs_seals")
 def test_seals_hold_in_a_process_that_received_the_fd_over_a_socket() -> None:
     with fdloop.MemFD.from_bytes(b"read me, do not change me", name="sealed") as memfd:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX)
