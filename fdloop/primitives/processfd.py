@@ -17,10 +17,12 @@ a child that is not dead yet goes to :mod:`fdloop.primitives.reaper`. Handles fr
 from __future__ import annotations
 
 import signal as _signal
+from typing import Any
 
 from .. import _aio, _validate
 from ..backends import current as current_backend
 from ..backends.contract import ProcessFDBackend
+from ..errors import UnsupportedOperation
 from ..streams import PipeReceiveStream, PipeSendStream
 from . import reaper
 from .exitstatus import ExitStatus, ResourceUsage
@@ -101,7 +103,7 @@ class ProcessFD(FDResource[ProcessFDBackend]):
         process, ValueError/TypeError for a bad pid.
         """
         pid = _validate.integer("pid", pid, low=1)
-        return cls._wrap(current_backend().process_open(pid))
+        return cls._wrap(process_backend("process_open")(pid))
 
     @classmethod
     def from_fd(cls, fd: int) -> ProcessFD:
@@ -110,7 +112,7 @@ class ProcessFD(FDResource[ProcessFDBackend]):
         The ProcessFD then owns and closes ``fd``. Raises NotThisKindOfFD if ``fd`` is
         open but not a process fd, OSError if it is not open.
         """
-        return cls._wrap(current_backend().process_from_fd(fd))
+        return cls._wrap(process_backend("process_from_fd")(fd))
 
     # -- state ---------------------------------------------------------------------------
 
@@ -339,3 +341,14 @@ def signal_number(name: str, value: object, *, allow_zero: bool = False) -> int:
     if number and number not in _signal.valid_signals():
         raise ValueError(f"{name}: {number} is not a valid signal number")
     return number
+
+
+def process_backend(operation: str) -> Any:
+    """The backend's ``operation`` factory; UnsupportedOperation if it has no ProcessFD."""
+    backend = current_backend()
+    factory = getattr(backend, operation, None)
+    if factory is None:
+        raise UnsupportedOperation(
+            f"ProcessFD is not available on the {backend.__name__.rsplit('.', 1)[-1]} backend"
+        )
+    return factory

@@ -12,10 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, Union
 
 from .. import _validate
-from ..backends import current as current_backend
 from ..streams import DEVNULL, PIPE, STDOUT
 from . import reaper
-from .processfd import ProcessFD, signal_number
+from .processfd import ProcessFD, process_backend, signal_number
 
 __all__ = ["spawn"]
 
@@ -67,7 +66,7 @@ def spawn(
     kill_timeout = _validate.seconds("kill_timeout", kill_timeout)
 
     reaper.sweep()
-    handle, pipes = current_backend().spawn_process(
+    handle, pipes = process_backend("spawn_process")(
         os.fsdecode(args[0]), args, env_list, stdio=stdio, cwd=cwd_bytes, pass_fds=fds,
         start_new_session=start_new_session, default_signals=_signals_taken_over(),
     )

@@ -1,0 +1,79 @@
+"""Small helpers shared by the ProcessFD tests: stress scaling and /proc lookups."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import fdloop.backends
+
+from ..leaks import children_of
+
+
+def stress_scale() -> float:
+    """FDLOOP_STRESS_SCALE (default 1.0; CI uses 0.1): multiplies stress test sizes."""
+    try:
+        return max(0.0, float(os.environ.get("FDLOOP_STRESS_SCALE", "1.0")))
+    except ValueError:
+        return 1.0
+
+
+def scaled(count: int, minimum: int = 10) -> int:
+    return max(minimum, int(count * stress_scale()))
+
+
+def state_of(pid: int) -> str | None:
+    """The /proc state letter of ``pid`` (Z = zombie), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2]
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    return state_of(pid) not in (None, "Z")
+
+
+def members_of_group(pgid: int) -> set[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat_file:
+                stat = stat_file.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
+def wait_until(predicate: object, timeout: float = 5.0) -> bool:
+    """Poll ``predicate()`` (sync, for tests without a loop) until true or timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return bool(predicate())  # type: ignore[operator]
+
+
+def no_children() -> bool:
+    return not children_of(os.getpid())
+
+
+@pytest.fixture(autouse=True)
+def process_backend_only(request: pytest.FixtureRequest) -> None:
+    """Skip on a backend without ProcessFD (the kqueue backend has none yet)."""
+    if "fdloop_backend" in request.fixturenames:
+        request.getfixturevalue("fdloop_backend")
+    if not hasattr(fdloop.backends.current(), "spawn_process"):
+        pytest.skip("this backend has no ProcessFD")

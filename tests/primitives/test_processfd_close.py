@@ -1,0 +1,281 @@
+"""Kill-on-close: aclose, close, GC, cancellation, daemons, process groups — no zombie."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+import fdloop
+from fdloop import spawn
+from fdloop.backends.linux import pidfd as linux_pidfd
+from fdloop.primitives import reaper
+
+from ..leaks import children_of
+from .process_helpers import (
+    alive,
+    members_of_group,
+    no_children,
+    process_backend_only,  # noqa: F401  (autouse)
+    wait_until,
+)
+
+PY = sys.executable
+IGNORE_TERM = ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"]
+
+
+async def eventually(predicate: Any, timeout: float = 5.0) -> bool:
+    """Let the loop run until ``predicate()`` is true (or give up after ``timeout``)."""
+    with anyio.move_on_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)
+    return bool(predicate())
+
+
+async def test_aclose_terminates_a_running_child_and_reaps_it() -> None:
+    proc = spawn(["sleep", "100"])
+    await proc.aclose()
+    assert proc.closed
+    assert proc.returncode == -signal.SIGTERM
+    assert children_of(os.getpid()) == set()
+
+
+async def test_aclose_uses_kill_signal() -> None:
+    proc = spawn(["sleep", "100"], kill_signal=signal.SIGINT)
+    await proc.aclose()
+    assert proc.returncode == -signal.SIGINT
+
+
+async def test_aclose_escalates_to_sigkill_after_kill_timeout() -> None:
+    proc = spawn(IGNORE_TERM, stdout=fdloop.PIPE, kill_timeout=0.2)
+    assert proc.stdout is not None
+    assert await proc.stdout.readline() == b"ready\n"  # the trap is in place
+    await proc.aclose()
+    assert proc.returncode == -signal.SIGKILL
+    assert children_of(os.getpid()) == set()
+
+
+async def test_aclose_of_exited_child_keeps_its_status() -> None:
+    proc = spawn(["sh", "-c", "exit 3"])
+    await proc.wait()
+    await proc.aclose()
+    await proc.aclose()  # idempotent
+    assert proc.returncode == 3
+    assert (await proc.wait()).returncode == 3  # a known status survives close
+
+
+async def test_aclose_closes_pipe_streams() -> None:
+    proc = spawn(["cat"], stdin=fdloop.PIPE, stdout=fdloop.PIPE, stderr=fdloop.PIPE)
+    await proc.aclose()
+    assert proc.stdin is not None and proc.stdin.closed
+    assert proc.stdout is not None and proc.stdout.closed
+    assert proc.stderr is not None and proc.stderr.closed
+    # stdin was closed first: cat saw EOF and may have exited by itself before the TERM.
+    assert proc.returncode in (0, -signal.SIGTERM)
+
+
+async def test_sync_close_sigkills_and_the_loop_reaps_it() -> None:
+    proc = spawn(["sleep", "100"])
+    pid = proc.pid
+    proc.close()
+    assert proc.closed
+    with pytest.raises(fdloop.ClosedResourceError):
+        await proc.wait()
+    # Reaped from the running loop (add_reader callback / trio system task).
+    assert await eventually(lambda: not children_of(os.getpid()))
+    assert not alive(pid)
+    assert reaper.pending() == 0
+
+
+async def test_close_wakes_waiters_with_closed_resource_error() -> None:
+    proc = spawn(["sleep", "100"])
+    errors: list[BaseException] = []
+
+    async def waiter() -> None:
+        try:
+            await proc.wait()
+        except fdloop.ClosedResourceError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(waiter)
+        await anyio.sleep(0.05)
+        proc.close()
+    assert len(errors) == 3
+    assert await eventually(lambda: not children_of(os.getpid()))
+
+
+def test_sync_close_never_blocks_and_reaps_with_wnohang_only(monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    options_seen: list[int] = []
+    real = linux_pidfd._waitid
+
+    def recording(fd: int, options: int) -> object:
+        options_seen.append(options)
+        return real(fd, options)
+
+    monkeypatch.setattr(linux_pidfd, "_waitid", recording)
+    proc = spawn(["sleep", "100"])
+    proc.close()  # no loop runs here: the child goes to the reaper's table
+    assert options_seen and all(o & os.WNOHANG for o in options_seen)
+    # Swept at the next spawn (or explicitly): nothing blocks, the zombie goes away.
+    assert wait_until(lambda: (reaper.sweep(), no_children())[1])
+    assert all(o & os.WNOHANG for o in options_seen)
+
+
+def test_next_spawn_reaps_orphans_without_a_loop() -> None:
+    first = spawn(["sleep", "100"])
+    pid = first.pid
+    first.close()
+    deadline = time.monotonic() + 5
+    while pid in {p for p, _ in children_of(os.getpid())} and time.monotonic() < deadline:
+        with spawn(["true"]) as other:  # spawn sweeps the reaper table
+            while other.poll() is None:
+                time.sleep(0.005)
+    assert pid not in {p for p, _ in children_of(os.getpid())}
+
+
+async def test_garbage_collection_warns_kills_and_reaps() -> None:
+    proc = spawn(["sleep", "100"])
+    pid = proc.pid
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del proc
+        gc.collect()
+    assert await eventually(lambda: not alive(pid))
+    assert await eventually(lambda: not children_of(os.getpid()))
+
+
+async def test_cancelling_the_owning_scope_ends_the_child() -> None:
+    started: list[fdloop.ProcessFD] = []
+    with anyio.move_on_after(0.2) as scope:
+        async with spawn(["sleep", "100"]) as proc:
+            started.append(proc)
+            await proc.wait()
+    assert scope.cancelled_caught
+    assert started[0].returncode == -signal.SIGTERM  # aclose ran to the reap, shielded
+    assert children_of(os.getpid()) == set()
+
+
+async def test_cancelling_during_aclose_still_kills_and_reaps() -> None:
+    proc = spawn(IGNORE_TERM, stdout=fdloop.PIPE, kill_timeout=0.3)
+    assert proc.stdout is not None
+    await proc.stdout.readline()
+    with anyio.move_on_after(0.05):
+        await proc.aclose()  # shielded: runs to the SIGKILL and the reap regardless
+    assert proc.closed
+    assert proc.returncode == -signal.SIGKILL
+    assert children_of(os.getpid()) == set()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
+async def test_native_asyncio_task_cancel_ends_the_child() -> None:
+    pids: list[int] = []
+
+    async def owner() -> None:
+        async with spawn(["sleep", "100"]) as proc:
+            pids.append(proc.pid)
+            await proc.wait()
+
+    task = asyncio.ensure_future(owner())
+    await eventually(lambda: pids)
+    task.cancel()  # lands in wait(); a bare cancel is delivered once, aclose then runs
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not children_of(os.getpid())  # aclose TERMinated and reaped it
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
+async def test_native_cancel_inside_aclose_hands_child_to_reaper() -> None:
+    proc = spawn(IGNORE_TERM, stdout=fdloop.PIPE, kill_timeout=10)
+    assert proc.stdout is not None
+    await proc.stdout.readline()
+    task = asyncio.ensure_future(proc.aclose())
+    await asyncio.sleep(0.05)
+    task.cancel()  # a bare Task.cancel is not stopped by anyio's shield
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert proc.closed
+    assert await eventually(lambda: not children_of(os.getpid()))
+
+
+async def test_daemon_survives_close_and_is_still_reaped() -> None:
+    proc = spawn(["sleep", "0.3"], daemon=True)
+    pid = proc.pid
+    await proc.aclose()
+    assert "daemon" in repr(proc)
+    assert alive(pid)  # not killed
+    # When it exits while we live, the reaper (watching in this loop) reaps it.
+    assert await eventually(lambda: not children_of(os.getpid()))
+
+
+async def test_new_session_close_kills_the_whole_group() -> None:
+    proc = spawn(["sh", "-c", "sleep 100 | cat"], stdout=fdloop.PIPE, start_new_session=True)
+    assert await eventually(lambda: len(members_of_group(proc.pid)) >= 3)
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    proc.terminate()  # the group: sh, sleep and cat
+    # The grandchildren held the pipe: EOF proves they are gone too.
+    assert await stdout.read() == b""
+    await proc.aclose()
+    assert proc.returncode == -signal.SIGTERM
+    assert await eventually(lambda: not members_of_group(proc.pid))
+
+
+async def test_new_session_aclose_kills_the_pipeline() -> None:
+    proc = spawn(["sh", "-c", "sleep 100 | cat"], start_new_session=True)
+    pgid = proc.pid
+    assert await eventually(lambda: len(members_of_group(pgid)) >= 3)
+    await proc.aclose()
+    assert await eventually(lambda: not members_of_group(pgid))
+
+
+async def test_open_and_from_fd_handles_never_kill() -> None:
+    async with spawn(["sleep", "100"]) as proc:
+        watcher = fdloop.ProcessFD.open(proc.pid)
+        await watcher.aclose()
+        adopted = fdloop.ProcessFD.from_fd(os.dup(proc.fileno()))
+        adopted.close()
+        assert alive(proc.pid)
+        assert "watch-only" in repr(watcher)
+
+
+def test_interpreter_exit_kills_children_and_leaves_daemons(tmp_path: Any) -> None:
+    script = textwrap.dedent(
+        """
+        import fdloop, sys
+        killed = fdloop.spawn(["sleep", "100"], stdout=fdloop.DEVNULL)
+        daemon = fdloop.spawn(["sleep", "30"], daemon=True, stdout=fdloop.DEVNULL,
+                              stderr=fdloop.DEVNULL)
+        print(killed.pid, daemon.pid, flush=True)
+        # no close: interpreter exit must SIGKILL `killed` and leave `daemon` running
+        """
+    )
+    result = subprocess.run(
+        [PY, "-W", "ignore::ResourceWarning", "-c", script],
+        capture_output=True, text=True, check=True, timeout=30,
+    )
+    killed, daemon = map(int, result.stdout.split())
+    assert not alive(killed)
+    assert alive(daemon)
+    # The daemon now belongs to init (or a subreaper); end it early, it is harmless.
+    os.kill(daemon, signal.SIGKILL)
+
+
+def test_detach_disarms_kill_on_close() -> None:
+    proc = spawn(["sh", "-c", "exit 6"])
+    fd = proc.detach()
+    assert proc.closed
+    try:
+        assert os.waitid(os.P_PIDFD, fd, os.WEXITED).si_status == 6
+    finally:
+        os.close(fd)
