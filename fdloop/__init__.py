@@ -22,17 +22,17 @@ from .errors import (
     UnsupportedOperation,
 )
 from .primitives.eventfd import EventFD
-from .primitives.memfd import (
+from .primitives.memfd import MemFD
+from .primitives.processfd import ExitStatus, ProcessFD, ResourceUsage
+from .primitives.seals import (
     SEAL_EXEC,
     SEAL_FUTURE_WRITE,
     SEAL_GROW,
     SEAL_SEAL,
     SEAL_SHRINK,
     SEAL_WRITE,
-    MemFD,
     Seal,
 )
-from .primitives.processfd import ExitStatus, ProcessFD, ResourceUsage
 from .primitives.signalfd import SignalFD, SignalInfo
 from .primitives.spawn import spawn
 from .primitives.timerfd import TimerFD

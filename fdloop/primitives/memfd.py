@@ -14,7 +14,6 @@ from asyncio, uvloop and trio tasks alike. All syscalls are in the backend
 
 from __future__ import annotations
 
-import enum
 import errno
 import mmap
 import os
@@ -25,6 +24,16 @@ from ..backends import current as current_backend
 from ..backends.contract import MemFDBackend
 from ..errors import SealBusyError
 from .resource import FDResource
+from .seals import (
+    ALL_BITS,
+    FROZEN_BITS,
+    GROW_BIT,
+    NO_WRITES_BITS,
+    SEAL_BIT,
+    SHRINK_BIT,
+    Seal,
+    describe_seals,
+)
 
 if TYPE_CHECKING:
     # Any object with the buffer protocol: bytes, bytearray, memoryview, mmap, array...
@@ -38,46 +47,6 @@ _DIRECT_READ = 1 << 16
 
 MAX_NAME_BYTES = 249
 """memfd_create(2) limit on the name, in bytes, without the terminating NUL."""
-
-
-class Seal(enum.IntFlag):
-    """File seals, with their fcntl(2) names and values (FreeBSD uses the same bits)."""
-
-    SEAL_SEAL = 0x1
-    """No more seals can be added."""
-    SEAL_SHRINK = 0x2
-    """The size cannot go down."""
-    SEAL_GROW = 0x4
-    """The size cannot go up (writes past the end are refused too)."""
-    SEAL_WRITE = 0x8
-    """The contents cannot change: no write, no new writable shared mapping."""
-    SEAL_FUTURE_WRITE = 0x10
-    """Like SEAL_WRITE, but writable mappings that already exist keep working."""
-    SEAL_EXEC = 0x20
-    """The execute bits cannot change (Linux 6.3+)."""
-
-
-SEAL_SEAL = Seal.SEAL_SEAL
-SEAL_SHRINK = Seal.SEAL_SHRINK
-SEAL_GROW = Seal.SEAL_GROW
-SEAL_WRITE = Seal.SEAL_WRITE
-SEAL_FUTURE_WRITE = Seal.SEAL_FUTURE_WRITE
-SEAL_EXEC = Seal.SEAL_EXEC
-
-# Plain ints for the hot paths: arithmetic on IntFlag members costs a microsecond each.
-_SEAL, _SHRINK, _GROW = int(SEAL_SEAL), int(SEAL_SHRINK), int(SEAL_GROW)
-_NO_WRITES = int(SEAL_WRITE | SEAL_FUTURE_WRITE)
-_FROZEN = int(SEAL_SHRINK | SEAL_GROW | SEAL_WRITE | SEAL_SEAL)
-_ALL_SEALS = 0x3F
-
-
-def describe_seals(seals: int) -> str:
-    """``SEAL_GROW|SEAL_WRITE`` style text for a seal set; ``none`` for 0."""
-    names = [member.name or "" for member in Seal if seals & member]
-    unknown = seals & ~_ALL_SEALS
-    if unknown:
-        names.append(hex(unknown))
-    return "|".join(names) or "none"
 
 
 class MemFD(FDResource[MemFDBackend]):
@@ -118,7 +87,7 @@ class MemFD(FDResource[MemFDBackend]):
         try:
             memfd.pwrite(view, 0)
             if seal:
-                memfd.seal(_FROZEN)
+                memfd.seal(FROZEN_BITS)
         except BaseException:
             memfd.close()
             raise
@@ -187,7 +156,7 @@ class MemFD(FDResource[MemFDBackend]):
         if size is None:
             size = self._handle.seek(0, os.SEEK_CUR)
         seals, current = self._current_seals(), self._handle.size()
-        if (size < current and seals & _SHRINK) or (size > current and seals & _GROW):
+        if (size < current and seals & SHRINK_BIT) or (size > current and seals & GROW_BIT):
             raise self._refused(f"resize from {current} to {size} bytes", seals)
         try:
             self._handle.truncate(size)
@@ -299,9 +268,9 @@ class MemFD(FDResource[MemFDBackend]):
         # The kernel refuses a write under SEAL_WRITE outright, but under SEAL_GROW it
         # writes what fits and then stops: refuse up front so that nothing changes.
         seals = self._current_seals()
-        if seals & _NO_WRITES:
+        if seals & NO_WRITES_BITS:
             raise self._refused("write", seals)
-        if not seals & _GROW:
+        if not seals & GROW_BIT:
             return
         if offset is None:
             offset = self._handle.seek(0, os.SEEK_CUR)
@@ -341,7 +310,7 @@ class MemFD(FDResource[MemFDBackend]):
                              f"({size} bytes); truncate() the MemFD first")
         if writable:
             seals = self._current_seals()
-            if seals & _NO_WRITES:
+            if seals & NO_WRITES_BITS:
                 raise self._refused("be mapped writable", seals)
         try:
             return self._handle.mmap(length, offset, writable)
@@ -365,12 +334,12 @@ class MemFD(FDResource[MemFDBackend]):
         wanted = 0
         for seal in seals:
             bits = _validate.integer("seals", seal)
-            if bits <= 0 or bits & ~_ALL_SEALS:
+            if bits <= 0 or bits & ~ALL_BITS:
                 raise ValueError(f"seals: {seal!r} is not a combination of the known seals "
-                                 f"({describe_seals(_ALL_SEALS)})")
+                                 f"({describe_seals(ALL_BITS)})")
             wanted |= bits
         self._check_open()
-        if self._current_seals() & _SEAL:
+        if self._current_seals() & SEAL_BIT:
             raise PermissionError(errno.EPERM, self._why_no_sealing())
         try:
             self._handle.add_seals(wanted)
@@ -392,7 +361,7 @@ class MemFD(FDResource[MemFDBackend]):
         if self._final_seals is not None:
             return self._final_seals
         seals = self._handle.seals()
-        if seals & _SEAL:
+        if seals & SEAL_BIT:
             self._final_seals = seals
         return seals
 
