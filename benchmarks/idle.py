@@ -4,6 +4,10 @@ Measured: the time to start all K; the process's threads once all K are awaited;
 growth per child (resident memory after minus before, divided by K — everything the
 parent keeps per child: handle, fd, task, helper thread stack); and the time from
 the last SIGKILL sent (all K are killed in one quick loop) until every child is reaped.
+
+The "harness only" contenders start no process at all: each of their K tasks waits on
+a shared event. Their RSS per child is what the benchmark's own task per child costs
+on that loop; "own KiB/child" is a contender's RSS per child minus that.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ import os
 import select
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .probe import Probe, rss_kib, thread_count
-from .registry import Column, Params, Workload, contender, workload
-from .tasks import run_all, settle
+from .registry import Column, Contender, Metrics, Params, Workload, contender, workload
+from .tasks import Gate, run_all, settle
 
 SLEEP = "/bin/sleep" if os.path.exists("/bin/sleep") else "/usr/bin/sleep"
 ARGV = [SLEEP, "3600"]
@@ -40,6 +44,26 @@ def _summarize(raw: dict[str, Any], params: Params) -> dict[str, float]:
     }
 
 
+HARNESS = "harness only (no child)"
+
+
+def _own_memory(
+    medians: dict[str, Metrics], contenders: Mapping[str, Contender]
+) -> dict[str, Metrics]:
+    """RSS per child minus the harness's own task per child on the same loop."""
+    extra: dict[str, Metrics] = {}
+    for name, figures in medians.items():
+        loop = contenders[name].loop
+        if loop is None:  # the floor keeps no task per child: all of it is its own
+            extra[name] = {"own_kib_per_child": figures["rss_kib_per_child"]}
+            continue
+        harness = medians.get(f"{HARNESS}/{loop}")
+        if harness is not None:
+            own = figures["rss_kib_per_child"] - harness["rss_kib_per_child"]
+            extra[name] = {"own_kib_per_child": own}
+    return extra
+
+
 IDLE = workload(
     Workload(
         name="idle",
@@ -48,18 +72,24 @@ IDLE = workload(
         quick={"k": 100, "repeats": 1},
         columns=(
             Column("spawn_ms", "spawn all ms", "lower"),
-            Column("threads", "threads", "lower"),
+            Column("threads", "threads", "lower", ratio=False),
             Column("rss_kib_per_child", "RSS KiB/child", "lower", digits=1),
+            Column("own_kib_per_child", "own KiB/child", "lower", digits=1, derived=True),
             Column("reap_ms", "last kill → all reaped ms", "lower", digits=1),
             Column("cpu_us_per_child", "parent CPU µs/child", "lower"),
         ),
         summarize=_summarize,
-        plot=("rss_kib_per_child", "threads"),
+        derive=_own_memory,
+        plot=("own_kib_per_child", "threads"),
     )
 )
 
 
-async def _hold(probe: Probe, start: Callable[[], Awaitable[Started]]) -> dict[str, Any]:
+async def _hold(
+    probe: Probe,
+    start: Callable[[], Awaitable[Started]],
+    release: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Start K children, await each in its own task, measure, kill all, time the reaping."""
     k = probe.params["k"]
     rss_before = rss_kib()
@@ -81,7 +111,10 @@ async def _hold(probe: Probe, start: Callable[[], Awaitable[Started]]) -> dict[s
         figures["threads"] = thread_count()
         figures["rss_growth_kib"] = rss_kib() - rss_before
         for pid, _wait in children:
-            os.kill(pid, signal.SIGKILL)
+            if pid > 0:  # the harness-only contender has no process (and 0 means "group")
+                os.kill(pid, signal.SIGKILL)
+        if release is not None:
+            release()
         figures["last_kill"] = time.perf_counter()
 
     await run_all([awaiting(wait) for _pid, wait in children], measure_then_kill)
@@ -89,6 +122,20 @@ async def _hold(probe: Probe, start: Callable[[], Awaitable[Started]]) -> dict[s
     figures["reap_s"] = time.perf_counter() - figures.pop("last_kill")
     figures["killed"] = codes.count(-signal.SIGKILL)
     return figures
+
+
+@contender("idle", HARNESS, loops=("asyncio", "uvloop", "trio"), baseline=True)
+async def harness_idle(probe: Probe) -> dict[str, Any]:
+    gate = Gate()
+
+    async def wait() -> int:
+        await gate.passed()
+        return -signal.SIGKILL
+
+    async def start() -> Started:
+        return -1, wait
+
+    return await _hold(probe, start, gate.open)
 
 
 @contender("idle", "fdloop", loops=("asyncio", "uvloop", "trio"), needs=("fdloop:spawn",))

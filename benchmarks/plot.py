@@ -29,7 +29,10 @@ def draw(results: list[WorkloadResult], path: Path, caption: str) -> bool:
     panels = []
     for result in results:
         columns = {c.key: c for c in result.spec.columns}
-        ok = {n: o.median for n, o in result.outcomes.items() if o.status == "ok"}
+        ok = {
+            n: o.median for n, o in result.outcomes.items()
+            if o.status == "ok" and not result.contenders[n].baseline
+        }
         for key in result.spec.plot:
             if ok and key in columns:
                 panels.append((result.spec.name, columns[key], ok))
@@ -39,6 +42,7 @@ def draw(results: list[WorkloadResult], path: Path, caption: str) -> bool:
     figure, axes = plt.subplots(len(panels), 1, figsize=(9, height), squeeze=False)
     for axis, (workload, column, medians) in zip(axes[:, 0], panels, strict=True):
         names = list(medians)
+        names = [name for name in names if column.key in medians[name]]
         values = [medians[name][column.key] for name in names]
         colours = ["tab:orange" if name.startswith("fdloop") else "tab:blue" for name in names]
         axis.barh(names, values, color=colours)

@@ -34,6 +34,11 @@ class Column:
     digits: int = 0
     ratio: bool = True
     """Whether the table shows this figure's ratio to fdloop."""
+    derived: bool = False
+    """Computed from several contenders' medians (by ``Workload.derive``), not by a run."""
+
+
+Derive = Callable[[dict[str, Metrics], Mapping[str, "Contender"]], dict[str, Metrics]]
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class Workload:
     """Turns one run's raw result (from the contender + the probe) into figures."""
     plot: Sequence[str] = ()
     """Column keys drawn in the PNG chart."""
+    derive: Derive | None = None
+    """Given every contender's medians, returns extra figures per contender name."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class Contender:
     """Modules (or ``module:attribute``) that must import for this contender to run."""
     only_if: Callable[[], str | None] | None = None
     """Returns a reason to skip on this interpreter, or None to run."""
+    baseline: bool = False
+    """A measuring aid (e.g. the harness alone), shown without ratios and not charted."""
 
     def unavailable(self) -> str | None:
         """Why this contender cannot run here (a missing library, ...), or None."""
@@ -73,7 +82,9 @@ class Contender:
             module_name, _, attribute = need.partition(":")
             try:
                 module = importlib.import_module(module_name)
-            except ImportError:
+            except ModuleNotFoundError as error:
+                if error.name != module_name.partition(".")[0]:
+                    raise  # installed but broken: a failure to report, not a skip
                 return f"{module_name} is not installed"
             if attribute and not hasattr(module, attribute):
                 return f"{module_name}.{attribute} does not exist in this version"
@@ -100,6 +111,7 @@ def contender(
     loops: Sequence[str | None] = ("asyncio",),
     needs: Sequence[str] = (),
     only_if: Callable[[], str | None] | None = None,
+    baseline: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``function`` as contender ``name`` (one per loop if several)."""
 
@@ -109,7 +121,9 @@ def contender(
             full = f"{name}/{loop}" if len(loops) > 1 else name
             if full in table:
                 raise ValueError(f"{workload_name}: contender {full!r} registered twice")
-            table[full] = Contender(workload_name, full, loop, function, tuple(needs), only_if)
+            table[full] = Contender(
+                workload_name, full, loop, function, tuple(needs), only_if, baseline
+            )
         return function
 
     return register

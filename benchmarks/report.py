@@ -89,10 +89,13 @@ def markdown_table(result: WorkloadResult) -> str:
             continue
         cells = [name]
         for column in spec.columns:
-            value = outcome.median[column.key]
+            value = outcome.median.get(column.key)
+            if value is None:
+                cells.append("—")
+                continue
             cell = _number(value, column.digits)
             ratio = table[name].get(column.key)
-            if column.ratio and ratio is not None:
+            if column.ratio and ratio is not None and not result.contenders[name].baseline:
                 cell += f" ({ratio:.2f}x)"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
@@ -161,7 +164,7 @@ def targets(all_results: list[WorkloadResult]) -> list[Target]:
             value = _median(results, "idle", me, "threads")
             check("idle", me, f"{k} live children with 1 thread in total", value, 1,
                   value == 1)
-            value = _median(results, "idle", me, "rss_kib_per_child")
+            value = _median(results, "idle", me, "own_kib_per_child")
             check("idle", me, "own memory < 3 KiB per child", value, 3.0,
                   value is not None and value < 3.0)
         if "wake" in results:

@@ -34,13 +34,16 @@ class Outcome:
     """``"ok"``, ``"skipped"`` or ``"failed"``."""
     reason: str = ""
     runs: list[Metrics] = field(default_factory=list)
+    derived: Metrics = field(default_factory=dict)
+    """Figures computed from several contenders' medians (see ``Workload.derive``)."""
 
     @property
     def median(self) -> Metrics:
-        """Per figure, the median over the repeats."""
+        """Per figure, the median over the repeats (plus the derived figures)."""
         if not self.runs:
             return {}
-        return {key: statistics.median(run[key] for run in self.runs) for key in self.runs[0]}
+        medians = {key: statistics.median(run[key] for run in self.runs) for key in self.runs[0]}
+        return {**medians, **self.derived}
 
 
 @dataclass
@@ -162,6 +165,10 @@ def run_workloads(
                 outcome.status = "skipped" if "skipped" in result else "failed"
                 outcome.reason = str(result.get("skipped") or result.get("error"))
                 progress.shrink(repeats - attempt - 1)
+        if spec.derive is not None:
+            medians = {n: o.median for n, o in outcomes.items() if o.status == "ok"}
+            for name, extra in spec.derive(medians, contenders).items():
+                outcomes[name].derived = extra
         results.append(WorkloadResult(spec, params, outcomes, contenders))
     progress.finish()
     return results

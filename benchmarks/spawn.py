@@ -51,7 +51,7 @@ SPAWN = workload(
             Column("p50_us", "p50 µs", "lower"),
             Column("p99_us", "p99 µs", "lower"),
             Column("cpu_us_per_child", "parent CPU µs/child", "lower"),
-            Column("peak_threads", "peak threads", "lower"),
+            Column("peak_threads", "peak threads (sampled)", "lower", ratio=False),
             Column("maxrss_mib", "max RSS MiB", "lower", digits=1),
         ),
         summarize=_summarize,

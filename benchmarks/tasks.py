@@ -47,6 +47,25 @@ async def settle() -> None:
         await asyncio.sleep(0.05)
 
 
+class Gate:
+    """An event for the running library: ``open()`` from the loop, ``await passed()``."""
+
+    def __init__(self) -> None:
+        self._trio = sniffio.current_async_library() == "trio"
+        if self._trio:
+            import trio
+
+            self._event: Any = trio.Event()
+        else:
+            self._event = asyncio.Event()
+
+    def open(self) -> None:
+        self._event.set()
+
+    async def passed(self) -> None:
+        await self._event.wait()
+
+
 def run_on(loop: str | None, function: Callable[..., Any], *args: Any) -> Any:
     """Run a contender: an async function on ``loop``, or a plain call when None."""
     if loop is None:
