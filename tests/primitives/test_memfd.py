@@ -29,9 +29,11 @@ from fdloop import backends
 
 
 @pytest.fixture(autouse=True)
-def _backend_has_memfd(fdloop_backend: str) -> None:
+def _backend_has_memfd(request: pytest.FixtureRequest) -> None:
+    if "fdloop_backend" in request.fixturenames:
+        request.getfixturevalue("fdloop_backend")  # the backend is selected first
     if not hasattr(backends.current(), "memfd"):
-        pytest.skip(f"the {fdloop_backend} backend does not provide MemFD yet")
+        pytest.skip(f"the {backends.selected_name()} backend does not provide MemFD yet")
 
 
 def _linux() -> bool:
