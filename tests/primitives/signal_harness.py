@@ -1,0 +1,144 @@
+"""What every SignalFD test module shares: the signals used, loop runner, state checks.
+
+A signal is a process-wide event, so SignalFD tests differ from the other primitive
+tests in two ways:
+
+* Async bodies run through ``anyio.run`` (``@on_every_loop``) rather than anyio's pytest
+  plugin. The plugin drives trio in *guest mode*, where ``epoll_wait`` runs in a trio
+  worker thread: that thread predates every SignalFD, does not block its signals (so a
+  process-directed one may be handed to it and run the default action: the test process
+  dies), and its poll cannot see a signal aimed at the main thread. ``trio.run`` polls
+  in the calling thread, as applications do.
+* Tests that send a process-directed signal (kill(2), a child's exit) first wait for idle
+  worker threads left by earlier tests (trio's and anyio's end after 10 s idle) to go
+  away (``alone``), and skip if a thread that could take the signal stays. Other tests
+  aim their signals at the main thread (pthread_kill), which no other thread can take.
+
+Every test must leave the signal mask, the dispositions and the pending set exactly as it
+found them (``signal_state_is_left_as_found``). Test modules import the fixtures from
+here by name.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+import fdloop
+from fdloop.backends import selected_name
+from fdloop.primitives.signalfd import signals_taken_over
+
+SIGUSR1 = signal.SIGUSR1
+SIGUSR2 = signal.SIGUSR2
+SIGRT = signal.SIGRTMIN + 1
+USED = (SIGUSR1, SIGUSR2, SIGRT, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP)
+TIMEOUT = 10  # generous: only there so that a bug fails instead of hanging
+
+SI_USER, SI_QUEUE, SI_TKILL = 0, -1, -6  # Linux si_code values (asm-generic/siginfo.h)
+
+
+def linux() -> bool:
+    """True when the Linux backend, which reports every siginfo field, is in force."""
+    return selected_name() == "linux"
+
+
+@pytest.fixture(autouse=True)
+def backend_has_signalfd(fdloop_backend: str) -> None:
+    if not hasattr(fdloop.backends.current(), "signalfd"):
+        pytest.skip(f"the {fdloop_backend} backend has no SignalFD yet")
+
+
+def on_every_loop(body: Callable[[], Awaitable[None]]) -> Callable[..., None]:
+    """Turn an async test body into a sync test run by anyio.run on each loop."""
+
+    def test(anyio_backend: tuple[str, dict[str, Any]]) -> None:
+        name, options = anyio_backend
+
+        async def bounded() -> None:
+            with anyio.fail_after(TIMEOUT):
+                await body()
+
+        anyio.run(bounded, backend=name, backend_options=options)
+
+    test.__name__ = body.__name__
+    test.__doc__ = body.__doc__
+    return test
+
+
+# -- the process-wide state every test must leave alone -----------------------------------
+
+
+@pytest.fixture(autouse=True)
+def signal_state_is_left_as_found() -> Iterator[None]:
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    handlers = {signo: signal.getsignal(signo) for signo in USED}
+    yield
+    problems = []
+    pending = signal.sigpending() & set(USED)
+    for signo in pending:  # take them, or unblocking below would deliver them
+        while signal.sigtimedwait([signo], 0) is not None:
+            pass
+    if pending:
+        problems.append(f"left pending: {sorted(pending)}")
+    if signals_taken_over():
+        problems.append(f"still taken over: {sorted(signals_taken_over())}")
+    mask_after = signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if mask_after != mask:
+        problems.append(f"mask was {sorted(mask)}, left {sorted(mask_after)}")
+    for signo, handler in handlers.items():
+        if signal.getsignal(signo) != handler:
+            problems.append(f"{signo}: handler was {handler}, left {signal.getsignal(signo)}")
+            if handler is not None:
+                signal.signal(signo, handler)
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+def exposed_threads() -> list[int]:
+    """Other threads that do not block every signal in USED."""
+    me, exposed = threading.get_native_id(), []
+    for name in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{name}/status") as status:
+                line = next(x for x in status if x.startswith("SigBlk:"))
+        except (OSError, StopIteration):
+            continue
+        blocked = int(line.split(":")[1], 16)
+        if int(name) != me and any(not blocked >> (s - 1) & 1 for s in USED):
+            exposed.append(int(name))
+    return exposed
+
+
+@pytest.fixture
+def alone() -> None:
+    """Wait until no other thread could take a process-directed signal; skip otherwise."""
+    deadline = time.monotonic() + 20
+    while exposed_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if exposed_threads():
+        pytest.skip(f"threads {exposed_threads()} could take a process-directed signal")
+
+
+def to_main_thread(signo: int) -> None:
+    """Aim a signal at the main thread (tgkill): no other thread can take it."""
+    signal.pthread_kill(threading.main_thread().ident or 0, signo)
+
+
+def blocked() -> set[int]:
+    return signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def sigqueue(pid: int, signo: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.sigqueue.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+    # union sigval is passed like a pointer-sized integer on the ABIs we run on.
+    if libc.sigqueue(pid, signo, value) != 0:
+        raise OSError(ctypes.get_errno(), "sigqueue")

@@ -1,0 +1,252 @@
+"""SignalFD taking signals over and giving them back: the mask, dispositions, threads.
+
+Each test checks the process-wide state it changes while a SignalFD is open and that
+everything is as before once it closes (``signal_harness.signal_state_is_left_as_found``
+checks that after every test, too).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import warnings
+
+import pytest
+
+import fdloop
+from fdloop.primitives.signalfd import signals_taken_over
+
+from .signal_harness import (  # the fixtures are used by name
+    SIGRT,
+    SIGUSR1,
+    SIGUSR2,
+    alone,  # noqa: F401
+    backend_has_signalfd,  # noqa: F401
+    blocked,
+    signal_state_is_left_as_found,  # noqa: F401
+    to_main_thread,
+)
+
+# -- taking over and giving back ---------------------------------------------------------
+
+
+def test_signals_are_blocked_while_open_and_unblocked_after() -> None:
+    assert SIGUSR1 not in blocked()
+    with fdloop.SignalFD({SIGUSR1, SIGRT}) as sfd:
+        assert {SIGUSR1, SIGRT} <= blocked()
+        assert signals_taken_over() == {SIGUSR1, SIGRT}
+        assert sfd.signals == {signal.Signals.SIGUSR1, SIGRT}
+    assert not {SIGUSR1, SIGRT} & blocked()
+    assert signals_taken_over() == frozenset()
+
+
+def test_overlapping_signalfds_give_back_only_with_the_last_one() -> None:
+    first = fdloop.SignalFD({SIGUSR1, SIGUSR2})
+    second = fdloop.SignalFD({SIGUSR1})
+    first.close()
+    assert SIGUSR1 in blocked()  # the second one still needs it
+    assert SIGUSR2 not in blocked()
+    to_main_thread(SIGUSR1)
+    assert second.read_nowait().signo == SIGUSR1
+    second.close()
+    assert SIGUSR1 not in blocked()
+
+
+def test_a_signal_blocked_beforehand_stays_blocked() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {SIGUSR1})
+    try:
+        with fdloop.SignalFD({SIGUSR1, SIGUSR2}):
+            assert signals_taken_over() == {SIGUSR2}  # SIGUSR1 was not ours to block
+        assert SIGUSR1 in blocked()
+        assert SIGUSR2 not in blocked()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {SIGUSR1})
+
+
+def test_an_ignored_signal_is_read_and_ignored_again_afterwards() -> None:
+    previous = signal.signal(SIGUSR1, signal.SIG_IGN)
+    try:
+        with fdloop.SignalFD({SIGUSR1}) as sfd:
+            # An ignored signal is dropped when sent; SIG_DFL is safe while it is blocked.
+            assert signal.getsignal(SIGUSR1) == signal.SIG_DFL
+            assert signals_taken_over() == {SIGUSR1}
+            to_main_thread(SIGUSR1)
+            assert sfd.read_nowait().signo == SIGUSR1
+        assert signal.getsignal(SIGUSR1) == signal.SIG_IGN
+    finally:
+        signal.signal(SIGUSR1, previous)
+
+
+def test_sigpipe_which_python_ignores_can_be_read() -> None:
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN  # Python's own start-up
+    with fdloop.SignalFD({signal.SIGPIPE}) as sfd:
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            with pytest.raises(BrokenPipeError):
+                os.write(write_end, b"x")  # raises SIGPIPE at the writing thread
+        finally:
+            os.close(write_end)
+        assert sfd.read_nowait().signal == signal.SIGPIPE
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN
+
+
+def test_sigchld_is_never_set_to_ignore() -> None:
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        with fdloop.SignalFD({signal.SIGCHLD}):
+            assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
+        # Putting SIG_IGN back would make the kernel reap every child on its own.
+        assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+
+
+def test_a_handler_installed_meanwhile_is_kept() -> None:
+    def handler(signo: int, frame: object) -> None:
+        pass
+
+    previous = signal.signal(SIGUSR1, signal.SIG_IGN)
+    try:
+        with fdloop.SignalFD({SIGUSR1}):
+            signal.signal(SIGUSR1, handler)
+        assert signal.getsignal(SIGUSR1) is handler
+    finally:
+        signal.signal(SIGUSR1, previous)
+
+
+def test_closing_discards_what_was_not_read() -> None:
+    delivered: list[int] = []
+    previous = signal.signal(SIGUSR1, lambda signo, frame: delivered.append(signo))
+    try:
+        with fdloop.SignalFD({SIGUSR1, SIGRT}):
+            to_main_thread(SIGUSR1)
+            to_main_thread(SIGRT)
+            to_main_thread(SIGRT)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])  # runs pending Python handlers
+        assert delivered == []
+        assert not signal.sigpending() & {SIGUSR1, SIGRT}
+    finally:
+        signal.signal(SIGUSR1, previous)
+
+
+@pytest.mark.parametrize(
+    ("signals", "error", "words"),
+    [
+        ([], ValueError, "empty"),
+        ([0], ValueError, "not a signal number"),
+        ([-1], ValueError, "not a signal number"),
+        ([signal.NSIG], ValueError, "not a signal number"),
+        ([SIGUSR1, signal.SIGKILL], ValueError, "SIGKILL"),
+        ([signal.SIGSTOP], ValueError, "SIGSTOP"),
+        ([32], ValueError, "reserved"),
+        (["10"], TypeError, "ints"),
+        ([10.0], TypeError, "ints"),
+        ([True], TypeError, "ints"),
+        ([None], TypeError, "ints"),
+        (10, TypeError, "iterable"),
+        ("10", TypeError, "iterable"),
+        (None, TypeError, "iterable"),
+    ],
+)
+def test_bad_signals_are_refused_and_nothing_changes(
+    signals: object, error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=f"signals.*{words}|{words}.*signals"):
+        fdloop.SignalFD(signals)  # type: ignore[arg-type]
+    assert blocked() == set()
+    assert signals_taken_over() == frozenset()
+
+
+def test_an_ignored_signal_cannot_be_taken_from_another_thread() -> None:
+    outcome: list[object] = []
+
+    def worker() -> None:
+        before = blocked()
+        try:
+            fdloop.SignalFD({SIGUSR1, signal.SIGPIPE})  # SIGPIPE is SIG_IGN
+        except ValueError as exc:
+            outcome.append(exc)
+        outcome.append(blocked() == before)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert isinstance(outcome[0], ValueError)
+    assert "SIGPIPE" in str(outcome[0]) and "main thread" in str(outcome[0])
+    assert outcome[1] is True
+    assert signals_taken_over() == frozenset()
+
+
+# -- threads ------------------------------------------------------------------------------
+
+
+def test_warns_when_an_earlier_thread_could_take_the_signal() -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        with pytest.warns(fdloop.SignalDeliveryWarning, match=f"SIGUSR1.*{thread.native_id}"):
+            sfd = fdloop.SignalFD({SIGUSR1})
+        sfd.close()
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.mark.usefixtures("alone")
+def test_no_warning_for_threads_that_inherited_the_mask() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fdloop.SignalDeliveryWarning)
+        with fdloop.SignalFD({SIGUSR1}):
+            stop = threading.Event()
+            thread = threading.Thread(target=stop.wait)
+            thread.start()  # inherits the blocked mask, so it cannot take SIGUSR1
+            try:
+                fdloop.SignalFD({SIGUSR1}).close()
+            finally:
+                stop.set()
+                thread.join()
+
+
+def test_created_in_a_worker_thread_warns_about_the_main_thread() -> None:
+    seen: list[object] = []
+
+    def worker() -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with fdloop.SignalFD({SIGUSR1}):
+                seen.append(SIGUSR1 in blocked())
+        seen.append(SIGUSR1 in blocked())
+        seen.append([w.category for w in caught])
+        seen.append(str(caught[0].message) if caught else "")
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen[:3] == [True, False, [fdloop.SignalDeliveryWarning]]
+    assert str(threading.get_native_id()) in str(seen[3])
+
+
+def test_closing_in_another_thread_warns_that_the_mask_stays() -> None:
+    sfd = fdloop.SignalFD({SIGUSR1})
+    caught: list[warnings.WarningMessage] = []
+
+    def closer() -> None:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            sfd.close()
+        caught.extend(record)
+
+    thread = threading.Thread(target=closer)
+    thread.start()
+    thread.join()
+    try:
+        assert sfd.closed
+        assert [w.category for w in caught] == [fdloop.SignalDeliveryWarning]
+        assert "stays blocked" in str(caught[0].message)
+        assert SIGUSR1 in blocked()  # only the creating thread could unblock it
+        assert signals_taken_over() == frozenset()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {SIGUSR1})
