@@ -51,9 +51,11 @@ def linux() -> bool:
 
 
 @pytest.fixture(autouse=True)
-def backend_has_signalfd(fdloop_backend: str) -> None:
+def backend_has_signalfd(request: pytest.FixtureRequest) -> None:
+    if "fdloop_backend" in request.fixturenames:  # conftest's per-backend switch, if any
+        request.getfixturevalue("fdloop_backend")
     if not hasattr(fdloop.backends.current(), "signalfd"):
-        pytest.skip(f"the {fdloop_backend} backend has no SignalFD yet")
+        pytest.skip(f"the {selected_name()} backend has no SignalFD yet")
 
 
 def on_every_loop(body: Callable[[], Awaitable[None]]) -> Callable[..., None]:
