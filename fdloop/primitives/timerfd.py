@@ -163,7 +163,10 @@ class TimerFD(FDResource[TimerFDBackend]):
     def _state(self) -> str:
         if self._handle.closed:
             return self.clock
-        remaining, interval = self._handle.gettime()
+        try:
+            remaining, interval = self._handle.gettime()
+        except OSError:  # a repr must not raise, whatever state the fd is in
+            return self.clock
         if not remaining:
             return f"{self.clock}, disarmed"
         every = f", every {interval / _NS:g}s" if interval else ""

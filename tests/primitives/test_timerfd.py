@@ -1,8 +1,8 @@
-"""TimerFD against real kernel timers, on asyncio, uvloop and trio.
+"""TimerFD against real kernel timers, on asyncio, uvloop and trio, on every backend.
 
-Tests above the "Linux only" line use the public API alone, so they hold for every
-backend. Counts are checked against the timer's own clock (``timer.now()``), never
-against how long something took.
+These tests use the public API alone, so they hold for every backend (the Linux
+backend's own facts are in test_timerfd_linux.py). Counts are checked against the
+timer's own clock (``timer.now()``), never against how long something took.
 """
 
 from __future__ import annotations
@@ -12,11 +12,6 @@ import gc
 import math
 import os
 import select
-import subprocess
-import sys
-import textwrap
-import time
-from collections.abc import Callable
 from fractions import Fraction
 
 import anyio
@@ -113,19 +108,19 @@ async def test_absolute_time_in_the_past_fires_with_the_missed_periods_counted()
 def test_rearming_and_disarming_drop_unread_expirations() -> None:
     with fdloop.TimerFD() as timer:
         timer.set(0)
-        _until_fired(timer)
+        until_fired(timer)
         timer.set(100)
         with pytest.raises(BlockingIOError):
             timer.wait_nowait()
         timer.set(0, 1)
-        _until_fired(timer)
+        until_fired(timer)
         timer.disarm()
         assert timer.get() == (0.0, 0.0)
         with pytest.raises(BlockingIOError):
             timer.wait_nowait()
 
 
-def _until_fired(timer: fdloop.TimerFD) -> None:
+def until_fired(timer: fdloop.TimerFD) -> None:
     """Block (outside the loop's poll) until the timer has an unread expiration."""
     readable, _, _ = select.select([timer.fileno()], [], [], TIMEOUT)
     assert readable, "the timer did not fire"
@@ -181,7 +176,7 @@ async def test_periodic_ticks_do_not_drift_over_10000_expirations(
 async def test_cancelled_wait_consumes_no_expirations() -> None:
     async with fdloop.TimerFD() as timer:
         timer.set(0)
-        _until_fired(timer)
+        until_fired(timer)
         with anyio.move_on_after(0) as scope:  # cancelled at wait()'s first checkpoint
             await timer.wait()
         assert scope.cancelled_caught
@@ -198,7 +193,7 @@ async def test_cancelled_wait_consumes_no_expirations() -> None:
             tg.start_soon(waiter)
             await anyio.sleep(0.02)
             timer.set(0)
-            _until_fired(timer)  # readable now, but the waiter is cancelled before it runs
+            until_fired(timer)  # readable now, but the waiter is cancelled before it runs
             waiter_scope.cancel()
         assert waiter_scope.cancelled_caught
         assert timer.wait_nowait() == 1
@@ -393,120 +388,3 @@ def test_from_fd_refuses_other_kinds_of_fd() -> None:
         fdloop.TimerFD.from_fd(read_end)
     with pytest.raises(TypeError, match="fd"):
         fdloop.TimerFD.from_fd("3")  # type: ignore[arg-type]
-
-
-# == Linux only ===========================================================================
-
-@pytest.fixture
-def linux_backend() -> None:
-    """Skip unless the Linux backend is in force (read at run time: tests may switch it)."""
-    if selected_name() != "linux":
-        pytest.skip("checks the Linux backend's own timerfd")
-
-
-def test_a_child_process_adopts_the_timer_and_reads_its_count(linux_backend: None) -> None:
-    with fdloop.TimerFD("boottime") as timer:
-        timer.set(0)
-        _until_fired(timer)
-        child = textwrap.dedent(f"""
-            import fdloop
-            timer = fdloop.TimerFD.from_fd({timer.fileno()})
-            print(timer.clock, timer.wait_nowait())
-            timer.close()
-        """)
-        result = subprocess.run(
-            [sys.executable, "-c", child], pass_fds=[timer.fileno()], capture_output=True,
-            text=True, timeout=60, check=True,
-        )
-        assert result.stdout.split() == ["boottime", "1"]
-        with pytest.raises(BlockingIOError):  # one kernel timer: the child took the count
-            timer.wait_nowait()
-
-
-def test_every_syscall_implementation_does_the_same(linux_backend: None) -> None:
-    """3.13+ uses os.timerfd_*; older Pythons ctypes. Check each one this Python has."""
-    from fdloop.backends.linux.timerfd import LinuxTimerFD, available_calls
-
-    names = [calls.name for calls in available_calls()]
-    assert names == (["os", "ctypes"] if sys.version_info >= (3, 13) else ["ctypes"])
-    for calls in available_calls():
-        handle = LinuxTimerFD.create("realtime", calls)
-        try:
-            start = handle.now()
-            handle.settime(start + 50 * 10**9, 2 * 10**9 + 7, absolute=True, cancel_on_set=True)
-            value, interval = handle.gettime()
-            assert 40 * 10**9 < value <= 50 * 10**9, calls.name
-            assert interval == 2 * 10**9 + 7, calls.name
-            handle.settime(1, 0, absolute=False, cancel_on_set=False)
-            assert select.select([handle.fileno()], [], [], TIMEOUT)[0], calls.name
-            assert handle.read() == 1, calls.name
-            with pytest.raises(BlockingIOError):
-                handle.read()
-        finally:
-            handle.close()
-
-
-@pytest.fixture
-def wall_clock_jump(linux_backend: None) -> Callable[[], None]:
-    """A callable that sets CLOCK_REALTIME to its own current value.
-
-    The kernel counts any clock_settime as a discontinuous change (the offset between
-    the realtime and monotonic clocks moves by the call's own latency, a few hundred ns,
-    which is all the wall clock loses). Needs CAP_SYS_TIME; skips clearly without it.
-    """
-
-    def jump() -> None:
-        time.clock_settime_ns(time.CLOCK_REALTIME, time.clock_gettime_ns(time.CLOCK_REALTIME))
-
-    try:
-        jump()
-    except PermissionError:
-        pytest.skip("setting CLOCK_REALTIME needs CAP_SYS_TIME (run as root to test this)")
-    return jump
-
-
-async def test_wall_clock_jump_raises_clock_changed_and_the_timer_stays_armed(
-    wall_clock_jump: Callable[[], None],
-) -> None:
-    async with fdloop.TimerFD("realtime") as timer, fdloop.TimerFD("realtime") as unwatched:
-        timer.set(timer.now() + 100, absolute=True, cancel_on_set=True)
-        unwatched.set(timer.now() + 100, absolute=True)
-        wall_clock_jump()
-        with anyio.fail_after(TIMEOUT), pytest.raises(fdloop.ClockChanged):
-            await timer.wait()
-        assert 90 < timer.get()[0] <= 100
-        with pytest.raises(BlockingIOError):  # told once, then back to waiting
-            timer.wait_nowait()
-        with pytest.raises(BlockingIOError):  # without cancel_on_set, nothing to tell
-            unwatched.wait_nowait()
-
-
-async def test_periodic_timer_keeps_ticking_after_clock_changed(
-    wall_clock_jump: Callable[[], None],
-) -> None:
-    """The kernel leaves an already-expired periodic timer stopped after ECANCELED."""
-    async with fdloop.TimerFD("realtime") as timer:
-        timer.set(timer.now(), 0.01, absolute=True, cancel_on_set=True)
-        _until_fired(timer)
-        wall_clock_jump()
-        with pytest.raises(fdloop.ClockChanged):
-            timer.wait_nowait()
-        assert timer.get()[1] == 0.01
-        assert 0 < timer.get()[0] <= 0.01
-        with anyio.fail_after(TIMEOUT):
-            assert await timer.wait() >= 1
-
-
-def test_set_after_an_unread_clock_change_still_applies(
-    wall_clock_jump: Callable[[], None],
-) -> None:
-    """timerfd_settime reports ECANCELED here but installs the new setting anyway."""
-    with fdloop.TimerFD("realtime") as timer:
-        timer.set(timer.now() + 100, absolute=True, cancel_on_set=True)
-        wall_clock_jump()
-        timer.set(timer.now() + 200, 3, absolute=True, cancel_on_set=True)
-        remaining, interval = timer.get()
-        assert 190 < remaining <= 200
-        assert interval == 3
-        with pytest.raises(BlockingIOError):
-            timer.wait_nowait()
