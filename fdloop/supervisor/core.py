@@ -45,7 +45,8 @@ from .orphans import OrphanReaper
 from .program import DEFAULT_BACKOFF, DEFAULT_STOP_TIMEOUT, ProgramSpec, make_spec
 
 if TYPE_CHECKING:
-    from ..primitives.processfd import ExitStatus, ProcessFD
+    from ..primitives.exitstatus import ExitStatus
+    from ..primitives.processfd import ProcessFD
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RESTART_SIGNALS = (signal.SIGHUP,)
@@ -446,7 +447,7 @@ class Supervisor:
 
     def _spawn(self, program: _Program) -> ProcessFD | None:
         """Start one instance; on failure record it as a failed run and return None."""
-        from ..primitives.processfd import spawn
+        from ..primitives.spawn import spawn
 
         spec = program.spec
         try:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 if TYPE_CHECKING:
-    from ..primitives.processfd import ExitStatus
+    from ..primitives.exitstatus import ExitStatus
 
 BACKLOG = 1000
 """How many past events a new subscriber is given first."""
@@ -134,7 +134,7 @@ class Event:
 
 
 def describe_status(status: ExitStatus | None) -> str:
-    if status is None:
+    if status is None or not status.known:
         return "status unknown"
     if status.signal is not None:
         try:
