@@ -516,3 +516,23 @@ async def _until_ignoring_term(pid: int | None) -> None:
                     if line.startswith("SigIgn:") and int(line.split()[1], 16) & bit:
                         return
             await anyio.sleep(0.01)
+
+
+async def test_wait_does_not_return_while_programs_restart() -> None:
+    returned: list[bool] = []
+    async with Supervisor() as sup, anyio.create_task_group() as tg:
+        sup.add("one", ["sleep", "1000"])
+        sup.add("two", ["sleep", "1000"])
+        await sup.start()
+
+        async def waiter() -> None:
+            await sup.wait()
+            returned.append(True)
+
+        tg.start_soon(waiter)
+        for _ in range(3):
+            await sup.restart()
+            await anyio.sleep(0)
+        assert returned == []
+        await sup.stop()
+    assert returned == [True]

@@ -44,6 +44,8 @@ LOOPS = ("asyncio", "uvloop", "trio")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fdloop supervise",
+        usage="fdloop supervise [options] CONFIG.toml\n"
+        "       fdloop supervise [options] -- CMD [ARGS...]",
         description="Run programs, restart them by policy, prefix their output with their "
         "name. SIGTERM/SIGINT stop all gracefully, SIGHUP restarts all.",
         epilog="Examples: fdloop supervise examples/supervise.toml ; "

@@ -67,6 +67,8 @@ class _Program:
     failed: bool = False
     """Whether the most recent instance ended badly (spawn error or non-zero status)."""
     started_at: float | None = None
+    starting: bool = False
+    """A start or restart request is under way: the program is not down for good."""
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
 
@@ -321,7 +323,7 @@ class Supervisor:
 
     def _all_down(self) -> bool:
         return all(
-            program.state in FINAL_STATES and program.scope is None
+            program.state in FINAL_STATES and program.scope is None and not program.starting
             for program in self._programs.values()
         )
 
@@ -342,16 +344,28 @@ class Supervisor:
             if program.scope is not None or self._task_group is None or self._closing:
                 return
             program.streak = 0
-            await self._task_group.start(self._lifecycle, program)
+            program.starting = True
+            try:
+                await self._task_group.start(self._lifecycle, program)
+            finally:
+                program.starting = False
+                self._notify()
 
     async def _restart_one(self, program: _Program) -> None:
         async with program.lock:
-            await self._stop_locked(program)
-            if self._task_group is None or self._closing:
-                return
-            program.restarts += 1
-            program.streak = 0
-            await self._task_group.start(self._lifecycle, program)
+            # Between the stop and the start the program looks down; wait() must not
+            # take that for the end.
+            program.starting = True
+            try:
+                await self._stop_locked(program)
+                if self._task_group is None or self._closing:
+                    return
+                program.restarts += 1
+                program.streak = 0
+                await self._task_group.start(self._lifecycle, program)
+            finally:
+                program.starting = False
+                self._notify()
 
     async def _stop_one(self, program: _Program) -> None:
         async with program.lock:
