@@ -15,9 +15,11 @@ from .errors import (
     CounterOverflowError,
     FdloopError,
     IncompleteReadError,
+    NoSuchProgram,
     NotThisKindOfFD,
     SealBusyError,
     SignalDeliveryWarning,
+    SupervisorConfigError,
     TimeoutExpired,
     UnsupportedOperation,
 )
@@ -37,6 +39,7 @@ from .primitives.signalfd import SignalFD, SignalInfo
 from .primitives.spawn import spawn
 from .primitives.timerfd import TimerFD
 from .streams import DEVNULL, PIPE, STDOUT, PipeReceiveStream, PipeSendStream
+from .supervisor import Supervisor
 
 __all__ = [
     "DEVNULL",
@@ -54,6 +57,7 @@ __all__ = [
     "FdloopError",
     "IncompleteReadError",
     "MemFD",
+    "NoSuchProgram",
     "NotThisKindOfFD",
     "PipeReceiveStream",
     "PipeSendStream",
@@ -70,6 +74,8 @@ __all__ = [
     "SignalDeliveryWarning",
     "SignalFD",
     "SignalInfo",
+    "Supervisor",
+    "SupervisorConfigError",
     "TimeoutExpired",
     "TimerFD",
     "UnsupportedOperation",
