@@ -5,8 +5,9 @@ gives up on a program that keeps failing, and reports every step as an :class:`E
 ``fdloop supervise`` (:func:`supervise_main`) drives it from a TOML file.
 
 Modules: ``program`` (validated options, restart delays), ``events`` (states, events,
-status snapshots), ``core`` (the Supervisor), ``orphans`` (subreaper mode),
-``config`` (TOML files), ``cli`` (the command).
+status snapshots), ``runner`` (one program's lifecycle task and graceful stop),
+``core`` (the Supervisor), ``orphans`` (subreaper mode), ``config`` (TOML files),
+``cli`` (the command).
 """
 
 from __future__ import annotations
