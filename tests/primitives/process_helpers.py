@@ -6,6 +6,7 @@ import os
 import time
 
 import pytest
+import sniffio
 
 import fdloop.backends
 
@@ -77,3 +78,9 @@ def process_backend_only(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("fdloop_backend")
     if not hasattr(fdloop.backends.current(), "spawn_process"):
         pytest.skip("this backend has no ProcessFD")
+
+
+def only_on(library: str) -> None:
+    """Skip the running test unless ``library`` ("asyncio" or "trio") runs it."""
+    if sniffio.current_async_library() != library:
+        pytest.skip(f"{library} only")

@@ -25,6 +25,7 @@ from .process_helpers import (
     alive,
     members_of_group,
     no_children,
+    only_on,
     process_backend_only,  # noqa: F401  (autouse)
     wait_until,
 )
@@ -177,8 +178,8 @@ async def test_cancelling_during_aclose_still_kills_and_reaps() -> None:
     assert children_of(os.getpid()) == set()
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
 async def test_native_asyncio_task_cancel_ends_the_child() -> None:
+    only_on("asyncio")
     pids: list[int] = []
 
     async def owner() -> None:
@@ -194,8 +195,8 @@ async def test_native_asyncio_task_cancel_ends_the_child() -> None:
     assert not children_of(os.getpid())  # aclose TERMinated and reaped it
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
 async def test_native_cancel_inside_aclose_hands_child_to_reaper() -> None:
+    only_on("asyncio")
     proc = spawn(IGNORE_TERM, stdout=fdloop.PIPE, kill_timeout=10)
     assert proc.stdout is not None
     await proc.stdout.readline()

@@ -51,6 +51,7 @@ _SYS_WAITID = {"x86_64": 247, "aarch64": 95}.get(platform.machine())
 _SIGINFO_SIZE = 128
 _RUSAGE_SIZE = 144
 
+_pidfd_open = os.pidfd_open  # a module global so tests can wrap it to inject a reaper
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -153,7 +154,7 @@ class LinuxPidFD(OwnedFD):
         reaped it — and the error says what to raise.
         """
         try:
-            fd = os.pidfd_open(pid, 0)  # pidfds are always close-on-exec
+            fd = _pidfd_open(pid, 0)  # pidfds are always close-on-exec
         except ProcessLookupError:
             raise ChildProcessError(
                 errno.ECHILD,
