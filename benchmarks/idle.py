@@ -68,7 +68,7 @@ IDLE = workload(
     Workload(
         name="idle",
         title="K children alive at once, all awaited",
-        defaults={"k": 1000, "repeats": 3},
+        defaults={"k": 1000, "repeats": 1},
         quick={"k": 100, "repeats": 1},
         columns=(
             Column("spawn_ms", "spawn all ms", "lower"),

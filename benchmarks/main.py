@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--param", "-p", action="append", type=_override, default=[],
                    metavar="[WORKLOAD.]NAME=VALUE",
                    help="override a size, e.g. -p spawn.n=5000 or -p repeats=5 (repeatable)")
+    p.add_argument("--serial", action="store_true",
+                   help="run timer contenders one after the other, not side by side")
     p.add_argument("--list", action="store_true", help="list workloads, parameters, contenders")
     return p
 
@@ -78,8 +80,11 @@ def bench_main(argv: list[str]) -> int:
         return 2
     env = report.environment()
     print(f"fdloop bench{' --quick' if args.quick else ''}: {report.header(env)}", flush=True)
+    side = [s.name for s, _p, _c in planned if s.side_by_side and not args.serial]
+    if side:
+        print(f"({', '.join(side)}: contenders run side by side; --serial runs them one by one)")
     began = time.monotonic()
-    results = run_workloads(planned)
+    results = run_workloads(planned, serial=args.serial)
     elapsed = time.monotonic() - began
     for result in results:
         print()

@@ -56,6 +56,8 @@ class Workload:
     """Column keys drawn in the PNG chart."""
     derive: Derive | None = None
     """Given every contender's medians, returns extra figures per contender name."""
+    side_by_side: bool = False
+    """Run all contenders at once (for workloads that mostly sleep, like 1 ms ticks)."""
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,7 @@ def document(all_results: list[WorkloadResult], env: dict[str, Any], quick: bool
         table = ratios(result)
         workloads[result.spec.name] = {
             "title": result.spec.title,
+            "elapsed_s": round(result.elapsed_s, 1),
             "params": result.params,
             "columns": [
                 {"key": c.key, "label": c.label, "better": c.better} for c in result.spec.columns

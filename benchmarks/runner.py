@@ -13,6 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -54,6 +55,7 @@ class WorkloadResult:
     params: dict[str, Any]
     outcomes: dict[str, Outcome]
     contenders: dict[str, Contender]
+    elapsed_s: float = 0.0
 
 
 class Progress:
@@ -118,57 +120,91 @@ def plan(workloads: list[str], quick: bool, overrides: dict[str, Any]) -> Planne
     return result
 
 
-def run_once(workload: str, contender: str, params: dict[str, Any]) -> dict[str, Any]:
-    """One worker run in a fresh interpreter; returns its ``RESULT`` dictionary."""
+def launch(workload: str, contender: str, params: dict[str, Any]) -> subprocess.Popen[str]:
+    """Start one worker run in a fresh interpreter (see :func:`collect`)."""
     package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     worker_params = {key: value for key, value in params.items() if key != "repeats"}
+    return subprocess.Popen(
+        [sys.executable, "-m", f"{__package__}.worker", workload, contender,
+         json.dumps(worker_params)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env,
+    )
+
+
+def collect(worker: subprocess.Popen[str]) -> dict[str, Any]:
+    """Wait for a launched worker and return its ``RESULT`` dictionary."""
     try:
-        finished = subprocess.run(
-            [sys.executable, "-m", f"{__package__}.worker", workload, contender,
-             json.dumps(worker_params)],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
-            timeout=RUN_TIMEOUT, check=False,
-        )
+        stdout, stderr = worker.communicate(timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.communicate()
         return {"error": f"no result within {RUN_TIMEOUT:.0f} s"}
-    for line in reversed(finished.stdout.splitlines()):
+    for line in reversed(stdout.splitlines()):
         if line.startswith(MARKER):
             result: dict[str, Any] = json.loads(line[len(MARKER):])
             return result
-    tail = (finished.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return {"error": f"worker exited with {finished.returncode}: {tail}"}
+    tail = (stderr.strip().splitlines() or ["(no output)"])[-1]
+    return {"error": f"worker exited with {worker.returncode}: {tail}"}
+
+
+def run_once(workload: str, contender: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One worker run in a fresh interpreter; returns its ``RESULT`` dictionary."""
+    return collect(launch(workload, contender, params))
+
+
+def _record(outcome: Outcome, result: dict[str, Any]) -> bool:
+    """File one run's result; False when the contender is out (skipped or failed)."""
+    if "figures" in result:
+        outcome.runs.append(result["figures"])
+        return True
+    outcome.status = "skipped" if "skipped" in result else "failed"
+    outcome.reason = str(result.get("skipped") or result.get("error"))
+    return False
 
 
 def run_workloads(
     planned: Planned,
     progress: Progress | None = None,
+    *,
+    serial: bool = False,
 ) -> list[WorkloadResult]:
-    """Run every planned workload, its contenders interleaved over the repeats."""
+    """Run every planned workload, its contenders interleaved over the repeats.
+
+    Contenders of a workload marked ``side_by_side`` run at the same time (unless
+    ``serial``): one pass of them takes as long as the slowest, not the sum.
+    """
     if progress is None:
         progress = Progress(sum(p["repeats"] * len(c) for _s, p, c in planned))
     results = []
     for spec, params, contenders in planned:
+        began = time.monotonic()
         outcomes = {name: Outcome(name, entry.loop) for name, entry in contenders.items()}
         repeats = int(params["repeats"])
         for attempt in range(repeats):
-            for name, outcome in outcomes.items():
-                if outcome.status != "ok":
-                    continue
+            active = [name for name, outcome in outcomes.items() if outcome.status == "ok"]
+            if spec.side_by_side and not serial:
+                progress.step(f"{spec.name} · {len(active)} contenders side by side "
+                              f"({attempt + 1}/{repeats})")
+                workers = {name: launch(spec.name, name, params) for name in active}
+                for name, worker in workers.items():
+                    progress.advance()
+                    if not _record(outcomes[name], collect(worker)):
+                        progress.shrink(repeats - attempt - 1)
+                continue
+            for name in active:
                 progress.step(f"{spec.name} · {name} ({attempt + 1}/{repeats})")
                 result = run_once(spec.name, name, params)
                 progress.advance()
-                if "figures" in result:
-                    outcome.runs.append(result["figures"])
-                    continue
-                outcome.status = "skipped" if "skipped" in result else "failed"
-                outcome.reason = str(result.get("skipped") or result.get("error"))
-                progress.shrink(repeats - attempt - 1)
+                if not _record(outcomes[name], result):
+                    progress.shrink(repeats - attempt - 1)
         if spec.derive is not None:
             medians = {n: o.median for n, o in outcomes.items() if o.status == "ok"}
             for name, extra in spec.derive(medians, contenders).items():
                 outcomes[name].derived = extra
-        results.append(WorkloadResult(spec, params, outcomes, contenders))
+        elapsed = time.monotonic() - began
+        results.append(WorkloadResult(spec, params, outcomes, contenders, elapsed))
     progress.finish()
     return results

@@ -44,7 +44,7 @@ SPAWN = workload(
     Workload(
         name="spawn",
         title="spawn + wait /bin/true",
-        defaults={"n": 1000, "concurrency": 8, "repeats": 3},
+        defaults={"n": 600, "concurrency": 8, "repeats": 3},
         quick={"n": 150, "concurrency": 8, "repeats": 1},
         columns=(
             Column("children_per_s", "children/s", "higher"),
