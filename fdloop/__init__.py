@@ -6,6 +6,7 @@ Works under asyncio (uvloop included), trio and anyio. See README.md for a tour.
 from __future__ import annotations
 
 from .backends import Capability, capabilities
+from .backends.fdlimit import raise_fd_limit
 from .errors import (
     BrokenResourceError,
     BusyResourceError,
@@ -80,6 +81,7 @@ __all__ = [
     "TimerFD",
     "UnsupportedOperation",
     "capabilities",
+    "raise_fd_limit",
     "spawn",
 ]
 __version__ = "0.1.0"

@@ -22,7 +22,7 @@ from typing import Any
 from .. import _aio, _validate
 from ..backends import current as current_backend
 from ..backends.contract import ProcessFDBackend
-from ..errors import UnsupportedOperation
+from ..errors import ClosedResourceError, UnsupportedOperation
 from ..streams import PipeReceiveStream, PipeSendStream
 from . import reaper
 from .exitstatus import ExitStatus, ResourceUsage
@@ -190,12 +190,21 @@ class ProcessFD(FDResource[ProcessFDBackend]):
             if self._handle.is_child:
                 self._collect_child()
                 if self._status is None:
-                    await self._waiter.wait()
+                    await self._wait_or_status()
             elif not self._handle.has_exited():
-                await self._waiter.wait()
+                await self._wait_or_status()
             else:
                 return await self._wait_for_foreign_reap()
         return self._status
+
+    async def _wait_or_status(self) -> None:
+        try:
+            await self._waiter.wait()
+        except ClosedResourceError:
+            # aclose() collected the status, then closed: a waiter woken by that close
+            # (before it saw the exit itself) gets the status like every other waiter.
+            if self._status is None:
+                raise
 
     async def read(self) -> ExitStatus:
         """The exit status, read from the process fd: the same as :meth:`wait`."""
@@ -335,10 +344,14 @@ class ProcessFD(FDResource[ProcessFDBackend]):
         return ", ".join(words)
 
 
+_VALID_SIGNALS = frozenset(int(s) for s in _signal.valid_signals())
+# (valid_signals() builds a set of Signals enums on every call: too slow for spawn's path)
+
+
 def signal_number(name: str, value: object, *, allow_zero: bool = False) -> int:
     """A valid signal number (0 only with ``allow_zero``), else TypeError/ValueError."""
     number = _validate.integer(name, value, low=0 if allow_zero else 1)
-    if number and number not in _signal.valid_signals():
+    if number and number not in _VALID_SIGNALS:
         raise ValueError(f"{name}: {number} is not a valid signal number")
     return number
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, Union
 
 from .. import _validate
+from ..backends.fdlimit import out_of_fds
 from ..streams import DEVNULL, PIPE, STDOUT
 from . import reaper
 from .processfd import ProcessFD, process_backend, signal_number
@@ -66,10 +67,18 @@ def spawn(
     kill_timeout = _validate.seconds("kill_timeout", kill_timeout)
 
     reaper.sweep()
-    handle, pipes = process_backend("spawn_process")(
-        os.fsdecode(args[0]), args, env_list, stdio=stdio, cwd=cwd_bytes, pass_fds=fds,
-        start_new_session=start_new_session, default_signals=_signals_taken_over(),
-    )
+    try:
+        handle, pipes = process_backend("spawn_process")(
+            os.fsdecode(args[0]), args, env_list, stdio=stdio, cwd=cwd_bytes, pass_fds=fds,
+            start_new_session=start_new_session, default_signals=_signals_taken_over(),
+        )
+    except OSError as exc:
+        # EMFILE can hit any fd made here (pipes, /dev/null, the pidfd); the backend has
+        # already closed what it made and killed a started child: say which limit it was.
+        error = out_of_fds(exc, f"spawn({os.fsdecode(args[0])!r})")
+        if error is exc:
+            raise
+        raise error from exc
     return ProcessFD._wrap(
         handle, owner=True, daemon=daemon, kill_signal=kill_signal, kill_timeout=kill_timeout,
         new_session=start_new_session, pipes=pipes,

@@ -1,0 +1,59 @@
+"""Conditions the reliability tests set up: a stress size, and exactly k free fds.
+
+* :func:`scaled` multiplies a full-size count by FDLOOP_STRESS_SCALE (unset: 1.0, the
+  size RELIABILITY.md reports; CI's .ci/run sets 0.1).
+* :func:`free_fds` lowers RLIMIT_NOFILE and fills every free fd number below it, so that
+  the code under test finds exactly ``k`` fd numbers left: the (k+1)-th fd it makes fails
+  with a real EMFILE from the kernel, no mock involved.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..leaks import open_fds
+
+
+def stress_scale() -> float:
+    """FDLOOP_STRESS_SCALE as a float (1.0 when unset or unreadable)."""
+    try:
+        return max(0.0, float(os.environ.get("FDLOOP_STRESS_SCALE", "1")))
+    except ValueError:
+        return 1.0
+
+
+def scaled(full: int, minimum: int = 1) -> int:
+    """``full`` times the stress scale, at least ``minimum``."""
+    return max(minimum, round(full * stress_scale()))
+
+
+@contextmanager
+def free_fds(k: int) -> Iterator[None]:
+    """Within the block, exactly ``k`` fd numbers are free below the soft RLIMIT_NOFILE.
+
+    Fds already open above the lowered limit stay usable (the limit only stops new ones).
+    Everything is restored on exit. Nothing inside the block may open files before the
+    code under test runs (even ``os.listdir`` takes an fd).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = max(open_fds()) + 1 + k + 8
+    fillers: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        spare = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        fillers.append(spare)
+        while True:
+            try:
+                fillers.append(os.dup(spare))
+            except OSError:
+                break
+        for _ in range(k):
+            os.close(fillers.pop())
+        yield
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

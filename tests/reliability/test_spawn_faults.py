@@ -1,0 +1,157 @@
+"""Faults around a child: no fds, outside kills, early stdio close, forks, closes, shutdowns.
+
+Each test injects one fault with real kernel objects and checks that fdloop reports it
+clearly and leaves no fd and no process behind (the autouse fixture in tests/conftest.py
+checks both after every test, zombies included).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+import anyio
+import pytest
+
+import fdloop
+from fdloop import DEVNULL, PIPE, STDOUT, spawn
+from fdloop.primitives import reaper
+
+from ..leaks import children_of, open_fds
+from .conditions import free_fds
+
+# How many fds spawn makes at its peak for each stdio choice, so the sweep below must see
+# exactly that many EMFILE failures before the first success: one per pipe end, one for
+# /dev/null, one for the pidfd (child-side ends are closed before pidfd_open).
+STDIO_CASES = {
+    "inherit": ({}, 1),  # the pidfd alone: posix_spawn already ran when it fails
+    "stdout-pipe": ({"stdout": PIPE}, 2),
+    "three-pipes": ({"stdin": PIPE, "stdout": PIPE, "stderr": PIPE}, 6),
+    "devnull+pipe": ({"stdin": DEVNULL, "stdout": PIPE, "stderr": STDOUT}, 3),
+}
+
+
+@pytest.mark.parametrize("case", list(STDIO_CASES))
+async def test_emfile_at_each_fd_spawn_makes_is_clear_and_leaves_nothing(case: str) -> None:
+    stdio, needed = STDIO_CASES[case]
+    assert reaper.pending() == 0  # an orphan's pidfd closing mid-sweep would skew k
+    failures = 0
+    for k in range(needed + 2):
+        before = open_fds()
+        proc = None
+        with free_fds(k):
+            try:
+                proc = spawn(["true"], **stdio)
+            except OSError as exc:
+                error = exc
+        if proc is None:
+            assert error.errno == errno.EMFILE, error
+            message = str(error)
+            assert "RLIMIT_NOFILE" in message and "raise_fd_limit" in message, message
+            assert "spawn('true')" in message, message
+            assert open_fds() == before, f"k={k}: fds left behind"
+            assert children_of(os.getpid()) == set(), f"k={k}: a child was left behind"
+            failures += 1
+            continue
+        async with proc:
+            assert (await proc.wait()).returncode == 0
+        break
+    assert failures == needed, f"expected EMFILE at each of the {needed} fds spawn makes"
+
+
+async def test_child_killed_from_outside_reports_sigkill() -> None:
+    async with spawn(["sleep", "60"]) as proc:
+        # Another process kills it: fdloop only learns of it through the pidfd.
+        async with spawn(["kill", "-KILL", str(proc.pid)]) as killer:
+            assert (await killer.wait()).returncode == 0
+        with anyio.fail_after(10):
+            status = await proc.wait()
+    assert status.returncode == -signal.SIGKILL
+    assert status.signal == signal.SIGKILL and status.exit_code is None
+
+
+async def test_child_closing_its_stdio_early() -> None:
+    script = "exec 0<&- 1>&- 2>&-; sleep 0.2; exit 3"
+    async with spawn(["sh", "-c", script], stdin=PIPE, stdout=PIPE, stderr=PIPE) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        with anyio.fail_after(10):
+            assert await proc.stdout.read() == b""  # EOF while the child still runs
+            assert await proc.stderr.read() == b""
+            with pytest.raises(fdloop.BrokenResourceError):
+                for _ in range(64):  # the first writes may still fit the pipe's buffer
+                    await proc.stdin.write(b"x" * 4096)
+            status = await proc.wait()
+    assert status.returncode == 3
+
+
+async def test_exit_is_seen_while_a_grandchild_keeps_the_pipe_open() -> None:
+    # sh starts a background sleep that inherits stdout, prints its pid and exits: the
+    # pipe has no EOF while the grandchild lives, yet wait() must return sh's status.
+    script = "sleep 60 & echo $!; exit 5"
+    async with spawn(["sh", "-c", script], stdout=PIPE) as proc:
+        assert proc.stdout is not None
+        with anyio.fail_after(10):
+            grandchild = int(await proc.stdout.readline())
+            status = await proc.wait()
+        assert status.returncode == 5
+        with anyio.move_on_after(0.2):
+            await proc.stdout.read()  # would wait for the grandchild: no EOF yet
+            pytest.fail("EOF arrived while the grandchild still holds the pipe")
+        # The grandchild is not ours (reparented): kill it through a watch-only handle.
+        with fdloop.ProcessFD.open(grandchild) as orphan:
+            orphan.kill()
+            with anyio.fail_after(10):
+                await orphan.wait()
+        with anyio.fail_after(10):
+            assert await proc.stdout.read() == b""  # its death closed the last write end
+
+
+async def test_close_while_ten_tasks_wait_wakes_them_all_and_kills_the_child() -> None:
+    proc = spawn(["sleep", "60"], stdout=PIPE)
+    pid = proc.pid
+    outcomes: list[str] = []
+
+    async def waiter() -> None:
+        try:
+            await proc.wait()
+            outcomes.append("status")
+        except fdloop.ClosedResourceError:
+            outcomes.append("closed")
+
+    async def reader() -> None:
+        assert proc.stdout is not None
+        try:
+            await proc.stdout.read()
+            outcomes.append("eof")
+        except fdloop.ClosedResourceError:
+            outcomes.append("closed")
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(waiter)
+            tg.start_soon(reader)
+            await anyio.sleep(0.05)
+            proc.close()
+    assert outcomes == ["closed"] * 11
+    with anyio.fail_after(10):
+        while pid in {p for p, _state in children_of(os.getpid())}:
+            await anyio.sleep(0.01)  # reaped by the reaper through the running loop
+
+
+async def test_aclose_while_ten_tasks_wait_gives_them_all_the_status() -> None:
+    proc = spawn(["sleep", "60"])
+    statuses: list[fdloop.ExitStatus] = []
+
+    async def waiter() -> None:
+        statuses.append(await proc.wait())
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(waiter)
+            await anyio.sleep(0.05)
+            await proc.aclose()
+    assert [s.returncode for s in statuses] == [-signal.SIGTERM] * 10
+    assert len({id(s) for s in statuses}) == 1  # every waiter got the very same status
