@@ -22,6 +22,7 @@ from typing import Any
 
 from .probe import Probe, rss_kib, thread_count
 from .registry import Column, Contender, Metrics, Params, Workload, contender, workload
+from .spawn import TRUE
 from .tasks import Gate, run_all, settle
 
 SLEEP = "/bin/sleep" if os.path.exists("/bin/sleep") else "/usr/bin/sleep"
@@ -92,6 +93,12 @@ async def _hold(
 ) -> dict[str, Any]:
     """Start K children, await each in its own task, measure, kill all, time the reaping."""
     k = probe.params["k"]
+    # One child first, unmeasured, so that one-off imports and caches count neither
+    # as time nor as memory per child.
+    pid, wait = await start()
+    if pid > 0:
+        os.kill(pid, signal.SIGKILL)
+        await wait()
     rss_before = rss_kib()
     probe.start()
     began = time.perf_counter()
@@ -209,6 +216,8 @@ async def anyio_idle(probe: Probe) -> dict[str, Any]:
 def floor_idle(probe: Probe) -> dict[str, Any]:
     k = probe.params["k"]
     environ = dict(os.environ)
+    warm = os.posix_spawn(TRUE, [TRUE], environ)  # the same unmeasured first child
+    os.waitpid(warm, 0)
     rss_before = rss_kib()
     poller = select.epoll()
     probe.start()
