@@ -1,0 +1,416 @@
+"""Pipe streams against real pipes and real child processes, on asyncio, uvloop and trio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+from anyio.streams.text import TextReceiveStream
+
+import fdloop
+from fdloop import PipeReceiveStream, PipeSendStream
+
+
+@asynccontextmanager
+async def pipe() -> AsyncIterator[tuple[PipeReceiveStream, PipeSendStream]]:
+    read_fd, write_fd = os.pipe()
+    async with PipeReceiveStream(read_fd) as reader, PipeSendStream(write_fd) as writer:
+        yield reader, writer
+
+
+def child(code: str, **popen: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code], **popen)  # type: ignore[call-overload, no-any-return]
+
+
+# -- construction ----------------------------------------------------------------------
+
+
+def test_takes_ownership_and_sets_nonblocking() -> None:
+    read_fd, write_fd = os.pipe()
+    assert os.get_blocking(read_fd) and os.get_blocking(write_fd)
+    reader, writer = PipeReceiveStream(read_fd), PipeSendStream(write_fd)
+    assert (reader.fileno(), writer.fileno()) == (read_fd, write_fd)
+    assert not os.get_blocking(read_fd) and not os.get_blocking(write_fd)
+    assert "fd=" in repr(reader)
+    reader.close()
+    writer.close()
+    assert reader.closed and writer.closed and "closed" in repr(reader)
+    with pytest.raises(OSError):
+        os.fstat(read_fd)
+    with pytest.raises(OSError):
+        os.fstat(write_fd)
+
+
+@pytest.mark.parametrize("cls", [PipeReceiveStream, PipeSendStream])
+def test_bad_fd_is_refused_before_anything_changes(cls: type[PipeReceiveStream]) -> None:
+    with pytest.raises(TypeError, match="fd"):
+        cls("3")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="fd"):
+        cls(True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fd"):
+        cls(-1)
+    read_fd, write_fd = os.pipe()
+    os.close(write_fd)
+    os.close(read_fd)
+    with pytest.raises(OSError):
+        cls(read_fd)
+    with tempfile.TemporaryFile() as regular:
+        with pytest.raises(fdloop.NotThisKindOfFD):
+            cls(regular.fileno())
+        assert os.get_blocking(regular.fileno())  # untouched, still open
+        os.fstat(regular.fileno())
+
+
+def test_garbage_collected_open_stream_warns_and_closes() -> None:
+    read_fd, write_fd = os.pipe()
+    reader, writer = PipeReceiveStream(read_fd), PipeSendStream(write_fd)
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del reader
+        gc.collect()
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del writer
+        gc.collect()
+    for fd in (read_fd, write_fd):
+        with pytest.raises(OSError):
+            os.fstat(fd)
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+async def test_receive_then_end_of_stream() -> None:
+    async with pipe() as (reader, writer):
+        await writer.write(b"hello")
+        assert await reader.receive() == b"hello"
+        await writer.send(b"abcdef")
+        assert await reader.receive(4) == b"abcd"
+        assert await reader.receive() == b"ef"
+        await writer.aclose()
+        with pytest.raises(anyio.EndOfStream):
+            await reader.receive()
+        with pytest.raises(anyio.EndOfStream):
+            await reader.receive()
+        assert await reader.read() == b""
+        assert await reader.read(10) == b""
+        assert reader.at_eof()
+        with pytest.raises(ValueError, match="max_bytes"):
+            await reader.receive(0)
+
+
+async def test_read_n_returns_what_is_there_and_read_all_waits_for_eof() -> None:
+    async with pipe() as (reader, writer), anyio.create_task_group() as tg:
+        await writer.write(b"0123456789")
+        assert await reader.read(4) == b"0123"
+        assert await reader.read(100) == b"456789"
+        assert await reader.read(0) == b""
+
+        async def write_later() -> None:
+            for part in (b"a", b"b", b"c"):
+                await anyio.sleep(0.01)
+                await writer.write(part)
+            await writer.aclose()
+
+        tg.start_soon(write_later)
+        assert await reader.read() == b"abc"
+        assert reader.at_eof()
+
+
+async def test_readline_iteration_and_unterminated_last_line() -> None:
+    async with pipe() as (reader, writer):
+        await writer.write(b"one\ntw")
+        assert await reader.readline() == b"one\n"
+        await writer.write(b"o\n\nthree")
+        await writer.aclose()
+        lines = [line async for line in reader]
+    assert lines == [b"two\n", b"\n", b"three"]
+
+
+async def test_readuntil_finds_a_separator_split_across_writes() -> None:
+    async with pipe() as (reader, writer), anyio.create_task_group() as tg:
+        async def write_in_pieces() -> None:
+            for part in (b"head--", b"-", b"-tail", b"--"):
+                await writer.write(part)
+                await anyio.sleep(0.01)
+            await writer.aclose()
+
+        tg.start_soon(write_in_pieces)
+        assert await reader.readuntil(b"---") == b"head---"
+        with pytest.raises(fdloop.IncompleteReadError) as caught:
+            await reader.readuntil(b"---")
+        assert caught.value.partial == b"-tail--"
+        assert isinstance(caught.value, asyncio.IncompleteReadError)
+        with pytest.raises(ValueError, match="separator"):
+            await reader.readuntil(b"")
+
+
+async def test_readexactly_and_incomplete_read() -> None:
+    async with pipe() as (reader, writer):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.write, b"x" * 100_000 + b"y" * 100_000)
+            assert await reader.readexactly(150_000) == b"x" * 100_000 + b"y" * 50_000
+        await writer.aclose()
+        with pytest.raises(fdloop.IncompleteReadError) as caught:
+            await reader.readexactly(60_000)
+        assert caught.value.partial == b"y" * 50_000
+        assert caught.value.expected == 60_000
+        assert isinstance(caught.value, (EOFError, anyio.IncompleteRead))
+        assert await reader.readexactly(0) == b""
+
+
+async def test_lines_from_a_real_child() -> None:
+    read_fd, write_fd = os.pipe()
+    proc = child("import sys\nfor i in range(5000): print(i)", stdout=write_fd)
+    os.close(write_fd)
+    try:
+        async with PipeReceiveStream(read_fd) as reader:
+            numbers = [int(line) async for line in reader]
+    finally:
+        proc.wait()
+    assert numbers == list(range(5000))
+
+
+async def test_anyio_text_wrapper_accepts_the_stream() -> None:
+    async with pipe() as (reader, writer):
+        await writer.write("héllo".encode())
+        await writer.aclose()
+        text = TextReceiveStream(reader)
+        assert "".join([chunk async for chunk in text]) == "héllo"
+
+
+# -- cancellation loses nothing --------------------------------------------------------
+
+
+async def test_cancelled_readline_keeps_the_bytes_it_read() -> None:
+    async with pipe() as (reader, writer):
+        await writer.write(b"abc")
+        with anyio.move_on_after(0.05) as scope:
+            await reader.readline()  # reads b"abc" from the fd, then waits for "\n"
+        assert scope.cancelled_caught
+        assert "3 bytes buffered" in repr(reader)
+        await writer.write(b"def\n")
+        assert await reader.readline() == b"abcdef\n"
+
+
+async def test_cancelled_readexactly_and_read_all_keep_the_bytes() -> None:
+    async with pipe() as (reader, writer):
+        await writer.write(b"12345")
+        with anyio.move_on_after(0.05):
+            await reader.readexactly(10)
+        with anyio.move_on_after(0.05):
+            await reader.read()
+        await writer.write(b"67890")
+        assert await reader.readexactly(10) == b"1234567890"
+
+
+async def test_cancelled_receive_consumes_nothing() -> None:
+    async with pipe() as (reader, writer):
+        scope = anyio.CancelScope()
+
+        async def receiver() -> None:
+            with scope:
+                await reader.receive()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(receiver)
+            await anyio.sleep(0.02)
+            # Readable now (no await in between), but the receiver is cancelled first.
+            os.write(writer.fileno(), b"data")
+            scope.cancel()
+        assert scope.cancelled_caught
+        assert await reader.receive() == b"data"
+
+
+async def test_reading_a_full_pipe_still_lets_other_tasks_run() -> None:
+    """Every read below succeeds without waiting; the loop must still get a turn."""
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0)
+
+    async with pipe() as (reader, writer), anyio.create_task_group() as tg:
+        os.set_blocking(writer.fileno(), False)
+        filled = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                filled += os.write(writer.fileno(), b"z" * 4096)
+        tg.start_soon(ticker)
+        await anyio.sleep(0.01)
+        ticks = 0
+        for _ in range(filled // 4096):
+            assert await reader.receive(4096) == b"z" * 4096
+        assert ticks > 0
+        tg.cancel_scope.cancel()
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+async def test_big_write_is_split_into_partial_writes_and_arrives_whole() -> None:
+    data = os.urandom(1 << 20) * 10  # 10 MiB, far more than a pipe holds
+    async with pipe() as (reader, writer):
+        received: list[bytes] = []
+
+        async def write_then_close() -> None:
+            await writer.write(data)
+            await writer.drain()
+            await writer.aclose()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write_then_close)
+            received.append(await reader.read())
+    assert hashlib.sha256(received[0]).digest() == hashlib.sha256(data).digest()
+
+
+async def test_cat_echoes_ten_megabytes() -> None:
+    data = os.urandom(1 << 20) * 10
+    to_child, child_stdin = os.pipe()
+    child_stdout, from_child = os.pipe()
+    proc = subprocess.Popen(["cat"], stdin=to_child, stdout=from_child)
+    os.close(to_child)
+    os.close(from_child)
+    try:
+        async with PipeSendStream(child_stdin) as stdin, PipeReceiveStream(
+            child_stdout
+        ) as stdout, anyio.create_task_group() as tg:
+            async def feed() -> None:
+                await stdin.write(memoryview(data))
+                await stdin.aclose()
+
+            tg.start_soon(feed)
+            echoed = await stdout.read()
+    finally:
+        proc.wait()
+    assert echoed == data
+
+
+async def test_write_accepts_bytes_like_and_refuses_str() -> None:
+    async with pipe() as (reader, writer):
+        await writer.write(bytearray(b"ab"))
+        await writer.write(memoryview(b"cd"))
+        await writer.write(b"")
+        with pytest.raises(TypeError, match="data must be bytes-like"):
+            await writer.write("text")  # type: ignore[arg-type]
+        assert await reader.receive() == b"abcd"
+
+
+async def test_write_after_reader_closed_raises_broken_pipe() -> None:
+    async with pipe() as (reader, writer):
+        await reader.aclose()
+        with pytest.raises(BrokenPipeError) as caught:
+            await writer.write(b"x")
+        assert isinstance(caught.value, fdloop.BrokenResourceError)
+        assert isinstance(caught.value, anyio.BrokenResourceError)
+
+
+async def test_writer_waiting_on_a_full_pipe_learns_when_the_child_exits() -> None:
+    read_fd, write_fd = os.pipe()
+    # The child holds the read end, reads nothing, and exits once the pipe is full.
+    proc = subprocess.Popen(["sleep", "0.3"], stdin=read_fd)
+    os.close(read_fd)
+    try:
+        async with PipeSendStream(write_fd) as writer:
+            with pytest.raises(BrokenPipeError):
+                with anyio.fail_after(30):
+                    await writer.write(b"z" * (4 << 20))
+    finally:
+        proc.wait()
+
+
+# -- closing and busy --------------------------------------------------------------------
+
+
+async def test_close_wakes_a_waiting_reader_and_writer() -> None:
+    async with pipe() as (reader, writer):
+        errors: list[BaseException] = []
+
+        async def read_forever() -> None:
+            try:
+                await reader.read()
+            except fdloop.ClosedResourceError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_forever)
+            await anyio.sleep(0.02)
+            reader.close()
+        assert len(errors) == 1
+        with pytest.raises(fdloop.ClosedResourceError):
+            await reader.receive()
+        with pytest.raises(fdloop.ClosedResourceError):
+            await reader.readline()
+
+    read_fd, write_fd = os.pipe()
+    with PipeReceiveStream(read_fd) as idle_reader:
+        writer = PipeSendStream(write_fd)
+
+        async def write_forever() -> None:
+            try:
+                await writer.write(b"f" * (4 << 20))  # more than the pipe holds
+            except fdloop.ClosedResourceError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write_forever)
+            await anyio.sleep(0.02)
+            await writer.aclose()
+        assert idle_reader.fileno() == read_fd
+    assert len(errors) == 2
+    with pytest.raises(fdloop.ClosedResourceError):
+        await writer.write(b"x")
+    with pytest.raises(fdloop.ClosedResourceError):
+        await writer.drain()
+
+
+async def test_second_reader_or_writer_is_refused_while_one_waits() -> None:
+    async with pipe() as (reader, writer), anyio.create_task_group() as tg:
+        tg.start_soon(reader.readline)
+        await anyio.sleep(0.02)
+        with pytest.raises(fdloop.BusyResourceError):
+            await reader.receive()
+        with pytest.raises(anyio.BusyResourceError):
+            await reader.read()
+
+        async def fill() -> None:
+            await writer.write(b"q" * (4 << 20))
+
+        await writer.write(b"line\n")
+        tg.start_soon(fill)
+        await anyio.sleep(0.05)
+        with pytest.raises(fdloop.BusyResourceError):
+            await writer.write(b"x")
+        tg.cancel_scope.cancel()
+
+
+def test_reader_in_a_thread_sees_every_byte() -> None:
+    """Sync sanity check that the fd is a plain pipe others can read (no hidden buffering)."""
+    read_fd, write_fd = os.pipe()
+    got = bytearray()
+
+    def drain() -> None:
+        with os.fdopen(read_fd, "rb") as file:
+            got.extend(file.read())
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+
+    async def main() -> None:
+        async with PipeSendStream(write_fd) as writer:
+            await writer.write(b"t" * 300_000)
+
+    anyio.run(main)
+    thread.join()
+    assert got == b"t" * 300_000
