@@ -47,14 +47,18 @@ def draw(results: list[WorkloadResult], path: Path, caption: str) -> bool:
         colours = ["tab:orange" if name.startswith("fdloop") else "tab:blue" for name in names]
         axis.barh(names, values, color=colours)
         axis.invert_yaxis()
+        positive = [value for value in values if value > 0]
+        if positive and max(positive) > 100 * min(positive):
+            axis.set_xscale("log")  # e.g. a drifting sleep loop next to 1 ms of lateness
         hints = {"higher": " (higher is better)", "lower": " (lower is better)"}
         hint = hints.get(column.better, "")
-        axis.set_title(f"{workload}: {column.label}{hint}", fontsize=10, loc="left")
+        scale = " (log scale)" if axis.get_xscale() == "log" else ""
+        axis.set_title(f"{workload}: {column.label}{hint}{scale}", fontsize=10, loc="left")
         axis.tick_params(labelsize=8)
         for y, value in enumerate(values):
             axis.text(value, y, f" {value:,.{column.digits}f}", va="center", fontsize=7)
     figure.suptitle(caption, fontsize=7)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.3 / height))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
