@@ -39,10 +39,13 @@ from .primitives.seals import (
 from .primitives.signalfd import SignalFD, SignalInfo
 from .primitives.spawn import spawn
 from .primitives.timerfd import TimerFD
+from .run import CompletedProcess, run
 from .streams import DEVNULL, PIPE, STDOUT, PipeReceiveStream, PipeSendStream
 from .supervisor import Supervisor
 
 __all__ = [
+    "CompletedProcess",
+    "run",
     "DEVNULL",
     "PIPE",
     "STDOUT",

@@ -110,17 +110,25 @@ class TimeoutExpired(FdloopError, TimeoutError, subprocess.TimeoutExpired):
 class CalledProcessError(FdloopError, subprocess.CalledProcessError):
     """``fdloop.run(..., check=True)`` saw a non-zero return code.
 
-    Carries ``returncode`` (negative signal number for a killed child), ``cmd``,
+    Carries ``returncode`` (negative signal number for a killed child; None when the
+    exit status is unknown, which ``check`` cannot count as success), ``cmd``,
     ``stdout``/``output``, ``stderr`` and ``status``, the full ExitStatus. A
     subprocess.CalledProcessError too, so existing ``except`` clauses keep working.
     """
 
+    returncode: int | None  # type: ignore[assignment]
+
     def __init__(
-        self, returncode: int, cmd: Any, output: bytes | None = None,
+        self, returncode: int | None, cmd: Any, output: bytes | None = None,
         stderr: bytes | None = None, status: Any = None,
     ) -> None:
-        super().__init__(returncode, cmd, output, stderr)
+        super().__init__(returncode, cmd, output, stderr)  # type: ignore[arg-type]
         self.status = status
+
+    def __str__(self) -> str:
+        if self.returncode is None:
+            return f"Command '{self.cmd}' exited with an unknown status."
+        return super().__str__()
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
