@@ -12,7 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, Union
 
 from .. import _validate
+from ..backends import current as current_backend
 from ..backends.fdlimit import out_of_fds
+from ..errors import UnsupportedOperation
 from ..streams import DEVNULL, PIPE, STDOUT
 from . import reaper
 from .processfd import ProcessFD, process_backend, signal_number
@@ -37,6 +39,7 @@ def spawn(
     daemon: bool = False,
     kill_signal: int = _signal.SIGTERM,
     kill_timeout: float = 5.0,
+    die_with_parent: bool = False,
 ) -> ProcessFD:
     """Start ``argv`` as our child and return its ProcessFD. Does not wait.
 
@@ -46,6 +49,10 @@ def spawn(
     inherited besides stdio. The child starts with an empty signal mask and SIGPIPE,
     SIGXFSZ and any signal a SignalFD took over at SIG_DFL. ``start_new_session`` runs it
     in a new session, and then terminate/kill/close reach its whole process group.
+    ``die_with_parent=True`` (Linux) has the kernel SIGKILL the child when the thread
+    that spawned it exits — the process crashing or being SIGKILLed included; see
+    fdloop/backends/linux/pdeathsig.py for its caveats. UnsupportedOperation where the
+    backend (or a missing util-linux setpriv) cannot.
 
     Raises FileNotFoundError / PermissionError / NotADirectoryError (naming the program
     or ``cwd``) if it cannot be executed — no process and no fd is left then —, and
@@ -60,22 +67,28 @@ def spawn(
     cwd_bytes = None if cwd is None else os.fsencode(cwd)
     env_list = None if env is None else _env(env)
     fds = _pass_fds(pass_fds)
-    for name, flag in (("start_new_session", start_new_session), ("daemon", daemon)):
+    flags = (("start_new_session", start_new_session), ("daemon", daemon),
+             ("die_with_parent", die_with_parent))
+    for name, flag in flags:
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
     kill_signal = signal_number("kill_signal", kill_signal)
     kill_timeout = _validate.seconds("kill_timeout", kill_timeout)
 
+    name = program = os.fsdecode(args[0])
+    if die_with_parent:
+        program, args = _parent_death_wrapper(program, args, env_list)
+
     reaper.sweep()
     try:
         handle, pipes = process_backend("spawn_process")(
-            os.fsdecode(args[0]), args, env_list, stdio=stdio, cwd=cwd_bytes, pass_fds=fds,
+            program, args, env_list, stdio=stdio, cwd=cwd_bytes, pass_fds=fds,
             start_new_session=start_new_session, default_signals=_signals_taken_over(),
         )
     except OSError as exc:
         # EMFILE can hit any fd made here (pipes, /dev/null, the pidfd); the backend has
         # already closed what it made and killed a started child: say which limit it was.
-        error = out_of_fds(exc, f"spawn({os.fsdecode(args[0])!r})")
+        error = out_of_fds(exc, f"spawn({name!r})")
         if error is exc:
             raise
         raise error from exc
@@ -150,6 +163,20 @@ def _pass_fds(pass_fds: object) -> tuple[int, ...]:
     if any(fd < 3 for fd in fds):
         raise ValueError("pass_fds must be >= 3 (fds 0-2 are set with stdin/stdout/stderr)")
     return fds
+
+
+def _parent_death_wrapper(
+    program: str, args: list[bytes], env: list[bytes] | None
+) -> tuple[str, list[bytes]]:
+    backend = current_backend()
+    wrap = getattr(backend, "die_with_parent_argv", None)
+    if wrap is None:
+        raise UnsupportedOperation(
+            f"die_with_parent=True is not available on the "
+            f"{backend.__name__.rsplit('.', 1)[-1]} backend"
+        )
+    result: tuple[str, list[bytes]] = wrap(program, args, env)
+    return result
 
 
 def _signals_taken_over() -> tuple[int, ...]:
