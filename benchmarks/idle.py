@@ -70,7 +70,7 @@ IDLE = workload(
         name="idle",
         title="K children alive at once, all awaited",
         defaults={"k": 1000, "repeats": 1},
-        quick={"k": 100, "repeats": 1},
+        quick={"k": 50, "repeats": 1},
         columns=(
             Column("spawn_ms", "spawn all ms", "lower"),
             Column("threads", "threads", "lower", ratio=False),

@@ -35,7 +35,7 @@ SIGNAL = workload(
         name="signal",
         title="self-sent SIGUSR1 round trips",
         defaults={"n": 10000, "repeats": 3},
-        quick={"n": 2000, "repeats": 1},
+        quick={"n": 1000, "repeats": 1},
         columns=(
             Column("roundtrips_per_s", "round trips/s", "higher"),
             Column("p50_us", "p50 µs", "lower", digits=1),

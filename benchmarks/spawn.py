@@ -45,7 +45,7 @@ SPAWN = workload(
         name="spawn",
         title="spawn + wait /bin/true",
         defaults={"n": 600, "concurrency": 8, "repeats": 3},
-        quick={"n": 150, "concurrency": 8, "repeats": 1},
+        quick={"n": 100, "concurrency": 8, "repeats": 1},
         columns=(
             Column("children_per_s", "children/s", "higher"),
             Column("p50_us", "p50 µs", "lower"),

@@ -37,7 +37,7 @@ WAKE = workload(
         name="wake",
         title="cross-thread wake-ups",
         defaults={"n": 10000, "repeats": 3},
-        quick={"n": 3000, "repeats": 1},
+        quick={"n": 1500, "repeats": 1},
         columns=(
             Column("wakeups_per_s", "wake-ups/s", "higher"),
             Column("p50_us", "p50 µs", "lower", digits=1),
