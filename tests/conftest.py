@@ -30,6 +30,35 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
     return request.param  # type: ignore[no-any-return]
 
 
+def _fdloop_backends() -> list[str]:
+    chosen = os.environ.get("FDLOOP_BACKEND", "").strip().lower()
+    return [chosen] if chosen else ["linux", "kqueue"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test under tests/primitives/ runs on each backend (FDLOOP_BACKEND picks one)."""
+    if "fdloop_backend" in metafunc.fixturenames and "primitives" in metafunc.definition.path.parts:
+        metafunc.parametrize("fdloop_backend", _fdloop_backends(), indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def fdloop_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Select the backend for this test; for kqueue on Linux, install the kqueue emulator
+    (imitating macOS, or FDLOOP_KQUEUE_EMULATE=freebsd), which steps aside where
+    ``select.kqueue`` is real."""
+    name: str = getattr(request, "param", None) or os.environ.get(
+        "FDLOOP_BACKEND", ""
+    ).strip().lower() or "linux"
+    if getattr(request, "param", None):
+        monkeypatch.setenv("FDLOOP_BACKEND", name)
+    if name == "kqueue":
+        from . import kqueue_emulator
+
+        platform = os.environ.get("FDLOOP_KQUEUE_EMULATE", "darwin")
+        kqueue_emulator.install(monkeypatch.setattr, platform)
+    return name
+
+
 LEAK_GRACE_SECONDS = 2.0
 
 

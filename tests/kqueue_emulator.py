@@ -115,6 +115,10 @@ class kqueue:
         them, so a second object made from a duplicate fd sees none of them."""
         self = cls.__new__(cls)
         self._setup(select.epoll.fromfd(fd))
+        try:
+            self._bad_fd = os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:[eventpoll]"
+        except OSError:
+            self._bad_fd = True
         return self
 
     def _setup(self, epoll: select.epoll) -> None:
@@ -124,6 +128,7 @@ class kqueue:
         self._knotes: dict[tuple[int, int], _Knote] = {}
         self._watched: dict[int, int] = {}  # epoll member fd -> how many knotes use it
         self._signal_knotes = 0
+        self._bad_fd = False
 
     # -- CPython's kqueue API -------------------------------------------------------------
 
@@ -172,6 +177,8 @@ class kqueue:
             raise ValueError("timeout must be positive or None")
         if os.getpid() != self._pid:
             raise OSError(errno.EBADF, "kqueue is not inherited across fork")
+        if self._bad_fd:  # "EBADF The specified descriptor is invalid."
+            raise OSError(errno.EBADF, "not a kqueue")
         results: list[kevent] = []
         with self._lock:
             for change in changelist or ():
