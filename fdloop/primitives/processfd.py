@@ -17,10 +17,12 @@ a child that is not dead yet goes to :mod:`fdloop.primitives.reaper`. Handles fr
 from __future__ import annotations
 
 import signal as _signal
+import sys
 from typing import Any
 
 from .. import _aio, _validate
 from ..backends import current as current_backend
+from ..backends import selected_name
 from ..backends.contract import ProcessFDBackend
 from ..errors import ClosedResourceError, UnsupportedOperation
 from ..streams import PipeReceiveStream, PipeSendStream
@@ -188,9 +190,11 @@ class ProcessFD(FDResource[ProcessFDBackend]):
         while self._status is None:
             self._check_open()
             if self._handle.is_child:
-                self._collect_child()
+                # The pidfd stays readable once the child has exited, so waiting first
+                # costs nothing then, and saves a waitid while it still runs.
+                await self._wait_or_status()
                 if self._status is None:
-                    await self._wait_or_status()
+                    self._collect_child()
             elif not self._handle.has_exited():
                 await self._wait_or_status()
             else:
@@ -356,9 +360,14 @@ def signal_number(name: str, value: object, *, allow_zero: bool = False) -> int:
     return number
 
 
+_BACKENDS_PACKAGE = current_backend.__module__
+
+
 def process_backend(operation: str) -> Any:
     """The backend's ``operation`` factory; UnsupportedOperation if it has no ProcessFD."""
-    backend = current_backend()
+    # backends.current() re-imports by name on every call; the module is normally loaded
+    # already, and spawn is a hot path.
+    backend = sys.modules.get(f"{_BACKENDS_PACKAGE}.{selected_name()}") or current_backend()
     factory = getattr(backend, operation, None)
     if factory is None:
         raise UnsupportedOperation(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import signal as _signal
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any, Union
 
 from .. import _validate
@@ -20,6 +21,8 @@ from . import reaper
 from .processfd import ProcessFD, process_backend, signal_number
 
 __all__ = ["spawn"]
+
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 StdioArg = Union[int, IO[Any], None]  # noqa: UP007 - a runtime alias must work on 3.10
 """None (inherit), PIPE, DEVNULL, STDOUT (stderr only), an fd, or a file object."""
@@ -73,7 +76,8 @@ def spawn(
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
     kill_signal = signal_number("kill_signal", kill_signal)
-    kill_timeout = _validate.seconds("kill_timeout", kill_timeout)
+    if kill_timeout != 5.0 or type(kill_timeout) is not float:
+        kill_timeout = _validate.seconds("kill_timeout", kill_timeout)
 
     name = program = os.fsdecode(args[0])
     if die_with_parent:
@@ -102,6 +106,11 @@ def spawn(
 
 
 def _argv(argv: object) -> list[bytes]:
+    # The common case (a non-empty list of clean str), without the slow ABC checks.
+    if (type(argv) is list or type(argv) is tuple) and argv and all(
+        type(arg) is str and "\0" not in arg for arg in argv
+    ):
+        return [arg.encode(_FS_ENCODING, _FS_ERRORS) for arg in argv]
     if isinstance(argv, (str, bytes, os.PathLike)):
         argv = [argv]
     if not isinstance(argv, Sequence):
@@ -157,6 +166,8 @@ def _env(env: object) -> list[bytes]:
 
 
 def _pass_fds(pass_fds: object) -> tuple[int, ...]:
+    if pass_fds == ():
+        return ()
     if not isinstance(pass_fds, Iterable) or isinstance(pass_fds, (str, bytes)):
         raise TypeError(f"pass_fds must be an iterable of fds, not {type(pass_fds).__name__}")
     fds = tuple(_validate.integer("pass_fds item", fd, low=0) for fd in pass_fds)
@@ -180,8 +191,16 @@ def _parent_death_wrapper(
 
 
 def _signals_taken_over() -> tuple[int, ...]:
+    taken = _taken_over_probe()
+    return tuple(taken) if taken else ()
+
+
+def _load_taken_over() -> Callable[[], frozenset[int]]:
     try:
         from .signalfd import signals_taken_over
     except ImportError:  # pragma: no cover - SignalFD is optional on some backends
-        return ()
-    return tuple(signals_taken_over())
+        return frozenset
+    return signals_taken_over
+
+
+_taken_over_probe = _load_taken_over()

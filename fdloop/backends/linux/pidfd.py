@@ -29,6 +29,7 @@ import platform
 import select
 import signal
 import struct
+import threading
 from collections.abc import Sequence
 
 from .. import Capability
@@ -58,10 +59,18 @@ _syscall.restype = ctypes.c_long
 _syscall.argtypes = [ctypes.c_long] * 6
 
 
+_buffers = threading.local()  # siginfo + rusage, reused per thread (ctypes drops the GIL)
+
+
 def _raw_waitid(fd: int, options: int) -> RawExit | None:
     """waitid(P_PIDFD) with rusage; None while the child runs. ECHILD → ChildProcessError."""
-    siginfo = ctypes.create_string_buffer(_SIGINFO_SIZE)
-    rusage = ctypes.create_string_buffer(_RUSAGE_SIZE)
+    buffers = _buffers.__dict__.get("pair")
+    if buffers is None:
+        buffers = _buffers.pair = (
+            ctypes.create_string_buffer(_SIGINFO_SIZE), ctypes.create_string_buffer(_RUSAGE_SIZE)
+        )
+    siginfo, rusage = buffers
+    ctypes.memset(siginfo, 0, 32)  # si_pid must read 0 when nothing was reaped
     while True:
         result = _syscall(
             _SYS_WAITID or 0, _P_PIDFD, fd, ctypes.addressof(siginfo), options,

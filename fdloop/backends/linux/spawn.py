@@ -132,12 +132,35 @@ def posix_spawn(
     ``pass_fds`` (all >= 3) are inherited; every other fd >= 3 is closed. Raises the
     OSError that exec or chdir failed with (no child exists then).
     """
-    actions = ctypes.create_string_buffer(_FILE_ACTIONS_SIZE)
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
-    _fa_init(actions)
-    _attr_init(attr)
+    attr = _attributes(start_new_session, tuple(default_signals))
+    plain = stdio == (None, None, None) and cwd is None and not pass_fds
+    actions = _PLAIN_ACTIONS if plain else _file_actions(stdio, cwd, pass_fds)
     try:
-        for target, source in enumerate(stdio):
+        c_argv = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
+        if env is None:
+            c_env: object = _environ.value
+        else:
+            c_env = (ctypes.c_char_p * (len(env) + 1))(*env, None)
+        pid = ctypes.c_int(0)
+        error = _posix_spawn(ctypes.byref(pid), os.fsencode(path), actions, attr, c_argv, c_env)
+        if error:
+            raise OSError(error, os.strerror(error))
+        return pid.value
+    finally:
+        if not plain:
+            _fa_destroy(actions)
+
+
+def _file_actions(
+    stdio: tuple[int | None, int | None, int | None] | None,
+    cwd: bytes | None,
+    pass_fds: Sequence[int],
+) -> ctypes.Array[ctypes.c_char]:
+    """Build (the caller destroys) the dup2/chdir/close actions the child runs in order."""
+    actions = ctypes.create_string_buffer(_FILE_ACTIONS_SIZE)
+    _fa_init(actions)
+    try:
+        for target, source in enumerate(stdio or ()):
             if source is not None:
                 _check(_fa_adddup2(actions, source, target))
         if cwd is not None:
@@ -156,26 +179,33 @@ def posix_spawn(
                     _check(_fa_addclose(actions, fd))
         if _fa_addclosefrom is not None:
             _check(_fa_addclosefrom(actions, (passed[-1] + 1) if passed else 3))
+    except BaseException:
+        _fa_destroy(actions)
+        raise
+    return actions
+
+
+# posix_spawn only reads its attributes and file actions, so the common ones are built
+# once and shared by every call (and thread): this keeps ~10 ctypes calls off the hot path.
+_attr_cache: dict[tuple[bool, tuple[int, ...]], ctypes.Array[ctypes.c_char]] = {}
+
+
+def _attributes(new_session: bool, extra_default: tuple[int, ...]) -> ctypes.Array[ctypes.c_char]:
+    key = (new_session, extra_default)
+    attr = _attr_cache.get(key)
+    if attr is None:
+        attr = ctypes.create_string_buffer(_ATTR_SIZE)
+        _attr_init(attr)
         flags = _POSIX_SPAWN_SETSIGMASK | _POSIX_SPAWN_SETSIGDEF
-        if start_new_session:
+        if new_session:
             flags |= _POSIX_SPAWN_SETSID
         _check(_attr_setflags(attr, flags))
         _check(_attr_setsigmask(attr, _EMPTY_SIGSET))
-        _check(_attr_setsigdefault(attr, _sigset((*_PYTHON_IGNORED, *default_signals))))
-
-        c_argv = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
-        if env is None:
-            c_env: object = _environ.value
-        else:
-            c_env = (ctypes.c_char_p * (len(env) + 1))(*env, None)
-        pid = ctypes.c_int(0)
-        error = _posix_spawn(ctypes.byref(pid), os.fsencode(path), actions, attr, c_argv, c_env)
-        if error:
-            raise OSError(error, os.strerror(error))
-        return pid.value
-    finally:
-        _fa_destroy(actions)
-        _attr_destroy(attr)
+        _check(_attr_setsigdefault(attr, _sigset((*_PYTHON_IGNORED, *extra_default))))
+        if len(_attr_cache) > 64:  # a program that keeps changing its SignalFDs
+            _attr_cache.clear()
+        _attr_cache[key] = attr
+    return attr
 
 
 def _check(error: int) -> None:
@@ -267,3 +297,7 @@ def _env_dict(env: Sequence[bytes] | None) -> dict[bytes, bytes] | None:
         return None
     pairs = (entry.split(b"=", 1) for entry in env if b"=" in entry)
     return dict(pairs)
+
+
+_PLAIN_ACTIONS = _file_actions(None, None, ())
+"""No stdio, cwd or pass_fds: only ``closefrom(3)``."""
