@@ -194,6 +194,12 @@ def test_sigterm_stops_every_program_in_parallel_and_exits_zero(
     started.append(sup)
     pids = {name: sup.started_pid(name) for name in ("sleeper", "stubborn", "polite")}
     sup.wait_for(r"^(stubborn|polite) +\| ready$", count=2, stream="stdout")
+    # Taken over by a SignalFD: blocked, and no handler (Python's or anyone's) caught.
+    masks = _signal_masks(sup.proc.pid)
+    for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        bit = 1 << (signo - 1)
+        assert masks["SigBlk"] & bit, f"{signo!r} not blocked"
+        assert not masks["SigCgt"] & bit, f"{signo!r} has a handler"
     sup.signal(signal.SIGTERM)
     assert sup.finish() == 0, sup.stderr
     err = sup.stderr
@@ -369,6 +375,16 @@ def test_example_config(tmp_path: Path, started: list[Supervise]) -> None:
     assert "flaky   | attempt 3: connected; work done" in out
     assert "migrate | done" in out
     assert "ticker  | got SIGTERM, shutting down cleanly" in out
+
+
+def _signal_masks(pid: int) -> dict[str, int]:
+    masks = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("SigBlk", "SigCgt", "SigIgn"):
+                masks[key] = int(value, 16)
+    return masks
 
 
 def _ppid(pid: int) -> int:

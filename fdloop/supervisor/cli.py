@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -86,10 +88,19 @@ def supervise_main(argv: list[str]) -> int:
         print(f"fdloop supervise: {exc}", file=sys.stderr)
         return EXIT_USAGE
     backend, options = _backend(args.loop)
+    # asyncio.Runner and trio.run install a Python handler for SIGINT when they find
+    # Python's default one. The SignalFD reads SIGINT instead, so give them SIG_DFL: no
+    # Python handler is involved at all, and a Ctrl-C before the SignalFD exists simply
+    # ends the process (nothing is running yet).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if in_main_thread else None
+    if in_main_thread:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         return anyio.run(_supervise, config, backend=backend, backend_options=options)
-    except KeyboardInterrupt:  # only possible before the SignalFD took SIGINT over
-        return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:

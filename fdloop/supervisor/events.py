@@ -165,6 +165,12 @@ class ProgramStatus:
         """Alias of ``last_exit``."""
         return self.last_exit
 
+    def __getitem__(self, key: str) -> object:
+        """Mapping-style access, ``status["state"]``, for code that treats it as a dict."""
+        if key in ("name", "state", "pid", "restarts", "last_exit", "uptime", "last_status"):
+            return getattr(self, key)
+        raise KeyError(key)
+
 
 class EventStream:
     """An async iterator over a supervisor's events; ends when the supervisor closes."""
