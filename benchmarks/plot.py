@@ -6,7 +6,6 @@ there so the caller can print the hint instead.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from .runner import WorkloadResult
@@ -16,7 +15,11 @@ INSTALL_HINT = "pip install 'fdloop[plot]'"
 
 def available() -> bool:
     """True when matplotlib can be imported."""
-    return importlib.util.find_spec("matplotlib") is not None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def draw(results: list[WorkloadResult], path: Path, caption: str) -> bool:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import fdloop
 
 ENTRY = [sys.executable, "-c", "import sys; from fdloop.cli import main; sys.exit(main())"]
@@ -59,6 +61,30 @@ def test_bench_quick_one_workload_writes_tables_and_json(tmp_path: Path) -> None
     assert other["reference"] == "fdloop EventFD/asyncio" or other["reference"] is None
     assert document["environment"]["kernel"]
     assert any(t["workload"] == "wake" for t in document["targets"])
+
+
+def test_bench_draws_the_chart(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    chart = tmp_path / "chart.png"
+    done = fdloop_command(
+        "bench", "--quick", "signal", "-p", "n=20", "--plot", str(chart), cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "fdloop-bench.json").exists()  # the default JSON path
+
+
+def test_bench_without_matplotlib_still_prints_tables(tmp_path: Path) -> None:
+    hide = "import sys; sys.modules['matplotlib'] = None; from fdloop.cli import main; "
+    done = subprocess.run(
+        [sys.executable, "-c", hide + "sys.exit(main())", "bench", "--quick", "signal",
+         "-p", "n=20"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "### signal" in done.stdout
+    assert "pip install 'fdloop[plot]'" in done.stdout
+    assert not (tmp_path / "fdloop-bench.png").exists()
 
 
 def test_bench_rejects_unknown_workload_and_parameter(tmp_path: Path) -> None:
