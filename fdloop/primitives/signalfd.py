@@ -51,6 +51,7 @@ class SignalInfo:
     status: int | None = None
     """SIGCHLD: the exit code, or the signal that ended or stopped the child."""
     errno: int | None = None
+    """An errno value that came with the signal (the kernel leaves it 0 here)."""
     value: int | None = None
     """The int sent with sigqueue(3) or a POSIX timer (ssi_int)."""
     ptr: int | None = None
@@ -62,6 +63,7 @@ class SignalInfo:
     addr: int | None = None
     """The faulting address of a hardware-generated signal."""
     addr_lsb: int | None = None
+    """SIGBUS from a memory failure: the least significant bit of the reported address."""
     fd: int | None = None
     """SIGIO/SIGPOLL: the fd that became ready."""
     band: int | None = None
@@ -71,10 +73,13 @@ class SignalInfo:
     overrun: int | None = None
     """The POSIX timer's overrun count."""
     trapno: int | None = None
+    """The trap number of a hardware-generated signal, on architectures that have one."""
     syscall: int | None = None
     """SIGSYS from seccomp: the system call number."""
     call_addr: int | None = None
+    """SIGSYS from seccomp: the address of the system call instruction."""
     arch: int | None = None
+    """SIGSYS from seccomp: the AUDIT_ARCH_* of the system call."""
 
     @property
     def signal(self) -> Signals | int:
