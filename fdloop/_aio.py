@@ -274,6 +274,11 @@ def _watch_trio(fd: int, callback: Callable[[], None]) -> Callable[[], None] | N
     state = {"active": True}
 
     async def watch() -> None:
+        if not state["active"]:
+            # Stopped before this task first ran: the fd may be closed and its number
+            # already reused by someone else's waiter (trio would raise BusyResourceError
+            # in a system task, which crashes the whole run).
+            return
         try:
             await trio.lowlevel.wait_readable(fd)
         except (trio.Cancelled, trio.ClosedResourceError):

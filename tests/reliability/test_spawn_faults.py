@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import time
 
 import anyio
 import pytest
@@ -155,3 +156,34 @@ async def test_aclose_while_ten_tasks_wait_gives_them_all_the_status() -> None:
             await proc.aclose()
     assert [s.returncode for s in statuses] == [-signal.SIGTERM] * 10
     assert len({id(s) for s in statuses}) == 1  # every waiter got the very same status
+
+
+async def test_reaper_watch_stopped_before_it_ran_leaves_a_reused_fd_alone() -> None:
+    # Found by the spawn/wait load test on trio: close() hands the child to the reaper,
+    # whose watch (a trio system task) had not run yet when the next spawn's sweep reaped
+    # the child and closed the pidfd; the new child's pidfd got the same number, and the
+    # stale watch then waited on it: BusyResourceError in a system task ended the run.
+    first = spawn(["sleep", "60"])
+    number = first.fileno()
+    first.close()  # SIGKILL; the reaper starts watching (without running the loop yet)
+    with anyio.fail_after(10):
+        while _state(first.pid) not in ("Z", None):
+            time.sleep(0.001)  # blocking on purpose: the loop must not run in between
+    second = spawn(["sleep", "60"])  # its sweep reaps the first child, closing its pidfd
+    if second.fileno() != number:
+        second.close()
+        pytest.skip("the kernel did not reuse the fd number")
+    async with second:
+        with anyio.move_on_after(0.1):
+            await second.wait()
+        assert second.returncode is None
+    assert second.returncode == -signal.SIGTERM
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2]
