@@ -680,7 +680,7 @@ async def test_tasks_share_a_memfd_and_signal_through_an_eventfd() -> None:
 
 
 async def test_aclose_and_async_context_manager() -> None:
-    memfd = fdloop.MemFD.from_bytes(b"async")
+    memfd = fdloop.MemFD.from_bytes(b"async", seal=_has_seals())
     async with memfd:
         assert memfd.read() == b"async"
     assert memfd.closed

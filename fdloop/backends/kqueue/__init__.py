@@ -5,6 +5,7 @@ primitive   kernel object                                    fdloop keeps
 =========== ================================================ ===========================
 EventFD     eventfd (FreeBSD 13+) or EVFILT_USER             the counter (EVFILT_USER)
 TimerFD     EVFILT_TIMER                                     the schedule (for get())
+MemFD       memfd (FreeBSD 13+) or shm_open (macOS)          nothing (no kqueue needed)
 =========== ================================================ ===========================
 
 Every factory has the name and signature of its twin in ``fdloop.backends.linux`` and
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from .. import Capability
 from . import eventfd as _eventfd
+from . import memfd as _memfd
 from .timerfd import KqueueTimerFD as _KqueueTimerFD
 
 NAME = "kqueue"
@@ -25,6 +27,8 @@ eventfd = _eventfd.create
 eventfd_from_fd = _eventfd.adopt
 timerfd = _KqueueTimerFD.create
 timerfd_from_fd = _KqueueTimerFD.adopt
+memfd = _memfd.create
+memfd_from_fd = _memfd.adopt
 
 _NOT_ACROSS = "passable across processes (fork, exec, SCM_RIGHTS): the state is in this process"
 
@@ -38,8 +42,11 @@ def capabilities() -> list[Capability]:
             "EventFD", NAME, False, "kqueue (EVFILT_USER)",
             (_NOT_ACROSS, "from_fd of an fd not detached in this process"),
         )
+    how = _memfd.strategy()
     return [
         eventfd_row,
+        Capability("MemFD", NAME, True, "memfd" if how == "memfd_create" else f"shm ({how})",
+                   _memfd.missing()),
         Capability(
             "TimerFD", NAME, True, "kqueue (EVFILT_TIMER)",
             ("cancel_on_set (no wall-clock-jump notice)", _NOT_ACROSS,
