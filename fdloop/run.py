@@ -135,15 +135,15 @@ class _Outputs:
 
     def __init__(self, proc: ProcessFD) -> None:
         self.streams = [s for s in (proc.stdout, proc.stderr) if s is not None]
-        self._data: dict[int, bytearray] = {id(s): bytearray() for s in self.streams}
+        self._chunks: dict[int, list[bytes]] = {id(s): [] for s in self.streams}
         self._stdout = proc.stdout
         self._stderr = proc.stderr
 
     async def drain(self, stream: PipeReceiveStream) -> None:
         """Append everything up to EOF; a cancellation keeps what was read."""
-        data = self._data[id(stream)]
+        chunks = self._chunks[id(stream)]
         while chunk := await stream.read(_CHUNK):
-            data += chunk
+            chunks.append(chunk)
 
     async def drain_all(self) -> None:
         async with anyio.create_task_group() as tasks:
@@ -155,10 +155,10 @@ class _Outputs:
         return any(not s.closed and not s.at_eof() for s in self.streams)
 
     def stdout(self) -> bytes | None:
-        return None if self._stdout is None else bytes(self._data[id(self._stdout)])
+        return None if self._stdout is None else b"".join(self._chunks[id(self._stdout)])
 
     def stderr(self) -> bytes | None:
-        return None if self._stderr is None else bytes(self._data[id(self._stderr)])
+        return None if self._stderr is None else b"".join(self._chunks[id(self._stderr)])
 
 
 async def _communicate(proc: ProcessFD, data: memoryview | None, outputs: _Outputs) -> None:

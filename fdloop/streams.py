@@ -53,6 +53,11 @@ DEFAULT_LIMIT = 65536
 _READ_TO_EOF_CHUNK = 256 * 1024
 """Bytes asked per syscall by ``read()`` to EOF (a Linux pipe holds 64 KiB by default,
 more after F_SETPIPE_SZ)."""
+YIELD_EVERY = 1024 * 1024
+"""Bytes a reader (writer) may move without waiting before it lets other tasks run.
+
+Yielding per 64 KiB chunk instead cost a third of the throughput on asyncio and two
+thirds on trio (reading 100 MB from ``dd``)."""
 
 
 class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
@@ -69,6 +74,7 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
         self._buffer = bytearray()
         self._eof = False
         self._busy = False
+        self._unyielded = 0
 
     # -- anyio ---------------------------------------------------------------------------
 
@@ -81,11 +87,12 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
         """
         max_bytes = _validate.integer("max_bytes", max_bytes, low=1)
         with self._reading():
-            if not self._buffer and not self._eof:
-                await self._fill(max_bytes)
-            if not self._buffer:
+            if self._buffer:
+                return self._take(max_bytes)
+            data = await self._read_some(max_bytes)
+            if not data:
                 raise anyio.EndOfStream
-            return self._take(max_bytes)
+            return data
 
     # -- asyncio StreamReader dialect ------------------------------------------------------
 
@@ -102,9 +109,9 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
                 while not self._eof:
                     await self._fill(_READ_TO_EOF_CHUNK)
                 return self._take(len(self._buffer))
-            if n and not self._buffer and not self._eof:
-                await self._fill(max(n, DEFAULT_LIMIT))
-            return self._take(n)
+            if self._buffer or n == 0:
+                return self._take(n)
+            return await self._read_some(n)
 
     async def readline(self) -> bytes:
         """The next line including its ``b"\\n"``; at EOF the unterminated rest or ``b""``."""
@@ -169,8 +176,20 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
         finally:
             self._busy = False
 
-    async def _fill(self, max_bytes: int) -> None:
-        """Move the next chunk from the fd into the buffer, or set EOF; waits if empty."""
+    async def _read_some(self, max_bytes: int) -> bytes:
+        """The next chunk from the fd (``b""`` at EOF, which is remembered); waits if empty.
+
+        Nothing is awaited after the read itself, so a cancellation can never drop a
+        chunk that was taken from the fd.
+        """
+        if self._eof:
+            return b""
+        if self._unyielded >= YIELD_EVERY:
+            # Reads that find data without waiting never yield: a producer that keeps
+            # the pipe full would let this task run forever. Yielding before the read
+            # (not after it) keeps cancellation lossless.
+            self._unyielded = 0
+            await _aio.checkpoint()
         waited = False
         while True:
             try:
@@ -179,15 +198,15 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
             except BlockingIOError:
                 await self._waiter.wait()
                 waited = True
-        if data:
-            self._buffer += data
-        else:
+        self._unyielded = 0 if waited else self._unyielded + len(data) + 1
+        if not data:
             self._eof = True
-        if not waited:
-            # A producer that always keeps the pipe full would otherwise let this task
-            # run forever without yielding; the bytes are buffered, so a cancellation
-            # delivered here loses nothing.
-            await _aio.checkpoint()
+        return data
+
+    async def _fill(self, max_bytes: int) -> None:
+        """Append the next chunk from the fd to the buffer, or set EOF."""
+        data = await self._read_some(max_bytes)
+        self._buffer += data
 
     async def _find(self, separator: bytes, *, eof_ok: bool) -> int:
         """Fill until ``separator`` is buffered; the index just past it.
@@ -205,7 +224,12 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
             await self._fill(DEFAULT_LIMIT)
 
     def _take(self, n: int) -> bytes:
-        data = bytes(self._buffer[:n])
+        if n >= len(self._buffer):
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            return data
+        with memoryview(self._buffer) as view:
+            data = bytes(view[:n])
         del self._buffer[:n]
         return data
 
@@ -239,6 +263,7 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
         super().__init__(PipeEnd.adopt(fd))
         self._waiter = _aio.FDWaiter(fd, writable=True)
         self._busy = False
+        self._unyielded = 0
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Write all of ``data``, waiting for room in the pipe as often as needed.
@@ -274,6 +299,11 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
         await _aio.checkpoint()
 
     async def _write_all(self, view: memoryview) -> None:
+        if self._unyielded >= YIELD_EVERY:
+            # As for reads: writes that never wait must still let other tasks run. Before
+            # the write, so that a cancellation never hides data that was written.
+            self._unyielded = 0
+            await _aio.checkpoint()
         written = 0
         waited = False
         while written < len(view):
@@ -286,5 +316,4 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
                 raise BrokenResourceError(
                     errno.EPIPE, "the pipe's reading end is closed (e.g. the child exited)"
                 ) from exc
-        if not waited:
-            await _aio.checkpoint()
+        self._unyielded = 0 if waited else self._unyielded + len(view) + 1

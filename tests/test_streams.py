@@ -231,8 +231,11 @@ async def test_cancelled_receive_consumes_nothing() -> None:
         assert await reader.receive() == b"data"
 
 
-async def test_reading_a_full_pipe_still_lets_other_tasks_run() -> None:
+async def test_reading_a_full_pipe_still_lets_other_tasks_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Every read below succeeds without waiting; the loop must still get a turn."""
+    monkeypatch.setattr(fdloop.streams, "YIELD_EVERY", 16384)  # a pipe holds 64 KiB
     ticks = 0
 
     async def ticker() -> None:
@@ -254,6 +257,29 @@ async def test_reading_a_full_pipe_still_lets_other_tasks_run() -> None:
             assert await reader.receive(4096) == b"z" * 4096
         assert ticks > 0
         tg.cancel_scope.cancel()
+
+
+async def test_writing_without_waiting_still_lets_other_tasks_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fdloop.streams, "YIELD_EVERY", 16384)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0)
+
+    async with pipe() as (reader, writer), anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await anyio.sleep(0.01)
+        ticks = 0
+        for _ in range(15):  # 60 KiB: fits in the pipe, so no write ever waits
+            await writer.write(b"w" * 4096)
+        assert ticks > 0
+        tg.cancel_scope.cancel()
+    assert reader.closed
 
 
 # -- writing ---------------------------------------------------------------------------
