@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import signal
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -25,9 +26,11 @@ from .resource import FDResource
 __all__ = ["SignalFD", "SignalInfo", "signals_taken_over"]
 
 _UNCATCHABLE: dict[int, str] = {signal.SIGKILL: "SIGKILL", signal.SIGSTOP: "SIGSTOP"}
-# glibc keeps the signals below SIGRTMIN (32 and 33) for its threads and silently drops
-# them from every mask, so a SignalFD could never take them over.
-_LIBC_RESERVED = range(32, getattr(signal, "SIGRTMIN", 32))
+# Linux C libraries keep the signals from 32 up to their SIGRTMIN (glibc: 32 and 33) for
+# their threads and silently drop them from every mask: a SignalFD could never take them.
+_LIBC_RESERVED = (
+    range(32, signal.SIGRTMIN) if sys.platform.startswith("linux") else range(0)
+)
 
 
 @dataclass(frozen=True, slots=True)
