@@ -24,6 +24,7 @@ from .signal_harness import (  # the fixtures are used by name
     alone,  # noqa: F401
     backend_has_signalfd,  # noqa: F401
     blocked,
+    on_every_loop,
     signal_state_is_left_as_found,  # noqa: F401
     to_main_thread,
 )
@@ -135,6 +136,17 @@ def test_closing_discards_what_was_not_read() -> None:
     finally:
         for signo, handler in previous.items():
             signal.signal(signo, handler)
+
+
+@on_every_loop
+async def test_a_child_spawned_meanwhile_gets_ordinary_delivery() -> None:
+    """spawn() undoes signals_taken_over() in the child: nothing stays blocked there."""
+    with fdloop.SignalFD({SIGUSR1, SIGRT}):
+        result = await fdloop.run(["cat", "/proc/self/status"], capture_output=True)
+    status = dict(line.split(":", 1) for line in result.stdout.decode().splitlines())
+    child_blocked = int(status["SigBlk"], 16)
+    assert not child_blocked >> (SIGUSR1 - 1) & 1
+    assert not child_blocked >> (SIGRT - 1) & 1
 
 
 @pytest.mark.parametrize(
