@@ -37,14 +37,19 @@ async def run_all(
             task.cancel()
 
 
-async def settle() -> None:
-    """Give freshly started tasks a moment to reach their first wait."""
+async def nap(seconds: float) -> None:
+    """Sleep on whichever library is running."""
     if sniffio.current_async_library() == "trio":
         import trio
 
-        await trio.sleep(0.05)
+        await trio.sleep(seconds)
     else:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(seconds)
+
+
+async def settle() -> None:
+    """Give freshly started tasks a moment to reach their first wait."""
+    await nap(0.05)
 
 
 class Gate:
