@@ -54,6 +54,16 @@ def current_library() -> str:
     return sniffio.current_async_library()
 
 
+def loop_running() -> bool:
+    """True inside a task of a running asyncio or trio loop; False elsewhere, e.g. in a
+    coroutine that the garbage collector closes after its loop has ended."""
+    try:
+        sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+    return True
+
+
 async def checkpoint() -> None:
     """Let other tasks run and deliver a pending cancellation."""
     if current_library() == "trio":
@@ -189,9 +199,14 @@ class FDWaiter:
         futures, self._futures = self._futures, []
         if futures and self._loop is not None:
             _quietly(self._unregister, self._loop, fd)
-            for future in futures:
-                if not future.done():
-                    future.set_exception(ClosedResourceError("the object was closed while waiting"))
+            # A closed loop runs nothing: its waiting tasks can never be woken (and
+            # set_exception would raise, e.g. in a finalizer after loop.close()).
+            if not self._loop.is_closed():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(
+                            ClosedResourceError("the object was closed while waiting")
+                        )
         self._loop = None
         if self._trio_used:
             _notify_trio_closing(fd)

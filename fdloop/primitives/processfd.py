@@ -272,7 +272,11 @@ class ProcessFD(FDResource[ProcessFDBackend]):
             self._close_streams()
             return
         try:
-            if self._owner and not self._daemon and self._status is None:
+            # Without a running loop (a task's coroutine closed by the garbage collector
+            # after loop.close()) nothing can be awaited: close() kills without waiting.
+            if self._owner and not self._daemon and self._status is None and (
+                _aio.loop_running()
+            ):
                 with _aio.shielded():
                     if self.stdin is not None:
                         self.stdin.close()

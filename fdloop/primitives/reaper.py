@@ -8,8 +8,9 @@ daemon left running) is handed here with its pidfd:
   ``add_reader`` callback; trio: a system task) and the child is reaped the moment it
   exits — no thread, no SIGCHLD handler, the same one poll loop;
 * in any case the child stays in a module-level table that is swept (WNOHANG reaps only)
-  at every ``spawn()``, and at interpreter exit every remaining non-daemon child is
-  SIGKILLed (again) and reaped with a bounded wait. Daemon children are left running
+  at every ``spawn()`` and after every garbage collection (so a child whose loop has
+  ended is still reaped while the program runs on), and at interpreter exit every
+  remaining non-daemon child is SIGKILLed (again) and reaped with a bounded wait. Daemon children are left running
   at exit; only their pidfds are closed.
 
 It only ever reaps children that fdloop started: always through their pidfd, never
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import signal
 import threading
 import time
@@ -108,12 +110,32 @@ def _reap(orphan: _Orphan) -> bool:
 
 def sweep() -> None:
     """Reap every orphan that has exited; never blocks. Called at each spawn."""
-    if not _orphans:
+    global _sweeping
+    if not _orphans or _sweeping:
         return
     with _lock:
-        for orphan in list(_orphans.values()):
-            with contextlib.suppress(OSError):
-                _reap(orphan)
+        _sweeping = True
+        try:
+            for orphan in list(_orphans.values()):
+                with contextlib.suppress(OSError):
+                    _reap(orphan)
+        finally:
+            _sweeping = False
+
+
+_sweeping = False  # a collection during a sweep must not start a nested one
+
+
+def _sweep_after_collection(phase: str, info: dict[str, int]) -> None:
+    # An orphan whose loop ended (asyncio loop closed, trio run over) has nobody watching
+    # its pidfd; without a thread or a SIGCHLD handler, the garbage collector, which runs
+    # as long as the program allocates, is what brings us back to reap it (WNOHANG only).
+    if phase == "stop" and _orphans:
+        with contextlib.suppress(Exception):  # nobody to report to inside the collector
+            sweep()
+
+
+gc.callbacks.append(_sweep_after_collection)
 
 
 @atexit.register
