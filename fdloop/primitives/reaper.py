@@ -10,8 +10,8 @@ daemon left running) is handed here with its pidfd:
 * in any case the child stays in a module-level table that is swept (WNOHANG reaps only)
   at every ``spawn()`` and after every garbage collection (so a child whose loop has
   ended is still reaped while the program runs on), and at interpreter exit every
-  remaining non-daemon child is SIGKILLed (again) and reaped with a bounded wait. Daemon children are left running
-  at exit; only their pidfds are closed.
+  remaining non-daemon child is SIGKILLed (again) and reaped with a bounded wait.
+  Daemon children are left running at exit; only their pidfds are closed.
 
 It only ever reaps children that fdloop started: always through their pidfd, never
 ``waitpid(-1)``.
