@@ -342,7 +342,9 @@ class _SignalKnote(_Knote):
     pending coalesce into one before the emulator reads them, so ``data`` can be lower
     than on a real kqueue (never 0); (2) threads that existed before registration do not
     block the signal and may take it instead (and run or discard it); (3) the normal
-    action of a non-ignored signal runs late, when some kqueue next calls control().
+    action of a non-ignored signal runs late, when some kqueue next calls control();
+    (4) a signal that the program itself keeps blocked is counted and then dropped, where
+    the kernel would leave it pending until unblocked.
     """
 
     def __init__(self, kq: Any, change: kevent) -> None:
@@ -477,6 +479,10 @@ class _SignalHub:
                 self._normal_delivery(signo)
 
     def _normal_delivery(self, signo: int) -> None:
+        if signo not in self.blocked_here:
+            # The program blocks it itself: normal delivery would leave it pending.
+            # Emulation limit: it was consumed from the signalfd, so it is dropped.
+            return
         handler = signal.getsignal(signo)
         if handler in (signal.SIG_IGN, None) or (
             handler == signal.SIG_DFL and signo in _IGNORED_BY_DEFAULT

@@ -6,6 +6,7 @@ primitive   kernel object                                    fdloop keeps
 EventFD     eventfd (FreeBSD 13+) or EVFILT_USER             the counter (EVFILT_USER)
 TimerFD     EVFILT_TIMER                                     the schedule (for get())
 MemFD       memfd (FreeBSD 13+) or shm_open (macOS)          nothing (no kqueue needed)
+SignalFD    EVFILT_SIGNAL                                    the count, as single reads
 =========== ================================================ ===========================
 
 Every factory has the name and signature of its twin in ``fdloop.backends.linux`` and
@@ -16,9 +17,12 @@ when an object is created, never at import, so the Linux test emulator can stand
 
 from __future__ import annotations
 
+import os
+
 from .. import Capability
 from . import eventfd as _eventfd
 from . import memfd as _memfd
+from .signalfd import KqueueSignalFD as _KqueueSignalFD
 from .timerfd import KqueueTimerFD as _KqueueTimerFD
 
 NAME = "kqueue"
@@ -29,8 +33,14 @@ timerfd = _KqueueTimerFD.create
 timerfd_from_fd = _KqueueTimerFD.adopt
 memfd = _memfd.create
 memfd_from_fd = _memfd.adopt
+signalfd = _KqueueSignalFD.create
+signalfd_from_fd = _KqueueSignalFD.adopt
 
 _NOT_ACROSS = "passable across processes (fork, exec, SCM_RIGHTS): the state is in this process"
+
+
+def _has_proc() -> bool:
+    return os.path.isdir("/proc/self/task")
 
 
 def capabilities() -> list[Capability]:
