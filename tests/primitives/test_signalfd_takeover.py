@@ -142,7 +142,10 @@ def test_closing_discards_what_was_not_read() -> None:
 async def test_a_child_spawned_meanwhile_gets_ordinary_delivery() -> None:
     """spawn() undoes signals_taken_over() in the child: nothing stays blocked there."""
     with fdloop.SignalFD({SIGUSR1, SIGRT}):
-        result = await fdloop.run(["cat", "/proc/self/status"], capture_output=True)
+        try:
+            result = await fdloop.run(["cat", "/proc/self/status"], capture_output=True)
+        except fdloop.UnsupportedOperation as exc:
+            pytest.skip(str(exc))
     status = dict(line.split(":", 1) for line in result.stdout.decode().splitlines())
     child_blocked = int(status["SigBlk"], 16)
     assert not child_blocked >> (SIGUSR1 - 1) & 1
