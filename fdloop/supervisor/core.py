@@ -11,6 +11,7 @@ supervisor sleeps in the loop's poll until a pidfd or a signalfd becomes readabl
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
@@ -19,7 +20,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..errors import NoSuchProgram
+from ..errors import NoSuchProgram, UnsupportedOperation
 from .events import EventHub, EventKind, EventStream, ProgramStatus
 from .orphans import OrphanReaper
 from .program import DEFAULT_BACKOFF, DEFAULT_STOP_TIMEOUT, ProgramSpec, make_spec
@@ -50,6 +51,11 @@ class Supervisor:
             raise TypeError(f"handle_signals must be a bool, not {type(handle_signals).__name__}")
         if not isinstance(subreaper, bool):
             raise TypeError(f"subreaper must be a bool, not {type(subreaper).__name__}")
+        if subreaper and not sys.platform.startswith("linux"):
+            raise UnsupportedOperation(
+                "subreaper: PR_SET_CHILD_SUBREAPER is Linux-only (FreeBSD's "
+                "procctl(PROC_REAP_ACQUIRE) is not supported yet)"
+            )
         self._handle_signals = handle_signals
         self._subreaper = subreaper
         self._programs: dict[str, ProgramRunner] = {}
@@ -85,9 +91,10 @@ class Supervisor:
         ``maximum``; a run lasting at least ``maximum`` (and 1 s) ends the streak.
         ``max_restarts``: after this many restarts in one streak the program is given up
         (None: never). ``stop_signal``/``stop_timeout``: how :meth:`stop` asks, and how
-        long it waits before SIGKILL. ``env`` is laid over this process's environment.
-        ``stdout``/``stderr``: an fd to give the child (or ``fdloop.DEVNULL``,
-        ``fdloop.STDOUT`` for stderr); None inherits ours.
+        long it waits before SIGKILL; each program runs in a session of its own, and
+        both signals go to its whole process group (a shell's children too). ``env`` is
+        laid over this process's environment. ``stdout``/``stderr``: an fd to give the
+        child (or ``fdloop.DEVNULL``, ``fdloop.STDOUT`` for stderr); None inherits ours.
 
         Raises TypeError/ValueError naming the bad argument (nothing is added then).
         """
@@ -145,17 +152,26 @@ class Supervisor:
         if task_group is None:
             return None
         self._shared.closing = True
-        with anyio.CancelScope(shield=True):
-            await self._stop_all()
-            if self._orphans is not None:
-                await self._orphans.stop_remaining(self._orphan_timeout(), self._shared.hurry)
+        stop_error: BaseException | None = None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._stop_all()
+                if self._orphans is not None:
+                    await self._orphans.stop_remaining(
+                        self._orphan_timeout(), self._shared.hurry
+                    )
+        except BaseException as error:  # still close the task group, then report it
+            stop_error = error
         task_group.cancel_scope.cancel()
         try:
-            return await task_group.__aexit__(exc_type, exc, tb)
+            suppressed = await task_group.__aexit__(exc_type, exc, tb)
         finally:
             self._shared.task_group = None
             self._hub.close()
             self._notify()
+        if stop_error is not None:
+            raise stop_error
+        return suppressed
 
     def _orphan_timeout(self) -> float:
         timeouts = [program.spec.stop_timeout for program in self._programs.values()]
