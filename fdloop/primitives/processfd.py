@@ -53,6 +53,7 @@ class ProcessFD(FDResource[ProcessFDBackend]):
     stderr: PipeReceiveStream | None
     _pid: int
     _owner: bool
+    _owner_pid: int
     _daemon: bool
     _kill_signal: int
     _kill_timeout: float
@@ -93,6 +94,7 @@ class ProcessFD(FDResource[ProcessFDBackend]):
         self.stderr = PipeReceiveStream(stderr) if stderr is not None else None
         if owner:
             reaper.track(self)
+        self._owner_pid = reaper.process_id()
         return self
 
     # -- watching processes we did not start -----------------------------------------------
@@ -285,6 +287,8 @@ class ProcessFD(FDResource[ProcessFDBackend]):
             self.close()
 
     async def _end_child(self) -> None:
+        if self._owner_pid != reaper.process_id():
+            return  # a copy inherited across fork: the child is our parent's, not ours
         self._collect_child()
         if self._status is not None:
             return
@@ -310,7 +314,7 @@ class ProcessFD(FDResource[ProcessFDBackend]):
         if self._hup_waiter is not None:
             self._hup_waiter.close()
         reaper.untrack(self)
-        if handle.is_child and self._status is None:
+        if handle.is_child and self._status is None and self._owner_pid == reaper.process_id():
             self._collect_child()
             if self._status is None:
                 if not self._daemon:

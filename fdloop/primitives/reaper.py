@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import os
 import signal
 import threading
 import time
@@ -52,6 +53,29 @@ class _Orphan:
 _orphans: dict[int, _Orphan] = {}
 _lock = threading.RLock()  # re-entrant: a GC finalizer may close a ProcessFD mid-sweep
 _live: weakref.WeakSet[Closable] = weakref.WeakSet()
+_pid = os.getpid()
+
+
+def process_id() -> int:
+    """This process's pid, kept current across fork (a ProcessFD compares it with the
+    pid that spawned its child: a forked copy of the handle must never kill or reap)."""
+    return _pid
+
+
+def _after_fork_in_child() -> None:
+    # The children in these tables belong to the parent. Forget them: our copies of their
+    # pidfds are closed, nothing is signalled or reaped, and exit here kills nothing.
+    global _pid
+    _pid = os.getpid()
+    for orphan in list(_orphans.values()):
+        orphan.stop = None
+        with contextlib.suppress(OSError):
+            orphan.handle.close()
+    _orphans.clear()
+    _live.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def track(owner: Closable) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import os
 import signal
@@ -280,3 +281,28 @@ def test_detach_disarms_kill_on_close() -> None:
         assert os.waitid(os.P_PIDFD, fd, os.WEXITED).si_status == 6
     finally:
         os.close(fd)
+
+
+def test_a_forked_copy_never_kills_or_reaps_the_parents_children() -> None:
+    proc = spawn(["sleep", "100"])
+    orphan = spawn(["sleep", "100"])
+    orphan.close()  # SIGKILLed, pending in the reaper table (no loop here)
+    pid = os.fork()
+    if pid == 0:  # the forked child: closing, collecting and exiting must touch nothing
+        code = 0
+        try:
+            proc.close()
+            gc.collect()
+            reaper.sweep()
+            atexit._run_exitfuncs()  # what a normal exit of the fork would run
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert proc.poll() is None  # still running, still ours
+    proc.kill()
+    assert wait_until(lambda: proc.poll() is not None)
+    assert proc.returncode == -signal.SIGKILL
+    proc.close()
+    assert wait_until(lambda: (reaper.sweep(), no_children())[1])
