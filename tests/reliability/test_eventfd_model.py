@@ -6,11 +6,16 @@ loop is left to settle and the model's invariants are checked:
 
 * nothing is lost or invented: written == taken by readers + taken by read_nowait + left;
 * no lost wake-up: while the counter is non-zero, no reader task is left waiting;
-* a cancelled reader takes nothing; closing wakes every waiting reader.
+* a cancelled reader takes nothing; closing wakes every waiting reader;
+* a write that would carry the counter past 2**64 - 2 raises CounterOverflowError and
+  leaves the counter exactly as it was.
+
+Runs on both backends (the kernel's eventfd, and the kqueue one's own counter).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import anyio
@@ -21,6 +26,8 @@ from hypothesis import strategies as st
 import fdloop
 
 WRITE, READ_NOWAIT, START_READER, CANCEL_READER = "write", "read_nowait", "reader", "cancel"
+OVERFLOW = "overflow"
+MAX_COUNTER = 2**64 - 2
 
 steps = st.lists(
     st.one_of(
@@ -28,6 +35,7 @@ steps = st.lists(
         st.tuples(st.just(READ_NOWAIT), st.just(0)),
         st.tuples(st.just(START_READER), st.just(0)),
         st.tuples(st.just(CANCEL_READER), st.integers(0, 7)),
+        st.tuples(st.just(OVERFLOW), st.integers(1, 3)),
     ),
     max_size=30,
 )
@@ -87,11 +95,19 @@ async def settle(model: Model, readers: list[Reader]) -> None:
             await anyio.sleep(0.001)
 
 
+def fdloop_backends() -> list[str]:
+    chosen = os.environ.get("FDLOOP_BACKEND", "").strip().lower()
+    return [chosen] if chosen else ["linux", "kqueue"]
+
+
+@pytest.mark.parametrize("fdloop_backend", fdloop_backends(), indirect=True)
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(semaphore=st.booleans(), program=steps)
-async def test_eventfd_matches_the_model(semaphore: bool, program: list[tuple[str, int]]) -> None:
+async def test_eventfd_matches_the_model(
+    fdloop_backend: str, semaphore: bool, program: list[tuple[str, int]]
+) -> None:
     model = Model(semaphore)
     readers: list[Reader] = []
     efd = fdloop.EventFD(semaphore=semaphore)
@@ -113,6 +129,11 @@ async def test_eventfd_matches_the_model(semaphore: bool, program: list[tuple[st
                 tg.start_soon(run_reader, efd, reader)
             elif op == CANCEL_READER and readers:
                 readers[arg % len(readers)].scope.cancel()
+            elif op == OVERFLOW:
+                await settle(model, readers)
+                if model.counter:  # else the write would fit: n <= 2**64 - 2 is allowed
+                    with pytest.raises(fdloop.CounterOverflowError):
+                        efd.write(MAX_COUNTER - model.counter + min(arg, model.counter))
             await settle(model, readers)
             assert model.counter >= 0
             if model.counter:
