@@ -6,6 +6,7 @@ child was reaped (no zombie) and that no pipe fd was left open.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -263,3 +264,15 @@ async def test_cancelled_run_of_a_new_session_tree_kills_the_tree(tmp_path: Path
         )
     assert scope.cancelled_caught
     assert await gone(int(pid_file.read_text()))
+
+
+async def test_bare_asyncio_task_cancel_still_reaps(anyio_backend_name: str) -> None:
+    # Task.cancel() is not an anyio scope: it gets through shields, so run() must still
+    # end the child without blocking (SIGKILL, then the reaper) — no zombie, no fd.
+    if anyio_backend_name != "asyncio":
+        pytest.skip("Task.cancel() is asyncio's own")
+    task = asyncio.ensure_future(fdloop.run(["sleep", "100"], capture_output=True))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
