@@ -7,17 +7,20 @@ before any ``stopped``), not by a stopwatch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 
 import anyio
 import pytest
 
 import fdloop
+from fdloop.backends.linux import subreaper
 from fdloop.supervisor import Event, EventKind, EventStream, ProgramState, Supervisor
 
 HANG = 60.0
@@ -346,6 +349,58 @@ async def test_cancelling_the_host_scope_still_stops_children() -> None:
             await anyio.sleep(HANG)
     # The leak fixture fails this test if the sleeper is still our child.
     assert sup.status()["sleeper"].state == "stopped"
+
+
+# -- the subreaper's reaping, against real zombies ----------------------------------------
+
+
+def _zombie(code: int) -> int:
+    """A child of ours that has exited with ``code`` and is not reaped yet."""
+    pid = os.posix_spawn("/bin/sh", ["sh", "-c", f"exit {code}"], os.environ)
+    with_timeout = time.monotonic() + HANG
+    while _state(pid) != "Z":
+        assert time.monotonic() < with_timeout, "the child never became a zombie"
+        time.sleep(0.005)
+    return pid
+
+
+@pytest.mark.parametrize("managed_first", [True, False])
+def test_reaping_spares_managed_zombies_even_when_they_come_first(managed_first: bool) -> None:
+    # waitid(P_ALL, WNOWAIT) reports one zombie only; whichever of the two it picks, the
+    # unmanaged one must be reaped and the managed one left for its own waiter.
+    first, second = _zombie(3), _zombie(4)
+    managed, unmanaged = (first, second) if managed_first else (second, first)
+    try:
+        reaped = subreaper.reap_unmanaged({managed})
+        assert reaped == [(unmanaged, 3 if unmanaged == first else 4)]
+        assert _state(managed) == "Z"  # still there, status intact
+        assert _state(unmanaged) is None
+        assert subreaper.reap_unmanaged({managed}) == []
+    finally:
+        for pid in (first, second):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def test_reaping_leaves_running_children_alone() -> None:
+    pid = os.posix_spawn("/bin/sleep", ["sleep", "1000"], os.environ)
+    try:
+        assert subreaper.reap_unmanaged(set()) == []
+        assert _state(pid) not in (None, "Z")
+        assert pid in subreaper.unmanaged_children(set())
+        assert pid not in subreaper.unmanaged_children({pid})
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2]
 
 
 # -- signals and orphans --------------------------------------------------------------------

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import anyio
 import anyio.abc
@@ -167,11 +167,16 @@ class _Output:
 
     async def copy_lines(self) -> None:
         """Copy until EOF: every write end closed (ours, the programs', their children's)."""
-        out = self._sink.buffer
+        out: BinaryIO | None = self._sink.buffer
         try:
             async for line in self._stream:
-                out.write(self._prefix + line + (b"" if line.endswith(b"\n") else b"\n"))
-                out.flush()
+                if out is None:
+                    continue  # keep draining, or a chatty program would block on a full pipe
+                try:
+                    out.write(self._prefix + line + (b"" if line.endswith(b"\n") else b"\n"))
+                    out.flush()
+                except BrokenPipeError:
+                    out = None  # e.g. `fdloop supervise ... | head`: the reader is gone
         finally:
             self.done.set()
 
