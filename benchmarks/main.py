@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("workloads", nargs="*", metavar="WORKLOAD", choices=[[], *WORKLOADS],
                    help=f"which to run (default: all of {', '.join(WORKLOADS)})")
-    p.add_argument("--quick", action="store_true", help="small sizes, one repeat (~30 s)")
+    p.add_argument("--quick", action="store_true", help="small sizes, one repeat (about 20 s)")
     p.add_argument("--json", type=Path, default=Path("fdloop-bench.json"), metavar="FILE",
                    help="where to write every figure as JSON (default: %(default)s)")
     p.add_argument("--plot", type=Path, default=Path("fdloop-bench.png"), metavar="FILE.png",

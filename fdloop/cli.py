@@ -112,7 +112,16 @@ def supervise_main(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fdloop`` script; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # The reader went away (``fdloop bench --list | head``): not an error. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _dispatch(args: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="fdloop",
         description="The kernel's fd primitives as async classes, awaited through one poll loop.",
