@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -171,12 +172,84 @@ async def _supervisor_restarts(count: int) -> tuple[float, float]:
     return statistics.median(gaps), cycle
 
 
-def _run(loop: str, func: object, *args: object) -> tuple[float, float]:
+STAMP = (
+    "import os, sys, time\n"
+    "with open(os.path.join(sys.argv[1], str(os.getpid())), 'w') as f: f.write(repr(time.time()))\n"
+    "os._exit(1)\n"
+)
+"""A child that writes the wall-clock time of its exit, then exits at once (no finalizing)."""
+
+
+def _exit_stamp(directory: str, pid: int) -> float:
+    with open(os.path.join(directory, str(pid))) as stamp:
+        return float(stamp.read())
+
+
+async def _supervisor_end_to_end(count: int) -> float:
+    """Median seconds from the child's own exit to its replacement's spawn returning."""
+    from fdloop import Supervisor
+
+    latencies: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        async with Supervisor() as sup:
+            events = sup.events()
+            sup.add("stamp", [sys.executable, "-S", "-c", STAMP, tmp], backoff=(0, 0))
+            await sup.start()
+            exited_pid: int | None = None
+            async for event in events:
+                if event.kind == "exited":
+                    exited_pid = event.pid
+                elif event.kind == "started" and exited_pid is not None:
+                    latencies.append(event.time - _exit_stamp(tmp, exited_pid))
+                    if len(latencies) == count:
+                        break
+            await sup.stop()
+    return statistics.median(latencies)
+
+
+async def _asyncio_end_to_end(count: int) -> float:
+    latencies: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [sys.executable, "-S", "-c", STAMP, tmp]
+        proc = await asyncio.create_subprocess_exec(*argv)
+        for _ in range(count):
+            await proc.wait()
+            previous = proc.pid
+            proc = await asyncio.create_subprocess_exec(*argv)
+            latencies.append(time.time() - _exit_stamp(tmp, previous))
+        await proc.wait()
+    return statistics.median(latencies)
+
+
+async def _trio_end_to_end(count: int) -> float:
+    import trio
+
+    latencies: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [sys.executable, "-S", "-c", STAMP, tmp]
+        proc = await trio.lowlevel.open_process(argv)
+        for _ in range(count):
+            await proc.wait()
+            previous = proc.pid
+            proc = await trio.lowlevel.open_process(argv)
+            latencies.append(time.time() - _exit_stamp(tmp, previous))
+        await proc.wait()
+    return statistics.median(latencies)
+
+
+def end_to_end(count: int) -> list[tuple[str, float]]:
+    rows = [(f"fdloop Supervisor ({loop})", _run(loop, _supervisor_end_to_end, count))
+            for loop in LOOPS]
+    rows.append(("asyncio subprocess loop", _run("asyncio", _asyncio_end_to_end, count)))
+    rows.append(("uvloop subprocess loop", _run("uvloop", _asyncio_end_to_end, count)))
+    rows.append(("trio open_process loop", _run("trio", _trio_end_to_end, count)))
+    return rows
+
+
+def _run(loop: str, func: Any, *args: object) -> Any:
     backend = "trio" if loop == "trio" else "asyncio"
     options = {"use_uvloop": True} if loop == "uvloop" else {}
-    result: tuple[float, float] = anyio.run(func, *args, backend=backend,  # type: ignore[arg-type]
-                                            backend_options=options)
-    return result
+    return anyio.run(func, *args, backend=backend, backend_options=options)
 
 
 async def _asyncio_restarts(count: int) -> tuple[float, float]:
@@ -225,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, (gap, cycle) in rows:
         gap_text = "-" if math.isnan(gap) else f"{gap * 1000:.3f}"
         print(f"{name:34} {gap_text:>15} {cycle * 1000:9.2f} {cycle / base:11.2f}x")
+    count = max(10, args.restarts // 3)
+    print(f"\nChild exit -> replacement spawned, end to end (median of {count}; the child "
+          "stamps its exit)")
+    e2e = end_to_end(count)
+    for name, latency in e2e:
+        print(f"{name:34} {latency * 1000:9.2f} ms {latency / e2e[0][1]:8.2f}x")
     return 0
 
 
