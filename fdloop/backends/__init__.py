@@ -50,7 +50,15 @@ def current() -> ModuleType:
 
 
 def capabilities(backend: str | None = None) -> list[Capability]:
-    """Per primitive: the backend, native or emulated, and what is missing."""
+    """Per primitive: the backend, native or emulated, and what is missing.
+
+    ``backend`` is ``"linux"``, ``"kqueue"`` or None (the one in force); anything else
+    raises TypeError/ValueError naming it.
+    """
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError(f"backend must be a str or None, not {type(backend).__name__}")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)} or None, got {backend!r}")
     module = current() if backend is None else importlib.import_module(f"{__name__}.{backend}")
     result: list[Capability] = module.capabilities()
     return result
