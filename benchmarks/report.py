@@ -42,6 +42,7 @@ def environment() -> dict[str, Any]:
         "kernel": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "cpu": cpu,
         "libraries": versions,
     }
@@ -225,5 +226,6 @@ def document(all_results: list[WorkloadResult], env: dict[str, Any], quick: bool
 def header(env: dict[str, Any]) -> str:
     """One line saying where and when the figures were taken."""
     libs = ", ".join(f"{k} {v}" for k, v in env["libraries"].items() if v)
+    load = env.get("load_average") or [0.0]
     return (f"{env['date']} · {env['kernel']} · {env['python']} · {env['cpus']} CPUs "
-            f"({env['cpu'] or 'unknown CPU'}) · {libs}")
+            f"({env['cpu'] or 'unknown CPU'}, load {load[0]:.1f} at start) · {libs}")
