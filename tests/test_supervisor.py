@@ -300,6 +300,38 @@ async def test_stop_all_stops_in_parallel() -> None:
     assert order == ["stopping"] * 3 + ["stopped"] * 3
 
 
+async def test_stop_during_backoff_cancels_the_restart() -> None:
+    async with Supervisor() as sup:
+        events = sup.events()
+        sup.add("crash", "false", backoff=(1000, 1000))
+        await sup.start()
+        await until(events, kind_is("restarting"))
+        assert sup.status()["crash"].state == ProgramState.BACKOFF
+        await sup.stop("crash")
+        seen = await until(events, kind_is("stopped"))
+        assert seen[-1].status is None  # nothing was running
+        status = sup.status()["crash"]
+        assert status.state == "stopped" and status.restarts == 0
+        assert status.last_exit is not None and status.last_exit.exit_code == 1
+        assert (await sup.wait())["crash"].state == "stopped"
+
+
+async def test_status_shows_the_pid_while_stopping() -> None:
+    async with Supervisor() as sup, anyio.create_task_group() as tg:
+        events = sup.events()
+        sup.add("stubborn", IGNORE_TERM, stop_timeout=HANG, stdout=fdloop.DEVNULL)
+        await sup.start()
+        pid = sup.status()["stubborn"].pid
+        await _until_ignoring_term(pid)
+        tg.start_soon(sup.stop, "stubborn")
+        await until(events, kind_is("stopping"))
+        stopping = sup.status()["stubborn"]
+        assert stopping.state == "stopping" and stopping.pid == pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # rather than waiting out stop_timeout
+    assert sup.status()["stubborn"].state == "stopped"
+
+
 async def test_restart_replaces_the_instance_and_revives_a_given_up_program() -> None:
     async with Supervisor() as sup:
         events = sup.events()

@@ -75,7 +75,8 @@ class ProgramRunner:
     # -- what the Supervisor asks ------------------------------------------------------------
 
     def status(self, now: float) -> ProgramStatus:
-        proc = self._proc if self.state == ProgramState.RUNNING else None
+        running = self.state in (ProgramState.RUNNING, ProgramState.STOPPING)
+        proc = self._proc if running else None
         return ProgramStatus(
             name=self.spec.name,
             state=self.state,
@@ -142,12 +143,15 @@ class ProgramRunner:
             try:
                 scope.cancel()
                 self._scope = None
-                proc, self._proc = self._proc, None
+                proc = self._proc  # ours now: the cancelled lifecycle task lets go of it
                 status = None
                 if proc is not None:
                     self.state = ProgramState.STOPPING
                     self._emit(EventKind.STOPPING, pid=proc.pid)
-                    status = await self._terminate(proc)
+                    try:
+                        status = await self._terminate(proc)
+                    finally:
+                        self._proc = None
                     self.last_exit = status
                     self.failed = False
                     self._started_at = None
