@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import gc
 import os
 import signal
@@ -283,6 +282,7 @@ def test_detach_disarms_kill_on_close() -> None:
         os.close(fd)
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_copy_never_kills_or_reaps_the_parents_children() -> None:
     proc = spawn(["sleep", "100"])
     orphan = spawn(["sleep", "100"])
@@ -294,7 +294,7 @@ def test_a_forked_copy_never_kills_or_reaps_the_parents_children() -> None:
             proc.close()
             gc.collect()
             reaper.sweep()
-            atexit._run_exitfuncs()  # what a normal exit of the fork would run
+            reaper._at_exit()  # what a normal exit of the fork would run for fdloop
         except BaseException:
             code = 1
         os._exit(code)
