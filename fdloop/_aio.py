@@ -55,8 +55,14 @@ def current_library() -> str:
 
 
 def loop_running() -> bool:
-    """True inside a task of a running asyncio or trio loop; False elsewhere, e.g. in a
-    coroutine that the garbage collector closes after its loop has ended."""
+    """True while an asyncio or trio loop runs in this thread (in a task or in the
+    loop's own code); False elsewhere, e.g. in a coroutine that the garbage collector
+    closes after its loop has ended."""
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        pass
     try:
         sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:

@@ -154,7 +154,10 @@ def _sweep_after_collection(phase: str, info: dict[str, int]) -> None:
     # An orphan whose loop ended (asyncio loop closed, trio run over) has nobody watching
     # its pidfd; without a thread or a SIGCHLD handler, the garbage collector, which runs
     # as long as the program allocates, is what brings us back to reap it (WNOHANG only).
-    if phase == "stop" and _orphans:
+    # Never while a loop runs in this thread: a collection can strike inside the loop's
+    # own code, e.g. halfway through registering the very pidfd a sweep would close
+    # (trio then fails with EBADF in a system task); the loop's watch reaps those.
+    if phase == "stop" and _orphans and not _aio.loop_running():
         with contextlib.suppress(Exception):  # nobody to report to inside the collector
             sweep()
 
