@@ -34,7 +34,7 @@ SIGNAL = workload(
     Workload(
         name="signal",
         title="self-sent SIGUSR1 round trips",
-        defaults={"n": 10000, "repeats": 3},
+        defaults={"n": 5000, "repeats": 3},
         quick={"n": 1000, "repeats": 1},
         columns=(
             Column("roundtrips_per_s", "round trips/s", "higher"),

@@ -46,7 +46,7 @@ SPAWN = workload(
     Workload(
         name="spawn",
         title="spawn + wait /bin/true",
-        defaults={"n": 600, "concurrency": 8, "repeats": 3},
+        defaults={"n": 500, "concurrency": 8, "repeats": 3},
         quick={"n": 100, "concurrency": 8, "repeats": 1},
         columns=(
             Column("children_per_s", "children/s", "higher"),

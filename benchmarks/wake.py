@@ -36,7 +36,7 @@ WAKE = workload(
     Workload(
         name="wake",
         title="cross-thread wake-ups",
-        defaults={"n": 10000, "repeats": 3},
+        defaults={"n": 5000, "repeats": 3},
         quick={"n": 1500, "repeats": 1},
         columns=(
             Column("wakeups_per_s", "wake-ups/s", "higher"),
