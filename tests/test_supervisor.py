@@ -544,6 +544,31 @@ def test_subreaper_reaps_orphans_but_never_a_managed_child(loop: str) -> None:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
+def test_subreaper_spares_children_spawned_elsewhere_with_fdloop(loop: str) -> None:
+    run_script(
+        """
+        import fdloop
+        async with Supervisor(subreaper=True) as sup:
+            events = sup.events()
+            other = fdloop.spawn(["sh", "-c", "exit 6"])  # not a supervised program
+            while open(f"/proc/{other.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+                await anyio.sleep(0.01)
+            # An orphan now makes the supervisor sweep while "other" is a zombie.
+            sup.add("parent", ["sh", "-c", "sh -c 'sleep 0.2; exit 5' & exit 0"],
+                    restart="never")
+            await sup.start()
+            seen = await until(events, "reaped")
+            assert other.pid not in [e.pid for e in seen if e.kind == "reaped"], seen
+            status = await other.wait()
+            # rusage exists only when the ProcessFD reaped the child itself.
+            assert status.exit_code == 6 and status.rusage is not None, status
+            await other.aclose()
+        """,
+        loop,
+    )
+
+
+@pytest.mark.parametrize("loop", LOOPS)
 def test_subreaper_stops_orphans_still_running_at_shutdown(loop: str) -> None:
     run_script(
         """

@@ -16,7 +16,7 @@ then SIGKILL after the timeout, and reaped.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Container
+from collections.abc import Callable, Collection
 
 import anyio
 import anyio.abc
@@ -31,7 +31,7 @@ class OrphanReaper:
     """Owns subreaper status and the SIGCHLD SignalFD for one Supervisor."""
 
     def __init__(
-        self, managed: Container[int], hub: EventHub, on_change: Callable[[], None]
+        self, managed: Collection[int], hub: EventHub, on_change: Callable[[], None]
     ) -> None:
         self._managed = managed
         self._hub = hub
@@ -55,10 +55,33 @@ class OrphanReaper:
                 if not was_subreaper:
                     subreaper.set_child_subreaper(False)
 
+    def _spared(self) -> set[int]:
+        """Children that a ProcessFD will reap: never ours to take.
+
+        Our own programs, plus every child another part of this process spawned with
+        fdloop (another Supervisor, a plain ``fdloop.spawn``, or one handed to the
+        ProcessFD reaper after its handle was closed): reaping those would steal
+        their exit status.
+        """
+        from ..primitives import reaper
+
+        spared = set(self._managed)
+        # reaper keeps the spawning handles (_live) and the closed-but-unreaped ones
+        # (_orphans); read defensively, as these tables are its own business.
+        for handle in list(getattr(reaper, "_live", ())):
+            pid = getattr(handle, "pid", None)
+            if isinstance(pid, int) and pid > 0:
+                spared.add(pid)
+        for orphan in list(getattr(reaper, "_orphans", {}).values()):
+            pid = getattr(getattr(orphan, "handle", None), "pid", None)
+            if isinstance(pid, int) and pid > 0:
+                spared.add(pid)
+        return spared
+
     def _sweep(self) -> None:
         from ..backends.linux import subreaper
 
-        for pid, returncode in subreaper.reap_unmanaged(self._managed):
+        for pid, returncode in subreaper.reap_unmanaged(self._spared()):
             self._hub.emit(EventKind.REAPED, "", pid=pid, returncode=returncode)
         reaped, self._reaped = self._reaped, anyio.Event()
         reaped.set()
@@ -68,7 +91,7 @@ class OrphanReaper:
         """Pids of the adopted (unmanaged) children still alive or unreaped."""
         from ..backends.linux import subreaper
 
-        return subreaper.unmanaged_children(self._managed)
+        return subreaper.unmanaged_children(self._spared())
 
     async def stop_remaining(self, timeout: float, hurry: anyio.Event | None) -> None:
         """SIGTERM every remaining orphan, SIGKILL after ``timeout`` (or when hurried)."""
