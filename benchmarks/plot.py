@@ -6,6 +6,7 @@ there so the caller can print the hint instead.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from .runner import WorkloadResult
@@ -50,9 +51,10 @@ def draw(results: list[WorkloadResult], path: Path, caption: str) -> bool:
         colours = ["tab:orange" if name.startswith("fdloop") else "tab:blue" for name in names]
         axis.barh(names, values, color=colours)
         axis.invert_yaxis()
-        positive = [value for value in values if value > 0]
-        if positive and max(positive) > 100 * min(positive):
-            axis.set_xscale("log")  # e.g. a drifting sleep loop next to 1 ms of lateness
+        # Log scale when bars of whole units differ 100-fold (a drifting sleep loop next
+        # to 1 ms of lateness, 1,001 threads next to 1); not when some are near zero.
+        if values and min(values) >= 1 and max(values) > 100 * min(values):
+            axis.set_xscale("log")
         hints = {"higher": " (higher is better)", "lower": " (lower is better)"}
         hint = hints.get(column.better, "")
         scale = " (log scale)" if axis.get_xscale() == "log" else ""
@@ -60,8 +62,8 @@ def draw(results: list[WorkloadResult], path: Path, caption: str) -> bool:
         axis.tick_params(labelsize=8)
         for y, value in enumerate(values):
             axis.text(value, y, f" {value:,.{column.digits}f}", va="center", fontsize=7)
-    figure.suptitle(caption, fontsize=7)
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.3 / height))
+    figure.suptitle(textwrap.fill(caption, 140), fontsize=7)
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True

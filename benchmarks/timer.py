@@ -55,7 +55,7 @@ TIMER = workload(
             Column("cpu_us_per_tick", "CPU µs/tick", "lower", digits=1),
         ),
         summarize=_summarize,
-        plot=("p99_late_us",),
+        plot=("p50_late_us", "p99_late_us"),
         side_by_side=True,
     )
 )
