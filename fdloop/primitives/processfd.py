@@ -1,4 +1,4 @@
-"""ProcessFD: a handle on one process, awaited through the loop's poll; and ``spawn``.
+"""ProcessFD: a handle on one process, awaited through the loop's poll.
 
 The handle is a process fd (Linux pidfd): it names one process for as long as it is
 open, so signalling through it can never hit a recycled pid, and it becomes readable
@@ -12,6 +12,7 @@ to ``kill_timeout`` and then SIGKILLs, always to the reap (shielded from cancell
 ``close()``, garbage collection and interpreter exit SIGKILL at once and never block —
 a child that is not dead yet goes to :mod:`fdloop.primitives.reaper`. Handles from
 :meth:`ProcessFD.open` and :meth:`ProcessFD.from_fd` only watch: they never kill or reap.
+``fdloop.spawn`` (starting a child) lives in :mod:`fdloop.primitives.spawn`.
 """
 
 from __future__ import annotations
