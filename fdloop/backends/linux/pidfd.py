@@ -167,8 +167,9 @@ class LinuxPidFD(OwnedFD):
         except ProcessLookupError:
             raise ChildProcessError(
                 errno.ECHILD,
-                f"child {pid} was reaped by someone else before its pidfd was opened "
-                "(a SIGCHLD handler or a thread calling wait()?); its exit status is lost",
+                f"child {pid} ran, exited and was reaped by someone else before its pidfd "
+                "was opened (SIGCHLD set to SIG_IGN, a SIGCHLD handler or a thread calling "
+                "wait()?); its exit status is lost",
             ) from None
         except OSError as exc:
             _kill_and_reap_pid(pid)
