@@ -201,8 +201,10 @@ class EventStream:
         while not self._queue:
             if self._closed:
                 raise StopAsyncIteration
-            self._wakeup = wakeup = anyio.Event()
-            await wakeup.wait()
+            # Shared by every task waiting on this stream, so that none is forgotten.
+            if self._wakeup is None:
+                self._wakeup = anyio.Event()
+            await self._wakeup.wait()
         return self._queue.popleft()
 
     async def next(self, timeout: float | None = None) -> Event | None:
