@@ -136,8 +136,16 @@ class CalledProcessError(FdloopError, subprocess.CalledProcessError):
         )
 
 
-class NoSuchProgram(FdloopError, LookupError):
-    """A Supervisor was asked about a program name that was never added."""
+class NoSuchProgram(FdloopError, KeyError, ValueError):
+    """A Supervisor was asked about a program name that was never added.
+
+    A KeyError (a failed lookup by name) and a ValueError (a bad ``name`` argument), so
+    either ``except`` clause catches it.
+    """
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ would show the message in quotes.
+        return str(self.args[0]) if self.args else ""
 
 
 class SupervisorConfigError(FdloopError, ValueError):

@@ -134,8 +134,12 @@ async def test_requests_need_the_context_and_known_names() -> None:
     async with sup:
         with pytest.raises(fdloop.FdloopError, match="nope"):
             await sup.start("nope")
-        with pytest.raises(LookupError):
+        with pytest.raises(KeyError, match=r"^name: no program called 'nope'$"):
             await sup.stop("nope")
+        with pytest.raises(ValueError, match="nope"):
+            await sup.restart("nope")
+        with pytest.raises(TypeError, match="name"):
+            await sup.start(3)  # type: ignore[arg-type]
 
 
 # -- restart policy and backoff ---------------------------------------------------------------
