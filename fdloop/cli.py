@@ -14,6 +14,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,32 +28,33 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def _capability_rows() -> list[tuple[str, ...]]:
-    """One row per primitive: from ``backends.describe()`` when it exists, else
-    from ``capabilities()``."""
+def _print_capabilities() -> None:
+    """Per primitive, what provides it: ``backends.describe()`` when the backends
+    package has it (text or rows), else a table built from ``capabilities()``."""
     from . import backends
 
     describe: Callable[[], Any] | None = getattr(backends, "describe", None)
     if describe is not None:
         described = describe()
         if isinstance(described, str):
-            return [(line,) for line in described.splitlines()]
-        return [tuple(str(cell) for cell in row) for row in described]
-    rows: list[tuple[str, ...]] = [("primitive", "backend", "native", "kernel object", "missing")]
-    for cap in backends.capabilities():
-        rows.append((
-            cap.primitive, cap.backend, "yes" if cap.native else "emulated",
-            cap.kernel_object, ", ".join(cap.missing) or "-",
-        ))
-    return rows
-
-
-def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
-    if not rows:
+            print(described.rstrip())
+        else:
+            _print_table([tuple(str(cell) for cell in row) for row in described])
         return
-    if max(len(row) for row in rows) == 1:
-        for row in rows:
-            print(row[0])
+    rows: list[tuple[str, ...]] = [("primitive", "backend", "native", "kernel object")]
+    notes: dict[int, tuple[str, ...]] = {}
+    for cap in backends.capabilities():
+        notes[len(rows)] = cap.missing
+        rows.append((cap.primitive, cap.backend, "yes" if cap.native else "emulated",
+                     cap.kernel_object))
+    _print_table(rows, notes)
+
+
+def _print_table(
+    rows: Sequence[tuple[str, ...]], notes: dict[int, tuple[str, ...]] | None = None
+) -> None:
+    """Aligned columns, a rule under the header; ``notes[i]`` go under row i, wrapped."""
+    if not rows:
         return
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
     for number, row in enumerate(rows):
@@ -60,6 +62,9 @@ def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
         print("  ".join(cells).rstrip())
         if number == 0:
             print("  ".join("-" * width for width in widths))
+        for note in (notes or {}).get(number, ()):
+            print(textwrap.fill(note, 96, initial_indent="    missing: ",
+                                subsequent_indent="             "))
 
 
 def info_main() -> int:
@@ -81,7 +86,7 @@ def info_main() -> int:
     print(f"backend    {backend} (native here: {backends.native_name()}; "
           "FDLOOP_BACKEND=linux|kqueue overrides)")
     print()
-    _print_table(_capability_rows())
+    _print_capabilities()
     return 0
 
 
