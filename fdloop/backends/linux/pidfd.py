@@ -302,8 +302,8 @@ def _kernel_at_least(major: int, minor: int) -> bool:
 def process_capability(backend: str) -> Capability:
     """What ProcessFD can do on this kernel."""
     missing = [
-        "kill of children when this process itself is killed (needs Linux 7.1 "
-        "CLONE_PIDFD_AUTOKILL; kill-on-close works while fdloop runs)"
+        "kernel-enforced kill of children when this process is killed (Linux 7.1 "
+        "CLONE_PIDFD_AUTOKILL); opt in per child with die_with_parent=True (PR_SET_PDEATHSIG)"
     ]
     if not _kernel_at_least(6, 15):
         missing.insert(
