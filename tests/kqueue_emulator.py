@@ -267,7 +267,7 @@ class kqueue:
         for fd in fds:
             self._watched[fd] = self._watched.get(fd, 0) + 1
             if self._watched[fd] == 1:
-                mask = select.EPOLLIN | (select.EPOLLET if knote.edge else 0)
+                mask = knote.epoll_mask | (select.EPOLLET if knote.edge else 0)
                 self._epoll.register(fd, mask)
 
     def _unwatch(self, knote: _Knote) -> None:

@@ -114,6 +114,8 @@ class _Knote:
 
     source: int | None = None
     """The fd in the kqueue's epoll set while the knote is enabled (None: none)."""
+    epoll_mask = select.EPOLLIN
+    """What the epoll set waits for on ``source`` (0: only EPOLLHUP/EPOLLERR)."""
     owns_source = True
     edge = False
     """True for sources registered edge-triggered (EV_CLEAR on EVFILT_READ)."""
@@ -389,13 +391,15 @@ class _ProcKnote(_Knote):
     ``_subprocess_platform/kqueue.py`` relies on that). The exit event is delivered with
     EV_EOF|EV_ONESHOT set, so it is reported once and the knote is deleted.
 
-    A pidfd per knote is readable once the process has exited. The status of our child
-    comes from ``waitid(P_PIDFD, WEXITED|WNOWAIT)`` (which leaves the zombie for the
-    caller to reap); for a non-child it comes from the PIDFD_GET_INFO ioctl where the
-    kernel has it.
+    A pidfd per knote stands in: the exit is seen when it turns readable (the process
+    became a zombie). Whether the process is our child is decided when the knote is
+    added (``waitid(P_PIDFD, WNOWAIT)`` answers ECHILD for anything else). The status of
+    a child is read with ``waitid(WNOWAIT)``, which leaves the zombie to the caller; a
+    non-child's from the ``exit_code`` field of /proc/PID/stat (proc(5): "The thread's
+    exit status in the form reported by waitpid(2)") while it is a zombie; and once
+    reaped — by its parent, or by the kernel when SIGCHLD is ignored — from the
+    PIDFD_GET_INFO ioctl.
 
-    Emulation limit: a non-child's exit is known to Linux only once its own parent reaps
-    it; before that (and on kernels without PIDFD_INFO_EXIT) data is 0.
     Only NOTE_EXIT is imitated; other NOTE_* bits are accepted and never reported.
     """
 
@@ -405,21 +409,23 @@ class _ProcKnote(_Knote):
             self.source = os.pidfd_open(change.ident)
         except OSError as error:
             raise OSError(errno.ESRCH, "No such process") from error
-        if self.kq.fdloop_emulated_platform == "darwin" and self._exited():
+        try:
+            os.waitid(os.P_PIDFD, self.source, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            self.is_child = True
+        except ChildProcessError:
+            self.is_child = False
+        darwin = self.kq.fdloop_emulated_platform == "darwin"
+        if darwin and linux.poll_events(self.source) & select.POLLIN:
             self.close()
             raise OSError(errno.ESRCH, "No such process")
 
-    def _exited(self) -> bool:
-        assert self.source is not None
-        return linux.readable(self.source)
-
     def poll(self) -> kevent | None:
-        if not self.sfflags & KQ_NOTE_EXIT or not self._exited():
-            return None
         assert self.source is not None
-        status = linux.exit_status(self.source)
+        if not self.sfflags & KQ_NOTE_EXIT or not linux.readable(self.source):
+            return None
+        status = linux.exit_status(self.source, self.ident)
         if self.kq.fdloop_emulated_platform == "darwin" and not (
-            self.sfflags & NOTE_EXITSTATUS and status.is_child
+            self.sfflags & NOTE_EXITSTATUS and self.is_child
         ):
             data = 0
         else:

@@ -39,9 +39,15 @@ def _check(result: int) -> int:
 
 def readable(fd: int) -> bool:
     """True if ``fd`` polls readable right now."""
+    return bool(poll_events(fd) & select.POLLIN)
+
+
+def poll_events(fd: int) -> int:
+    """The poll(2) revents of ``fd`` right now (POLLIN, POLLHUP...)."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+    ready = poller.poll(0)
+    return ready[0][1] if ready else 0
 
 
 def timerfd_create(clock: int) -> int:
@@ -94,7 +100,7 @@ _PIDFD_INFO_EXIT = 8
 _CLD_EXITED, _CLD_KILLED, _CLD_DUMPED = 1, 2, 3
 
 
-def exit_status(pidfd: int) -> ExitStatus:
+def exit_status(pidfd: int, pid: int) -> ExitStatus:
     """The wait status of the exited process behind ``pidfd``, leaving a child unreaped."""
     try:
         info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT | os.WNOHANG)
@@ -106,6 +112,27 @@ def exit_status(pidfd: int) -> ExitStatus:
                 return ExitStatus((info.si_status & 0xFF) << 8, True)
             core = 0x80 if info.si_code == _CLD_DUMPED else 0
             return ExitStatus(info.si_status | core, True)
+    for _ in range(100):  # a zombie shows its status in /proc until its parent reaps it
+        status = _zombie_exit_code(pid)
+        if status is not None:
+            return ExitStatus(status, False)
+        reaped = _reaped_exit_code(pidfd)
+        if reaped is not None:
+            return ExitStatus(reaped, False)
+    return ExitStatus(0, False)
+
+
+def _zombie_exit_code(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # fields[0] is field 3 (state); exit_code is field 52.
+    return int(fields[49]) if fields[0] == "Z" and len(fields) > 49 else None
+
+
+def _reaped_exit_code(pidfd: int) -> int | None:
     buffer = bytearray(64)
     struct.pack_into("Q", buffer, 0, _PIDFD_INFO_EXIT)
     try:
@@ -113,8 +140,8 @@ def exit_status(pidfd: int) -> ExitStatus:
     except OSError as error:
         if error.errno not in (errno.ESRCH, errno.EINVAL, errno.ENOTTY, errno.EREMOTE):
             raise
-        return ExitStatus(0, False)
+        return None
     mask = struct.unpack_from("Q", buffer, 0)[0]
     if mask & _PIDFD_INFO_EXIT:
-        return ExitStatus(struct.unpack_from("i", buffer, 60)[0], False)
-    return ExitStatus(0, False)
+        return int(struct.unpack_from("i", buffer, 60)[0])
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import time
 
 import pytest
@@ -84,3 +85,38 @@ def only_on(library: str) -> None:
     """Skip the running test unless ``library`` ("asyncio" or "trio") runs it."""
     if sniffio.current_async_library() != library:
         pytest.skip(f"{library} only")
+
+
+# -- where the kqueue backend differs (see fdloop.capabilities()) -------------------------
+
+
+def pidfd_fact() -> None:
+    """Skip a test of a Linux pidfd fact (its fd kind, or Linux-only instrumentation)."""
+    if fdloop.backends.selected_name() != "linux":
+        pytest.skip("a Linux pidfd fact: on the kqueue backend the fd is a kqueue")
+
+
+def needs_backend_in_child_interpreters() -> None:
+    """Skip where a child Python would lack this backend: the kqueue emulator lives in
+    the test process only (on FreeBSD/macOS the real kqueue is everywhere)."""
+    kqueue = getattr(select, "kqueue", None)
+    if fdloop.backends.selected_name() == "kqueue" and hasattr(
+        kqueue, "fdloop_emulated_platform"
+    ):
+        pytest.skip("the kqueue emulator is not installed in child interpreters")
+
+
+def kqueue_lacks(words: str) -> bool:
+    """True if capabilities() says ProcessFD lacks something mentioning ``words``."""
+    for capability in fdloop.backends.capabilities():
+        if capability.primitive == "ProcessFD":
+            return any(words in missing for missing in capability.missing)
+    return False
+
+
+def wait_exited_unreaped(proc: fdloop.ProcessFD) -> None:
+    """Block until our child has exited, leaving it unreaped (waitid with WNOWAIT)."""
+    if fdloop.backends.selected_name() == "linux":
+        os.waitid(os.P_PIDFD, proc.fileno(), os.WEXITED | os.WNOWAIT)
+    else:  # the fd is a kqueue; the pid is safe: our child, not yet reaped
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)

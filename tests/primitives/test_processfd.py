@@ -234,6 +234,7 @@ def test_bad_cwd_and_not_executable(tmp_path: os.PathLike[str]) -> None:
 )
 def test_bad_arguments_raise_before_anything_happens(kwargs: dict[str, object],
                                                      error: type[Exception]) -> None:
+    kwargs = dict(kwargs)  # the same dict is reused by every backend's run
     argv = kwargs.pop("argv")
     with pytest.raises(error):
         spawn(argv, **kwargs)  # type: ignore[arg-type]
@@ -313,6 +314,9 @@ def test_coexists_with_subprocess_run() -> None:
     proc = spawn(["sh", "-c", "exit 9"])
     # subprocess reaps only its own child, and our pidfd is unaffected by its _cleanup.
     assert subprocess.run(["true"], check=True).returncode == 0
-    os.waitid(os.P_PIDFD, proc.fileno(), os.WEXITED | os.WNOWAIT)
+    if fdloop.backends.selected_name() == "linux":
+        os.waitid(os.P_PIDFD, proc.fileno(), os.WEXITED | os.WNOWAIT)
+    else:  # a kqueue fd is no pidfd: wait by pid (our unreaped child), reaping nothing
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
     assert proc.poll() == 9
     proc.close()

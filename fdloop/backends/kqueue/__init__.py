@@ -7,6 +7,7 @@ EventFD     eventfd (FreeBSD 13+) or EVFILT_USER             the counter (EVFILT
 TimerFD     EVFILT_TIMER                                     the schedule (for get())
 MemFD       memfd (FreeBSD 13+) or shm_open (macOS)          nothing (no kqueue needed)
 SignalFD    EVFILT_SIGNAL                                    the count, as single reads
+ProcessFD   EVFILT_PROC (NOTE_EXIT) on the pid                the exit, once seen
 =========== ================================================ ===========================
 
 Every factory has the name and signature of its twin in ``fdloop.backends.linux`` and
@@ -18,10 +19,14 @@ when an object is created, never at import, so the Linux test emulator can stand
 from __future__ import annotations
 
 import os
+import sys
 
+from ...errors import UnsupportedOperation
 from .. import Capability
 from . import eventfd as _eventfd
 from . import memfd as _memfd
+from .platform import current as current_platform
+from .processfd import KqueueProcessFD as _KqueueProcessFD
 from .signalfd import KqueueSignalFD as _KqueueSignalFD
 from .timerfd import KqueueTimerFD as _KqueueTimerFD
 
@@ -35,8 +40,19 @@ memfd = _memfd.create
 memfd_from_fd = _memfd.adopt
 signalfd = _KqueueSignalFD.create
 signalfd_from_fd = _KqueueSignalFD.adopt
+spawn_process = _KqueueProcessFD.spawn
+process_open = _KqueueProcessFD.open_pid
+process_from_fd = _KqueueProcessFD.adopt
 
 _NOT_ACROSS = "passable across processes (fork, exec, SCM_RIGHTS): the state is in this process"
+
+
+def platform_name() -> str:
+    """``freebsd`` or ``darwin`` (what the emulator imitates, in tests), or the OS name."""
+    try:
+        return current_platform().name
+    except UnsupportedOperation:
+        return sys.platform
 
 
 def _has_proc() -> bool:
@@ -53,10 +69,30 @@ def capabilities() -> list[Capability]:
             (_NOT_ACROSS, "from_fd of an fd not detached in this process"),
         )
     how = _memfd.strategy()
+    process_missing = [
+        "a process handle: the pid names the process (safe while it is our unreaped "
+        "child; a watched non-child's pid could be reused after its exit)",
+        _NOT_ACROSS,
+        "kill of children when this process itself is killed",
+        "rusage of a child reaped by someone else",
+    ]
+    if platform_name() == "darwin":
+        process_missing[1:1] = [
+            "exit status of non-children (macOS NOTE_EXITSTATUS is for children only)",
+            "exit status of a child that exited before it was watched and was then reaped "
+            "by someone else (macOS refuses to watch a zombie)",
+        ]
     return [
         eventfd_row,
         Capability("MemFD", NAME, True, "memfd" if how == "memfd_create" else f"shm ({how})",
                    _memfd.missing()),
+        Capability("ProcessFD", NAME, True, "kqueue (EVFILT_PROC)", tuple(process_missing)),
+        Capability(
+            "SignalFD", NAME, True, "kqueue (EVFILT_SIGNAL)",
+            ("SignalInfo fields other than signo (kqueue keeps no siginfo)", _NOT_ACROSS,
+             *(() if _has_proc() else ("warning about threads that could take a signal "
+                                       "(other threads' masks cannot be read here)",))),
+        ),
         Capability(
             "TimerFD", NAME, True, "kqueue (EVFILT_TIMER)",
             ("cancel_on_set (no wall-clock-jump notice)", _NOT_ACROSS,
