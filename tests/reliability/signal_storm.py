@@ -50,11 +50,12 @@ SENDER = textwrap.dedent(
 KINDS = 4
 SIGPENDING_LIMIT = 256
 LIVENESS = 120.0
+SILENCE = 10.0
 SI_QUEUE = -1
 
 
 async def storm(count: int) -> dict[str, object]:
-    first = signal.SIGRTMIN
+    first = int(signal.SIGRTMIN)
     seen: dict[int, list[int]] = {first + k: [] for k in range(KINDS)}
     strangers: list[str] = []
     with fdloop.SignalFD(range(first, first + KINDS)) as sfd:
@@ -63,7 +64,8 @@ async def storm(count: int) -> dict[str, object]:
         async with fdloop.spawn(argv, stdout=fdloop.PIPE) as sender:
             with anyio.fail_after(LIVENESS):
                 for _ in range(count):
-                    info = await sfd.read()
+                    with anyio.fail_after(SILENCE):  # a dead sender fails fast
+                        info = await sfd.read()
                     if info.code != SI_QUEUE or info.pid != sender.pid or info.value is None:
                         strangers.append(repr(info))
                         continue
