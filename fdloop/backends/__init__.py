@@ -62,3 +62,12 @@ def capabilities(backend: str | None = None) -> list[Capability]:
     module = current() if backend is None else importlib.import_module(f"{__name__}.{backend}")
     result: list[Capability] = module.capabilities()
     return result
+
+
+def describe(backend: str | None = None) -> str:
+    """The text ``fdloop info`` prints: fdloop, kernel, Python, the loop libraries found
+    (with versions), and per primitive of ``backend`` (default: the one in force) its
+    kernel object, native or emulated, and what is missing."""
+    from .info import describe as describe_backend
+
+    return describe_backend(backend)

@@ -73,7 +73,8 @@ def capabilities() -> list[Capability]:
         "a process handle: the pid names the process (safe while it is our unreaped "
         "child; a watched non-child's pid could be reused after its exit)",
         _NOT_ACROSS,
-        "kill of children when this process itself is killed",
+        "kill of children when this process itself is killed (die_with_parent relies on "
+        "Linux's PR_SET_PDEATHSIG)",
         "rusage of a child reaped by someone else",
     ]
     if platform_name() == "darwin":
