@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import WORKLOADS, plot, report
-from .runner import plan, run_workloads
+from .runner import WorkloadResult, plan, run_workloads
 
 
 def _value(text: str) -> Any:
@@ -53,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--serial", action="store_true",
                    help="run timer contenders one after the other, not side by side")
     p.add_argument("--list", action="store_true", help="list workloads, parameters, contenders")
+    p.add_argument("--from-json", type=Path, metavar="FILE",
+                   help="run nothing: print the tables and draw the chart of a saved run")
     return p
 
 
@@ -66,6 +68,42 @@ def _list(workloads: list[str]) -> None:
             print(f"  - {name}" + (f"  [skipped here: {reason}]" if reason else ""))
 
 
+def _print_results(results: list[WorkloadResult]) -> None:
+    for result in results:
+        print()
+        print(report.markdown_table(result))
+    print()
+    print("ratios: each figure ÷ fdloop's on the same loop (the floor ÷ fdloop/asyncio)")
+    checks = report.targets(results)
+    if checks:
+        print("\ntargets:")
+        for check in checks:
+            print(check.line())
+
+
+def _chart(args: argparse.Namespace, results: list[WorkloadResult], env: dict[str, Any]) -> None:
+    if args.no_plot:
+        return
+    if not plot.available():
+        print(f"no chart: matplotlib is not installed ({plot.INSTALL_HINT})")
+    elif plot.draw(results, args.plot, report.header(env)):
+        print(f"chart: {args.plot}")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """``--from-json``: the tables and chart of a saved run, nothing measured."""
+    document = json.loads(args.from_json.read_text())
+    env = document["environment"]
+    results = report.results_from_document(document)
+    wanted = set(args.workloads)
+    if wanted:
+        results = [r for r in results if r.spec.name in wanted]
+    print(f"fdloop bench (saved run {args.from_json}): {report.header(env)}")
+    _print_results(results)
+    _chart(args, results, env)
+    return 0
+
+
 def bench_main(argv: list[str]) -> int:
     """Entry point of ``fdloop bench``; returns the exit status."""
     args = parser().parse_args(argv)
@@ -73,6 +111,8 @@ def bench_main(argv: list[str]) -> int:
     if args.list:
         _list(workloads)
         return 0
+    if args.from_json is not None:
+        return _replay(args)
     try:
         planned = plan(workloads, args.quick, dict(args.param))
     except ValueError as error:
@@ -86,25 +126,12 @@ def bench_main(argv: list[str]) -> int:
     began = time.monotonic()
     results = run_workloads(planned, serial=args.serial)
     elapsed = time.monotonic() - began
-    for result in results:
-        print()
-        print(report.markdown_table(result))
-    print()
-    print("ratios: each figure ÷ fdloop's on the same loop (the floor ÷ fdloop/asyncio)")
-    checks = report.targets(results)
-    if checks:
-        print("\ntargets:")
-        for check in checks:
-            print(check.line())
+    _print_results(results)
     document = report.document(results, env, args.quick)
     document["elapsed_s"] = round(elapsed, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     print(f"\nJSON: {args.json} · took {elapsed:.0f} s")
-    if not args.no_plot:
-        if not plot.available():
-            print(f"no chart: matplotlib is not installed ({plot.INSTALL_HINT})")
-        elif plot.draw(results, args.plot, report.header(env)):
-            print(f"chart: {args.plot}")
+    _chart(args, results, env)
     failed = [o for r in results for o in r.outcomes.values() if o.status == "failed"]
     return 1 if failed else 0

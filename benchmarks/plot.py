@@ -52,12 +52,14 @@ def draw(results: list[WorkloadResult], path: Path, caption: str) -> bool:
         axis.barh(names, values, color=colours)
         axis.invert_yaxis()
         # Log scale when bars of whole units differ 100-fold (a drifting sleep loop next
-        # to 1 ms of lateness, 1,001 threads next to 1); not when some are near zero.
-        if values and min(values) >= 1 and max(values) > 100 * min(values):
-            axis.set_xscale("log")
+        # to 1 ms of lateness, 1,001 threads next to 1). "symlog" is linear within ±1,
+        # so a negative bar (a timer firing early) and a near-zero one still show.
+        whole = [value for value in values if value >= 1]
+        if whole and max(whole) > 100 * min(whole):
+            axis.set_xscale("symlog", linthresh=1)
         hints = {"higher": " (higher is better)", "lower": " (lower is better)"}
         hint = hints.get(column.better, "")
-        scale = " (log scale)" if axis.get_xscale() == "log" else ""
+        scale = " (log scale)" if axis.get_xscale() == "symlog" else ""
         axis.set_title(f"{workload}: {column.label}{hint}{scale}", fontsize=10, loc="left")
         axis.tick_params(labelsize=8)
         for y, value in enumerate(values):

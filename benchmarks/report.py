@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .registry import reference_for
-from .runner import WorkloadResult
+from .registry import load, reference_for
+from .runner import Outcome, WorkloadResult
 
 LIBRARIES = ("fdloop", "uvloop", "trio", "anyio", "sniffio", "matplotlib")
 
@@ -221,6 +221,25 @@ def document(all_results: list[WorkloadResult], env: dict[str, Any], quick: bool
         "workloads": workloads,
         "targets": [t.__dict__ for t in targets(all_results)],
     }
+
+
+def results_from_document(doc: dict[str, Any]) -> list[WorkloadResult]:
+    """Rebuild the results of a run from its JSON document (``fdloop bench --from-json``)."""
+    results = []
+    for name, saved in doc["workloads"].items():
+        spec, contenders = load(name)
+        outcomes = {}
+        for contender_name, entry in saved["contenders"].items():
+            if contender_name not in contenders:
+                continue  # a contender this version no longer has
+            outcome = Outcome(contender_name, entry["loop"], entry["status"], entry["reason"],
+                              entry["runs"])
+            measured = set(entry["runs"][0]) if entry["runs"] else set()
+            outcome.derived = {k: v for k, v in entry["median"].items() if k not in measured}
+            outcomes[contender_name] = outcome
+        results.append(WorkloadResult(spec, saved["params"], outcomes, contenders,
+                                      saved.get("elapsed_s", 0.0)))
+    return results
 
 
 def header(env: dict[str, Any]) -> str:

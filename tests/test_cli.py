@@ -62,6 +62,12 @@ def test_bench_quick_one_workload_writes_tables_and_json(tmp_path: Path) -> None
     assert document["environment"]["kernel"]
     assert any(t["workload"] == "wake" for t in document["targets"])
 
+    replay = fdloop_command("bench", "--from-json", str(out), "--no-plot", cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr
+    table = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    assert table
+    assert [line for line in replay.stdout.splitlines() if line.startswith("|")] == table
+
 
 def test_bench_draws_the_chart(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
