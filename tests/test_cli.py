@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,29 @@ def test_bench_without_matplotlib_still_prints_tables(tmp_path: Path) -> None:
     assert "### signal" in done.stdout
     assert "pip install 'fdloop[plot]'" in done.stdout
     assert not (tmp_path / "fdloop-bench.png").exists()
+
+
+def test_bench_lists_contenders_of_a_missing_library_as_skipped(tmp_path: Path) -> None:
+    # A stand-in that imports like a library that is not installed, for every worker.
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "uvloop.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'uvloop'\", name='uvloop')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(hidden), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [*ENTRY, "bench", "--quick", "signal", "-p", "n=20", "--no-plot"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path, env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "- fdloop SignalFD/uvloop: skipped — uvloop is not installed" in done.stdout
+    assert "- add_signal_handler/uvloop: skipped — uvloop is not installed" in done.stdout
+    assert "| fdloop SignalFD/asyncio |" in done.stdout
+    saved = json.loads((tmp_path / "fdloop-bench.json").read_text())
+    assert saved["workloads"]["signal"]["contenders"]["fdloop SignalFD/uvloop"]["status"] == (
+        "skipped"
+    )
 
 
 def test_bench_rejects_unknown_workload_and_parameter(tmp_path: Path) -> None:
