@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-LOOPS = ("asyncio", "uvloop", "trio")
 LOOP_MODULES = {"asyncio": "asyncio", "uvloop": "uvloop", "trio": "trio"}
+"""Loop name -> the module that must import for a contender on that loop to run."""
 
 Metrics = dict[str, float]
 Params = Mapping[str, Any]
