@@ -82,13 +82,16 @@ def no_leaked_fds_or_children(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     fds_before = open_fds()
-    children_before = {pid for pid, _state in children_of(os.getpid())}
+    # The pid is taken now: a test that monkeypatches os.getpid must not make this
+    # fixture treat (and kill) some other process's children as leaks.
+    me = os.getpid()
+    children_before = {pid for pid, _state in children_of(me)}
     yield
     deadline = time.monotonic() + LEAK_GRACE_SECONDS
     while True:
         gc.collect()
         new_fds = open_fds() - fds_before
-        new_children = {c for c in children_of(os.getpid()) if c[0] not in children_before}
+        new_children = {c for c in children_of(me) if c[0] not in children_before}
         if not (new_fds or new_children) or time.monotonic() > deadline:
             break
         time.sleep(0.02)
