@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import statistics
 import subprocess
 import sys
@@ -122,9 +123,16 @@ def plan(workloads: list[str], quick: bool, overrides: dict[str, Any]) -> Planne
 
 def launch(workload: str, contender: str, params: dict[str, Any]) -> subprocess.Popen[str]:
     """Start one worker run in a fresh interpreter (see :func:`collect`)."""
-    package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    package_root = Path(__file__).resolve().parent.parent
+    site_dirs = {Path(d).resolve() for d in [*site.getsitepackages(), site.getusersitepackages()]}
+    if package_root not in site_dirs:
+        # A source checkout (editable or not installed): make sure the worker finds
+        # this very copy. An installed one sits in site-packages, which every worker
+        # searches anyway — and putting site-packages first would shadow PYTHONPATH.
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(package_root), env.get("PYTHONPATH")])
+        )
     worker_params = {key: value for key, value in params.items() if key != "repeats"}
     return subprocess.Popen(
         [sys.executable, "-m", f"{__package__}.worker", workload, contender,
