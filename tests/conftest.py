@@ -55,7 +55,12 @@ def fdloop_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         from . import kqueue_emulator
 
         platform = os.environ.get("FDLOOP_KQUEUE_EMULATE", "darwin")
-        kqueue_emulator.install(monkeypatch.setattr, platform)
+        if kqueue_emulator.install(monkeypatch.setattr, platform):
+            # Child Pythons get the emulator too (tests/kqueue_site/sitecustomize.py).
+            site = os.path.join(os.path.dirname(__file__), "kqueue_site")
+            path = os.environ.get("PYTHONPATH")
+            monkeypatch.setenv("PYTHONPATH", site + (os.pathsep + path if path else ""))
+            monkeypatch.setenv("FDLOOP_KQUEUE_EMULATE_CHILDREN", platform)
     return name
 
 

@@ -100,8 +100,10 @@ def needs_backend_in_child_interpreters() -> None:
     """Skip where a child Python would lack this backend: the kqueue emulator lives in
     the test process only (on FreeBSD/macOS the real kqueue is everywhere)."""
     kqueue = getattr(select, "kqueue", None)
-    if fdloop.backends.selected_name() == "kqueue" and hasattr(
-        kqueue, "fdloop_emulated_platform"
+    if (
+        fdloop.backends.selected_name() == "kqueue"
+        and hasattr(kqueue, "fdloop_emulated_platform")
+        and not os.environ.get("FDLOOP_KQUEUE_EMULATE_CHILDREN")
     ):
         pytest.skip("the kqueue emulator is not installed in child interpreters")
 

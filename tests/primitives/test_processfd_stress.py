@@ -17,7 +17,11 @@ import pytest
 import fdloop
 from fdloop import spawn
 
-from .process_helpers import process_backend_only, scaled  # noqa: F401  (autouse)
+from .process_helpers import (  # noqa: F401  (process_backend_only is autouse)
+    needs_backend_in_child_interpreters,
+    process_backend_only,
+    scaled,
+)
 
 
 @pytest.fixture
@@ -132,6 +136,7 @@ anyio.run(main, backend=sys.argv[1], backend_options={"use_uvloop": True}
 @pytest.mark.stress
 @pytest.mark.parametrize("loop", ["asyncio", "trio"])
 def test_no_thread_at_all_outside_the_test_runner(loop: str) -> None:
+    needs_backend_in_child_interpreters()
     import subprocess
     import sys
 

@@ -13,11 +13,12 @@ ESRCH, where FreeBSD reports the exit at once. Platform facts this module codes 
   async-signal-safe calls are allowed before exec in a threaded program, so Python cannot
   use it safely (and posix_spawn has no descriptor-returning variant before FreeBSD 15.1's
   pdrfork). macOS has nothing of the kind. So the process is named by its pid.
-* **A pid is safe only while the process is our unreaped child**: until we reap it, the
-  kernel cannot give the number to anyone else. Signals to our children are therefore
-  race-free (the portable ProcessFD never signals after it reaped); signals to a process
-  we only watch (``open(pid)``) are sent only until its exit is seen, and a pid reused
-  between its exit and our check is a risk Linux's pidfd does not have.
+* **A pid is safe only while the process is our unreaped child**: until it is reaped,
+  the kernel cannot give the number to anyone else. So a signal is sent only until
+  NOTE_EXIT has been seen (the kernel queues it at the exit, before any reap); what is
+  left is the instant between that check and kill(2), in which a process that exits,
+  is reaped by someone else and has its pid reused would be hit — a risk Linux's pidfd
+  does not have.
 * **Exit before wait**: kqueue can report NOTE_EXIT a moment before waitpid(WNOHANG) can
   reap (seen on macOS; trio's ``_subprocess.py`` waits with a blocking wait after the
   event for that reason). Once NOTE_EXIT was seen, ``try_reap`` therefore blocks in wait4
@@ -218,11 +219,16 @@ class KqueueProcessFD(KqueueHandle):
     # -- signals -------------------------------------------------------------------------
 
     def send_signal(self, signo: int, *, group: bool = False) -> None:
+        """Signal by pid, but never once the exit was seen.
+
+        kqueue queues NOTE_EXIT when the process exits, before anyone can reap it, so
+        an exit seen here means the pid may already be reaped (by us, a foreign reaper
+        or a non-child's parent) and reused; a signal to the zombie would do nothing
+        anyway. What remains is the moment between this check and kill(2).
+        """
         self.fileno()
-        if self._reaped:
+        if self._reaped or self.has_exited():
             return
-        if not self.is_child and self.has_exited():
-            return  # its parent may reap it any moment; then the pid may be reused
         try:
             if group:
                 os.killpg(self.pid, signo)
