@@ -108,6 +108,7 @@ def _adopt_parked_back() -> Iterator[None]:
         fdloop.EventFD.from_fd(_PARKED.pop()).close()
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.usefixtures("kqueue_backend")
 def test_eventfd_is_refused_in_a_forked_child_with_a_clear_error() -> None:
     with fdloop.EventFD() as efd:

@@ -23,6 +23,11 @@ import pytest
 from tests import kqueue_emulator as emu
 from tests.kqueue_emulator_linux import readable
 
+# Several tests fork a child that only exits (or only calls kevent) right away.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning"
+)
+
 REAL = getattr(select, "kqueue", None)
 if REAL is not None:
     PLATFORMS = ["darwin" if sys.platform == "darwin" else "freebsd"]
@@ -394,3 +399,29 @@ async def test_host_loop_sees_the_kqueue_fd_readable(kq: Any) -> None:
         await anyio.wait_readable(kq.fileno())
     assert [e[4] for e in events(kq)] == [1]
     assert not readable(kq.fileno())
+
+
+def test_note_exit_of_a_process_that_is_not_our_child(kq: Any, platform: str) -> None:
+    """FreeBSD stores any watched process's status; macOS only a child's."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # forks the grandchild we watch, reports its pid, reaps it later
+        grandchild = os.fork()
+        if grandchild == 0:
+            os.read(to_child_r, 1)
+            os._exit(5)
+        os.write(from_child_w, str(grandchild).encode())
+        os.waitpid(grandchild, 0)
+        os._exit(0)
+    try:
+        grandchild = int(os.read(from_child_r, 32))
+        kq.control([kev(grandchild, emu.KQ_FILTER_PROC, emu.KQ_EV_ADD, emu.KQ_NOTE_EXIT)], 0)
+        os.write(to_child_w, b"x")
+        [(ident, _f, flags, _ff, data)] = events(kq, timeout=10)
+        assert ident == grandchild and flags & emu.KQ_EV_EOF
+        assert data == (0 if platform == "darwin" else 5 << 8)
+    finally:
+        for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+            os.close(fd)
+        os.waitpid(child, 0)
