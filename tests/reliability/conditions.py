@@ -14,6 +14,10 @@ import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
+from fdloop.backends import selected_name
+
 from ..leaks import open_fds
 
 
@@ -57,3 +61,12 @@ def free_fds(k: int) -> Iterator[None]:
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def on_backend(*names: str) -> pytest.MarkDecorator:
+    """Skip unless the backend in force (FDLOOP_BACKEND, else the native one) is one of
+    ``names``: for tests whose exact numbers are facts of that backend's kernel objects."""
+    current = selected_name()
+    return pytest.mark.skipif(
+        current not in names, reason=f"checks {'/'.join(names)} facts; backend is {current}"
+    )

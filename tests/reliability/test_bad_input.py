@@ -44,6 +44,7 @@ class Kit:
         self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
         self.limit = resource.getrlimit(resource.RLIMIT_NOFILE)
         self._procs: list[ProcessFD] = []
+        self.detached: list[Any] = []
 
     def proc(self) -> ProcessFD:
         proc = spawn(["sleep", "60"])
@@ -51,7 +52,7 @@ class Kit:
         return proc
 
     def close(self) -> None:
-        for obj in (self.efd, self.timer, self.memfd, *self._procs):
+        for obj in (self.efd, self.timer, self.memfd, *self._procs, *self.detached):
             obj.close()
         for fd in (self.pipe_r, self.pipe_w, self.file_fd):
             os.close(fd)
@@ -61,7 +62,7 @@ class Kit:
 class Row:
     covers: str
     call: Callable[[Kit], object]
-    error: type[BaseException]
+    error: type[BaseException] | tuple[type[BaseException], ...]
     match: str
     still: Callable[[Kit], object] = field(default=lambda kit: None)
 
@@ -108,7 +109,9 @@ def closed(obj_name: str) -> Callable[[Kit], Any]:
 def detached(obj_name: str) -> Callable[[Kit], Any]:
     def get(kit: Kit) -> Any:
         obj = getattr(kit, obj_name)
-        os.close(obj.detach())
+        # The fd goes back into a new object to be closed: on the kqueue backend (and its
+        # emulator) a plain os.close would skip state kept beside the fd.
+        kit.detached.append(type(obj).from_fd(obj.detach()))
         return obj
 
     return get
@@ -355,15 +358,19 @@ for cls_name in ("EventFD", "TimerFD", "SignalFD", "MemFD", "ProcessFD"):
     ROWS[f"{cls_name}.from_fd str"] = Row(
         cls_name, lambda k, c=cls_name: getattr(fdloop, c).from_fd("3"), TypeError, "fd"
     )
+# Where an eventfd or a timer is itself a kqueue (the kqueue backend), the kind cannot be
+# told apart; that backend refuses foreign kqueues with UnsupportedOperation instead.
+OTHER_KIND = (WRONG_KIND, fdloop.UnsupportedOperation)
 ROWS["TimerFD.from_fd eventfd"] = Row(
-    "TimerFD", lambda k: TimerFD.from_fd(k.efd.fileno()), WRONG_KIND, "eventfd", efd_unchanged
+    "TimerFD", lambda k: TimerFD.from_fd(k.efd.fileno()), OTHER_KIND, "not|only adopt",
+    efd_unchanged,
 )
 ROWS["EventFD.from_fd timerfd"] = Row(
-    "EventFD", lambda k: EventFD.from_fd(k.timer.fileno()), WRONG_KIND, "timer",
+    "EventFD", lambda k: EventFD.from_fd(k.timer.fileno()), OTHER_KIND, "not|only adopt",
     timer_unchanged,
 )
 ROWS["MemFD.from_fd eventfd"] = Row(
-    "MemFD", lambda k: MemFD.from_fd(k.efd.fileno()), WRONG_KIND, "eventfd", efd_unchanged
+    "MemFD", lambda k: MemFD.from_fd(k.efd.fileno()), WRONG_KIND, "not", efd_unchanged
 )
 
 

@@ -23,6 +23,9 @@ import fdloop
 from fdloop import spawn
 from fdloop.backends.linux import pdeathsig
 
+from .conditions import on_backend
+
+pytestmark = on_backend("linux")  # PR_SET_PDEATHSIG: the kqueue backend has no such option
 GONE_TIMEOUT = 10.0  # generous: a liveness bound, not a speed check
 
 HELPER = textwrap.dedent(
