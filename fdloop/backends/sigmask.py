@@ -173,12 +173,17 @@ def take(signals: frozenset[int]) -> Takeover:
     return Takeover(signals, thread)
 
 
+_NOTHING_TAKEN: frozenset[int] = frozenset()
+
+
 def taken_over() -> frozenset[int]:
     """The signals fdloop has blocked (in some thread) or un-ignored, right now.
 
     A process spawned meanwhile inherits the blocked mask (and the SIG_DFL that replaced
     a SIG_IGN); the spawner uses this to give the child the ordinary delivery back.
     """
+    if not _blocked and not _dispositions:
+        return _NOTHING_TAKEN  # the common case, read without the lock at every spawn
     with _lock:
         blocked = {signo for (_thread, signo), entry in _blocked.items() if entry.we_blocked}
         unignored = {signo for signo, entry in _dispositions.items() if entry.unignored}

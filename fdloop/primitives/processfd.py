@@ -17,8 +17,10 @@ a child that is not dead yet goes to :mod:`fdloop.primitives.reaper`. Handles fr
 
 from __future__ import annotations
 
+import os
 import signal as _signal
 import sys
+from types import ModuleType
 from typing import Any
 
 from .. import _aio, _validate
@@ -370,13 +372,25 @@ def signal_number(name: str, value: object, *, allow_zero: bool = False) -> int:
 
 
 _BACKENDS_PACKAGE = current_backend.__module__
+_backend_modules: dict[object, ModuleType] = {}
+_ENV_NAME = "FDLOOP_BACKEND"
+# os.environ.get of a missing key raises and catches a KeyError inside (~2 µs); os.environ
+# keeps its entries in a plain dict (bytes keys on POSIX), read directly where it exists.
+_ENV_DATA: dict[object, object] | None = getattr(os.environ, "_data", None)
+_ENV_KEY: object = os.fsencode(_ENV_NAME) if os.name == "posix" else _ENV_NAME
+if not isinstance(_ENV_DATA, dict):
+    _ENV_DATA = None
 
 
 def process_backend(operation: str) -> Any:
     """The backend's ``operation`` factory; UnsupportedOperation if it has no ProcessFD."""
-    # backends.current() re-imports by name on every call; the module is normally loaded
-    # already, and spawn is a hot path.
-    backend = sys.modules.get(f"{_BACKENDS_PACKAGE}.{selected_name()}") or current_backend()
+    # backends.current() re-imports by name on every call, and spawn is a hot path: the
+    # module is remembered per raw FDLOOP_BACKEND value (which tests and users may change).
+    choice = _ENV_DATA.get(_ENV_KEY) if _ENV_DATA is not None else os.environ.get(_ENV_NAME)
+    backend = _backend_modules.get(choice)
+    if backend is None:
+        backend = sys.modules.get(f"{_BACKENDS_PACKAGE}.{selected_name()}") or current_backend()
+        _backend_modules[choice] = backend
     factory = getattr(backend, operation, None)
     if factory is None:
         raise UnsupportedOperation(

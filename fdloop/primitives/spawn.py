@@ -23,6 +23,7 @@ from .processfd import ProcessFD, process_backend, signal_number
 __all__ = ["spawn"]
 
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+_SIGTERM = int(_signal.SIGTERM)
 
 StdioArg = Union[int, IO[Any], None]  # noqa: UP007 - a runtime alias must work on 3.10
 """None (inherit), PIPE, DEVNULL, STDOUT (stderr only), an fd, or a file object."""
@@ -75,7 +76,10 @@ def spawn(
     for name, flag in flags:
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
-    kill_signal = signal_number("kill_signal", kill_signal)
+    if kill_signal is _signal.SIGTERM:  # the default: valid, no need to check it again
+        kill_signal = _SIGTERM
+    else:
+        kill_signal = signal_number("kill_signal", kill_signal)
     if kill_timeout != 5.0 or type(kill_timeout) is not float:
         kill_timeout = _validate.seconds("kill_timeout", kill_timeout)
 

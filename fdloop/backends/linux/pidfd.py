@@ -64,31 +64,38 @@ _buffers = threading.local()  # siginfo + rusage, reused per thread (ctypes drop
 
 def _raw_waitid(fd: int, options: int) -> RawExit | None:
     """waitid(P_PIDFD) with rusage; None while the child runs. ECHILD → ChildProcessError."""
-    buffers = _buffers.__dict__.get("pair")
+    buffers = _buffers.__dict__.get("buffers")
     if buffers is None:
-        buffers = _buffers.pair = (
-            ctypes.create_string_buffer(_SIGINFO_SIZE), ctypes.create_string_buffer(_RUSAGE_SIZE)
+        siginfo = ctypes.create_string_buffer(_SIGINFO_SIZE)
+        rusage = ctypes.create_string_buffer(_RUSAGE_SIZE)
+        buffers = _buffers.buffers = (
+            siginfo, rusage, ctypes.addressof(siginfo), ctypes.addressof(rusage)
         )
-    siginfo, rusage = buffers
-    ctypes.memset(siginfo, 0, 32)  # si_pid must read 0 when nothing was reaped
+    siginfo, rusage, siginfo_address, rusage_address = buffers
+    # si_pid must read 0 when nothing was reaped. Zeroed from Python: a second foreign
+    # call (ctypes.memset) costs more than the syscall itself right after a spawn.
+    _zero_si_pid(siginfo, _SI_PID_OFFSET, 0)
     while True:
-        result = _syscall(
-            _SYS_WAITID or 0, _P_PIDFD, fd, ctypes.addressof(siginfo), options,
-            ctypes.addressof(rusage),
-        )
+        result = _syscall(_SYS_WAITID or 0, _P_PIDFD, fd, siginfo_address, options, rusage_address)
         if result == 0:
             break
         err = ctypes.get_errno()
         if err != errno.EINTR:  # ctypes does not retry EINTR for us (PEP 475 does not apply)
             raise OSError(err, os.strerror(err))
-    code, pid, status = struct.unpack_from("=8xi4xi4xi", siginfo)
+    code, pid, status = _unpack_siginfo(siginfo)
     if pid == 0:
         return None
-    utime_s, utime_us, stime_s, stime_us, maxrss = struct.unpack_from("=5q", rusage)
+    utime_s, utime_us, stime_s, stime_us, maxrss = _unpack_rusage(rusage)
     return RawExit(
         pid, _wait_status(code, status), utime_s + utime_us / 1e6, stime_s + stime_us / 1e6,
         maxrss * 1024,  # Linux reports ru_maxrss in KiB
     )
+
+
+_SI_PID_OFFSET = 16  # si_signo, si_errno, si_code, padding, then si_pid
+_zero_si_pid = struct.Struct("=i").pack_into
+_unpack_siginfo = struct.Struct("=8xi4xi4xi").unpack_from  # si_code, si_pid, si_status
+_unpack_rusage = struct.Struct("=5q").unpack_from  # ru_utime, ru_stime (timevals), ru_maxrss
 
 
 def _stdlib_waitid(fd: int, options: int) -> RawExit | None:

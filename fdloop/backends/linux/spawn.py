@@ -240,6 +240,8 @@ def spawn_child(
     child_fds: list[int | None] = [None, None, None]
     try:
         for target, spec in enumerate(stdio):
+            if spec is None:
+                continue
             if spec == subprocess.PIPE:
                 read_end, write_end = os.pipe2(os.O_CLOEXEC)
                 if target == 0:
@@ -253,8 +255,6 @@ def spawn_child(
                 made.append(child_fd)
             elif spec == subprocess.STDOUT:
                 child_fd = child_fds[1] if child_fds[1] is not None else 1
-            elif spec is None:
-                continue
             else:
                 child_fd = spec
             child_fds[target] = child_fd
@@ -266,7 +266,7 @@ def spawn_child(
                 made.append(copy)
                 child_fds[target] = copy
         try:
-            path = find_executable(program, _env_dict(env))
+            path = program if "/" in program else find_executable(program, _env_dict(env))
             pid = posix_spawn(
                 path, argv, env, stdio=(child_fds[0], child_fds[1], child_fds[2]), cwd=cwd,
                 pass_fds=pass_fds, start_new_session=start_new_session,
