@@ -96,21 +96,29 @@ class FDWaiter:
     __slots__ = (
         "_fd",
         "_futures",
+        "_hub",
         "_loop",
+        "_shared",
         "_trio_busy",
         "_trio_done",
+        "_trio_hub",
         "_trio_used",
         "_writable",
     )
 
-    def __init__(self, fd: int, *, writable: bool = False) -> None:
+    def __init__(self, fd: int, *, writable: bool = False, shared: bool = False) -> None:
+        """``shared=True`` (readable only): wait through the loop's ready set (see
+        :class:`_AsyncioHub`), for fds that are waited on once each, many at a time."""
         self._fd = fd
         self._writable = writable
+        self._shared = shared and not writable
         self._loop: asyncio.AbstractEventLoop | None = None
         self._futures: list[asyncio.Future[None]] = []
+        self._hub: _AsyncioHub | None = None
         self._trio_busy = False
         self._trio_done: trio.Event | None = None
         self._trio_used = False
+        self._trio_hub: _TrioHub | None = None
 
     @property
     def waiting(self) -> int:
@@ -137,6 +145,9 @@ class FDWaiter:
         if not self._futures:
             if self._writable:
                 loop.add_writer(self._fd, self._wake_all)
+            elif self._shared and (hub := _asyncio_hub(loop)) is not None:
+                hub.add(self._fd, self._wake_all)
+                self._hub = hub
             else:
                 loop.add_reader(self._fd, self._wake_all)
         self._futures.append(future)
@@ -163,7 +174,10 @@ class FDWaiter:
                 future.set_result(None)
 
     def _unregister(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
-        if self._writable:
+        if self._hub is not None:
+            hub, self._hub = self._hub, None
+            hub.remove(fd)
+        elif self._writable:
             loop.remove_writer(fd)
         else:
             loop.remove_reader(fd)
@@ -173,23 +187,34 @@ class FDWaiter:
     async def _wait_trio(self) -> None:
         import trio
 
-        self._trio_used = True
         if self._trio_busy:
-            assert self._trio_done is not None
-            await self._trio_done.wait()
+            # A follower: the leader sets this event when its wait ends, for any reason.
+            done = self._trio_done
+            if done is None:
+                done = self._trio_done = trio.Event()
+            await done.wait()
             if self._fd < 0:
                 raise ClosedResourceError("the object was closed while waiting")
             return
         self._trio_busy = True
-        self._trio_done = done = trio.Event()
-        wait = trio.lowlevel.wait_writable if self._writable else trio.lowlevel.wait_readable
         try:
-            await wait(self._fd)
+            if self._shared and (hub := _trio_hub()) is not None:
+                self._trio_hub = hub
+                await hub.wait_readable(self._fd)
+            else:
+                self._trio_used = True
+                if self._writable:
+                    await trio.lowlevel.wait_writable(self._fd)
+                else:
+                    await trio.lowlevel.wait_readable(self._fd)
         except trio.ClosedResourceError:
             raise ClosedResourceError("the object was closed while waiting") from None
         finally:
             self._trio_busy = False
-            done.set()
+            # The event exists only if a follower came (most waits have none).
+            done, self._trio_done = self._trio_done, None
+            if done is not None:
+                done.set()
 
     # -- closing -------------------------------------------------------------------------
 
@@ -214,6 +239,8 @@ class FDWaiter:
                             ClosedResourceError("the object was closed while waiting")
                         )
         self._loop = None
+        if self._trio_hub is not None:
+            self._trio_hub.notify_closing(fd)
         if self._trio_used:
             _notify_trio_closing(fd)
 
@@ -237,6 +264,181 @@ def _quietly(call: Any, *args: Any) -> None:
     # The loop may already be closed or torn down; it then holds no waiter of ours.
     with contextlib.suppress(RuntimeError, ValueError, OSError):
         call(*args)
+
+
+# -- ready sets: many fds, one registration with the loop ---------------------------------
+#
+# Waiting on a child's process fd with one add_reader/remove_reader (asyncio) or
+# wait_readable (trio) per child costs more than the child's syscalls. A shared waiter
+# instead adds its fd to the backend's ready set (Linux: a private epoll), whose single fd
+# the loop watches: per wait, one epoll_ctl each way, and one loop wake-up serves every
+# fd that became ready meanwhile. Backends without a ready set use the loop directly.
+
+
+def _new_ready_set() -> Any:
+    from .backends import current
+
+    make = getattr(current(), "ready_set", None)
+    if make is None:
+        return None
+    try:
+        return make()
+    except OSError:  # out of fds: the loop's own registration still works
+        return None
+
+
+class _AsyncioHub:
+    """One loop's ready set: ``add``/``remove`` act like ``add_reader``/``remove_reader``.
+
+    Exists while it has members: the last ``remove`` closes it (so no fd outlives the
+    waits, even if the loop is closed without running anything more).
+    """
+
+    __slots__ = ("_callbacks", "_loop", "_set")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ready_set: Any) -> None:
+        self._loop = loop
+        self._set = ready_set
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        loop.add_reader(ready_set.fileno(), self._dispatch)
+
+    def add(self, fd: int, callback: Callable[[], None]) -> None:
+        self._set.add(fd)
+        self._callbacks[fd] = callback
+
+    def remove(self, fd: int) -> None:
+        if self._callbacks.pop(fd, None) is None:
+            return
+        self._set.discard(fd)
+        if not self._callbacks:
+            _asyncio_hubs.pop(self._loop, None)
+            _quietly(self._loop.remove_reader, self._set.fileno())
+            self._set.close()
+
+    def _dispatch(self) -> None:
+        ready_set = self._set
+        if ready_set.closed:
+            return
+        for fd in ready_set.ready():
+            callback = self._callbacks.get(fd)
+            if callback is None:
+                if not ready_set.closed:
+                    ready_set.discard(fd)
+                continue
+            try:
+                callback()  # FDWaiter._wake_all, which removes fd
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # as the loop would for a reader callback
+                self._loop.call_exception_handler(
+                    {"message": "fdloop ready-set callback failed", "exception": exc}
+                )
+
+
+_asyncio_hubs: dict[asyncio.AbstractEventLoop, _AsyncioHub] = {}
+
+
+def _asyncio_hub(loop: asyncio.AbstractEventLoop) -> _AsyncioHub | None:
+    hub = _asyncio_hubs.get(loop)
+    if hub is None:
+        ready_set = _new_ready_set()
+        if ready_set is None:
+            return None
+        try:
+            hub = _AsyncioHub(loop, ready_set)
+        except BaseException:
+            ready_set.close()
+            raise
+        _asyncio_hubs[loop] = hub
+    return hub
+
+
+class _TrioHub:
+    """One trio run's ready set, watched by a system task for as long as the run lasts.
+
+    ``wait_readable(fd)`` behaves like trio's (one waiting task per fd, ClosedResourceError
+    after ``notify_closing``); the set is closed when the run ends.
+    """
+
+    def __init__(self, ready_set: Any) -> None:
+        import trio
+
+        self._set = ready_set
+        self._tasks: dict[int, Any] = {}
+        trio.lowlevel.spawn_system_task(self._watch, name="fdloop ready set")
+
+    async def wait_readable(self, fd: int) -> None:
+        import trio
+
+        if fd in self._tasks:
+            raise trio.BusyResourceError("another task is already waiting on this fd")
+        task = trio.lowlevel.current_task()
+        self._set.add(fd)
+        self._tasks[fd] = task
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            if self._tasks.get(fd) is task:
+                del self._tasks[fd]
+                self._set.discard(fd)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def notify_closing(self, fd: int) -> None:
+        import outcome
+        import trio
+
+        task = self._tasks.pop(fd, None)
+        if task is not None:
+            self._set.discard(fd)
+            error = trio.ClosedResourceError("another task closed this fd")
+            trio.lowlevel.reschedule(task, outcome.Error(error))
+
+    async def _watch(self) -> None:
+        import outcome
+        import trio
+
+        ready_set = self._set
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(ready_set.fileno())
+                for fd in ready_set.ready():
+                    ready_set.discard(fd)
+                    task = self._tasks.pop(fd, None)
+                    if task is not None:
+                        trio.lowlevel.reschedule(task)
+        finally:
+            # The run is ending: nobody may stay parked on a set that is going away.
+            tasks, self._tasks = self._tasks, {}
+            for task in tasks.values():
+                error = trio.ClosedResourceError("the trio run is ending")
+                trio.lowlevel.reschedule(task, outcome.Error(error))
+            with contextlib.suppress(RuntimeError):
+                trio.lowlevel.notify_closing(ready_set.fileno())
+            ready_set.close()
+
+
+_trio_hub_var: Any = None
+
+
+def _trio_hub() -> _TrioHub | None:
+    global _trio_hub_var
+    import trio
+
+    if _trio_hub_var is None:
+        _trio_hub_var = trio.lowlevel.RunVar("fdloop_ready_set", default=None)
+    hub: _TrioHub | None = _trio_hub_var.get()
+    if hub is None:
+        ready_set = _new_ready_set()
+        if ready_set is None:
+            return None
+        try:
+            hub = _TrioHub(ready_set)
+        except BaseException:
+            ready_set.close()
+            raise
+        _trio_hub_var.set(hub)
+    return hub
 
 
 # -- timeouts, shielding and fire-and-forget watches (ProcessFD's close path) -------------

@@ -82,7 +82,10 @@ class ProcessFD(FDResource[ProcessFDBackend]):
         pipes: tuple[int | None, int | None, int | None] = (None, None, None),
     ) -> ProcessFD:
         self = cls.__new__(cls)
-        FDResource.__init__(self, handle)
+        # FDResource.__init__, with a shared waiter: process fds are waited on once each,
+        # often many at a time, through the loop's ready set (see fdloop._aio).
+        self._handle = handle
+        self._waiter = _aio.FDWaiter(handle.fileno(), shared=True)
         self._pid = handle.pid
         self._owner = owner
         self._daemon = daemon

@@ -14,6 +14,7 @@ from .memfd import missing as _memfd_missing
 from .pdeathsig import wrap_argv as _pdeathsig_wrap_argv
 from .pidfd import LinuxPidFD as _LinuxPidFD
 from .pidfd import process_capability as _process_capability
+from .readyset import LinuxReadySet as _LinuxReadySet
 from .signalfd import LinuxSignalFD as _LinuxSignalFD
 from .timerfd import LinuxTimerFD as _LinuxTimerFD
 
@@ -31,6 +32,7 @@ spawn_process = _LinuxPidFD.spawn
 process_open = _LinuxPidFD.open_pid
 process_from_fd = _LinuxPidFD.adopt
 die_with_parent_argv = _pdeathsig_wrap_argv
+ready_set = _LinuxReadySet.create
 
 
 def capabilities() -> list[Capability]:
