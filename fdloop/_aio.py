@@ -51,6 +51,13 @@ __all__ = [
 
 def current_library() -> str:
     """Name of the running async library: ``"asyncio"`` or ``"trio"``."""
+    # sniffio's own order (thread-local, context variable, then asyncio), with a running
+    # loop instead of asyncio.current_task(): this runs at every wait.
+    name = sniffio.thread_local.name or sniffio.current_async_library_cvar.get()
+    if name is not None:
+        return name
+    if asyncio._get_running_loop() is not None:
+        return "asyncio"
     return sniffio.current_async_library()
 
 
@@ -240,7 +247,9 @@ class FDWaiter:
                         )
         self._loop = None
         if self._trio_hub is not None:
-            self._trio_hub.notify_closing(fd)
+            # Outside the run (a finalizer, or after it ended) nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                self._trio_hub.notify_closing(fd)
         if self._trio_used:
             _notify_trio_closing(fd)
 
