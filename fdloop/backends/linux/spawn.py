@@ -136,19 +136,40 @@ def posix_spawn(
     plain = stdio == (None, None, None) and cwd is None and not pass_fds
     actions = _PLAIN_ACTIONS if plain else _file_actions(stdio, cwd, pass_fds)
     try:
-        c_argv = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
+        c_path, c_argv = _encoded(path, argv)
         if env is None:
             c_env: object = _environ.value
         else:
             c_env = (ctypes.c_char_p * (len(env) + 1))(*env, None)
         pid = ctypes.c_int(0)
-        error = _posix_spawn(ctypes.byref(pid), os.fsencode(path), actions, attr, c_argv, c_env)
+        error = _posix_spawn(ctypes.byref(pid), c_path, actions, attr, c_argv, c_env)
         if error:
             raise OSError(error, os.strerror(error))
         return pid.value
     finally:
         if not plain:
             _fa_destroy(actions)
+
+
+_argv_cache: dict[tuple[str, tuple[bytes, ...]], tuple[bytes, ctypes.Array[ctypes.c_char_p]]] = {}
+
+
+def _encoded(path: str, argv: Sequence[bytes]) -> tuple[bytes, ctypes.Array[ctypes.c_char_p]]:
+    """``path`` and the NULL-terminated ``char *argv[]`` for posix_spawn, kept for reuse.
+
+    A program is usually started with the same arguments again and again, and right
+    after a spawn every object built costs several times its usual price (the child ran
+    on this CPU meanwhile). posix_spawn only reads the array, so one copy serves every
+    call and thread; the array keeps its bytes alive.
+    """
+    key = (path, tuple(argv))
+    entry = _argv_cache.get(key)
+    if entry is None:
+        entry = (os.fsencode(path), (ctypes.c_char_p * (len(argv) + 1))(*argv, None))
+        if len(_argv_cache) >= 64:  # a program that keeps changing its arguments
+            _argv_cache.clear()
+        _argv_cache[key] = entry
+    return entry
 
 
 def _file_actions(
