@@ -24,6 +24,8 @@ __all__ = ["spawn"]
 
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _SIGTERM = int(_signal.SIGTERM)
+_INHERIT_ALL = (None, None, None)
+_FLAG_NAMES = ("start_new_session", "daemon", "die_with_parent")
 
 StdioArg = Union[int, IO[Any], None]  # noqa: UP007 - a runtime alias must work on 3.10
 """None (inherit), PIPE, DEVNULL, STDOUT (stderr only), an fd, or a file object."""
@@ -63,19 +65,22 @@ def spawn(
     TypeError/ValueError for bad arguments, before anything is created.
     """
     args = _argv(argv)
-    stdio = (
-        _stdio("stdin", stdin, allow_stdout=False),
-        _stdio("stdout", stdout, allow_stdout=False),
-        _stdio("stderr", stderr, allow_stdout=True),
-    )
+    if stdin is None and stdout is None and stderr is None:
+        stdio: tuple[int | None, int | None, int | None] = _INHERIT_ALL
+    else:
+        stdio = (
+            _stdio("stdin", stdin, allow_stdout=False),
+            _stdio("stdout", stdout, allow_stdout=False),
+            _stdio("stderr", stderr, allow_stdout=True),
+        )
     cwd_bytes = None if cwd is None else os.fsencode(cwd)
     env_list = None if env is None else _env(env)
     fds = _pass_fds(pass_fds)
-    flags = (("start_new_session", start_new_session), ("daemon", daemon),
-             ("die_with_parent", die_with_parent))
-    for name, flag in flags:
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+    if not (start_new_session is False and daemon is False and die_with_parent is False):
+        flags: tuple[object, ...] = (start_new_session, daemon, die_with_parent)
+        for name, flag in zip(_FLAG_NAMES, flags, strict=True):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
     if kill_signal is _signal.SIGTERM:  # the default: valid, no need to check it again
         kill_signal = _SIGTERM
     else:
