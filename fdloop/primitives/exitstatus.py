@@ -55,10 +55,14 @@ class ExitStatus:
 
     @classmethod
     def from_raw(cls, raw: RawExit) -> ExitStatus:
+        pid, status, user_cpu, system_cpu, max_rss = raw
         rusage = None
-        if raw.user_cpu is not None and raw.system_cpu is not None and raw.max_rss is not None:
-            rusage = ResourceUsage(raw.user_cpu, raw.system_cpu, raw.max_rss)
-        return cls.from_wait_status(raw.pid, raw.status, rusage)
+        if user_cpu is not None and system_cpu is not None and max_rss is not None:
+            rusage = ResourceUsage(user_cpu, system_cpu, max_rss)
+        if status & 0x7F == 0:  # WIFEXITED, decoded inline: this runs once per child
+            code = (status >> 8) & 0xFF
+            return cls(pid, code, code, None, False, rusage)
+        return cls.from_wait_status(pid, status, rusage)
 
     @classmethod
     def unknown(cls, pid: int) -> ExitStatus:
