@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -324,6 +325,11 @@ class _AsyncioHub:
             _quietly(self._loop.remove_reader, self._set.fileno())
             self._set.close()
 
+    def abandon(self) -> None:
+        """Forget every member and close the set (its loop is closed); never raises."""
+        self._callbacks.clear()
+        _quietly(self._set.close)
+
     def _dispatch(self) -> None:
         ready_set = self._set
         if ready_set.closed:
@@ -345,6 +351,22 @@ class _AsyncioHub:
 
 
 _asyncio_hubs: dict[asyncio.AbstractEventLoop, _AsyncioHub] = {}
+
+
+def _drop_hubs_of_closed_loops(phase: str, info: dict[str, int]) -> None:
+    # A loop closed while tasks still waited leaves its hub in the table above, and the
+    # hub's callbacks hold those tasks: they would never be collected, so their handles
+    # never closed and their children never killed. A closed loop runs nothing again:
+    # drop its hub as each collection starts, which lets that collection free the rest.
+    if phase != "start" or not _asyncio_hubs:
+        return
+    for loop, hub in list(_asyncio_hubs.items()):
+        if loop.is_closed():
+            _asyncio_hubs.pop(loop, None)
+            hub.abandon()
+
+
+gc.callbacks.append(_drop_hubs_of_closed_loops)
 
 
 def _asyncio_hub(loop: asyncio.AbstractEventLoop) -> _AsyncioHub | None:
