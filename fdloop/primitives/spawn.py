@@ -88,7 +88,9 @@ def spawn(
     if kill_timeout != 5.0 or type(kill_timeout) is not float:
         kill_timeout = _validate.seconds("kill_timeout", kill_timeout)
 
-    name = program = os.fsdecode(args[0])
+    first = argv[0] if type(argv) is list or type(argv) is tuple else None
+    # (a str argv[0] is what fsdecode would give back from its encoding)
+    name = program = first if type(first) is str else os.fsdecode(args[0])
     if die_with_parent:
         program, args = _parent_death_wrapper(program, args, env_list)
 

@@ -259,8 +259,9 @@ def spawn_child(
     made: list[int] = []  # fds we created and close in the parent in any case
     parent_ends: list[int | None] = [None, None, None]
     child_fds: list[int | None] = [None, None, None]
+    inherit_all = stdio == (None, None, None)
     try:
-        for target, spec in enumerate(stdio):
+        for target, spec in enumerate(() if inherit_all else stdio):
             if spec is None:
                 continue
             if spec == subprocess.PIPE:
@@ -281,7 +282,7 @@ def spawn_child(
             child_fds[target] = child_fd
         # An fd below 3 that is not already at its target would be overwritten by an
         # earlier dup2 (e.g. stdout=2, stderr=1): give the child a copy above 2.
-        for target, fd in enumerate(child_fds):
+        for target, fd in enumerate(() if inherit_all else child_fds):
             if fd is not None and fd < 3 and fd != target:
                 copy = fcntl_dupfd_cloexec(fd)
                 made.append(copy)
