@@ -292,23 +292,33 @@ class kqueue:
 
     # -- collecting events ----------------------------------------------------------------
 
-    def _poll_sources(self, timeout: float) -> None:
-        """Wait for a source; remember edges of edge-triggered ones (seen only once)."""
-        ready = {fd for fd, _mask in self._epoll.poll(timeout, 64)}
+    def _poll_sources(self, timeout: float) -> set[int]:
+        """Wait for a source; return the ready ones, and remember edges of edge-triggered
+        ones (epoll reports those only once)."""
+        ready = {fd for fd, _mask in self._epoll.poll(timeout, len(self._watched) + 1)}
         if ready:
             with self._lock:
                 for knote in self._knotes.values():
                     if knote.edge and knote.source in ready:
                         knote.fired = True
+        return ready
 
     def _collect(self, max_events: int) -> list[kevent]:
-        """Report enabled knotes whose condition holds (FreeBSD kqueue_scan)."""
-        self._poll_sources(0)
+        """Report enabled knotes whose condition holds (FreeBSD kqueue_scan).
+
+        Only knotes whose Linux fd is ready are asked (plus edges seen earlier and the
+        signal knotes, whose hub is shared), so a scan costs what is ready, not what is
+        registered — as a real kqueue's does.
+        """
+        ready = self._poll_sources(0)
         events: list[kevent] = []
         for knote in list(self._knotes.values()):
             if len(events) >= max_events:
                 break
-            if not knote.enabled:
+            if not knote.enabled or (
+                knote.source not in ready and not knote.fired
+                and not isinstance(knote, _SignalKnote)
+            ):
                 continue
             event = knote.poll()
             if event is None:

@@ -156,3 +156,25 @@ def test_memfd_without_seals_says_why(kqueue_backend: str) -> None:
 
 def _row_for_kqueue(primitive: str) -> fdloop.Capability:
     return _row(primitive)
+
+
+@pytest.mark.usefixtures("kqueue_backend")
+def test_ready_set_reports_members_while_readable_until_discarded() -> None:
+    ready_set = backends.current().ready_set()
+    try:
+        with fdloop.EventFD() as quiet, fdloop.EventFD(1) as loud:
+            ready_set.add(quiet.fileno())
+            ready_set.add(loud.fileno())
+            ready_set.add(loud.fileno())  # again: no duplicate
+            assert ready_set.ready() == [loud.fileno()]
+            assert ready_set.ready() == [loud.fileno()]  # level-triggered
+            ready_set.discard(loud.fileno())
+            ready_set.discard(loud.fileno())  # not watched any more: nothing happens
+            assert ready_set.ready() == []
+            quiet.write(2)
+            assert ready_set.ready() == [quiet.fileno()]
+            ready_set.discard(quiet.fileno())
+        with pytest.raises(TypeError):
+            ready_set.detach()
+    finally:
+        ready_set.close()

@@ -8,6 +8,7 @@ TimerFD     EVFILT_TIMER                                     the schedule (for g
 MemFD       memfd (FreeBSD 13+) or shm_open (macOS)          nothing (no kqueue needed)
 SignalFD    EVFILT_SIGNAL                                    the count, as single reads
 ProcessFD   EVFILT_PROC (NOTE_EXIT) on the pid                the exit, once seen
+(ready set) EVFILT_READ on member fds                         nothing
 =========== ================================================ ===========================
 
 Every factory has the name and signature of its twin in ``fdloop.backends.linux`` and
@@ -23,10 +24,12 @@ import sys
 
 from ...errors import UnsupportedOperation
 from .. import Capability
+from ..linux.spawn import find_executable  # PATH search only: portable
 from . import eventfd as _eventfd
 from . import memfd as _memfd
 from .platform import current as current_platform
 from .processfd import KqueueProcessFD as _KqueueProcessFD
+from .readyset import KqueueReadySet as _KqueueReadySet
 from .signalfd import KqueueSignalFD as _KqueueSignalFD
 from .timerfd import KqueueTimerFD as _KqueueTimerFD
 
@@ -43,6 +46,13 @@ signalfd_from_fd = _KqueueSignalFD.adopt
 spawn_process = _KqueueProcessFD.spawn
 process_open = _KqueueProcessFD.open_pid
 process_from_fd = _KqueueProcessFD.adopt
+ready_set = _KqueueReadySet.create
+
+__all__ = [
+    "NAME", "capabilities", "eventfd", "eventfd_from_fd", "find_executable", "memfd",
+    "memfd_from_fd", "process_from_fd", "process_open", "ready_set", "signalfd",
+    "signalfd_from_fd", "spawn_process", "timerfd", "timerfd_from_fd",
+]
 
 _NOT_ACROSS = "passable across processes (fork, exec, SCM_RIGHTS): the state is in this process"
 
@@ -73,8 +83,8 @@ def capabilities() -> list[Capability]:
         "a process handle: the pid names the process (safe while it is our unreaped "
         "child; a watched non-child's pid could be reused after its exit)",
         _NOT_ACROSS,
-        "kill of children when this process itself is killed (die_with_parent relies on "
-        "Linux's PR_SET_PDEATHSIG)",
+        "kill of children when this process itself is killed (die_with_parent=True "
+        "raises UnsupportedOperation: it relies on Linux's PR_SET_PDEATHSIG)",
         "rusage of a child reaped by someone else",
     ]
     if platform_name() == "darwin":

@@ -1,0 +1,53 @@
+"""A ready set on kqueue: many fds watched behind one pollable kqueue fd.
+
+The kqueue twin of ``fdloop.backends.linux.readyset`` (see there for why ``fdloop._aio``
+wants one): each member is an EVFILT_READ event, which kqueue(2) describes as "Takes a
+descriptor as the identifier, and returns whenever there is data available to read".
+Without EV_CLEAR it is level-triggered, as the contract asks: whoever is told a member is
+ready must ``discard`` it. Members here are the kqueue fds of ProcessFDs, and a kqueue
+fd is itself readable while it has events pending, so a kqueue can watch kqueues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from .platform import EV_ADD, EV_DELETE, EVFILT_READ
+from .queue import KqueueHandle
+
+
+class KqueueReadySet(KqueueHandle):
+    """A private kqueue whose EVFILT_READ events are the members."""
+
+    kind = "ready set"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._members: set[int] = set()
+
+    @classmethod
+    def create(cls) -> KqueueReadySet:
+        return cls()
+
+    def add(self, fd: int) -> None:
+        """Watch ``fd`` for readability (re-adding an existing event only modifies it)."""
+        self._control([self._kevent(fd, EVFILT_READ, EV_ADD)])
+        self._members.add(fd)
+
+    def discard(self, fd: int) -> None:
+        """Stop watching ``fd``; nothing happens if it was not watched (or is closed)."""
+        self._members.discard(fd)
+        with contextlib.suppress(OSError, ValueError):
+            self._control([self._kevent(fd, EVFILT_READ, EV_DELETE)])
+
+    def ready(self) -> list[int]:
+        """The members readable now; never blocks.
+
+        One kevent() call with room for every member: level-triggered events come back
+        on every call, so asking again for "the rest" would only repeat them.
+        """
+        events = self._control(None, max(1, len(self._members)))
+        return [int(event.ident) for event in events]
+
+    def detach(self) -> int:
+        raise TypeError("a ready set cannot be detached")
