@@ -106,6 +106,7 @@ class FDWaiter:
         "_futures",
         "_hub",
         "_loop",
+        "_registered",
         "_shared",
         "_trio_busy",
         "_trio_done",
@@ -123,6 +124,7 @@ class FDWaiter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._futures: list[asyncio.Future[None]] = []
         self._hub: _AsyncioHub | None = None
+        self._registered = False
         self._trio_busy = False
         self._trio_done: trio.Event | None = None
         self._trio_used = False
@@ -146,11 +148,13 @@ class FDWaiter:
 
     async def _wait_asyncio(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._futures and self._loop is not loop:
-            raise RuntimeError("this fdloop object is being awaited from two event loops")
+        if self._loop is not loop:
+            if self._futures:
+                raise RuntimeError("this fdloop object is being awaited from two event loops")
+            self._drop_registration()  # kept from a wait on a previous loop
         self._loop = loop
         future: asyncio.Future[None] = loop.create_future()
-        if not self._futures:
+        if not self._registered:
             if self._writable:
                 loop.add_writer(self._fd, self._wake_all)
             elif self._shared and (hub := _asyncio_hub(loop)) is not None:
@@ -158,6 +162,7 @@ class FDWaiter:
                 self._hub = hub
             else:
                 loop.add_reader(self._fd, self._wake_all)
+            self._registered = True
         self._futures.append(future)
         try:
             await future
@@ -170,16 +175,27 @@ class FDWaiter:
             self._futures.remove(future)
         except ValueError:
             return
-        if not self._futures and self._fd >= 0 and self._loop is not None:
-            self._unregister(self._loop, self._fd)
+        if not self._futures and self._hub is not None:
+            self._drop_registration()
 
     def _wake_all(self) -> None:
+        # An add_reader/add_writer registration outlives the wake-up: a task that reads
+        # and waits again (a counter, a timer, a stream) then pays no add/remove pair per
+        # await (on uvloop each add_reader makes a libuv poll handle). It ends the first
+        # time the fd is ready with nobody waiting, since a fd that stays readable (a
+        # counter nobody reads) would otherwise call us on every loop pass. Shared
+        # (hub) waiters wait once each and leave at once, as before.
         futures, self._futures = self._futures, []
-        if self._loop is not None:
-            self._unregister(self._loop, self._fd)
+        if not futures or self._hub is not None:
+            self._drop_registration()
         for future in futures:
             if not future.done():
                 future.set_result(None)
+
+    def _drop_registration(self) -> None:
+        if self._registered and self._loop is not None and self._fd >= 0:
+            _quietly(self._unregister, self._loop, self._fd)
+        self._registered = False
 
     def _unregister(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         if self._hub is not None:
@@ -236,16 +252,17 @@ class FDWaiter:
         if fd < 0:
             return
         futures, self._futures = self._futures, []
-        if futures and self._loop is not None:
+        if self._registered and self._loop is not None:
             _quietly(self._unregister, self._loop, fd)
-            # A closed loop runs nothing: its waiting tasks can never be woken (and
-            # set_exception would raise, e.g. in a finalizer after loop.close()).
-            if not self._loop.is_closed():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(
-                            ClosedResourceError("the object was closed while waiting")
-                        )
+        self._registered = False
+        # A closed loop runs nothing: its waiting tasks can never be woken (and
+        # set_exception would raise, e.g. in a finalizer after loop.close()).
+        if futures and self._loop is not None and not self._loop.is_closed():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(
+                        ClosedResourceError("the object was closed while waiting")
+                    )
         self._loop = None
         if self._trio_hub is not None:
             # Outside the run (a finalizer, or after it ended) nobody is waiting any more.
