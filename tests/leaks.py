@@ -11,20 +11,29 @@ def open_fds() -> set[int]:
     return {int(name) for name in names if os.path.exists(f"/proc/self/fd/{name}")}
 
 
+def stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None if gone.
+
+    The command name is in parentheses and may itself contain spaces or ')', so the
+    fields start after the last ')'.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def processes() -> dict[int, list[str]]:
+    """stat_fields of every process now: [0] state, [1] ppid, [2] process group."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := stat_fields(entry)) is not None:
+            found[int(entry)] = fields
+    return found
+
+
 def children_of(parent: int) -> set[tuple[int, str]]:
     """(pid, state letter) of every process whose parent is ``parent``; Z means zombie."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue
-        # The command name is in parentheses and may itself contain spaces or ')'.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        state, ppid = fields[0], int(fields[1])
-        if ppid == parent:
-            found.add((int(entry), state))
-    return found
+    return {(pid, f[0]) for pid, f in processes().items() if int(f[1]) == parent}

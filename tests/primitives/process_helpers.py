@@ -11,7 +11,7 @@ import sniffio
 
 import fdloop.backends
 
-from ..leaks import children_of
+from ..leaks import children_of, processes, stat_fields
 
 
 def stress_scale() -> float:
@@ -28,12 +28,8 @@ def scaled(count: int, minimum: int = 10) -> int:
 
 def state_of(pid: int) -> str | None:
     """The /proc state letter of ``pid`` (Z = zombie), or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat_file:
-            stat = stat_file.read()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2]
+    fields = stat_fields(pid)
+    return None if fields is None else fields[0]
 
 
 def alive(pid: int) -> bool:
@@ -43,19 +39,7 @@ def alive(pid: int) -> bool:
 
 def members_of_group(pgid: int) -> set[int]:
     """Live (non-zombie) processes whose process group is ``pgid``."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.add(int(entry))
-    return found
+    return {pid for pid, f in processes().items() if int(f[2]) == pgid and f[0] != "Z"}
 
 
 def wait_until(predicate: object, timeout: float = 5.0) -> bool:
