@@ -37,7 +37,12 @@ EXIT_GRACE_SECONDS = 2.0
 """How long interpreter exit waits, in total, for SIGKILLed children to die."""
 
 
-class Closable(Protocol):
+class SpawningHandle(Protocol):
+    """What the reaper needs of a ProcessFD that spawned its child."""
+
+    @property
+    def pid(self) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -52,7 +57,7 @@ class _Orphan:
 
 _orphans: dict[int, _Orphan] = {}
 _lock = threading.RLock()  # re-entrant: a GC finalizer may close a ProcessFD mid-sweep
-_live: weakref.WeakSet[Closable] = weakref.WeakSet()
+_live: weakref.WeakSet[SpawningHandle] = weakref.WeakSet()
 _pid = os.getpid()
 
 
@@ -78,18 +83,28 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def track(owner: Closable) -> None:
+def track(owner: SpawningHandle) -> None:
     """Remember a spawning ProcessFD so interpreter exit can close (and so kill) it."""
     _live.add(owner)
 
 
-def untrack(owner: Closable) -> None:
+def untrack(owner: SpawningHandle) -> None:
     _live.discard(owner)
 
 
 def pending() -> int:
     """How many closed-but-unreaped children are waiting here."""
     return len(_orphans)
+
+
+def children() -> set[int]:
+    """The pids fdloop will reap itself: children of open spawning ProcessFDs and
+    closed-but-unreaped ones. Another reaper in this process must leave these alone,
+    or it steals their exit status."""
+    with _lock:
+        pids = {orphan.handle.pid for orphan in _orphans.values()}
+        pids.update(owner.pid for owner in list(_live) if owner.pid > 0)
+    return pids
 
 
 def adopt(handle: ProcessFDBackend, *, daemon: bool) -> None:

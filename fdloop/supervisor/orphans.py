@@ -66,16 +66,7 @@ class OrphanReaper:
         from ..primitives import reaper
 
         spared = set(self._managed)
-        # reaper keeps the spawning handles (_live) and the closed-but-unreaped ones
-        # (_orphans); read defensively, as these tables are its own business.
-        for handle in list(getattr(reaper, "_live", ())):
-            pid = getattr(handle, "pid", None)
-            if isinstance(pid, int) and pid > 0:
-                spared.add(pid)
-        for orphan in list(getattr(reaper, "_orphans", {}).values()):
-            pid = getattr(getattr(orphan, "handle", None), "pid", None)
-            if isinstance(pid, int) and pid > 0:
-                spared.add(pid)
+        spared |= reaper.children()
         return spared
 
     def _sweep(self) -> None:

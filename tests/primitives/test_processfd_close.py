@@ -99,6 +99,24 @@ async def test_sync_close_sigkills_and_the_loop_reaps_it() -> None:
     assert reaper.pending() == 0
 
 
+def test_reaper_children_names_every_child_fdloop_will_reap() -> None:
+    # What another reaper in this process (the Supervisor's subreaper) must leave alone:
+    # open spawning handles, closed-but-unreaped children; not watch-only handles.
+    running = spawn(["sleep", "100"])
+    closed = spawn(["sleep", "100"])
+    watched = fdloop.ProcessFD.open(os.getpid())
+    try:
+        closed.close()  # SIGKILLed; no loop runs here, so it waits in the reaper's table
+        assert {running.pid, closed.pid} <= reaper.children()
+        assert os.getpid() not in reaper.children()
+        running.close()
+        assert wait_until(lambda: (reaper.sweep(), not reaper.children())[1])
+    finally:
+        watched.close()
+        running.close()
+    assert no_children()
+
+
 async def test_close_wakes_waiters_with_closed_resource_error() -> None:
     proc = spawn(["sleep", "100"])
     errors: list[BaseException] = []
