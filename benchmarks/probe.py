@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -82,3 +83,28 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
     return ordered[rank]
+
+
+def latency_summary(
+    event: str, rate_key: str, cpu_key: str
+) -> Callable[[dict[str, Any], Mapping[str, Any]], dict[str, float]]:
+    """A workload's ``summarize`` for ``n`` timed round trips of one ``event``.
+
+    The raw result holds one latency per round trip (``latencies``, seconds) beside the
+    probe's wall and CPU time; the summary is the rate, p50/p99 in µs and CPU µs per
+    event. A run that saw another count than ``n`` is an error, not a number.
+    """
+
+    def summarize(raw: dict[str, Any], params: Mapping[str, Any]) -> dict[str, float]:
+        n = params["n"]
+        latencies: list[float] = raw["latencies"]
+        if len(latencies) != n:
+            raise RuntimeError(f"expected {n} {event}, saw {len(latencies)}")
+        return {
+            rate_key: n / raw["wall_s"],
+            "p50_us": percentile(latencies, 0.50) * 1e6,
+            "p99_us": percentile(latencies, 0.99) * 1e6,
+            cpu_key: raw["cpu_s"] / n * 1e6,
+        }
+
+    return summarize

@@ -13,22 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .probe import Probe, percentile
-from .registry import Column, Params, Workload, contender, workload
-
-
-def _summarize(raw: dict[str, Any], params: Params) -> dict[str, float]:
-    n = params["n"]
-    latencies: list[float] = raw["latencies"]
-    if len(latencies) != n:
-        raise RuntimeError(f"expected {n} signals, saw {len(latencies)}")
-    return {
-        "roundtrips_per_s": n / raw["wall_s"],
-        "p50_us": percentile(latencies, 0.50) * 1e6,
-        "p99_us": percentile(latencies, 0.99) * 1e6,
-        "cpu_us_per_signal": raw["cpu_s"] / n * 1e6,
-    }
-
+from .probe import Probe, latency_summary
+from .registry import Column, Workload, contender, workload
 
 SIGNAL = workload(
     Workload(
@@ -42,7 +28,7 @@ SIGNAL = workload(
             Column("p99_us", "p99 µs", "lower", digits=1),
             Column("cpu_us_per_signal", "CPU µs/signal", "lower", digits=1),
         ),
-        summarize=_summarize,
+        summarize=latency_summary("signals", "roundtrips_per_s", "cpu_us_per_signal"),
         plot=("roundtrips_per_s",),
     )
 )
