@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import sniffio
 
-from .errors import ClosedResourceError
+from ..errors import ClosedResourceError
 
 if TYPE_CHECKING:
     import trio
@@ -303,7 +303,7 @@ def _quietly(call: Any, *args: Any) -> None:
 
 
 def _new_ready_set() -> Any:
-    from .backends import current
+    from ..backends import current
 
     make = getattr(current(), "ready_set", None)
     if make is None:
