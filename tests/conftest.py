@@ -12,7 +12,8 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -52,16 +53,33 @@ def fdloop_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     if getattr(request, "param", None):
         monkeypatch.setenv("FDLOOP_BACKEND", name)
     if name == "kqueue":
-        from . import kqueue_emulator
-
-        platform = os.environ.get("FDLOOP_KQUEUE_EMULATE", "darwin")
-        if kqueue_emulator.install(monkeypatch.setattr, platform):
-            # Child Pythons get the emulator too (tests/kqueue_site/sitecustomize.py).
-            site = os.path.join(os.path.dirname(__file__), "kqueue_site")
-            path = os.environ.get("PYTHONPATH")
-            monkeypatch.setenv("PYTHONPATH", site + (os.pathsep + path if path else ""))
-            monkeypatch.setenv("FDLOOP_KQUEUE_EMULATE_CHILDREN", platform)
+        _emulate_kqueue(monkeypatch.setattr, monkeypatch.setenv)
     return name
+
+
+def _emulate_kqueue(setattr_: Any, setenv: Callable[[str, str], None]) -> None:
+    """Put the kqueue emulator into ``select`` (only where the real one is missing), for
+    this process and for every child Python (tests/kqueue_site/sitecustomize.py)."""
+    from . import kqueue_emulator
+
+    platform = os.environ.get("FDLOOP_KQUEUE_EMULATE", "darwin")
+    if kqueue_emulator.install(setattr_, platform):
+        site = os.path.join(os.path.dirname(__file__), "kqueue_site")
+        path = os.environ.get("PYTHONPATH", "")
+        if site not in path.split(os.pathsep):
+            setenv("PYTHONPATH", site + (os.pathsep + path if path else ""))
+        setenv("FDLOOP_KQUEUE_EMULATE_CHILDREN", platform)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With FDLOOP_BACKEND=kqueue for the whole run, the emulator is in place before any
+    fixture of any scope (a module-scoped one may start child Pythons, as the benchmark
+    smoke tests do), not only inside each test."""
+    if os.environ.get("FDLOOP_BACKEND", "").strip().lower() == "kqueue":
+        def setattr_(target: object, name: str, value: object, raising: bool = True) -> None:
+            setattr(target, name, value)
+
+        _emulate_kqueue(setattr_, os.environ.__setitem__)
 
 
 LEAK_GRACE_SECONDS = 2.0

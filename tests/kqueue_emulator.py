@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
 import select
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -150,6 +152,21 @@ class kqueue:
             self._epoll.close()
 
     def __del__(self) -> None:
+        """Close when the object dies, at the moment CPython's ``select.kqueue`` would.
+
+        The real one closes its fd in ``tp_dealloc``. When it dies in a reference cycle,
+        the collector first runs *every* finalizer of the garbage (a coroutine's
+        ``finally``, an ``async with`` exit, a resource's ``__del__``), and only then
+        deallocates, so those finalizers still find the kqueue open. A Python
+        ``__del__`` is one of those finalizers, run in no set order: closing here would
+        pull the kqueue away from code the real one serves. So inside a collection the
+        close waits (the object is kept alive) until the collection has ended, and
+        happens then only if no finalizer took the kqueue back into use (resurrected
+        it): the real one is not deallocated then either.
+        """
+        if _collection.running:
+            _collection.closing_later.append(self)
+            return
         with contextlib.suppress(Exception):
             self.close()
 
@@ -339,6 +356,33 @@ class kqueue_darwin(kqueue):
     """The same emulator following the macOS kevent(2) page."""
 
     fdloop_emulated_platform = "darwin"
+
+
+class _Collection:
+    """Whether the cyclic garbage collector is running, and the kqueues that died in a
+    collection, to be closed once nothing but this list refers to them."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.closing_later: list[kqueue] = []
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        self.running = phase == "start"
+        if phase != "stop" or not self.closing_later:
+            return
+        resurrected = []
+        for queue in self.closing_later:
+            # Three references: the list's, the loop variable's, getrefcount's argument.
+            if sys.getrefcount(queue) > 3:
+                resurrected.append(queue)  # in use again: checked after each collection
+            else:
+                with contextlib.suppress(Exception):
+                    queue.close()
+        self.closing_later = resurrected
+
+
+_collection = _Collection()
+gc.callbacks.append(_collection)
 
 
 def install(setattr_: Any, platform: str = "freebsd") -> bool:
