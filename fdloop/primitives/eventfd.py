@@ -11,7 +11,7 @@ from .. import _validate
 from ..backends import current as current_backend
 from ..backends.contract import EventFDBackend
 from ..errors import ClosedResourceError
-from .resource import FDResource
+from .resource import FDResource, naming_fd_limit
 
 MAX_COUNTER = 2**64 - 2
 """The largest value the counter can hold (eventfd(2): 0xfffffffffffffffe)."""
@@ -22,13 +22,18 @@ class EventFD(FDResource[EventFDBackend]):
 
     In counter mode ``read()`` returns the whole counter and resets it to 0; with
     ``semaphore=True`` it returns 1 and decrements the counter by one.
+
+    Raises OSError (EMFILE, naming RLIMIT_NOFILE and ``fdloop.raise_fd_limit()``) when
+    this process has no fd left; nothing is left open then.
     """
 
     def __init__(self, initval: int = 0, *, semaphore: bool = False) -> None:
         initval = _validate.integer("initval", initval, low=0, high=2**32 - 1)
         if not isinstance(semaphore, bool):
             raise TypeError(f"semaphore must be a bool, not {type(semaphore).__name__}")
-        super().__init__(current_backend().eventfd(initval, semaphore))
+        with naming_fd_limit("EventFD()"):
+            handle = current_backend().eventfd(initval, semaphore)
+        super().__init__(handle)
 
     @classmethod
     def from_fd(cls, fd: int) -> EventFD:
@@ -37,7 +42,8 @@ class EventFD(FDResource[EventFDBackend]):
         Raises NotThisKindOfFD if ``fd`` is open but not an eventfd, OSError if it is
         not open, UnsupportedOperation where the backend's counter cannot be shared.
         """
-        return cls._wrap(current_backend().eventfd_from_fd(fd))
+        with naming_fd_limit(f"EventFD.from_fd({fd!r})"):
+            return cls._wrap(current_backend().eventfd_from_fd(fd))
 
     @classmethod
     def _wrap(cls, handle: EventFDBackend) -> EventFD:
@@ -79,9 +85,13 @@ class EventFD(FDResource[EventFDBackend]):
         return self._handle.read()
 
     def dup(self) -> EventFD:
-        """A second EventFD on the same kernel counter, with its own fd."""
+        """A second EventFD on the same kernel counter, with its own fd.
+
+        Raises ClosedResourceError once closed, OSError (EMFILE) as ``EventFD()`` does.
+        """
         self._check_open()
-        return self._wrap(self._handle.dup())
+        with naming_fd_limit("EventFD.dup()"):
+            return self._wrap(self._handle.dup())
 
     def __aiter__(self) -> EventFD:
         return self

@@ -23,7 +23,7 @@ from .. import _validate
 from ..backends import current as current_backend
 from ..backends.contract import MemFDBackend
 from ..errors import SealBusyError
-from .resource import FDResource
+from .resource import FDResource, naming_fd_limit
 from .seals import (
     ALL_BITS,
     FROZEN_BITS,
@@ -59,7 +59,8 @@ class MemFD(FDResource[MemFDBackend]):
 
     Raises TypeError/ValueError naming the argument for a bad name (not a str, contains
     NUL, longer than 249 bytes) or size (not an int, negative, past 2**63-1), and OSError
-    when the kernel refuses (e.g. too many open files, or no hugetlbfs).
+    when the kernel refuses (e.g. no hugetlbfs; EMFILE, naming RLIMIT_NOFILE and
+    ``fdloop.raise_fd_limit()``, when this process has no fd left).
     """
 
     def __init__(self, name: str = "fdloop", size: int = 0, *, allow_sealing: bool = True,
@@ -68,7 +69,9 @@ class MemFD(FDResource[MemFDBackend]):
         size = _validate.integer("size", size, low=0, high=MAX_SIZE)
         _check_bool("allow_sealing", allow_sealing)
         _check_bool("hugetlb", hugetlb)
-        super().__init__(current_backend().memfd(name, size, allow_sealing, hugetlb))
+        with naming_fd_limit(f"MemFD({name!r})"):
+            handle = current_backend().memfd(name, size, allow_sealing, hugetlb)
+        super().__init__(handle)
         self._allow_sealing: bool | None = allow_sealing
         self._final_seals: int | None = None
 
@@ -100,7 +103,8 @@ class MemFD(FDResource[MemFDBackend]):
         Raises NotThisKindOfFD if ``fd`` is open but not a memfd (the fd is left alone),
         OSError if it is not open, TypeError/ValueError for a non-int or negative fd.
         """
-        return cls._wrap(current_backend().memfd_from_fd(fd), None)
+        with naming_fd_limit(f"MemFD.from_fd({fd!r})"):
+            return cls._wrap(current_backend().memfd_from_fd(fd), None)
 
     @classmethod
     def _wrap(cls, handle: MemFDBackend, allow_sealing: bool | None) -> MemFD:
@@ -111,9 +115,13 @@ class MemFD(FDResource[MemFDBackend]):
         return self
 
     def dup(self) -> MemFD:
-        """A second MemFD on the same memory, with its own fd (sharing the file position)."""
+        """A second MemFD on the same memory, with its own fd (sharing the file position).
+
+        Raises ClosedResourceError once closed, OSError (EMFILE) as ``MemFD()`` does.
+        """
         self._check_open()
-        return self._wrap(self._handle.dup(), self._allow_sealing)
+        with naming_fd_limit("MemFD.dup()"):
+            return self._wrap(self._handle.dup(), self._allow_sealing)
 
     # -- what it is ----------------------------------------------------------------------
 
@@ -288,7 +296,8 @@ class MemFD(FDResource[MemFDBackend]):
 
         Raises ValueError for an empty range, a range past the end or an offset that is
         not a multiple of the page size; PermissionError for a writable mapping under
-        SEAL_WRITE/SEAL_FUTURE_WRITE; OSError (ENOMEM) when huge pages run out.
+        SEAL_WRITE/SEAL_FUTURE_WRITE; OSError (ENOMEM) when huge pages run out, and
+        (EMFILE) when no fd is left: Python's mmap object keeps a dup of the fd.
         """
         _check_bool("writable", writable)
         offset = _validate.integer("offset", offset, low=0, high=MAX_SIZE)
@@ -313,7 +322,8 @@ class MemFD(FDResource[MemFDBackend]):
             if seals & NO_WRITES_BITS:
                 raise self._refused("be mapped writable", seals)
         try:
-            return self._handle.mmap(length, offset, writable)
+            with naming_fd_limit("MemFD.mmap()"):
+                return self._handle.mmap(length, offset, writable)
         except PermissionError as exc:
             raise self._refused("be mapped writable", None) from exc
 

@@ -31,7 +31,7 @@ from ..errors import ClosedResourceError, UnsupportedOperation
 from ..streams import PipeReceiveStream, PipeSendStream
 from . import reaper
 from .exitstatus import ExitStatus, ResourceUsage
-from .resource import FDResource
+from .resource import FDResource, naming_fd_limit
 
 __all__ = ["ExitStatus", "ProcessFD", "ResourceUsage"]
 
@@ -110,10 +110,11 @@ class ProcessFD(FDResource[ProcessFDBackend]):
         """Watch process ``pid`` (any process we may see, e.g. a grandchild).
 
         The handle never kills or reaps. Raises ProcessLookupError if there is no such
-        process, ValueError/TypeError for a bad pid.
+        process, ValueError/TypeError for a bad pid, OSError (EMFILE) when out of fds.
         """
         pid = _validate.integer("pid", pid, low=1)
-        return cls._wrap(process_backend("process_open")(pid))
+        with naming_fd_limit(f"ProcessFD.open({pid})"):
+            return cls._wrap(process_backend("process_open")(pid))
 
     @classmethod
     def from_fd(cls, fd: int) -> ProcessFD:
@@ -122,7 +123,8 @@ class ProcessFD(FDResource[ProcessFDBackend]):
         The ProcessFD then owns and closes ``fd``. Raises NotThisKindOfFD if ``fd`` is
         open but not a process fd, OSError if it is not open.
         """
-        return cls._wrap(process_backend("process_from_fd")(fd))
+        with naming_fd_limit(f"ProcessFD.from_fd({fd!r})"):
+            return cls._wrap(process_backend("process_from_fd")(fd))
 
     # -- state ---------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 :class:`FDResource` gives each primitive ``fileno()``, ``close()``, ``aclose()``,
 ``closed``, ``detach()``, sync and async context management, a ResourceWarning when it
 is garbage-collected open, and ``_wait_readable()`` which waits through the running
-loop's poll (see :mod:`fdloop._aio`).
+loop's poll (see :mod:`fdloop._aio`). :class:`naming_fd_limit` is how every public call
+that makes a new fd reports running out of them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
 from .._aio import ReadableWaiter
+from ..backends.fdlimit import out_of_fds
 from ..errors import ClosedResourceError
 
 
@@ -29,6 +31,34 @@ class Handle(Protocol):
 
 H = TypeVar("H", bound=Handle)
 Self = TypeVar("Self", bound="FDResource[Any]")
+
+
+class naming_fd_limit:  # lower case, as contextlib.suppress: it reads as a clause
+    """``with naming_fd_limit("EventFD()"):`` around the step that makes a new fd.
+
+    An EMFILE or ENFILE raised inside leaves as :func:`fdloop.backends.fdlimit.out_of_fds`
+    words it (same errno; names the call, RLIMIT_NOFILE with its soft and hard values, and
+    ``fdloop.raise_fd_limit()``), chained to the kernel's error; anything else passes
+    unchanged. It only rewords: whatever the step made must already be undone by the step
+    itself (the backends close what they opened and give back signals they took).
+    """
+
+    __slots__ = ("_doing",)
+
+    def __init__(self, doing: str) -> None:
+        self._doing = doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, OSError):
+            error = out_of_fds(exc, self._doing)
+            if error is not exc:
+                raise error from exc
 
 
 class FDResource(Generic[H]):

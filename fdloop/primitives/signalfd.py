@@ -21,7 +21,7 @@ from ..backends import current as current_backend
 from ..backends import sigmask
 from ..backends.contract import SignalFDBackend
 from ..errors import ClosedResourceError, SignalDeliveryWarning
-from .resource import FDResource
+from .resource import FDResource, naming_fd_limit
 
 __all__ = ["SignalFD", "SignalInfo", "signals_taken_over"]
 
@@ -133,23 +133,30 @@ class SignalFD(FDResource[SignalFDBackend]):
     Raises TypeError or ValueError naming ``signals`` for an empty set, a non-int, a bool,
     a number outside 1..NSIG-1, SIGKILL or SIGSTOP (the kernel cannot give them to
     anyone) and the signals glibc reserves for itself (32, 33); nothing is changed then.
+    Raises OSError (EMFILE, naming RLIMIT_NOFILE and ``fdloop.raise_fd_limit()``) when
+    this process has no fd left; the mask and dispositions are then as they were.
     """
 
     def __init__(self, signals: Iterable[int]) -> None:
         wanted = _validate_signals(signals)
-        super().__init__(current_backend().signalfd(wanted))
-        self._warn_about_exposed_threads()
+        names = ", ".join(sigmask.signal_name(signo) for signo in sorted(wanted))
+        with naming_fd_limit(f"SignalFD([{names}])"):
+            super().__init__(current_backend().signalfd(wanted))
+            # (the thread check lists /proc/self/task, which takes an fd too)
+            self._warn_about_exposed_threads()
 
     @classmethod
     def from_fd(cls, fd: int) -> SignalFD:
         """Adopt an inherited or received signalfd, taking over the signals it watches.
 
         Raises NotThisKindOfFD if ``fd`` is open but not a signalfd, OSError if it is not
-        open, UnsupportedOperation where the backend cannot adopt one.
+        open (or EMFILE, out of fds), UnsupportedOperation where the backend cannot adopt
+        one. When it raises, ``fd`` is still open and the signals are not taken over.
         """
         self = cls.__new__(cls)
-        FDResource.__init__(self, current_backend().signalfd_from_fd(fd))
-        self._warn_about_exposed_threads()
+        with naming_fd_limit(f"SignalFD.from_fd({fd!r})"):
+            FDResource.__init__(self, current_backend().signalfd_from_fd(fd))
+            self._warn_about_exposed_threads(adopted=True)
         return self
 
     @property
@@ -191,11 +198,11 @@ class SignalFD(FDResource[SignalFDBackend]):
         except ClosedResourceError:
             raise StopAsyncIteration from None
 
-    def _warn_about_exposed_threads(self) -> None:
-        threads = self._handle.exposed_threads()
-        if not threads:
-            return
+    def _warn_about_exposed_threads(self, *, adopted: bool = False) -> None:
         try:
+            threads = self._handle.exposed_threads()
+            if not threads:
+                return
             names = ", ".join(sigmask.signal_name(s) for s in sorted(self._handle.signals))
             ids = ", ".join(map(str, threads))
             warnings.warn(
@@ -207,7 +214,13 @@ class SignalFD(FDResource[SignalFDBackend]):
                 stacklevel=3,
             )
         except BaseException:
-            self.close()  # the warning was turned into an error: nobody gets this object
+            # The threads could not be listed (EMFILE), or the warning was turned into an
+            # error: nobody gets this object, so the signals go back now, and the fd too:
+            # to its owner if from_fd was adopting it, else closed.
+            if adopted:
+                self.detach()
+            else:
+                self.close()
             raise
 
     def _state(self) -> str:

@@ -14,11 +14,11 @@ from typing import IO, Any, Union
 
 from .. import _validate
 from ..backends import current as current_backend
-from ..backends.fdlimit import out_of_fds
 from ..errors import UnsupportedOperation
 from ..streams import DEVNULL, PIPE, STDOUT
 from . import reaper
 from .processfd import ProcessFD, process_backend, signal_number
+from .resource import naming_fd_limit
 
 __all__ = ["spawn"]
 
@@ -95,18 +95,13 @@ def spawn(
         program, args = _parent_death_wrapper(program, args, env_list)
 
     reaper.sweep()
-    try:
+    # EMFILE can hit any fd made here (pipes, /dev/null, the pidfd); the backend has
+    # already closed what it made and killed a started child: say which limit it was.
+    with naming_fd_limit(f"spawn({name!r})"):
         handle, pipes = process_backend("spawn_process")(
             program, args, env_list, stdio=stdio, cwd=cwd_bytes, pass_fds=fds,
             start_new_session=start_new_session, default_signals=_signals_taken_over(),
         )
-    except OSError as exc:
-        # EMFILE can hit any fd made here (pipes, /dev/null, the pidfd); the backend has
-        # already closed what it made and killed a started child: say which limit it was.
-        error = out_of_fds(exc, f"spawn({name!r})")
-        if error is exc:
-            raise
-        raise error from exc
     return ProcessFD._wrap(
         handle, owner=True, daemon=daemon, kill_signal=kill_signal, kill_timeout=kill_timeout,
         new_session=start_new_session, pipes=pipes,

@@ -17,7 +17,7 @@ from .. import _aio, _validate
 from ..backends import current as current_backend
 from ..backends.contract import TimerFDBackend
 from ..errors import ClosedResourceError
-from .resource import FDResource
+from .resource import FDResource, naming_fd_limit
 
 Clock = Literal["monotonic", "realtime", "boottime"]
 CLOCKS: tuple[Clock, ...] = ("monotonic", "realtime", "boottime")
@@ -36,12 +36,15 @@ class TimerFD(FDResource[TimerFDBackend]):
     ``clock`` is ``"monotonic"`` (never jumps; stops while the machine is suspended),
     ``"boottime"`` (like monotonic, but keeps running through suspend) or
     ``"realtime"`` (the wall clock; it can be set, see ``cancel_on_set``).
-    A new timer is disarmed.
+    A new timer is disarmed. Raises OSError (EMFILE, naming RLIMIT_NOFILE and
+    ``fdloop.raise_fd_limit()``) when this process has no fd left.
     """
 
     def __init__(self, clock: Clock = "monotonic") -> None:
         clock = _validate.one_of("clock", clock, CLOCKS)  # type: ignore[assignment]
-        super().__init__(current_backend().timerfd(clock))
+        with naming_fd_limit(f"TimerFD(clock={clock!r})"):
+            handle = current_backend().timerfd(clock)
+        super().__init__(handle)
 
     @classmethod
     def from_fd(cls, fd: int) -> TimerFD:
@@ -51,7 +54,8 @@ class TimerFD(FDResource[TimerFDBackend]):
         but not a timer, OSError if it is not open, UnsupportedOperation where the
         backend cannot adopt one.
         """
-        return cls._wrap(current_backend().timerfd_from_fd(fd))
+        with naming_fd_limit(f"TimerFD.from_fd({fd!r})"):
+            return cls._wrap(current_backend().timerfd_from_fd(fd))
 
     @classmethod
     def _wrap(cls, handle: TimerFDBackend) -> TimerFD:

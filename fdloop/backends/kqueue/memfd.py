@@ -34,6 +34,14 @@ from ...errors import NotThisKindOfFD, UnsupportedOperation
 from ..linux.memfd import LinuxMemFD
 from .queue import describe_fd
 
+# CPython's shm_open, imported now rather than at the first MemFD: importing an extension
+# module opens its .so, so a first import made while out of fds would fail with an
+# ImportError ("Too many open files") instead of the EMFILE the caller can act on.
+try:
+    import _posixshmem  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - every POSIX CPython build has it
+    _posixshmem = None
+
 _SHM_PREFIX = "/fdloop."
 _LINUX_SHM_DIR = "/dev/shm"
 
@@ -99,8 +107,8 @@ def _access(fd: int) -> bool:
 
 
 def _shm_open_unlinked(name: str) -> int:
-    import _posixshmem  # type: ignore[import-not-found,unused-ignore]  # CPython shm_open
-
+    if _posixshmem is None:  # pragma: no cover
+        raise UnsupportedOperation("this Python was built without shm_open (_posixshmem)")
     for _ in range(16):
         token = secrets.token_hex(6)
         if sys.platform == "darwin":
