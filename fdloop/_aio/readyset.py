@@ -1,0 +1,210 @@
+"""Ready sets: many fds, one registration with the loop.
+
+Waiting on a child's process fd with one add_reader/remove_reader (asyncio) or
+wait_readable (trio) per child costs more than the child's syscalls. A shared waiter
+(``FDWaiter(fd, shared=True)``, see :mod:`fdloop._aio.waiter`) instead adds its fd to the
+backend's ready set (Linux: a private epoll; kqueue: a private kqueue), whose single fd
+the loop watches: per wait, one epoll_ctl each way, and one loop wake-up serves every fd
+that became ready meanwhile. Backends without a ready set use the loop directly.
+
+asyncio: one :class:`_AsyncioHub` per loop, kept in a table while it has members (a
+garbage collection callback drops the hubs of loops closed with waiters still in them).
+trio: one :class:`_TrioHub` per run, watched by a system task until the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from collections.abc import Callable
+from typing import Any
+
+from .library import _quietly
+
+
+def _new_ready_set() -> Any:
+    from ..backends import current
+
+    make = getattr(current(), "ready_set", None)
+    if make is None:
+        return None
+    try:
+        return make()
+    except OSError:  # out of fds: the loop's own registration still works
+        return None
+
+
+class _AsyncioHub:
+    """One loop's ready set: ``add``/``remove`` act like ``add_reader``/``remove_reader``.
+
+    Exists while it has members: the last ``remove`` closes it (so no fd outlives the
+    waits, even if the loop is closed without running anything more).
+    """
+
+    __slots__ = ("_callbacks", "_loop", "_set")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ready_set: Any) -> None:
+        self._loop = loop
+        self._set = ready_set
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        loop.add_reader(ready_set.fileno(), self._dispatch)
+
+    def add(self, fd: int, callback: Callable[[], None]) -> None:
+        self._set.add(fd)
+        self._callbacks[fd] = callback
+
+    def remove(self, fd: int) -> None:
+        if self._callbacks.pop(fd, None) is None:
+            return
+        self._set.discard(fd)
+        if not self._callbacks:
+            _asyncio_hubs.pop(self._loop, None)
+            _quietly(self._loop.remove_reader, self._set.fileno())
+            self._set.close()
+
+    def abandon(self) -> None:
+        """Forget every member and close the set (its loop is closed); never raises."""
+        self._callbacks.clear()
+        _quietly(self._set.close)
+
+    def _dispatch(self) -> None:
+        ready_set = self._set
+        if ready_set.closed:
+            return
+        for fd in ready_set.ready():
+            callback = self._callbacks.get(fd)
+            if callback is None:
+                if not ready_set.closed:
+                    ready_set.discard(fd)
+                continue
+            try:
+                callback()  # FDWaiter._wake_all, which removes fd
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # as the loop would for a reader callback
+                self._loop.call_exception_handler(
+                    {"message": "fdloop ready-set callback failed", "exception": exc}
+                )
+
+
+_asyncio_hubs: dict[asyncio.AbstractEventLoop, _AsyncioHub] = {}
+
+
+def _drop_hubs_of_closed_loops(phase: str, info: dict[str, int]) -> None:
+    # A loop closed while tasks still waited leaves its hub in the table above, and the
+    # hub's callbacks hold those tasks: they would never be collected, so their handles
+    # never closed and their children never killed. A closed loop runs nothing again:
+    # drop its hub as each collection starts, which lets that collection free the rest.
+    if phase != "start" or not _asyncio_hubs:
+        return
+    for loop, hub in list(_asyncio_hubs.items()):
+        if loop.is_closed():
+            _asyncio_hubs.pop(loop, None)
+            hub.abandon()
+
+
+gc.callbacks.append(_drop_hubs_of_closed_loops)
+
+
+def _asyncio_hub(loop: asyncio.AbstractEventLoop) -> _AsyncioHub | None:
+    hub = _asyncio_hubs.get(loop)
+    if hub is None:
+        ready_set = _new_ready_set()
+        if ready_set is None:
+            return None
+        try:
+            hub = _AsyncioHub(loop, ready_set)
+        except BaseException:
+            ready_set.close()
+            raise
+        _asyncio_hubs[loop] = hub
+    return hub
+
+
+class _TrioHub:
+    """One trio run's ready set, watched by a system task for as long as the run lasts.
+
+    ``wait_readable(fd)`` behaves like trio's (one waiting task per fd, ClosedResourceError
+    after ``notify_closing``); the set is closed when the run ends.
+    """
+
+    def __init__(self, ready_set: Any) -> None:
+        import trio
+
+        self._set = ready_set
+        self._tasks: dict[int, Any] = {}
+        trio.lowlevel.spawn_system_task(self._watch, name="fdloop ready set")
+
+    async def wait_readable(self, fd: int) -> None:
+        import trio
+
+        if fd in self._tasks:
+            raise trio.BusyResourceError("another task is already waiting on this fd")
+        task = trio.lowlevel.current_task()
+        self._set.add(fd)
+        self._tasks[fd] = task
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            if self._tasks.get(fd) is task:
+                del self._tasks[fd]
+                self._set.discard(fd)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def notify_closing(self, fd: int) -> None:
+        import outcome
+        import trio
+
+        task = self._tasks.pop(fd, None)
+        if task is not None:
+            self._set.discard(fd)
+            error = trio.ClosedResourceError("another task closed this fd")
+            trio.lowlevel.reschedule(task, outcome.Error(error))
+
+    async def _watch(self) -> None:
+        import outcome
+        import trio
+
+        ready_set = self._set
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(ready_set.fileno())
+                for fd in ready_set.ready():
+                    ready_set.discard(fd)
+                    task = self._tasks.pop(fd, None)
+                    if task is not None:
+                        trio.lowlevel.reschedule(task)
+        finally:
+            # The run is ending: nobody may stay parked on a set that is going away.
+            tasks, self._tasks = self._tasks, {}
+            for task in tasks.values():
+                error = trio.ClosedResourceError("the trio run is ending")
+                trio.lowlevel.reschedule(task, outcome.Error(error))
+            with contextlib.suppress(RuntimeError):
+                trio.lowlevel.notify_closing(ready_set.fileno())
+            ready_set.close()
+
+
+_trio_hub_var: Any = None
+
+
+def _trio_hub() -> _TrioHub | None:
+    global _trio_hub_var
+    import trio
+
+    if _trio_hub_var is None:
+        _trio_hub_var = trio.lowlevel.RunVar("fdloop_ready_set", default=None)
+    hub: _TrioHub | None = _trio_hub_var.get()
+    if hub is None:
+        ready_set = _new_ready_set()
+        if ready_set is None:
+            return None
+        try:
+            hub = _TrioHub(ready_set)
+        except BaseException:
+            ready_set.close()
+            raise
+        _trio_hub_var.set(hub)
+    return hub

@@ -1,0 +1,85 @@
+"""Fire-and-forget watches: call a function once when a fd becomes readable, from the
+loop running in this thread, with no task of the caller's waiting for it.
+
+:mod:`fdloop.primitives.reaper` uses this on ProcessFD's close path, to reap a child the
+moment it exits after its owner closed without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import sniffio
+
+from .library import _quietly
+
+__all__ = ["watch_in_running_loop"]
+
+
+def watch_in_running_loop(fd: int, callback: Callable[[], None]) -> Callable[[], None] | None:
+    """Call ``callback()`` once, from the loop running in this thread, when ``fd`` is
+    readable; return a function that stops the watch. Returns None when no asyncio or
+    trio loop runs in this thread (or it cannot take the watch now): the caller must
+    then keep the fd and check it itself.
+
+    asyncio: an ``add_reader`` callback. trio: a system task, so it does not belong to
+    any user nursery; it ends quietly when the run ends (nothing is called then).
+    Stopping must happen before ``fd`` is closed.
+    """
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        library = None
+    if library == "trio":
+        return _watch_trio(fd, callback)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    if loop.is_closed():
+        return None
+
+    def fire() -> None:
+        _quietly(loop.remove_reader, fd)
+        callback()
+
+    try:
+        loop.add_reader(fd, fire)
+    except (RuntimeError, ValueError, OSError):
+        return None
+    return lambda: _quietly(loop.remove_reader, fd)
+
+
+def _watch_trio(fd: int, callback: Callable[[], None]) -> Callable[[], None] | None:
+    import trio
+
+    state = {"active": True}
+
+    async def watch() -> None:
+        if not state["active"]:
+            # Stopped before this task first ran: the fd may be closed and its number
+            # already reused by someone else's waiter (trio would raise BusyResourceError
+            # in a system task, which crashes the whole run).
+            return
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        except (trio.Cancelled, trio.ClosedResourceError):
+            return
+        finally:
+            active, state["active"] = state["active"], False
+        if active:
+            callback()
+
+    def stop() -> None:
+        if state["active"]:
+            state["active"] = False
+            with contextlib.suppress(RuntimeError):
+                trio.lowlevel.notify_closing(fd)
+
+    try:
+        trio.lowlevel.spawn_system_task(watch, name=f"fdloop reaper fd {fd}")
+    except RuntimeError:
+        return None
+    return stop
