@@ -29,6 +29,7 @@ from .process_helpers import (
     only_on,
     pidfd_fact,
     process_backend_only,  # noqa: F401  (autouse)
+    state_of,
     wait_until,
 )
 
@@ -251,6 +252,22 @@ async def test_new_session_close_kills_the_whole_group() -> None:
     await proc.aclose()
     assert proc.returncode == -signal.SIGTERM
     assert await eventually(lambda: not members_of_group(proc.pid))
+
+
+async def test_group_is_signalled_after_its_leader_exited_until_it_is_reaped() -> None:
+    # Pitfall 8: the leader exits, its background job lives on in the group. Until the
+    # leader is reaped its pid is the group id and cannot be reused, so the group can
+    # still be reached through the handle.
+    proc = spawn(["sh", "-c", "sleep 100 & echo $!"], stdout=fdloop.PIPE,
+                 start_new_session=True)
+    assert proc.stdout is not None
+    straggler = int(await proc.stdout.readline())
+    assert await eventually(lambda: state_of(proc.pid) == "Z")  # exited, not reaped
+    assert alive(straggler)
+    proc.terminate()
+    assert await eventually(lambda: not alive(straggler))
+    await proc.aclose()
+    assert proc.returncode == 0
 
 
 async def test_new_session_aclose_kills_the_pipeline() -> None:

@@ -225,12 +225,22 @@ class KqueueProcessFD(KqueueHandle):
         an exit seen here means the pid may already be reaped (by us, a foreign reaper
         or a non-child's parent) and reused; a signal to the zombie would do nothing
         anyway. What remains is the moment between this check and kill(2).
+
+        A process group outlives its leader's exit: the group of our child is still
+        signalled after that exit, for as long as waitid(WNOWAIT) shows the leader is
+        our unreaped child, whose pid (and so the group id) cannot be reused before it
+        is reaped.
         """
         self.fileno()
-        if self._reaped or self.has_exited():
+        if self._reaped:
             return
         try:
-            if group:
+            if group and self.is_child and self.has_exited():
+                if _is_our_child(self.pid):
+                    os.killpg(self.pid, signo)
+            elif self.has_exited():
+                return
+            elif group:
                 os.killpg(self.pid, signo)
             else:
                 os.kill(self.pid, signo)
