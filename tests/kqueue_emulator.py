@@ -391,7 +391,7 @@ def install(setattr_: Any, platform: str = "freebsd") -> bool:
     ``setattr_`` is ``pytest.MonkeyPatch.setattr`` (so the names go away after the test).
     Returns False — and changes nothing — when the real ``select.kqueue`` exists.
     """
-    if _REAL_KQUEUE is not None:
+    if REAL_KQUEUE is not None:
         return False
     cls = kqueue_darwin if platform == "darwin" else kqueue
     setattr_(select, "kqueue", cls, raising=False)
@@ -402,4 +402,6 @@ def install(setattr_: Any, platform: str = "freebsd") -> bool:
     return True
 
 
-_REAL_KQUEUE = getattr(select, "kqueue", None)
+REAL_KQUEUE = getattr(select, "kqueue", None)
+"""The real ``select.kqueue`` (None on Linux), taken before :func:`install` can put the
+emulator in its place."""

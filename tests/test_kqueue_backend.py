@@ -19,7 +19,7 @@ from fdloop import backends
 
 from . import kqueue_emulator
 
-REAL_KQUEUE = getattr(select, "kqueue", None) is not None
+REAL_KQUEUE = kqueue_emulator.REAL_KQUEUE is not None
 PLATFORMS = ["native"] if REAL_KQUEUE else ["freebsd", "darwin"]
 PRIMITIVES = {"EventFD", "MemFD", "ProcessFD", "SignalFD", "TimerFD"}
 

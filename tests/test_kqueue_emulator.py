@@ -28,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:This process .* is multi-threaded:DeprecationWarning"
 )
 
-REAL = getattr(select, "kqueue", None)
+REAL = emu.REAL_KQUEUE  # the emulator may already stand in select.kqueue
 if REAL is not None:
     PLATFORMS = ["darwin" if sys.platform == "darwin" else "freebsd"]
 elif sys.platform.startswith("linux"):
