@@ -356,7 +356,11 @@ class _SignalKnote(_Knote):
         self.flags |= KQ_EV_CLEAR
         self.count = 0
         self.source = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        _HUB.watch(self)
+        try:
+            _HUB.watch(self)
+        except BaseException:
+            super().close()  # a registration that fails leaves nothing behind
+            raise
 
     def deliver(self) -> None:
         """One delivery of the signal (called by the hub, under the hub's lock)."""
@@ -451,7 +455,16 @@ class _SignalHub:
                     signal.pthread_sigmask(signal.SIG_BLOCK, [signo])
                     self.blocked_here.add(signo)
                 self.watchers[signo] = []
-                self.fd = linux.signalfd(self.fd, self.watchers)
+                try:
+                    self.fd = linux.signalfd(self.fd, self.watchers)
+                except OSError:
+                    # Emulation limit: the signalfd costs an fd (EMFILE) where a real
+                    # EVFILT_SIGNAL costs none. The failed registration changes nothing.
+                    del self.watchers[signo]
+                    if signo in self.blocked_here:
+                        self.blocked_here.discard(signo)
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
+                    raise
             self.watchers[signo].append(knote)
 
     def unwatch(self, knote: _SignalKnote) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from typing import Any
 import pytest
 
 from fdloop import EventFD, MemFD, ProcessFD, SignalFD, TimerFD
-from fdloop.backends import selected_name
 from fdloop.primitives.resource import naming_fd_limit
 from fdloop.primitives.signalfd import signals_taken_over
 
@@ -137,24 +135,6 @@ ROWS: dict[str, Row] = {
 }
 
 
-EMULATOR_GAPS = {
-    # tests/kqueue_emulator_filters.py _SignalHub.watch records the watcher and blocks the
-    # signal before creating its shared signalfd, and keeps both when that fails (EMFILE):
-    # the signal stays blocked and the next watch registers fd -1. A real kqueue makes no
-    # fd for EVFILT_SIGNAL, so this row runs there (and on Linux) only.
-    "SignalFD()": "the kqueue emulator's signal hub is not undone when its signalfd hits EMFILE",
-}
-_EMULATED = selected_name() == "kqueue" and sys.platform.startswith("linux")
-
-
-def _rows() -> list[Any]:
-    return [
-        pytest.param(name, marks=pytest.mark.skip(reason=EMULATOR_GAPS[name]))
-        if _EMULATED and name in EMULATOR_GAPS else name
-        for name in ROWS
-    ]
-
-
 def _signal_state() -> tuple[set[int], object, frozenset[int]]:
     return signal.pthread_sigmask(signal.SIG_BLOCK, []), signal.getsignal(SIGNO), (
         signals_taken_over()
@@ -163,7 +143,7 @@ def _signal_state() -> tuple[set[int], object, frozenset[int]]:
 
 # No signal is ever sent here: a thread left running by an earlier test is harmless.
 @pytest.mark.filterwarnings("ignore::fdloop.SignalDeliveryWarning")
-@pytest.mark.parametrize("name", _rows())
+@pytest.mark.parametrize("name", ROWS)
 async def test_out_of_fds_names_the_limit_and_leaves_nothing(name: str) -> None:
     row = ROWS[name]
     with ExitStack() as stack:
