@@ -230,7 +230,8 @@ class ProcessFD(FDResource[ProcessFDBackend]):
             return self._status
         if self._hup_waiter is None:
             # Polled instead of the pidfd, which stays readable during the zombie window.
-            self._hup_waiter = _aio.FDWaiter(self._handle.hup_fileno())
+            with naming_fd_limit("ProcessFD.wait()"):
+                self._hup_waiter = _aio.FDWaiter(self._handle.hup_fileno())
         with _aio.move_on_after(REAP_GRACE_SECONDS) as scope:
             await self._hup_waiter.wait()
         if self._collect_watched():

@@ -21,13 +21,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import pytest
 
-from fdloop import EventFD, MemFD, ProcessFD, SignalFD, TimerFD
+from fdloop import PIPE, EventFD, MemFD, ProcessFD, SignalFD, TimerFD, spawn
 from fdloop.primitives.resource import naming_fd_limit
 from fdloop.primitives.signalfd import signals_taken_over
 
 from ..leaks import open_fds
+from ..primitives.process_helpers import state_of
 from .conditions import free_fds
 
 SIGNO = signal.SIGUSR2
@@ -190,3 +192,25 @@ def test_enfile_names_the_system_table() -> None:
     ):
         raise OSError(errno.ENFILE, os.strerror(errno.ENFILE))
     assert caught.value.errno == errno.ENFILE
+
+
+async def test_waiting_for_a_foreign_reap_names_the_limit() -> None:
+    # A process we did not start that has exited: wait() then watches for its parent's
+    # reap through an fd it makes on first use (an epoll; on kqueue, a kqueue).
+    parent = spawn(["sh", "-c", "sleep 0 & echo $!; exec sleep 100"], stdout=PIPE)
+    try:
+        assert parent.stdout is not None
+        orphaned = int(await parent.stdout.readline())  # its parent never reaps it
+        while state_of(orphaned) != "Z":
+            await anyio.sleep(0.01)
+        with ProcessFD.open(orphaned) as watcher:
+            fds = open_fds()
+            with pytest.raises(OSError) as caught, free_fds(0):
+                await watcher.wait()
+            assert caught.value.errno == errno.EMFILE
+            assert "ProcessFD.wait()" in str(caught.value), caught.value
+            assert open_fds() == fds
+            status = await watcher.wait()  # with fds free again: the reap never comes
+            assert not status.known
+    finally:
+        await parent.aclose()
