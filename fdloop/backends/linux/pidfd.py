@@ -183,9 +183,9 @@ class LinuxPidFD(OwnedFD):
             if exc.errno in (errno.EMFILE, errno.ENFILE):
                 raise OSError(
                     exc.errno,
-                    f"could not open a pidfd for the new child {pid} (out of file "
-                    "descriptors; raise RLIMIT_NOFILE, e.g. resource.setrlimit); the "
-                    "child was killed and reaped",
+                    # spawn() names the limit and the cure in front of this.
+                    f"could not open a pidfd for the new child {pid}; the child was "
+                    "killed and reaped",
                 ) from exc
             raise
         try:
