@@ -154,7 +154,9 @@ class kqueue:
     def __del__(self) -> None:
         """Close when the object dies, at the moment CPython's ``select.kqueue`` would.
 
-        The real one closes its fd in ``tp_dealloc``. When it dies in a reference cycle,
+        The real one closes its fd in ``tp_dealloc`` (CPython Modules/selectmodule.c:
+        ``kqueue_queue_Type_slots`` has ``Py_tp_dealloc`` and no ``Py_tp_finalize``, and
+        the type is not tracked by the collector). When it dies with a reference cycle,
         the collector first runs *every* finalizer of the garbage (a coroutine's
         ``finally``, an ``async with`` exit, a resource's ``__del__``), and only then
         deallocates, so those finalizers still find the kqueue open. A Python
