@@ -3,7 +3,10 @@
 Each program's stdout and stderr go into one pipe per program; the supervisor copies
 every line to its own stdout as ``name | line``, names padded to the same width. The
 pipe lives as long as the supervisor, so a restarted instance writes into the same one
-and nothing is lost between instances. Events go to stderr with a timestamp. SIGTERM and
+and nothing is lost between instances. Events go to stderr with a timestamp. Both are
+written through the event loop and never block it: a reader that stops reading loses
+lines (counted, and the count reported once it reads again), never the supervisor's
+restarts or signal handling (see :mod:`fdloop.supervisor.sink`). SIGTERM and
 SIGINT stop every program gracefully (a second one SIGKILLs), SIGHUP restarts them all —
 all read through a SignalFD, with no Python signal handler.
 
@@ -22,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any, BinaryIO, TextIO
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -33,6 +36,7 @@ from .config import Config, check_executable, load_config
 from .core import Supervisor
 from .events import Event, EventStream
 from .program import make_spec
+from .sink import LineSink
 
 EXIT_CLEAN = 0
 EXIT_UNCLEAN = 1
@@ -40,6 +44,9 @@ EXIT_USAGE = 2
 DRAIN_SECONDS = 1.0
 """After the programs are down, how long to keep copying output still in the pipes
 (a grandchild that outlived its parent may hold a pipe open forever)."""
+FLUSH_SECONDS = 1.0
+"""At exit, how long to keep writing lines queued for a slow stdout/stderr reader (a
+reader that never reads again must not hold the exit)."""
 LOOPS = ("asyncio", "uvloop", "trio")
 
 
@@ -158,7 +165,7 @@ def _backend(loop: str) -> tuple[str, dict[str, Any]]:
 class _Output:
     """One program's output pipe and the task copying its lines, prefixed, to stdout."""
 
-    def __init__(self, name: str, width: int, sink: TextIO) -> None:
+    def __init__(self, name: str, width: int, sink: LineSink) -> None:
         read_fd, self.write_fd = os.pipe()
         self._stream = PipeReceiveStream(read_fd)
         self._prefix = f"{name:<{width}} | ".encode()
@@ -167,16 +174,11 @@ class _Output:
 
     async def copy_lines(self) -> None:
         """Copy until EOF: every write end closed (ours, the programs', their children's)."""
-        out: BinaryIO | None = self._sink.buffer
         try:
+            # put() never waits: a full queue or a gone reader drops the line, and the
+            # pipe keeps being drained, or a chatty program would block on a full pipe.
             async for line in self._stream:
-                if out is None:
-                    continue  # keep draining, or a chatty program would block on a full pipe
-                try:
-                    out.write(self._prefix + line + (b"" if line.endswith(b"\n") else b"\n"))
-                    out.flush()
-                except BrokenPipeError:
-                    out = None  # e.g. `fdloop supervise ... | head`: the reader is gone
+                self._sink.put(self._prefix + line)
         finally:
             self.done.set()
 
@@ -190,16 +192,20 @@ class _Output:
         self._stream.close()
 
 
-def log(message: str) -> None:
-    """One timestamped line on stderr."""
+def log(message: str, sink: LineSink | None = None) -> None:
+    """One timestamped line on stderr: queued on ``sink``, or printed if None."""
     now = time.time()
     stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-    print(f"{stamp} fdloop supervise: {message}", file=sys.stderr, flush=True)
+    line = f"{stamp} fdloop supervise: {message}"
+    if sink is None:
+        print(line, file=sys.stderr, flush=True)
+    else:
+        sink.put(line.encode(errors="replace"))
 
 
-async def _log_events(events: EventStream) -> None:
+async def _log_events(events: EventStream, sink: LineSink) -> None:
     async for event in events:
-        log(_describe(event))
+        log(_describe(event), sink)
 
 
 def _describe(event: Event) -> str:
@@ -212,36 +218,55 @@ def _describe(event: Event) -> str:
 
 async def _supervise(config: Config) -> int:
     width = max(len(spec.name) for spec in config.programs)
-    outputs = {spec.name: _Output(spec.name, width, sys.stdout) for spec in config.programs}
+    out = LineSink.open(sys.stdout, "stdout", "output")
+    err: LineSink | None = None
+    outputs: dict[str, _Output] = {}
     try:
+        err = LineSink.open(sys.stderr, "stderr", "event")
+        for spec in config.programs:
+            outputs[spec.name] = _Output(spec.name, width, out)
         async with anyio.create_task_group() as task_group:
+            task_group.start_soon(out.run)
+            task_group.start_soon(err.run)
             for output in outputs.values():
                 task_group.start_soon(output.copy_lines)
-            clean = await _run_programs(config, outputs, task_group)
+            clean = await _run_programs(config, outputs, task_group, err)
             for output in outputs.values():
                 output.close_write_end()
             with anyio.move_on_after(DRAIN_SECONDS):
                 await _drained(outputs.values())
             task_group.cancel_scope.cancel()
+        # The writers are stopped (a LineSink writer is only ever cancelled where no
+        # chunk is half accounted for): give the readers a last, bounded chance.
+        async with anyio.create_task_group() as flushing:
+            flushing.start_soon(out.flush, FLUSH_SECONDS)
+            flushing.start_soon(err.flush, FLUSH_SECONDS)
     finally:
         for output in outputs.values():
             output.close()
+        out.close()
+        if err is not None:
+            err.close()
     return EXIT_CLEAN if clean else EXIT_UNCLEAN
 
 
 async def _run_programs(
-    config: Config, outputs: dict[str, _Output], task_group: anyio.abc.TaskGroup
+    config: Config,
+    outputs: dict[str, _Output],
+    task_group: anyio.abc.TaskGroup,
+    err: LineSink,
 ) -> bool:
     async with Supervisor(handle_signals=True, subreaper=config.subreaper) as sup:
-        task_group.start_soon(_log_events, sup.events())
+        task_group.start_soon(_log_events, sup.events(), err)
         for spec in config.programs:
             fd = outputs[spec.name].write_fd
             sup.add_spec(replace(spec, stdout=fd, stderr=fd))
-        log(f"supervising {', '.join(sup.names)} (pid {os.getpid()})")
+        log(f"supervising {', '.join(sup.names)} (pid {os.getpid()})", err)
         await sup.start()
         await sup.wait()
         clean = sup.all_clean()
-    log("every program is down; " + ("all ended cleanly" if clean else "not all ended cleanly"))
+    down = "all ended cleanly" if clean else "not all ended cleanly"
+    log("every program is down; " + down, err)
     return clean
 
 
