@@ -12,9 +12,12 @@ import numbers
 
 def integer(name: str, value: object, *, low: int | None = None, high: int | None = None) -> int:
     """``value`` as an int within [low, high]; bools are refused (they are ints by accident)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if type(value) is int:  # the common case, without the costlier ABC check
+        number = value
+    elif isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    number = int(value)
+    else:
+        number = int(value)
     if low is not None and number < low:
         raise ValueError(f"{name} must be >= {low}, got {number}")
     if high is not None and number > high:

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ClosedResourceError
 from .library import _quietly, current_library
@@ -78,14 +79,17 @@ class FDWaiter:
         """How many asyncio tasks wait right now (trio: 0 or more, leader counted)."""
         return len(self._futures) + (1 if self._trio_busy else 0)
 
-    async def wait(self) -> None:
-        """Return once the fd may be ready; raise ClosedResourceError if closed."""
+    def wait(self) -> Coroutine[Any, Any, None]:
+        """Return once the fd may be ready; raise ClosedResourceError if closed.
+
+        Await it at once. It hands back the running library's own waiting coroutine,
+        which saves a coroutine frame on every wait.
+        """
         if self._fd < 0:
             raise ClosedResourceError("the object was closed")
         if current_library() == "trio":
-            await self._wait_trio()
-        else:
-            await self._wait_asyncio()
+            return self._wait_trio()
+        return self._wait_asyncio()
 
     # -- asyncio -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -102,8 +103,9 @@ class FDResource(Generic[H]):
         if self._handle.closed:
             raise ClosedResourceError(f"{type(self).__name__} is closed")
 
-    async def _wait_readable(self) -> None:
-        await self._waiter.wait()
+    def _wait_readable(self) -> Coroutine[Any, Any, None]:
+        """Await it at once: the waiter's own coroutine, without a frame of ours."""
+        return self._waiter.wait()
 
     # -- context management, finalization, repr -------------------------------------------
 

@@ -37,12 +37,19 @@ class LinuxEventFD(OwnedFD):
         os.set_blocking(fd, False)
         return cls(fd, semaphore)
 
+    # read and write run once per wake-up: they test the fd inline rather than through
+    # fileno() (the same ClosedResourceError).
+
     def read(self) -> int:
-        return os.eventfd_read(self.fileno())
+        if self._fd < 0:
+            self.fileno()
+        return os.eventfd_read(self._fd)
 
     def write(self, value: int) -> None:
+        if self._fd < 0:
+            self.fileno()
         try:
-            os.eventfd_write(self.fileno(), value)
+            os.eventfd_write(self._fd, value)
         except BlockingIOError:
             raise CounterOverflowError(
                 f"adding {value} would carry the eventfd counter past 2**64 - 2; "
