@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from .. import _aio
 from ..errors import SupervisorConfigError
 from ..streams import PipeReceiveStream
 from .config import Config, check_executable, load_config
@@ -179,6 +180,8 @@ class _Output:
             # pipe keeps being drained, or a chatty program would block on a full pipe.
             async for line in self._stream:
                 self._sink.put(self._prefix + line)
+                if self._sink.crowded:
+                    await _aio.checkpoint()
         finally:
             self.done.set()
 

@@ -103,6 +103,16 @@ class LineSink:
         """Bytes waiting for the reader."""
         return len(self._buffer)
 
+    @property
+    def crowded(self) -> bool:
+        """More than half the queue is taken (and lines are not being dropped yet).
+
+        A producer should then let the writer task run before the next line: a reader
+        that keeps up must never lose lines just because one task read a program's pipe
+        for a long while (up to a MiB) before the writer got a turn.
+        """
+        return len(self._buffer) > self._limit // 2 and not self._dropping
+
     def put(self, line: bytes) -> None:
         """Queue one line (``\\n`` added if missing); never waits.
 
