@@ -10,6 +10,7 @@ unchanged, building every kqueue filter on the Linux fd that has the same meanin
 filter          Linux fd behind it          ``data`` on return
 =============== =========================== ==========================================
 EVFILT_READ     the watched fd itself       bytes available (FIONREAD) where known
+EVFILT_WRITE    the watched fd itself       room left in a pipe, else 0
 EVFILT_USER     one eventfd per knote       the ``data`` given at registration
 EVFILT_TIMER    one timerfd per knote       expirations since the last report
 EVFILT_SIGNAL   one process-wide signalfd   deliveries since the last report
@@ -98,6 +99,7 @@ from tests.kqueue_emulator_filters import (  # noqa: F401 - the select.KQ_* name
     _SignalKnote,
     _TimerKnote,
     _UserKnote,
+    _WriteKnote,
     kevent,
 )
 
@@ -128,7 +130,8 @@ class kqueue:
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._knotes: dict[tuple[int, int], _Knote] = {}
-        self._watched: dict[int, int] = {}  # epoll member fd -> how many knotes use it
+        # epoll member fd -> (mask, edge-triggered) of each enabled knote that uses it
+        self._watched: dict[int, list[tuple[int, bool]]] = {}
         self._signal_knotes = 0
         self._bad_fd = False
 
@@ -256,6 +259,7 @@ class kqueue:
     def _filter_class(self, filter_: int) -> type[_Knote]:
         classes: dict[int, type[_Knote]] = {
             KQ_FILTER_READ: _ReadKnote,
+            KQ_FILTER_WRITE: _WriteKnote,
             KQ_FILTER_TIMER: _TimerKnote,
             KQ_FILTER_SIGNAL: _SignalKnote,
             KQ_FILTER_PROC: _ProcKnote,
@@ -284,10 +288,9 @@ class kqueue:
             if self._signal_knotes == 1:
                 fds.append(_HUB.fd)
         for fd in fds:
-            self._watched[fd] = self._watched.get(fd, 0) + 1
-            if self._watched[fd] == 1:
-                mask = knote.epoll_mask | (select.EPOLLET if knote.edge else 0)
-                self._epoll.register(fd, mask)
+            users = self._watched.setdefault(fd, [])
+            users.append((knote.epoll_mask, knote.edge))
+            self._set_epoll_mask(fd, users, new=len(users) == 1)
 
     def _unwatch(self, knote: _Knote) -> None:
         fds = [knote.source] if knote.source is not None else []
@@ -296,11 +299,28 @@ class kqueue:
             if self._signal_knotes == 0:
                 fds.append(_HUB.fd)
         for fd in fds:
-            self._watched[fd] -= 1
-            if not self._watched[fd]:
+            users = self._watched[fd]
+            users.remove((knote.epoll_mask, knote.edge))
+            if users:
+                self._set_epoll_mask(fd, users, new=False)
+            else:
                 del self._watched[fd]
                 with contextlib.suppress(OSError):
                     self._epoll.unregister(fd)
+
+    def _set_epoll_mask(self, fd: int, users: list[tuple[int, bool]], new: bool) -> None:
+        """One epoll registration per fd serves every knote on it (EVFILT_READ and
+        EVFILT_WRITE on one socket): the union of their masks, edge-triggered only if
+        all of them are."""
+        mask = 0
+        for knote_mask, _edge in users:
+            mask |= knote_mask
+        if all(edge for _mask, edge in users):
+            mask |= select.EPOLLET
+        if new:
+            self._epoll.register(fd, mask)
+        else:
+            self._epoll.modify(fd, mask)
 
     def _drop(self, knote: _Knote) -> None:
         """EV_DELETE: "Removes the event from the kqueue.\""""

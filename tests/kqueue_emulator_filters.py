@@ -197,6 +197,55 @@ class _ReadKnote(_Knote):
         self.fired = False
 
 
+class _WriteKnote(_Knote):
+    """EVFILT_WRITE: "Takes a descriptor as the identifier, and returns whenever it is
+    possible to write to the descriptor. For sockets, pipes and FIFOs, data will contain
+    the amount of space remaining in the write buffer. The filter will set EV_EOF when
+    the reader disconnects".
+
+    Emulation limits: as for EVFILT_READ (a close() does not remove the knote); ``data``
+    is the free space for a pipe (F_GETPIPE_SZ minus the bytes queued in it) and 0 for
+    anything else, whose buffer Linux does not report this way.
+    """
+
+    owns_source = False
+    epoll_mask = select.EPOLLOUT
+
+    def __init__(self, kq: Any, change: kevent) -> None:
+        super().__init__(kq, change)
+        os.fstat(change.ident)  # EBADF: "The specified descriptor is invalid."
+        self.source = change.ident
+        self.edge = bool(self.flags & KQ_EV_CLEAR)
+
+    def poll(self) -> kevent | None:
+        poller = select.poll()
+        poller.register(self.ident, select.POLLOUT)
+        ready = poller.poll(0)
+        if not ready or (self.edge and not self.fired):
+            return None
+        revents = ready[0][1]
+        if revents & select.POLLNVAL:
+            return None
+        eof = KQ_EV_EOF if revents & (select.POLLERR | select.POLLHUP) else 0
+        if not (revents & select.POLLOUT or eof):
+            return None
+        return self.event(0, _pipe_space(self.ident), eof)
+
+    def reported(self) -> None:
+        self.fired = False
+
+
+def _pipe_space(fd: int) -> int:
+    """Bytes a write to pipe ``fd`` could queue now; 0 if ``fd`` is not a pipe."""
+    try:
+        size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        buffer = bytearray(4)
+        fcntl.ioctl(fd, termios.FIONREAD, buffer)
+    except OSError:
+        return 0
+    return max(0, size - struct.unpack("i", buffer)[0])
+
+
 class _UserKnote(_Knote):
     """EVFILT_USER: "Establishes a user event identified by ident which is not associated
     with any kernel mechanism but is triggered by user level code." Input fflags: "The

@@ -7,10 +7,12 @@ emulator's claims are the kernel's).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -389,6 +391,48 @@ def test_read_filter_reports_bytes_available_and_eof(kq: Any) -> None:
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)
+
+
+def test_write_filter_reports_room_and_the_reader_leaving(kq: Any) -> None:
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        kq.control([kev(write_end, emu.KQ_FILTER_WRITE, emu.KQ_EV_ADD)], 0)
+        [(_i, _f, _flags, _ff, room)] = events(kq)
+        assert room > 0  # "the amount of space remaining in the write buffer"
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(write_end, b"x" * 65536)
+        assert events(kq) == []  # full: not writable
+        assert not readable(kq.fileno())
+        os.read(read_end, 65536)
+        assert [e[1] for e in events(kq)] == [emu.KQ_FILTER_WRITE]
+        os.close(read_end)
+        read_end = -1
+        [(_i, _f, flags, _ff, _room)] = events(kq)
+        assert flags & emu.KQ_EV_EOF  # "EV_EOF when the reader disconnects"
+    finally:
+        os.close(write_end)
+        if read_end >= 0:
+            os.close(read_end)
+
+
+def test_read_and_write_filters_on_one_descriptor(kq: Any) -> None:
+    # "A kevent is identified by the (ident, filter) pair": two events on one socket.
+    left, right = socket.socketpair()
+    with left, right:
+        kq.control([kev(left.fileno(), emu.KQ_FILTER_READ, emu.KQ_EV_ADD),
+                    kev(left.fileno(), emu.KQ_FILTER_WRITE, emu.KQ_EV_ADD)], 0)
+        assert [e[1] for e in events(kq)] == [emu.KQ_FILTER_WRITE]
+        right.send(b"ping")
+        assert sorted(e[1] for e in events(kq)) == sorted(
+            [emu.KQ_FILTER_READ, emu.KQ_FILTER_WRITE]
+        )
+        kq.control([kev(left.fileno(), emu.KQ_FILTER_WRITE, emu.KQ_EV_DELETE)], 0)
+        assert [e[1] for e in events(kq)] == [emu.KQ_FILTER_READ]
+        left.recv(4)
+        assert events(kq) == []
+        assert not readable(kq.fileno())
 
 
 # -- the kqueue fd in a host loop --------------------------------------------------------

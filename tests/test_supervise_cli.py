@@ -312,16 +312,6 @@ backoff = [0.05, 0.2]
 """ % ("y" * 99)
 
 
-def skip_where_asyncio_cannot_wait_writable(loop: str) -> None:
-    """The kqueue emulator (a Linux test run with FDLOOP_BACKEND=kqueue) has no
-    EVFILT_WRITE, so the stdlib asyncio loop in the child cannot wait for a writable
-    stdout: the supervisor then falls back to blocking writes, and a stalled reader would
-    stall it. A real kqueue (FreeBSD, macOS) has EVFILT_WRITE; uvloop and trio poll
-    through their own epoll."""
-    if loop == "asyncio" and os.environ.get("FDLOOP_KQUEUE_EMULATE_CHILDREN"):
-        pytest.skip("the kqueue emulator has no EVFILT_WRITE for asyncio's selector")
-
-
 def stalled_pipe() -> tuple[int, int]:
     """A pipe already full of dots: the first line written into it blocks (or EAGAINs)."""
     read_fd, write_fd = os.pipe()
@@ -418,7 +408,6 @@ def _restarts_while_big_output_is_stalled(sup: StalledSupervise) -> list[int]:
 def test_sigterm_while_stdout_is_stalled_stops_everything(
     tmp_path: Path, stalled: list[StalledSupervise], loop: str
 ) -> None:
-    skip_where_asyncio_cannot_wait_writable(loop)
     sup = StalledSupervise(tmp_path, "--loop", loop, str(write(tmp_path, STALL_CONFIG)))
     stalled.append(sup)
     pids = _restarts_while_big_output_is_stalled(sup)
@@ -439,7 +428,6 @@ def test_sigterm_while_stdout_is_stalled_stops_everything(
 def test_stalled_stdout_drops_lines_then_says_how_many(
     tmp_path: Path, stalled: list[StalledSupervise], loop: str
 ) -> None:
-    skip_where_asyncio_cannot_wait_writable(loop)
     sup = StalledSupervise(tmp_path, "--loop", loop, str(write(tmp_path, STALL_CONFIG)))
     stalled.append(sup)
     _restarts_while_big_output_is_stalled(sup)
@@ -470,7 +458,6 @@ def test_stalled_stderr_does_not_stop_restarts_or_sigterm(
 command = ["sh", "-c", "echo run $$; exit 3"]
 backoff = [0.05, 0.2]
 """)
-    skip_where_asyncio_cannot_wait_writable(loop)
     err_read, err_write = stalled_pipe()  # the event lines have nowhere to go
     try:
         sup = Supervise(tmp_path, "--loop", loop, str(config), stderr=err_write)
