@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from .leaks import children_of, open_fds
+from .supervise_harness import Supervise
 
 ANYIO_BACKENDS = [
     pytest.param(("asyncio", {}), id="asyncio"),
@@ -143,3 +144,14 @@ def _kill_and_reap(pid: int) -> None:
         os.waitpid(pid, 0)
     except OSError:
         pass
+
+
+@pytest.fixture
+def started() -> Iterator[list[Supervise]]:
+    """The ``fdloop supervise`` processes a test starts; any left running are killed."""
+    running: list[Supervise] = []
+    yield running
+    for sup in running:
+        if sup.proc.poll() is None:
+            sup.proc.kill()
+            sup.proc.wait()
