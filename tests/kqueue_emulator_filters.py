@@ -154,7 +154,34 @@ class _Knote:
                       self.udata)
 
 
-class _ReadKnote(_Knote):
+class _DescriptorKnote(_Knote):
+    """What EVFILT_READ and EVFILT_WRITE share: the watched descriptor itself is the
+    source, "Takes a descriptor as the identifier"; EV_CLEAR watches it edge-triggered."""
+
+    owns_source = False
+
+    def __init__(self, kq: Any, change: kevent) -> None:
+        super().__init__(kq, change)
+        os.fstat(change.ident)  # EBADF: "The specified descriptor is invalid."
+        self.source = change.ident
+        self.edge = bool(self.flags & KQ_EV_CLEAR)
+
+    def _revents(self, wanted: int) -> int | None:
+        """poll(2)'s revents for ``wanted`` now; None while there is nothing to report
+        (not ready, an edge not seen yet, or the descriptor closed behind our back)."""
+        poller = select.poll()
+        poller.register(self.ident, wanted)
+        ready = poller.poll(0)
+        if not ready or (self.edge and not self.fired):
+            return None
+        revents: int = ready[0][1]
+        return None if revents & select.POLLNVAL else revents
+
+    def reported(self) -> None:
+        self.fired = False
+
+
+class _ReadKnote(_DescriptorKnote):
     """EVFILT_READ: "Takes a descriptor as the identifier, and returns whenever there is
     data available to read." For pipes "data contains the number of bytes available"
     and "When the last writer disconnects, the filter will set EV_EOF".
@@ -165,22 +192,9 @@ class _ReadKnote(_Knote):
     With EV_CLEAR the fd is watched edge-triggered: reported once per new arrival.
     """
 
-    owns_source = False
-
-    def __init__(self, kq: Any, change: kevent) -> None:
-        super().__init__(kq, change)
-        os.fstat(change.ident)  # EBADF: "The specified descriptor is invalid."
-        self.source = change.ident
-        self.edge = bool(self.flags & KQ_EV_CLEAR)
-
     def poll(self) -> kevent | None:
-        poller = select.poll()
-        poller.register(self.ident, select.POLLIN)
-        ready = poller.poll(0)
-        if not ready or (self.edge and not self.fired):
-            return None
-        revents = ready[0][1]
-        if revents & select.POLLNVAL:
+        revents = self._revents(select.POLLIN)
+        if revents is None:
             return None
         buffer = bytearray(4)
         try:
@@ -193,11 +207,8 @@ class _ReadKnote(_Knote):
             return None
         return self.event(0, available, eof)
 
-    def reported(self) -> None:
-        self.fired = False
 
-
-class _WriteKnote(_Knote):
+class _WriteKnote(_DescriptorKnote):
     """EVFILT_WRITE: "Takes a descriptor as the identifier, and returns whenever it is
     possible to write to the descriptor. For sockets, pipes and FIFOs, data will contain
     the amount of space remaining in the write buffer. The filter will set EV_EOF when
@@ -208,31 +219,16 @@ class _WriteKnote(_Knote):
     anything else, whose buffer Linux does not report this way.
     """
 
-    owns_source = False
     epoll_mask = select.EPOLLOUT
 
-    def __init__(self, kq: Any, change: kevent) -> None:
-        super().__init__(kq, change)
-        os.fstat(change.ident)  # EBADF: "The specified descriptor is invalid."
-        self.source = change.ident
-        self.edge = bool(self.flags & KQ_EV_CLEAR)
-
     def poll(self) -> kevent | None:
-        poller = select.poll()
-        poller.register(self.ident, select.POLLOUT)
-        ready = poller.poll(0)
-        if not ready or (self.edge and not self.fired):
-            return None
-        revents = ready[0][1]
-        if revents & select.POLLNVAL:
+        revents = self._revents(select.POLLOUT)
+        if revents is None:
             return None
         eof = KQ_EV_EOF if revents & (select.POLLERR | select.POLLHUP) else 0
         if not (revents & select.POLLOUT or eof):
             return None
         return self.event(0, _pipe_space(self.ident), eof)
-
-    def reported(self) -> None:
-        self.fired = False
 
 
 def _pipe_space(fd: int) -> int:
