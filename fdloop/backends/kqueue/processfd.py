@@ -234,12 +234,13 @@ class KqueueProcessFD(KqueueHandle):
         self.fileno()
         if self._reaped:
             return
+        exited = self.has_exited()
+        if exited and not (group and self.is_child):
+            return
         try:
-            if group and self.is_child and self.has_exited():
+            if exited:  # our new-session child's group, its leader not reaped yet
                 if _is_our_child(self.pid):
                     os.killpg(self.pid, signo)
-            elif self.has_exited():
-                return
             elif group:
                 os.killpg(self.pid, signo)
             else:
