@@ -23,7 +23,6 @@ needed the sink writes blocking, as a plain ``print`` would (see :meth:`LineSink
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from typing import BinaryIO, TextIO
@@ -141,11 +140,7 @@ class LineSink:
             else:
                 self._stream.write(line.decode(errors="replace"))
                 self._stream.flush()
-        except BrokenPipeError:
-            self._broken = True  # e.g. `fdloop supervise ... | head`: the reader is gone
-        except OSError as exc:
-            if exc.errno != errno.EPIPE:
-                raise
+        except BrokenPipeError:  # EPIPE, e.g. `fdloop supervise ... | head`: reader gone
             self._broken = True
 
     async def run(self) -> None:
@@ -182,7 +177,7 @@ class LineSink:
                 await self._waiter.wait()
             except OSError:
                 # The loop's poll refuses to watch this fd for writing (a device without
-                # poll support; a kqueue without EVFILT_WRITE, as in our test emulator).
+                # poll support).
                 # Nothing else can tell us when there is room without a thread: from now
                 # on write blocking, through our own description, as a print() would.
                 os.set_blocking(end.fileno(), True)
