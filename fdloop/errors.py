@@ -85,6 +85,24 @@ class IncompleteReadError(FdloopError, asyncio.IncompleteReadError, anyio.Incomp
     """
 
 
+class LimitOverrunError(FdloopError, asyncio.LimitOverrunError):
+    """``readuntil()`` found no separator within the stream's ``limit`` (asyncio's error).
+
+    Nothing was consumed: the bytes stay buffered, ``consumed`` of them known not to hold
+    the separator, so ``read(exc.consumed)`` takes a bounded piece of the long record.
+    Catchable as asyncio.LimitOverrunError.
+    """
+
+
+class LineTooLongError(FdloopError, ValueError):
+    """``readline()`` (or ``async for line in stream``) met a line longer than ``limit``.
+
+    A ValueError, as asyncio's ``StreamReader.readline`` raises. As there, the long line
+    was dropped from the buffer (up to and including its newline if that had arrived,
+    else everything buffered) so the next read goes on after it.
+    """
+
+
 class TimeoutExpired(FdloopError, TimeoutError, subprocess.TimeoutExpired):
     """``fdloop.run(..., timeout=...)`` ran out of time; the child was killed and reaped.
 

@@ -173,7 +173,7 @@ async def _communicate(proc: ProcessFD, data: memoryview | None, outputs: _Outpu
 async def _feed(stdin: PipeSendStream, data: memoryview | None) -> None:
     try:
         if data is not None:
-            await stdin.write(data)
+            await stdin.send(data)
     except BrokenPipeError:
         pass  # the child exited (or closed stdin) without reading everything: its choice
     finally:

@@ -93,7 +93,7 @@ def test_garbage_collected_open_stream_warns_and_closes() -> None:
 
 async def test_receive_then_end_of_stream() -> None:
     async with pipe() as (reader, writer):
-        await writer.write(b"hello")
+        await writer.send(b"hello")
         assert await reader.receive() == b"hello"
         await writer.send(b"abcdef")
         assert await reader.receive(4) == b"abcd"
@@ -112,7 +112,7 @@ async def test_receive_then_end_of_stream() -> None:
 
 async def test_read_n_returns_what_is_there_and_read_all_waits_for_eof() -> None:
     async with pipe() as (reader, writer), anyio.create_task_group() as tg:
-        await writer.write(b"0123456789")
+        await writer.send(b"0123456789")
         assert await reader.read(4) == b"0123"
         assert await reader.read(100) == b"456789"
         assert await reader.read(0) == b""
@@ -120,7 +120,7 @@ async def test_read_n_returns_what_is_there_and_read_all_waits_for_eof() -> None
         async def write_later() -> None:
             for part in (b"a", b"b", b"c"):
                 await anyio.sleep(0.01)
-                await writer.write(part)
+                await writer.send(part)
             await writer.aclose()
 
         tg.start_soon(write_later)
@@ -130,9 +130,9 @@ async def test_read_n_returns_what_is_there_and_read_all_waits_for_eof() -> None
 
 async def test_readline_iteration_and_unterminated_last_line() -> None:
     async with pipe() as (reader, writer):
-        await writer.write(b"one\ntw")
+        await writer.send(b"one\ntw")
         assert await reader.readline() == b"one\n"
-        await writer.write(b"o\n\nthree")
+        await writer.send(b"o\n\nthree")
         await writer.aclose()
         lines = [line async for line in reader]
     assert lines == [b"two\n", b"\n", b"three"]
@@ -142,7 +142,7 @@ async def test_readuntil_finds_a_separator_split_across_writes() -> None:
     async with pipe() as (reader, writer), anyio.create_task_group() as tg:
         async def write_in_pieces() -> None:
             for part in (b"head--", b"-", b"-tail", b"--"):
-                await writer.write(part)
+                await writer.send(part)
                 await anyio.sleep(0.01)
             await writer.aclose()
 
@@ -159,7 +159,7 @@ async def test_readuntil_finds_a_separator_split_across_writes() -> None:
 async def test_readexactly_and_incomplete_read() -> None:
     async with pipe() as (reader, writer):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(writer.write, b"x" * 100_000 + b"y" * 100_000)
+            tg.start_soon(writer.send, b"x" * 100_000 + b"y" * 100_000)
             assert await reader.readexactly(150_000) == b"x" * 100_000 + b"y" * 50_000
         await writer.aclose()
         with pytest.raises(fdloop.IncompleteReadError) as caught:
@@ -184,7 +184,7 @@ async def test_lines_from_a_real_child() -> None:
 
 async def test_anyio_text_wrapper_accepts_the_stream() -> None:
     async with pipe() as (reader, writer):
-        await writer.write("héllo".encode())
+        await writer.send("héllo".encode())
         await writer.aclose()
         text = TextReceiveStream(reader)
         assert "".join([chunk async for chunk in text]) == "héllo"
@@ -195,23 +195,23 @@ async def test_anyio_text_wrapper_accepts_the_stream() -> None:
 
 async def test_cancelled_readline_keeps_the_bytes_it_read() -> None:
     async with pipe() as (reader, writer):
-        await writer.write(b"abc")
+        await writer.send(b"abc")
         with anyio.move_on_after(0.05) as scope:
             await reader.readline()  # reads b"abc" from the fd, then waits for "\n"
         assert scope.cancelled_caught
         assert "3 bytes buffered" in repr(reader)
-        await writer.write(b"def\n")
+        await writer.send(b"def\n")
         assert await reader.readline() == b"abcdef\n"
 
 
 async def test_cancelled_readexactly_and_read_all_keep_the_bytes() -> None:
     async with pipe() as (reader, writer):
-        await writer.write(b"12345")
+        await writer.send(b"12345")
         with anyio.move_on_after(0.05):
             await reader.readexactly(10)
         with anyio.move_on_after(0.05):
             await reader.read()
-        await writer.write(b"67890")
+        await writer.send(b"67890")
         assert await reader.readexactly(10) == b"1234567890"
 
 
@@ -237,7 +237,7 @@ async def test_reading_a_full_pipe_still_lets_other_tasks_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every read below succeeds without waiting; the loop must still get a turn."""
-    monkeypatch.setattr(fdloop.streams, "YIELD_EVERY", 16384)  # a pipe holds 64 KiB
+    monkeypatch.setattr(fdloop._pipe_receive, "YIELD_EVERY", 16384)  # a pipe holds 64 KiB
     ticks = 0
 
     async def ticker() -> None:
@@ -264,7 +264,7 @@ async def test_reading_a_full_pipe_still_lets_other_tasks_run(
 async def test_writing_without_waiting_still_lets_other_tasks_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(fdloop.streams, "YIELD_EVERY", 16384)
+    monkeypatch.setattr(fdloop._pipe_send, "YIELD_EVERY", 16384)
     ticks = 0
 
     async def ticker() -> None:
@@ -278,7 +278,7 @@ async def test_writing_without_waiting_still_lets_other_tasks_run(
         await anyio.sleep(0.01)
         ticks = 0
         for _ in range(15):  # 60 KiB: fits in the pipe, so no write ever waits
-            await writer.write(b"w" * 4096)
+            await writer.send(b"w" * 4096)
         assert ticks > 0
         tg.cancel_scope.cancel()
     assert reader.closed
@@ -293,7 +293,7 @@ async def test_big_write_is_split_into_partial_writes_and_arrives_whole() -> Non
         received: list[bytes] = []
 
         async def write_then_close() -> None:
-            await writer.write(data)
+            await writer.send(data)
             await writer.drain()
             await writer.aclose()
 
@@ -315,7 +315,7 @@ async def test_cat_echoes_ten_megabytes() -> None:
             child_stdout
         ) as stdout, anyio.create_task_group() as tg:
             async def feed() -> None:
-                await stdin.write(memoryview(data))
+                await stdin.send(memoryview(data))
                 await stdin.aclose()
 
             tg.start_soon(feed)
@@ -327,11 +327,11 @@ async def test_cat_echoes_ten_megabytes() -> None:
 
 async def test_write_accepts_bytes_like_and_refuses_str() -> None:
     async with pipe() as (reader, writer):
-        await writer.write(bytearray(b"ab"))
-        await writer.write(memoryview(b"cd"))
-        await writer.write(b"")
+        await writer.send(bytearray(b"ab"))
+        await writer.send(memoryview(b"cd"))
+        await writer.send(b"")
         with pytest.raises(TypeError, match="data must be bytes-like"):
-            await writer.write("text")  # type: ignore[arg-type]
+            await writer.send("text")  # type: ignore[arg-type]
         assert await reader.receive() == b"abcd"
 
 
@@ -339,7 +339,7 @@ async def test_write_after_reader_closed_raises_broken_pipe() -> None:
     async with pipe() as (reader, writer):
         await reader.aclose()
         with pytest.raises(BrokenPipeError) as caught:
-            await writer.write(b"x")
+            await writer.send(b"x")
         assert isinstance(caught.value, fdloop.BrokenResourceError)
         assert isinstance(caught.value, anyio.BrokenResourceError)
 
@@ -353,7 +353,7 @@ async def test_writer_waiting_on_a_full_pipe_learns_when_the_child_exits() -> No
         async with PipeSendStream(write_fd) as writer:
             with pytest.raises(BrokenPipeError):
                 with anyio.fail_after(30):
-                    await writer.write(b"z" * (4 << 20))
+                    await writer.send(b"z" * (4 << 20))
     finally:
         proc.wait()
 
@@ -387,7 +387,7 @@ async def test_close_wakes_a_waiting_reader_and_writer() -> None:
 
         async def write_forever() -> None:
             try:
-                await writer.write(b"f" * (4 << 20))  # more than the pipe holds
+                await writer.send(b"f" * (4 << 20))  # more than the pipe holds
             except fdloop.ClosedResourceError as exc:
                 errors.append(exc)
 
@@ -398,7 +398,7 @@ async def test_close_wakes_a_waiting_reader_and_writer() -> None:
         assert idle_reader.fileno() == read_fd
     assert len(errors) == 2
     with pytest.raises(fdloop.ClosedResourceError):
-        await writer.write(b"x")
+        await writer.send(b"x")
     with pytest.raises(fdloop.ClosedResourceError):
         await writer.drain()
 
@@ -413,13 +413,13 @@ async def test_second_reader_or_writer_is_refused_while_one_waits() -> None:
             await reader.read()
 
         async def fill() -> None:
-            await writer.write(b"q" * (4 << 20))
+            await writer.send(b"q" * (4 << 20))
 
-        await writer.write(b"line\n")
+        await writer.send(b"line\n")
         tg.start_soon(fill)
         await anyio.sleep(0.05)
         with pytest.raises(fdloop.BusyResourceError):
-            await writer.write(b"x")
+            await writer.send(b"x")
         tg.cancel_scope.cancel()
 
 
@@ -437,7 +437,7 @@ def test_reader_in_a_thread_sees_every_byte() -> None:
 
     async def main() -> None:
         async with PipeSendStream(write_fd) as writer:
-            await writer.write(b"t" * 300_000)
+            await writer.send(b"t" * 300_000)
 
     anyio.run(main)
     thread.join()
@@ -480,7 +480,7 @@ async def test_any_mix_of_reads_and_cancellations_loses_nothing(
         for op, arg in steps:
             if op == "write":
                 assert isinstance(arg, bytes)
-                await writer.write(arg)
+                await writer.send(arg)
                 written += arg
                 continue
             assert isinstance(arg, int)

@@ -127,7 +127,7 @@ async def test_pipes_are_streams() -> None:
         assert isinstance(proc.stdin, fdloop.PipeSendStream)
         assert isinstance(proc.stdout, fdloop.PipeReceiveStream)
         assert isinstance(proc.stderr, fdloop.PipeReceiveStream)
-        await proc.stdin.write(b"hello\n")
+        await proc.stdin.send(b"hello\n")
         await proc.stdin.aclose()
         assert await proc.stdout.read() == b"hello\n"
         assert await proc.stderr.read() == b"err\n"

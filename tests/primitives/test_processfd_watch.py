@@ -175,7 +175,7 @@ async def test_receiving_process_awaits_the_exit_of_a_process_it_did_not_start()
         with anyio.fail_after(20):
             assert (await receiver.stdout.readline()).split() == [b"got", str(target.pid).encode()]
             assert target.stdin is not None
-            await target.stdin.write(b"go\n")
+            await target.stdin.send(b"go\n")
             assert (await target.wait()).returncode == 17  # we reap; the receiver learns it
             assert await receiver.stdout.readline() == b"17 True\n"
             assert (await receiver.wait()).returncode == 0
