@@ -31,6 +31,7 @@ from anyio.abc import ByteSendStream
 
 from . import _aio, _validate
 from ._aio.background import start_background
+from ._pipe_outbox import Outbox
 from .backends.pipe import PipeEnd
 from .errors import BrokenResourceError, BusyResourceError, ClosedResourceError
 from .primitives.resource import FDResource
@@ -66,7 +67,7 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
         fd = _validate.integer("fd", fd, low=0)
         super().__init__(PipeEnd.adopt(fd))
         self._waiter = _aio.FDWaiter(fd, writable=True)
-        self._pending = bytearray()  # from write(): not in the kernel yet
+        self._pending = Outbox()  # from write(): not in the kernel yet
         self._queued = 0  # bytes ever put in _pending ...
         self._done = 0  # ... and of those, written or dropped
         self._lost = 0  # dropped: the pipe failed, or closed with no loop to flush in
@@ -275,7 +276,7 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
     # -- the buffer and its background flush ----------------------------------------------
 
     def _queue(self, view: memoryview) -> None:
-        self._pending += view
+        self._pending.add(view)
         self._queued += len(view)
         if not self._direct:
             self._start_flush()
@@ -308,8 +309,7 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
                     await _aio.checkpoint()
                     continue
                 try:
-                    with memoryview(self._pending) as view:
-                        written = self._handle.write(view)
+                    written = self._pending.write_to(self._handle)
                 except BlockingIOError:
                     self._unyielded = 0
                     await self._waiter.wait()
@@ -317,7 +317,6 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
                 except OSError as exc:
                     self._fail(exc)
                     return
-                del self._pending[:written]
                 self._done += written
                 self._unyielded += written
                 self._notify()
@@ -387,9 +386,9 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
         self._notify()
 
     def _drop_pending(self) -> None:
-        self._lost += len(self._pending)
-        self._done += len(self._pending)
-        self._pending.clear()
+        dropped = self._pending.clear()
+        self._lost += dropped
+        self._done += dropped
 
     def _raise_failure(self) -> None:
         exc = self._error
@@ -410,3 +409,4 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
         if self._error is not None:
             parts.append("reader gone" if isinstance(self._error, BrokenPipeError) else "failed")
         return ", ".join(parts)
+
