@@ -13,7 +13,7 @@ EVFILT_READ     the watched fd itself       bytes available (FIONREAD) where kno
 EVFILT_WRITE    the watched fd itself       room left in a pipe, else 0
 EVFILT_USER     one eventfd per knote       the ``data`` given at registration
 EVFILT_TIMER    one timerfd per knote       expirations since the last report
-EVFILT_SIGNAL   one process-wide signalfd   deliveries since the last report
+EVFILT_SIGNAL   one process-wide signalfd   sends since the last report
 EVFILT_PROC     one pidfd per knote         the wait(2) status (NOTE_EXIT)
 =============== =========================== ==========================================
 
@@ -31,8 +31,10 @@ constants, as it reads ``sys.platform`` on a real BSD.
 
 The filters live in tests/kqueue_emulator_filters.py (one class per filter, each quoting
 the man-page statements it implements; where Linux cannot follow one exactly, its
-docstring says so under "Emulation limit") and the Linux calls under them in
-tests/kqueue_emulator_linux.py.
+docstring says so under "Emulation limit"), EVFILT_SIGNAL in
+tests/kqueue_emulator_signals.py (which counts every send as FreeBSD and macOS do, and
+leaves out thread-directed signals on macOS, as xnu does), and the Linux calls under
+them in tests/kqueue_emulator_linux.py.
 
 Man pages quoted: FreeBSD kqueue(2) (``lib/libc/sys/kqueue.2``), macOS kevent(2) (xnu
 ``bsd/man/man2/kqueue.2``).
@@ -52,7 +54,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from tests.kqueue_emulator_filters import (  # noqa: F401 - the select.KQ_* names
-    _HUB,
     DEFAULT_UNIT_NS,
     EV_DISPATCH,
     EV_RECEIPT,
@@ -96,12 +97,12 @@ from tests.kqueue_emulator_filters import (  # noqa: F401 - the select.KQ_* name
     _Knote,
     _ProcKnote,
     _ReadKnote,
-    _SignalKnote,
     _TimerKnote,
     _UserKnote,
     _WriteKnote,
     kevent,
 )
+from tests.kqueue_emulator_signals import _HUB, _SignalKnote, install_send_hooks
 
 
 class kqueue:
@@ -416,6 +417,7 @@ def install(setattr_: Any, platform: str = "freebsd") -> bool:
     if REAL_KQUEUE is not None:
         return False
     cls = kqueue_darwin if platform == "darwin" else kqueue
+    install_send_hooks(setattr_)
     setattr_(select, "kqueue", cls, raising=False)
     setattr_(select, "kevent", kevent, raising=False)
     for name, value in globals().items():

@@ -12,10 +12,8 @@ import errno
 import fcntl
 import os
 import select
-import signal
 import struct
 import termios
-import threading
 import time
 from typing import Any
 
@@ -363,71 +361,6 @@ class _TimerKnote(_Knote):
         self.expirations = 0
 
 
-class _SignalKnote(_Knote):
-    """EVFILT_SIGNAL: "Takes the signal number to monitor as the identifier and returns
-    when the given signal is delivered to the process. This coexists with the signal()
-    and sigaction() facilities, and has a lower precedence. The filter will record all
-    attempts to deliver a signal to a process, even if the signal has been marked as
-    SIG_IGN, except for the SIGCHLD signal, which, if ignored, will not be recorded by the
-    filter. Event notification happens after normal signal delivery processing. data
-    returns the number of times the signal has occurred since the last call to kevent().
-    This filter automatically sets the EV_CLEAR flag internally."
-
-    How it is imitated, and why not with a Python signal handler: a handler would change
-    the signal's disposition (SIG_IGN would no longer ignore, SIG_DFL would no longer
-    terminate), which is exactly what kqueue promises not to touch. Instead, while any
-    knote watches a signal, the emulator *blocks* it in the registering thread and reads
-    it from one process-wide signalfd (:class:`_SignalHub`): Linux queues a blocked
-    signal even when it is SIG_IGN (kernel/signal.c: "Blocked signals are never
-    ignored"), and an ignored SIGCHLD is never generated at all, so both halves of the
-    sentence above hold. Each delivery read is counted for every knote watching it (all
-    kqueues see it, as with the real filter). For a disposition that is not "ignore",
-    the emulator then performs the normal delivery itself: it unblocks the signal for a
-    moment and raises it in this thread, so a handler runs and SIG_DFL terminates.
-
-    Emulation limits: (1) instances of a standard signal that arrive while one is already
-    pending coalesce into one before the emulator reads them, so ``data`` can be lower
-    than on a real kqueue (never 0); (2) threads that existed before registration do not
-    block the signal and may take it instead (and run or discard it); (3) the normal
-    action of a non-ignored signal runs late, when some kqueue next calls control();
-    (4) a signal that the program itself keeps blocked is counted and then dropped, where
-    the kernel would leave it pending until unblocked.
-    """
-
-    def __init__(self, kq: Any, change: kevent) -> None:
-        if not 0 < change.ident < signal.NSIG:
-            raise OSError(errno.EINVAL, "invalid signal number")
-        super().__init__(kq, change)
-        self.flags |= KQ_EV_CLEAR
-        self.count = 0
-        self.source = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        try:
-            _HUB.watch(self)
-        except BaseException:
-            super().close()  # a registration that fails leaves nothing behind
-            raise
-
-    def deliver(self) -> None:
-        """One delivery of the signal (called by the hub, under the hub's lock)."""
-        self.count += 1
-        assert self.source is not None
-        os.eventfd_write(self.source, 1)
-
-    def poll(self) -> kevent | None:
-        _HUB.drain()
-        return self.event(0, self.count) if self.count else None
-
-    def reported(self) -> None:
-        self.count = 0
-        assert self.source is not None
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(self.source)
-
-    def close(self) -> None:
-        _HUB.unwatch(self)
-        super().close()
-
-
 class _ProcKnote(_Knote):
     """EVFILT_PROC with NOTE_EXIT: "Takes the process ID to monitor as the identifier and
     the events to watch for in fflags, and returns when the process performs one or more
@@ -481,85 +414,3 @@ class _ProcKnote(_Knote):
             data = status.wait_status
         fflags = KQ_NOTE_EXIT | (self.sfflags & NOTE_EXITSTATUS)
         return self.event(fflags, data, KQ_EV_EOF | KQ_EV_ONESHOT)
-
-
-class _SignalHub:
-    """The one signalfd that all emulated EVFILT_SIGNAL knotes of this process share."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.fd = -1
-        self.watchers: dict[int, list[_SignalKnote]] = {}
-        self.blocked_here: set[int] = set()
-
-    def watch(self, knote: _SignalKnote) -> None:
-        with self.lock:
-            signo = knote.ident
-            if signo not in self.watchers:
-                if signo not in signal.pthread_sigmask(signal.SIG_BLOCK, []):
-                    signal.pthread_sigmask(signal.SIG_BLOCK, [signo])
-                    self.blocked_here.add(signo)
-                self.watchers[signo] = []
-                try:
-                    self.fd = linux.signalfd(self.fd, self.watchers)
-                except OSError:
-                    # Emulation limit: the signalfd costs an fd (EMFILE) where a real
-                    # EVFILT_SIGNAL costs none. The failed registration changes nothing.
-                    del self.watchers[signo]
-                    if signo in self.blocked_here:
-                        self.blocked_here.discard(signo)
-                        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
-                    raise
-            self.watchers[signo].append(knote)
-
-    def unwatch(self, knote: _SignalKnote) -> None:
-        with self.lock:
-            signo = knote.ident
-            watchers = self.watchers.get(signo, [])
-            if knote not in watchers:
-                return
-            watchers.remove(knote)
-            if watchers:
-                return
-            self.drain()  # what is pending now belongs to the knotes still watching
-            del self.watchers[signo]
-            if self.watchers:
-                self.fd = linux.signalfd(self.fd, self.watchers)
-            else:
-                os.close(self.fd)
-                self.fd = -1
-            if signo in self.blocked_here:
-                self.blocked_here.discard(signo)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
-
-    def drain(self) -> None:
-        with self.lock:
-            while self.fd >= 0:
-                signo = linux.signalfd_read(self.fd)
-                if signo is None:
-                    return
-                for knote in self.watchers.get(signo, ()):
-                    knote.deliver()
-                self._normal_delivery(signo)
-
-    def _normal_delivery(self, signo: int) -> None:
-        if signo not in self.blocked_here:
-            # The program blocks it itself: normal delivery would leave it pending.
-            # Emulation limit: it was consumed from the signalfd, so it is dropped.
-            return
-        handler = signal.getsignal(signo)
-        if handler in (signal.SIG_IGN, None) or (
-            handler == signal.SIG_DFL and signo in _IGNORED_BY_DEFAULT
-        ):
-            return
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
-        try:
-            signal.raise_signal(signo)
-        finally:
-            signal.pthread_sigmask(signal.SIG_BLOCK, [signo])
-
-
-_IGNORED_BY_DEFAULT = {signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT}
-_HUB = _SignalHub()
-
-

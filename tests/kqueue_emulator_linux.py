@@ -79,13 +79,28 @@ def signalfd(fd: int, signals: object) -> int:
     return _check(_libc.signalfd(fd, mask, os.O_NONBLOCK | os.O_CLOEXEC))
 
 
-def signalfd_read(fd: int) -> int | None:
-    """The number of the next pending signal, or None."""
+def signalfd_read(fd: int) -> tuple[int, int] | None:
+    """The number and code (ssi_signo, ssi_code) of the next pending signal, or None."""
     try:
         record = os.read(fd, _SIGINFO_BYTES)
     except BlockingIOError:
         return None
-    return int(struct.unpack_from("I", record)[0])
+    signo, _errno, code = struct.unpack_from("Iii", record)
+    return int(signo), int(code)
+
+
+def pending_signals(thread: int | None) -> set[int]:
+    """The signals pending for the whole process (``thread`` None: /proc ``ShdPnd``) or
+    for one of its threads (its native id: that task's ``SigPnd``)."""
+    path, key = ("/proc/self/status", "ShdPnd:") if thread is None else (
+        f"/proc/self/task/{thread}/status", "SigPnd:")
+    try:
+        with open(path) as status:
+            line = next(x for x in status if x.startswith(key))
+    except (OSError, StopIteration):
+        return set()  # the thread has ended
+    bits = int(line.split(":", 1)[1], 16)
+    return {n + 1 for n in range(bits.bit_length()) if bits >> n & 1}
 
 
 @dataclass(frozen=True)

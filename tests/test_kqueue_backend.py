@@ -53,6 +53,16 @@ def test_capabilities_list_every_primitive_with_its_kernel_object() -> None:
     assert any("signo" in m for m in rows["SignalFD"].missing)
 
 
+def test_signalfd_row_states_the_counting_and_on_macos_the_thread_rule(
+    kqueue_backend: str,
+) -> None:
+    missing = _row("SignalFD").missing
+    assert any("counts every send" in m for m in missing)
+    darwin = kqueue_backend == "darwin" or (kqueue_backend == "native"
+                                           and sys.platform == "darwin")
+    assert any("aimed at a thread" in m for m in missing) == darwin
+
+
 def test_linux_capabilities_are_listed_too() -> None:
     assert {c.primitive for c in backends.capabilities("linux")} == PRIMITIVES
 

@@ -24,6 +24,7 @@ import pytest
 
 from tests import kqueue_emulator as emu
 from tests.kqueue_emulator_linux import readable
+from tests.primitives.signal_harness import require_alone
 
 # Several tests fork a child that only exits (or only calls kevent) right away.
 pytestmark = pytest.mark.filterwarnings(
@@ -228,6 +229,25 @@ def _to_this_thread(signo: int) -> None:
     signal.pthread_kill(threading.get_ident(), signo)
 
 
+def _send(platform: str, signo: int) -> None:
+    """A send this platform's EVFILT_SIGNAL records: to this thread on FreeBSD, to the
+    process on macOS (xnu records no thread-directed signal), skipping the test if some
+    other thread could take it there."""
+    if platform == "darwin":
+        require_alone((signo,))
+        os.kill(os.getpid(), signo)
+    else:
+        _to_this_thread(signo)
+
+
+@pytest.fixture(autouse=True)
+def send_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator's view of this process's own sends (install() puts it in place for
+    fdloop's tests; these tests use the emulator classes directly)."""
+    if REAL is None:
+        emu.install_send_hooks(monkeypatch.setattr)
+
+
 @pytest.fixture
 def ignored_usr1() -> Iterator[None]:
     previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
@@ -236,10 +256,10 @@ def ignored_usr1() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("ignored_usr1")
-def test_signal_is_recorded_even_when_ignored(kq: Any) -> None:
+def test_signal_is_recorded_even_when_ignored(kq: Any, platform: str) -> None:
     kq.control([kev(signal.SIGUSR1, emu.KQ_FILTER_SIGNAL, emu.KQ_EV_ADD)], 0)
     assert events(kq) == []
-    _to_this_thread(signal.SIGUSR1)
+    _send(platform, signal.SIGUSR1)
     [(ident, _f, flags, _ff, data)] = events(kq, timeout=5)
     assert (ident, data) == (signal.SIGUSR1, 1) and flags & emu.KQ_EV_CLEAR
     assert events(kq) == []
@@ -251,19 +271,19 @@ def test_every_kqueue_watching_a_signal_sees_it(kq: Any, platform: str) -> None:
     try:
         for queue in (kq, other):
             queue.control([kev(signal.SIGUSR1, emu.KQ_FILTER_SIGNAL, emu.KQ_EV_ADD)], 0)
-        _to_this_thread(signal.SIGUSR1)
+        _send(platform, signal.SIGUSR1)
         assert [e[4] for e in events(kq, timeout=5)] == [1]
         assert [e[4] for e in events(other, timeout=5)] == [1]
     finally:
         other.close()
 
 
-def test_signal_still_reaches_its_handler(kq: Any) -> None:
+def test_signal_still_reaches_its_handler(kq: Any, platform: str) -> None:
     seen: list[int] = []
     previous = signal.signal(signal.SIGUSR2, lambda signo, frame: seen.append(signo))
     try:
         kq.control([kev(signal.SIGUSR2, emu.KQ_FILTER_SIGNAL, emu.KQ_EV_ADD)], 0)
-        _to_this_thread(signal.SIGUSR2)
+        _send(platform, signal.SIGUSR2)
         assert [e[4] for e in events(kq, timeout=5)] == [1]
         deadline = time.monotonic() + 5
         while not seen and time.monotonic() < deadline:
@@ -271,6 +291,48 @@ def test_signal_still_reaches_its_handler(kq: Any) -> None:
         assert seen == [signal.SIGUSR2]
     finally:
         signal.signal(signal.SIGUSR2, previous)
+
+
+@pytest.mark.usefixtures("ignored_usr1")
+def test_data_counts_every_send_not_only_what_linux_keeps_pending(
+    kq: Any, platform: str
+) -> None:
+    """FreeBSD's tdsendsignal() and xnu's psignal_internal() post the knote on every
+    send, and filt_signal() adds one each time: three sends before a kevent(), data 3."""
+    kq.control([kev(signal.SIGUSR1, emu.KQ_FILTER_SIGNAL, emu.KQ_EV_ADD)], 0)
+    for _ in range(3):
+        _send(platform, signal.SIGUSR1)
+    assert [e[4] for e in events(kq, timeout=5)] == [3]
+    assert events(kq) == []
+
+
+@pytest.mark.usefixtures("ignored_usr1")
+def test_a_thread_directed_signal_is_recorded_on_freebsd_only(
+    kq: Any, platform: str
+) -> None:
+    """xnu skips the knote for PSIG_THREAD sends (pthread_kill, raise); FreeBSD's
+    tdsendsignal() posts it for a thread's signal too."""
+    kq.control([kev(signal.SIGUSR1, emu.KQ_FILTER_SIGNAL, emu.KQ_EV_ADD)], 0)
+    _to_this_thread(signal.SIGUSR1)
+    _to_this_thread(signal.SIGUSR1)
+    if platform == "darwin":
+        assert events(kq, timeout=0.05) == []
+    else:
+        assert [e[4] for e in events(kq, timeout=5)] == [2]
+
+
+def test_sigpipe_of_a_write_is_recorded_on_both(kq: Any) -> None:
+    """A write to a broken pipe raises SIGPIPE with plain psignal() on macOS (sys_generic.c
+    dofilewrite): process-directed, so recorded there too. (Python ignores SIGPIPE.)"""
+    kq.control([kev(signal.SIGPIPE, emu.KQ_FILTER_SIGNAL, emu.KQ_EV_ADD)], 0)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        with pytest.raises(BrokenPipeError):
+            os.write(write_end, b"x")
+    finally:
+        os.close(write_end)
+    assert [e[4] for e in events(kq, timeout=5)] == [1]
 
 
 @pytest.mark.allow_leaks  # SIG_IGN auto-reaps the child; nothing is left to check

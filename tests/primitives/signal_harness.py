@@ -12,7 +12,11 @@ tests in two ways:
 * Tests that send a process-directed signal (kill(2), a child's exit) first wait for idle
   worker threads left by earlier tests (trio's and anyio's end after 10 s idle) to go
   away (``alone``), and skip if a thread that could take the signal stays. Other tests
-  aim their signals at the main thread (pthread_kill), which no other thread can take.
+  send with :func:`send`, which aims the signal at the main thread (pthread_kill), which
+  no other thread can take — except where a thread-directed signal never reaches a
+  SignalFD (the kqueue backend on macOS: xnu records only process-directed signals for
+  EVFILT_SIGNAL), where it sends to the process, and such tests need ``alone`` too
+  (``on_every_loop`` and :func:`send` see to it).
 
 Every test must leave the signal mask, the dispositions and the pending set exactly as it
 found them (``signal_state_is_left_as_found``). Test modules import the fixtures from
@@ -58,11 +62,23 @@ def backend_has_signalfd(request: pytest.FixtureRequest) -> None:
         pytest.skip(f"the {selected_name()} backend has no SignalFD yet")
 
 
+def thread_directed_reach_signalfd() -> bool:
+    """False on the kqueue backend imitating (or running on) macOS: xnu's
+    psignal_internal() posts no EVFILT_SIGNAL knote for a signal aimed at a thread."""
+    if selected_name() != "kqueue":
+        return True
+    from fdloop.backends.kqueue import platform_name
+
+    return platform_name() != "darwin"
+
+
 def on_every_loop(body: Callable[[], Awaitable[None]]) -> Callable[..., None]:
     """Turn an async test body into a sync test run by anyio.run on each loop."""
 
     def test(anyio_backend: tuple[str, dict[str, Any]]) -> None:
         name, options = anyio_backend
+        if not thread_directed_reach_signalfd():
+            require_alone()  # the body's send() goes to the whole process
 
         async def bounded() -> None:
             with anyio.fail_after(TIMEOUT):
@@ -104,8 +120,8 @@ def signal_state_is_left_as_found() -> Iterator[None]:
         pytest.fail("; ".join(problems), pytrace=False)
 
 
-def exposed_threads() -> list[int]:
-    """Other threads that do not block every signal in USED."""
+def exposed_threads(signals: tuple[int, ...] = USED) -> list[int]:
+    """Other threads that do not block every one of ``signals``."""
     me, exposed = threading.get_native_id(), []
     for name in os.listdir("/proc/self/task"):
         try:
@@ -114,7 +130,7 @@ def exposed_threads() -> list[int]:
         except (OSError, StopIteration):
             continue
         blocked = int(line.split(":")[1], 16)
-        if int(name) != me and any(not blocked >> (s - 1) & 1 for s in USED):
+        if int(name) != me and any(not blocked >> (s - 1) & 1 for s in signals):
             exposed.append(int(name))
     return exposed
 
@@ -125,8 +141,13 @@ _LINGERING: set[int] = set()  # threads that outlived one full wait: not waited 
 @pytest.fixture
 def alone() -> None:
     """Wait until no other thread could take a process-directed signal; skip otherwise."""
+    require_alone()
+
+
+def require_alone(signals: tuple[int, ...] = USED) -> None:
+    """What the ``alone`` fixture does, callable from a test or helper."""
     deadline = time.monotonic() + 20
-    while (threads := exposed_threads()) and time.monotonic() < deadline:
+    while (threads := exposed_threads(signals)) and time.monotonic() < deadline:
         if set(threads) <= _LINGERING:
             break
         time.sleep(0.05)
@@ -138,6 +159,19 @@ def alone() -> None:
 def to_main_thread(signo: int) -> None:
     """Aim a signal at the main thread (tgkill): no other thread can take it."""
     signal.pthread_kill(threading.main_thread().ident or 0, signo)
+
+
+def send(signo: int) -> None:
+    """Send ``signo`` so that this backend's SignalFD sees it: to the main thread, or,
+    where thread-directed signals never reach a SignalFD (macOS kqueue), to the process
+    (skipping the test if another thread could take it; ``on_every_loop`` checked that
+    already before an async body ran)."""
+    if thread_directed_reach_signalfd():
+        to_main_thread(signo)
+        return
+    if threading.current_thread() is threading.main_thread():
+        require_alone((signo,))
+    os.kill(os.getpid(), signo)
 
 
 def blocked() -> set[int]:

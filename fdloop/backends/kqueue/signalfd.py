@@ -19,9 +19,19 @@ SIG_IGN instead would also keep delivery away from threads, but every child woul
 inherit the ignored signals across exec.)
 
 Each EVFILT_SIGNAL event with ``data`` = n becomes n reads of a SigInfoFields holding
-only ``signo``: the kernel counts deliveries but keeps no siginfo (sender, code, value)
-for them. Unlike Linux, standard signals do not coalesce: three SIGUSR1 give three reads.
-Reads left over from one event make the kqueue readable through an EVFILT_USER event.
+only ``signo``: the kernel counts sends but keeps no siginfo (sender, code, value) for
+them. Unlike Linux, standard signals do not coalesce: FreeBSD's ``tdsendsignal()`` posts
+the knote on every send, before it looks at the pending set, and ``filt_signal()`` adds
+one to ``data`` each time (xnu's ``psignal_internal()`` and ``filt_signal()`` alike), so
+three SIGUSR1 sent before a read give three reads. Reads left over from one event make
+the kqueue readable through an EVFILT_USER event.
+
+Which sends count differs: FreeBSD records a signal aimed at one thread too (thr_kill,
+pthread_kill, a fault), but xnu posts the knote only for process-directed sends
+(``if ((flavor & (PSIG_VFORK | PSIG_THREAD)) == 0) proc_knote(...)``), and a fault
+(``threadsignal()``) posts none: on macOS pthread_kill, raise() and faults never reach a
+SignalFD, while kill(2), killpg(2), a child's SIGCHLD and the SIGPIPE of a write (plain
+``psignal()`` there) do. ``capabilities()`` says so.
 """
 
 from __future__ import annotations
