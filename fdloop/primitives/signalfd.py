@@ -13,19 +13,30 @@ import numbers
 import signal
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from signal import Signals
 
 from ..backends import current as current_backend
 from ..backends import sigmask
 from ..backends.contract import SignalFDBackend
-from ..errors import ClosedResourceError, SignalDeliveryWarning
+from ..errors import ClosedResourceError, SignalDeliveryWarning, UnsupportedOperation
 from .resource import FDResource, naming_fd_limit
 
 __all__ = ["SignalFD", "SignalInfo", "signals_taken_over"]
 
 _UNCATCHABLE: dict[int, str] = {signal.SIGKILL: "SIGKILL", signal.SIGSTOP: "SIGSTOP"}
+# Signals the kernel raises synchronously, in the thread whose instruction caused them (a
+# bad access, a bad instruction, a division by zero, a breakpoint, a seccomp trap). Linux
+# (force_sig_fault/force_sig_seccomp) and FreeBSD (trapsignal) do not queue such a signal
+# when it is blocked: they unblock it, reset it to SIG_DFL and so end the process. A
+# SignalFD would promise what it can never keep: refused. (Only a kill(2)-sent copy could
+# be read; the rare asynchronous SIGBUS of a memory failure, BUS_MCEERR_AO, is not worth
+# the false promise for every mapping fault, e.g. touching a shrunk MemFD's mmap.)
+_SYNCHRONOUS: frozenset[int] = frozenset(
+    getattr(signal, name) for name in
+    ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS") if hasattr(signal, name)
+)
 # Linux C libraries keep the signals from 32 up to their SIGRTMIN (glibc: 32 and 33) for
 # their threads and silently drop them from every mask: a SignalFD could never take them.
 _LIBC_RESERVED = (
@@ -127,12 +138,29 @@ class SignalFD(FDResource[SignalFDBackend]):
     A handler for a taken-over signal (``signal.signal``, ``loop.add_signal_handler``)
     does not run while the SignalFD is open; handlers for other signals are untouched.
 
-    Standard signals coalesce while pending (three SIGUSR1 unread: one read); real-time
-    signals queue (three sent: three reads).
+    How many reads a burst of signals gives depends on the backend (``capabilities()``):
+
+    * Linux (signalfd): a standard signal coalesces while pending (three SIGUSR1 sent
+      before a read: one read); real-time signals queue (three sent: three reads).
+    * kqueue (FreeBSD, macOS): EVFILT_SIGNAL counts every send, so each is one read,
+      standard or real-time (three SIGUSR1: three reads). On macOS only signals sent to
+      the whole process reach a SignalFD (kill(2), killpg(2), a child's SIGCHLD, the
+      SIGPIPE of a write): xnu records none aimed at one thread, so pthread_kill(),
+      raise() and faults never arrive there.
+
+    Children: a program started by ``subprocess``, ``os.fork``/``os.posix_spawn`` or
+    asyncio while a SignalFD is open inherits the blocked mask (exec keeps it, and
+    ``Popen(restore_signals=True)`` only resets SIGPIPE/SIGXFSZ dispositions), so for
+    example ``Popen.terminate()`` does nothing to it while SIGTERM is held.
+    ``fdloop.spawn()``/``fdloop.run()`` give their children ordinary delivery back; for
+    other spawners, run the program through :meth:`child_argv`.
 
     Raises TypeError or ValueError naming ``signals`` for an empty set, a non-int, a bool,
     a number outside 1..NSIG-1, SIGKILL or SIGSTOP (the kernel cannot give them to
-    anyone) and the signals glibc reserves for itself (32, 33); nothing is changed then.
+    anyone), the synchronous fault signals SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP and
+    SIGSYS (the kernel unblocks a real fault and ends the process instead of queueing
+    it, so only a kill(2)-sent copy could ever be read) and the signals glibc reserves for
+    itself (32, 33); nothing is changed then.
     Raises OSError (EMFILE, naming RLIMIT_NOFILE and ``fdloop.raise_fd_limit()``) when
     this process has no fd left; the mask and dispositions are then as they were.
     """
@@ -188,6 +216,41 @@ class SignalFD(FDResource[SignalFDBackend]):
         """
         return super().detach()
 
+    @staticmethod
+    def child_argv(argv: Sequence[str]) -> list[str]:
+        """``argv`` to run with the signals SignalFDs hold given back to the program.
+
+        For spawners other than ``fdloop.spawn`` (``subprocess.Popen``, asyncio's
+        ``create_subprocess_exec``, ``os.posix_spawn``), whose children inherit those
+        signals blocked: ``Popen(SignalFD.child_argv(["sleep", "30"]))`` runs ``sleep``
+        through a short-lived Python (``sys.executable -I -S``) that unblocks the signals
+        :func:`signals_taken_over` names right now, sets SIGPIPE and SIGXFSZ back to
+        SIG_DFL (which that Python ignores at start-up, as subprocess's
+        ``restore_signals`` would) and execs the program by PATH lookup (same pid, so
+        ``terminate()`` reaches it; a signal that arrives first ends the trampoline the
+        same way). No ``preexec_fn``, so it is safe with threads; the cost is one small
+        interpreter start (about 10 ms). Returns ``argv`` unchanged (as a list) while no
+        signal is taken over. A program that cannot be run exits with status 127 and
+        a message on stderr, as a shell's would. Raises TypeError for a ``str`` or an
+        empty ``argv``, UnsupportedOperation if ``sys.executable`` is unknown.
+        """
+        if isinstance(argv, (str, bytes)) or not isinstance(argv, Sequence):
+            raise TypeError(
+                f"argv must be a sequence of arguments, not {type(argv).__name__}"
+            )
+        if not argv:
+            raise TypeError("argv must not be empty")
+        taken = signals_taken_over()
+        if not taken:
+            return list(argv)
+        if not sys.executable:
+            raise UnsupportedOperation(
+                "SignalFD.child_argv needs sys.executable to run its trampoline, and this "
+                "interpreter does not know its own path"
+            )
+        numbers_ = ",".join(str(int(signo)) for signo in sorted(taken))
+        return [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, numbers_, *argv]
+
     def __aiter__(self) -> SignalFD:
         return self
 
@@ -236,6 +299,22 @@ def signals_taken_over() -> frozenset[int]:
     return sigmask.taken_over()
 
 
+# Run by SignalFD.child_argv in a fresh ``python -I -S``: argv[1] holds the signal numbers.
+_TRAMPOLINE = """\
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [int(n) for n in sys.argv[1].split(",")])
+for name in ("SIGPIPE", "SIGXFSZ"):
+    if hasattr(signal, name):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as error:
+    sys.stderr.write(f"{sys.argv[2]}: {error.strerror}\\n")
+    sys.stderr.flush()
+    os._exit(127)
+"""
+
+
 def _validate_signals(signals: object) -> frozenset[int]:
     if isinstance(signals, (str, bytes)) or not isinstance(signals, Iterable):
         raise TypeError(
@@ -252,6 +331,14 @@ def _validate_signals(signals: object) -> frozenset[int]:
             raise ValueError(
                 f"signals: {_UNCATCHABLE[signo]} can never be blocked, caught or read; "
                 "the kernel always acts on it itself"
+            )
+        if signo in _SYNCHRONOUS:
+            name = sigmask.signal_name(signo)
+            raise ValueError(
+                f"signals: {name} is raised synchronously by a fault in the thread that "
+                f"caused it, and the kernel then unblocks it and ends the process instead "
+                f"of queueing it, so a SignalFD could only ever read a {name} sent with "
+                "kill(2); handle faults with a signal handler or faulthandler instead"
             )
         if signo in _LIBC_RESERVED:
             raise ValueError(f"signals: {signo} is reserved by the C library for its threads")

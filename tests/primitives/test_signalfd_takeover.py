@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import warnings
 
@@ -25,8 +26,8 @@ from .signal_harness import (  # the fixtures are used by name
     backend_has_signalfd,  # noqa: F401
     blocked,
     on_every_loop,
+    send,
     signal_state_is_left_as_found,  # noqa: F401
-    to_main_thread,
 )
 
 # -- taking over and giving back ---------------------------------------------------------
@@ -48,7 +49,7 @@ def test_overlapping_signalfds_give_back_only_with_the_last_one() -> None:
     first.close()
     assert SIGUSR1 in blocked()  # the second one still needs it
     assert SIGUSR2 not in blocked()
-    to_main_thread(SIGUSR1)
+    send(SIGUSR1)
     assert second.read_nowait().signo == SIGUSR1
     second.close()
     assert SIGUSR1 not in blocked()
@@ -72,7 +73,7 @@ def test_an_ignored_signal_is_read_and_ignored_again_afterwards() -> None:
             # An ignored signal is dropped when sent; SIG_DFL is safe while it is blocked.
             assert signal.getsignal(SIGUSR1) == signal.SIG_DFL
             assert signals_taken_over() == {SIGUSR1}
-            to_main_thread(SIGUSR1)
+            send(SIGUSR1)
             assert sfd.read_nowait().signo == SIGUSR1
         assert signal.getsignal(SIGUSR1) == signal.SIG_IGN
     finally:
@@ -126,9 +127,9 @@ def test_closing_discards_what_was_not_read() -> None:
     }
     try:
         with fdloop.SignalFD({SIGUSR1, SIGRT}):
-            to_main_thread(SIGUSR1)
-            to_main_thread(SIGRT)
-            to_main_thread(SIGRT)
+            send(SIGUSR1)
+            send(SIGRT)
+            send(SIGRT)
             assert signal.sigpending() >= {SIGUSR1, SIGRT}
         signal.pthread_sigmask(signal.SIG_BLOCK, [])  # runs pending Python handlers
         assert delivered == []
@@ -152,6 +153,42 @@ async def test_a_child_spawned_meanwhile_gets_ordinary_delivery() -> None:
     assert not child_blocked >> (SIGRT - 1) & 1
 
 
+def test_a_subprocess_child_is_terminable_when_started_through_child_argv() -> None:
+    """A Popen child inherits SIGTERM blocked while a SignalFD holds it (restore_signals
+    does not touch the mask), so terminate() does nothing to it; child_argv gives the
+    program ordinary delivery back."""
+    with fdloop.SignalFD({signal.SIGTERM}):
+        plain = subprocess.Popen(["sleep", "30"])
+        helped = subprocess.Popen(fdloop.SignalFD.child_argv(["sleep", "30"]))
+        try:
+            helped.terminate()
+            assert helped.wait(timeout=10) == -signal.SIGTERM
+            plain.terminate()
+            with pytest.raises(subprocess.TimeoutExpired):
+                plain.wait(timeout=0.2)  # the trap child_argv is for
+        finally:
+            for child in (plain, helped):
+                child.kill()
+                child.wait()
+    assert fdloop.SignalFD.child_argv(("true",)) == ["true"]  # nothing taken over now
+
+
+def test_child_argv_keeps_the_users_own_blocked_signals_and_refuses_a_string() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {SIGUSR2})
+    try:
+        with fdloop.SignalFD({SIGUSR1}):
+            argv = fdloop.SignalFD.child_argv(["grep", "SigBlk", "/proc/self/status"])
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                                 check=True).stdout
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {SIGUSR2})
+    child_blocked = int(out.split(":")[1], 16)
+    assert not child_blocked >> (SIGUSR1 - 1) & 1  # ours: given back
+    assert child_blocked >> (SIGUSR2 - 1) & 1  # the user's: inherited as usual
+    with pytest.raises(TypeError, match="argv"):
+        fdloop.SignalFD.child_argv("sleep 1")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("signals", "error", "words"),
     [
@@ -162,6 +199,12 @@ async def test_a_child_spawned_meanwhile_gets_ordinary_delivery() -> None:
         ([SIGUSR1, signal.SIGKILL], ValueError, "SIGKILL"),
         ([signal.SIGSTOP], ValueError, "SIGSTOP"),
         ([32], ValueError, "reserved"),
+        ([SIGUSR1, signal.SIGSEGV], ValueError, "SIGSEGV is raised synchronously"),
+        ([signal.SIGBUS], ValueError, "SIGBUS is raised synchronously"),
+        ([signal.SIGFPE], ValueError, "SIGFPE is raised synchronously"),
+        ([signal.SIGILL], ValueError, "SIGILL is raised synchronously"),
+        ([signal.SIGTRAP], ValueError, "SIGTRAP is raised synchronously"),
+        ([signal.SIGSYS], ValueError, "SIGSYS is raised synchronously"),
         (["10"], TypeError, "ints"),
         ([10.0], TypeError, "ints"),
         ([True], TypeError, "ints"),
