@@ -262,7 +262,12 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
         cancel, self._cancel_flush = self._cancel_flush, None
         if cancel is not None:
             cancel()
-        super().close()
+        # The base class's closing step, done here: FDResource.close() may hand the
+        # close to another thread's loop, which would call our close() again, and that
+        # returns at once (closed is already true) without closing anything.
+        if not self._handle.closed:
+            self._waiter.close()
+            self._handle.close()
         if self._fd_closed is not None:
             self._fd_closed.set()
         self._notify()

@@ -31,7 +31,7 @@ import anyio
 import anyio.abc
 
 from .. import _aio
-from ..errors import SupervisorConfigError
+from ..errors import IncompleteReadError, LimitOverrunError, SupervisorConfigError
 from ..streams import PipeReceiveStream
 from .config import Config, check_executable, load_config
 from .core import Supervisor
@@ -174,11 +174,24 @@ class _Output:
         self.done = anyio.Event()
 
     async def copy_lines(self) -> None:
-        """Copy until EOF: every write end closed (ours, the programs', their children's)."""
+        """Copy until EOF: every write end closed (ours, the programs', their children's).
+
+        A line longer than the stream's limit (64 KiB) goes out in pieces of that size,
+        each prefixed on a line of its own: memory stays bounded whatever a program prints.
+        """
+        stream = self._stream
         try:
-            # put() never waits: a full queue or a gone reader drops the line, and the
-            # pipe keeps being drained, or a chatty program would block on a full pipe.
-            async for line in self._stream:
+            while True:
+                try:
+                    line = await stream.readuntil(b"\n")
+                except LimitOverrunError:
+                    line = await stream.read(stream.limit)  # buffered: never waits
+                except IncompleteReadError as eof:  # the last line had no newline
+                    if eof.partial:
+                        self._sink.put(self._prefix + eof.partial)
+                    return
+                # put() never waits: a full queue or a gone reader drops the line, and the
+                # pipe keeps being drained, or a chatty program would block on a full pipe.
                 self._sink.put(self._prefix + line)
                 if self._sink.crowded:
                     await _aio.checkpoint()
