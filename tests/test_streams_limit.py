@@ -120,6 +120,36 @@ async def test_iteration_raises_on_a_long_line_and_can_go_on() -> None:
     assert (lines, errors) == ([b"ok\n", b"ok2\n"], 1)
 
 
+async def test_a_cancelled_search_keeps_its_bytes_and_the_limit_still_counts_them() -> None:
+    async with pipe(limit=10) as (reader, writer):
+        await writer.send(b"012345")
+        with anyio.move_on_after(0.02) as scope:
+            await reader.readuntil(b"|")  # buffers 6 bytes, then waits
+        assert scope.cancelled_caught and buffered(reader) == 6
+        await writer.send(b"6789ab|")  # 12 bytes before the separator: over the limit
+        with pytest.raises(fdloop.LimitOverrunError) as caught:
+            await reader.readuntil(b"|")
+        assert caught.value.consumed == 12 and buffered(reader) == 13
+        assert await reader.readexactly(13) == b"0123456789ab|"
+
+
+async def test_close_wakes_a_waiting_line_search() -> None:
+    async with pipe(limit=10) as (reader, writer), anyio.create_task_group() as tg:
+        await writer.send(b"part")
+        errors: list[BaseException] = []
+
+        async def search() -> None:
+            try:
+                await reader.readline()
+            except fdloop.ClosedResourceError as exc:
+                errors.append(exc)
+
+        tg.start_soon(search)
+        await anyio.sleep(0.02)
+        reader.close()
+    assert len(errors) == 1
+
+
 # -- a child that never prints a newline ---------------------------------------------------
 
 NO_NEWLINE = (
