@@ -12,81 +12,19 @@ import argparse
 import importlib
 import importlib.metadata
 import os
-import platform
 import sys
-import textwrap
 from collections.abc import Callable, Sequence
-from typing import Any
-
-LOOP_LIBRARIES = ("uvloop", "trio", "anyio", "sniffio", "matplotlib")
-
-
-def _version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _print_capabilities() -> None:
-    """Per primitive, what provides it: ``backends.describe()`` when the backends
-    package has it (text or rows), else a table built from ``capabilities()``."""
-    from . import backends
-
-    describe: Callable[[], Any] | None = getattr(backends, "describe", None)
-    if describe is not None:
-        described = describe()
-        if isinstance(described, str):
-            print(described.rstrip())
-        else:
-            _print_table([tuple(str(cell) for cell in row) for row in described])
-        return
-    rows: list[tuple[str, ...]] = [("primitive", "backend", "native", "kernel object")]
-    notes: dict[int, tuple[str, ...]] = {}
-    for cap in backends.capabilities():
-        notes[len(rows)] = cap.missing
-        rows.append((cap.primitive, cap.backend, "yes" if cap.native else "emulated",
-                     cap.kernel_object))
-    _print_table(rows, notes)
-
-
-def _print_table(
-    rows: Sequence[tuple[str, ...]], notes: dict[int, tuple[str, ...]] | None = None
-) -> None:
-    """Aligned columns, a rule under the header; ``notes[i]`` go under row i, wrapped."""
-    if not rows:
-        return
-    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
-    for number, row in enumerate(rows):
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-        print("  ".join(cells).rstrip())
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
-        for note in (notes or {}).get(number, ()):
-            print(textwrap.fill(note, 96, initial_indent="    missing: ",
-                                subsequent_indent="             "))
 
 
 def info_main() -> int:
     """``fdloop info``: machine, interpreter, libraries, backend and capabilities."""
-    from . import __version__, backends
+    from . import backends
 
-    uname = os.uname()
-    print(f"fdloop     {__version__}")
-    print(f"kernel     {uname.sysname} {uname.release} ({uname.machine})")
-    print(f"python     {platform.python_implementation()} {platform.python_version()} "
-          f"({sys.executable})")
-    for name in LOOP_LIBRARIES:
-        print(f"{name:<10} {_version(name) or 'not installed'}")
     try:
-        backend = backends.selected_name()
-    except ValueError as error:
-        print(f"backend    {error}", file=sys.stderr)
+        print(backends.describe())
+    except ValueError as error:  # a bad FDLOOP_BACKEND value
+        print(f"fdloop info: {error}", file=sys.stderr)
         return 2
-    print(f"backend    {backend} (native here: {backends.native_name()}; "
-          "FDLOOP_BACKEND=linux|kqueue overrides)")
-    print()
-    _print_capabilities()
     return 0
 
 

@@ -83,6 +83,19 @@ def pytest_configure(config: pytest.Config) -> None:
         _emulate_kqueue(setattr_, os.environ.__setitem__)
 
 
+@pytest.fixture(params=["clone", "posix_spawn"])
+def spawn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a Linux spawn test on both ways of starting a child: the compiled
+    clone(CLONE_PIDFD) path and the pure-Python posix_spawn + pidfd_open fallback."""
+    from fdloop.backends.linux import spawn as linux_spawn
+
+    if request.param == "posix_spawn":
+        monkeypatch.setattr(linux_spawn, "_clone_spawn", None)
+    elif linux_spawn._clone_spawn is None:
+        pytest.skip("the _clone_spawn extension is not built (no C compiler at install)")
+    return request.param  # type: ignore[no-any-return]
+
+
 LEAK_GRACE_SECONDS = 2.0
 
 

@@ -15,7 +15,7 @@ import textwrap
 
 from . import BACKENDS, Capability, capabilities, native_name, selected_name
 
-_LOOP_LIBRARIES = ("uvloop", "trio", "anyio", "sniffio")
+_LOOP_LIBRARIES = ("uvloop", "trio", "anyio", "sniffio", "matplotlib")
 _WIDTH = 100
 
 
@@ -32,16 +32,27 @@ def describe(backend: str | None = None) -> str:
     else:
         chosen = "default"
     lines = [
-        f"fdloop {_version('fdloop')}",
-        f"kernel   {platform.system()} {platform.release()} ({platform.machine()})",
-        f"python   {platform.python_implementation()} {platform.python_version()}",
-        f"loops    {', '.join(_loops())}",
-        f"backend  {name} ({chosen}; native here: {native_name()})",
-        f"kqueue   {_kqueue_state()}",
-        "",
-        _table(capabilities(name)),
+        f"{'fdloop':<10} {_version('fdloop')}",
+        f"{'kernel':<10} {platform.system()} {platform.release()} ({platform.machine()})",
+        f"{'python':<10} {platform.python_implementation()} {platform.python_version()} "
+        f"({sys.executable})",
+        *(f"{library:<10} {_version(library)}" for library in _LOOP_LIBRARIES),
+        f"{'backend':<10} {name} ({chosen}; native here: {native_name()}; "
+        "FDLOOP_BACKEND=linux|kqueue overrides)",
+        f"{'kqueue':<10} {_kqueue_state()}",
     ]
+    if sys.platform.startswith("linux"):
+        lines.append(f"{'spawn':<10} {_spawn_path()}")
+    lines += ["", _table(capabilities(name))]
     return "\n".join(lines)
+
+
+def _spawn_path() -> str:
+    from .linux.spawn import spawns_with_pidfd
+
+    if spawns_with_pidfd():
+        return "clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD), compiled (_clone_spawn)"
+    return "posix_spawn + pidfd_open, pure Python (_clone_spawn not built)"
 
 
 def _version(distribution: str) -> str:
@@ -49,15 +60,6 @@ def _version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def _loops() -> list[str]:
-    found = ["asyncio (stdlib)"]
-    for library in _LOOP_LIBRARIES:
-        version = _version(library)
-        found.append(f"{library} {version}" if version != "not installed" else
-                     f"{library} (not installed)")
-    return found
 
 
 def _kqueue_state() -> str:

@@ -27,6 +27,9 @@ _SIGTERM = int(_signal.SIGTERM)
 _INHERIT_ALL = (None, None, None)
 _FLAG_NAMES = ("start_new_session", "daemon", "die_with_parent")
 
+MAX_FD = 2**31 - 1
+"""The largest fd number: the kernel's fds are C ints, so anything larger would be cut."""
+
 StdioArg = Union[int, IO[Any], None]  # noqa: UP007 - a runtime alias must work on 3.10
 """None (inherit), PIPE, DEVNULL, STDOUT (stderr only), an fd, or a file object."""
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -144,8 +147,11 @@ def _stdio(name: str, value: object, *, allow_stdout: bool) -> int | None:
             raise ValueError(f"{name}=STDOUT is only meaningful for stderr")
         return STDOUT
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"{name} must be None, PIPE, DEVNULL, an fd >= 0 or a file")
+        if not 0 <= value <= MAX_FD:
+            raise ValueError(
+                f"{name} must be None, PIPE, DEVNULL, a file or an fd from 0 to {MAX_FD}, "
+                f"got {value}"
+            )
         return value
     fileno = getattr(value, "fileno", None)
     if fileno is None:
@@ -156,6 +162,8 @@ def _stdio(name: str, value: object, *, allow_stdout: bool) -> int | None:
     fd = fileno()
     if not isinstance(fd, int):
         raise TypeError(f"{name}.fileno() must return an int")
+    if not 0 <= fd <= MAX_FD:
+        raise ValueError(f"{name}.fileno() returned {fd}, not an fd")
     return fd
 
 
@@ -164,7 +172,13 @@ def _env(env: object) -> list[bytes]:
         raise TypeError(f"env must be a mapping, not {type(env).__name__}")
     entries = []
     for key, value in env.items():
-        k, v = os.fsencode(key), os.fsencode(value)
+        try:
+            k, v = os.fsencode(key), os.fsencode(value)
+        except TypeError:
+            raise TypeError(
+                f"env keys and values must be str or bytes, not {type(key).__name__} "
+                f"{key!r}: {type(value).__name__}"
+            ) from None
         if not k or b"=" in k or b"\0" in k or b"\0" in v:
             raise ValueError(f"env: invalid variable {key!r}")
         entries.append(k + b"=" + v)
@@ -176,7 +190,7 @@ def _pass_fds(pass_fds: object) -> tuple[int, ...]:
         return ()
     if not isinstance(pass_fds, Iterable) or isinstance(pass_fds, (str, bytes)):
         raise TypeError(f"pass_fds must be an iterable of fds, not {type(pass_fds).__name__}")
-    fds = tuple(_validate.integer("pass_fds item", fd, low=0) for fd in pass_fds)
+    fds = tuple(_validate.integer("pass_fds item", fd, low=0, high=MAX_FD) for fd in pass_fds)
     if any(fd < 3 for fd in fds):
         raise ValueError("pass_fds must be >= 3 (fds 0-2 are set with stdin/stdout/stderr)")
     return fds

@@ -24,19 +24,23 @@ from .conditions import free_fds, on_backend
 
 # How many fds spawn makes at its peak for each stdio choice, so the sweep below must see
 # exactly that many EMFILE failures before the first success: one per pipe end, one for
-# /dev/null, one for the pidfd (child-side ends are closed before pidfd_open).
-STDIO_CASES = {
-    "inherit": ({}, 1),  # the pidfd alone: posix_spawn already ran when it fails
-    "stdout-pipe": ({"stdout": PIPE}, 2),
-    "three-pipes": ({"stdin": PIPE, "stdout": PIPE, "stderr": PIPE}, 6),
-    "devnull+pipe": ({"stdin": DEVNULL, "stdout": PIPE, "stderr": STDOUT}, 3),
+# /dev/null, one for the pidfd. clone(CLONE_PIDFD) makes the pidfd while the child's ends
+# are still open; after posix_spawn they are closed before pidfd_open.
+STDIO_CASES = {  # stdio, (peak with clone, peak with posix_spawn)
+    "inherit": ({}, (1, 1)),  # the pidfd alone
+    "stdout-pipe": ({"stdout": PIPE}, (3, 2)),
+    "three-pipes": ({"stdin": PIPE, "stdout": PIPE, "stderr": PIPE}, (7, 6)),
+    "devnull+pipe": ({"stdin": DEVNULL, "stdout": PIPE, "stderr": STDOUT}, (4, 3)),
 }
 
 
 @on_backend("linux")  # the counts are the Linux backend's fds (pipes, /dev/null, pidfd)
 @pytest.mark.parametrize("case", list(STDIO_CASES))
-async def test_emfile_at_each_fd_spawn_makes_is_clear_and_leaves_nothing(case: str) -> None:
-    stdio, needed = STDIO_CASES[case]
+async def test_emfile_at_each_fd_spawn_makes_is_clear_and_leaves_nothing(
+    case: str, spawn_path: str
+) -> None:
+    stdio, peaks = STDIO_CASES[case]
+    needed = peaks[0] if spawn_path == "clone" else peaks[1]
     assert reaper.pending() == 0  # an orphan's pidfd closing mid-sweep would skew k
     failures = 0
     for k in range(needed + 2):
@@ -82,7 +86,7 @@ async def test_child_closing_its_stdio_early() -> None:
             assert await proc.stderr.read() == b""
             with pytest.raises(fdloop.BrokenResourceError):
                 for _ in range(64):  # the first writes may still fit the pipe's buffer
-                    await proc.stdin.write(b"x" * 4096)
+                    await proc.stdin.send(b"x" * 4096)
             status = await proc.wait()
     assert status.returncode == 3
 

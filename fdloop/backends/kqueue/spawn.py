@@ -41,10 +41,13 @@ def start_child(
     if _GLIBC_SPAWN:
         from ..linux.spawn import spawn_child
 
-        return spawn_child(
+        pid, pidfd, ends = spawn_child(
             program, argv, env, stdio=stdio, cwd=cwd, pass_fds=pass_fds,
             start_new_session=start_new_session, default_signals=default_signals,
         )
+        if pidfd is not None:  # a kqueue ProcessFD watches by pid (EVFILT_PROC)
+            os.close(pidfd)
+        return pid, ends
     return _stdlib_spawn(program, argv, env, stdio=stdio, cwd=cwd, pass_fds=pass_fds,
                          start_new_session=start_new_session, default_signals=default_signals)
 

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from .. import Capability
 from ..contract import OwnedFD, RawExit
 from .procfs import require_kind
-from .spawn import StdioSpec, spawn_child
+from .spawn import StdioSpec, spawn_child, spawns_with_pidfd
 
 _P_PIDFD = 3
 _WEXITED = 4
@@ -141,15 +141,18 @@ class LinuxPidFD(OwnedFD):
         start_new_session: bool,
         default_signals: Sequence[int],
     ) -> tuple[LinuxPidFD, tuple[int | None, int | None, int | None]]:
-        """posix_spawn the child, then open its pidfd (see :meth:`open_child`).
+        """Start the child and return its pidfd: the one clone(CLONE_PIDFD) made, or
+        (without the compiled extension) one opened after posix_spawn (:meth:`open_child`).
 
         Returns the pidfd and the parent's ends of PIPE stdio. If the pidfd cannot be
         had, the pipe ends are closed too.
         """
-        pid, parent_ends = spawn_child(
+        pid, pidfd, parent_ends = spawn_child(
             program, argv, env, stdio=stdio, cwd=cwd, pass_fds=pass_fds,
             start_new_session=start_new_session, default_signals=default_signals,
         )
+        if pidfd is not None:  # made by the clone itself: it names this child, always
+            return cls(pidfd, pid, True), parent_ends
         try:
             return cls.open_child(pid), parent_ends
         except BaseException:
@@ -201,8 +204,16 @@ class LinuxPidFD(OwnedFD):
 
     @classmethod
     def open_pid(cls, pid: int) -> LinuxPidFD:
-        """Watch-only pidfd of any process; ProcessLookupError if it does not exist."""
-        return cls(os.pidfd_open(pid, 0), pid, False)
+        """Watch-only pidfd of any process; ProcessLookupError if it does not exist,
+        ValueError if ``pid`` is a thread id other than its process's."""
+        try:
+            return cls(os.pidfd_open(pid, 0), pid, False)
+        except FileNotFoundError:  # ENOENT: a thread that does not lead its group
+            process = _thread_group_of(pid)
+            raise ValueError(
+                f"pid {pid} is a thread of process {process}, not a process: "
+                f"open {process} instead" if process else f"pid {pid} is a thread, not a process"
+            ) from None
 
     @classmethod
     def adopt(cls, fd: int) -> LinuxPidFD:
@@ -289,6 +300,17 @@ class LinuxPidFD(OwnedFD):
                 signal.pidfd_send_signal(fd, signo)
 
 
+def _thread_group_of(tid: int) -> int | None:
+    try:
+        with open(f"/proc/{tid}/status") as status:
+            for line in status:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _kill_and_reap_pid(pid: int) -> None:
     # Only for a child that nobody but us can have reaped yet (see open_child).
     try:
@@ -318,4 +340,10 @@ def process_capability(backend: str) -> Capability:
         )
     if _SYS_WAITID is None:
         missing.append(f"rusage in ExitStatus (raw waitid not wired for {platform.machine()})")
+    if not spawns_with_pidfd():
+        missing.append(
+            "a pidfd made by the spawn itself (the _clone_spawn extension was not built): "
+            "a child reaped by someone else before pidfd_open is refused, but under "
+            "SIGCHLD=SIG_IGN and pid pressure its pid may already name another child of ours"
+        )
     return Capability("ProcessFD", backend, True, "pidfd", tuple(missing))

@@ -20,6 +20,11 @@ Why posix_spawn and not fork or subprocess.Popen:
 * Popen would reap behind our back (``_cleanup``/``__del__``/``poll``) and cannot empty
   the signal mask without a ``preexec_fn``, which disables vfork.
 
+Where the optional extension ``_clone_spawn`` is built (``setup.py``), it is used instead:
+``clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`` does what posix_spawn does and also
+returns the child's pidfd from the same system call, so the handle can never name a
+recycled pid (see the C file's header for why a pidfd opened after posix_spawn can).
+
 A ``dup2(fd, fd)`` file action clears FD_CLOEXEC on ``fd`` in glibc >= 2.29 (POSIX 2024
 semantics); that is how ``pass_fds`` — O_CLOEXEC like every fd Python opens — survive
 the exec. ``addclosefrom_np`` then closes every higher fd, and an explicit close action
@@ -29,12 +34,23 @@ takes each unlisted fd below the highest passed one.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
+import resource
 import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
+from types import ModuleType
+
+from ..fdlimit import fd_limit
+
+_clone_spawn: ModuleType | None
+try:
+    from . import _clone_spawn  # type: ignore[attr-defined, no-redef]
+except ImportError:  # built without a C compiler: posix_spawn, then pidfd_open
+    _clone_spawn = None
 
 _POSIX_SPAWN_SETSIGDEF = 0x04
 _POSIX_SPAWN_SETSIGMASK = 0x08
@@ -198,8 +214,11 @@ def _file_actions(
             for fd in range(3, passed[-1]):
                 if fd not in wanted:
                     _check(_fa_addclose(actions, fd))
-        if _fa_addclosefrom is not None:
-            _check(_fa_addclosefrom(actions, (passed[-1] + 1) if passed else 3))
+        first_closed = (passed[-1] + 1) if passed else 3
+        # glibc refuses (EBADF) a closefrom at or past the soft RLIMIT_NOFILE, where no
+        # fd can be open anyway: pass_fds=[limit - 1] is valid.
+        if _fa_addclosefrom is not None and first_closed < fd_limit()[0]:
+            _check(_fa_addclosefrom(actions, first_closed))
     except BaseException:
         _fa_destroy(actions)
         raise
@@ -248,14 +267,17 @@ def spawn_child(
     pass_fds: Sequence[int],
     start_new_session: bool,
     default_signals: Iterable[int] = (),
-) -> tuple[int, tuple[int | None, int | None, int | None]]:
-    """Set up stdio, start the child; return its pid and the parent's pipe ends.
+) -> tuple[int, int | None, tuple[int | None, int | None, int | None]]:
+    """Set up stdio, start the child; return its pid, its pidfd and the parent's pipe ends.
 
-    For each PIPE a pipe is made (O_CLOEXEC; the parent's end non-blocking) and the
-    parent's end returned at that position (None elsewhere). Every fd made here for the
-    child is closed in the parent before returning, and on failure everything is closed:
-    the OSError then names the program, or ``cwd`` if that is what was missing.
+    The pidfd is made by the spawn itself where the ``_clone_spawn`` extension is built,
+    else it is None and the caller opens one from the pid (see pidfd.open_child). For
+    each PIPE a pipe is made (O_CLOEXEC; the parent's end non-blocking) and the parent's
+    end returned at that position (None elsewhere). Every fd made here for the child is
+    closed in the parent before returning, and on failure everything is closed: the
+    OSError then names what was wrong (the program, ``cwd``, a stdio or pass_fds fd).
     """
+    _check_open("pass_fds", pass_fds)
     made: list[int] = []  # fds we created and close in the parent in any case
     parent_ends: list[int | None] = [None, None, None]
     child_fds: list[int | None] = [None, None, None]
@@ -278,6 +300,7 @@ def spawn_child(
             elif spec == subprocess.STDOUT:
                 child_fd = child_fds[1] if child_fds[1] is not None else 1
             else:
+                _check_open(_STDIO_NAMES[target], (spec,))
                 child_fd = spec
             child_fds[target] = child_fd
         # An fd below 3 that is not already at its target would be overwritten by an
@@ -287,18 +310,22 @@ def spawn_child(
                 copy = fcntl_dupfd_cloexec(fd)
                 made.append(copy)
                 child_fds[target] = copy
-        try:
-            path = program if "/" in program else find_executable(program, _env_dict(env))
-            pid = posix_spawn(
-                path, argv, env, stdio=(child_fds[0], child_fds[1], child_fds[2]), cwd=cwd,
-                pass_fds=pass_fds, start_new_session=start_new_session,
-                default_signals=default_signals,
+        path = program if "/" in program else find_executable(program, _env_dict(env))
+        child_stdio = (child_fds[0], child_fds[1], child_fds[2])
+        if _clone_spawn is not None:
+            pid, pidfd = _clone(
+                program, path, argv, env, stdio=child_stdio, cwd=cwd, pass_fds=pass_fds,
+                start_new_session=start_new_session, default_signals=default_signals,
             )
-        except OSError as exc:
-            if exc.filename is None:
-                culprit = cwd if cwd is not None and not os.path.isdir(cwd) else program
-                raise type(exc)(exc.errno, exc.strerror, os.fsdecode(culprit)) from None
-            raise
+        else:
+            pidfd = None
+            try:
+                pid = posix_spawn(
+                    path, argv, env, stdio=child_stdio, cwd=cwd, pass_fds=pass_fds,
+                    start_new_session=start_new_session, default_signals=default_signals,
+                )
+            except OSError as exc:
+                raise _named(exc, _guess_culprit(exc, cwd, program)) from None
     except BaseException:
         for fd in parent_ends:
             if fd is not None:
@@ -307,7 +334,92 @@ def spawn_child(
     finally:
         for fd in made:
             os.close(fd)
-    return pid, (parent_ends[0], parent_ends[1], parent_ends[2])
+    return pid, pidfd, (parent_ends[0], parent_ends[1], parent_ends[2])
+
+
+def spawns_with_pidfd() -> bool:
+    """True when children are started by clone(CLONE_PIDFD) (the compiled extension)."""
+    return _clone_spawn is not None
+
+
+_STDIO_NAMES = ("stdin", "stdout", "stderr")
+
+
+def _check_open(name: str, fds: Iterable[int]) -> None:
+    """EBADF naming ``name`` and the fd for any fd of ``fds`` that is not open."""
+    for fd in fds:
+        try:
+            fcntl.fcntl(fd, fcntl.F_GETFD)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{name}: fd {fd} is not open ({exc.strerror})") from None
+
+
+def _clone(
+    program: str,
+    path: str,
+    argv: Sequence[bytes],
+    env: Sequence[bytes] | None,
+    *,
+    stdio: tuple[int | None, int | None, int | None],
+    cwd: bytes | None,
+    pass_fds: Sequence[int],
+    start_new_session: bool,
+    default_signals: Iterable[int],
+) -> tuple[int, int]:
+    """Start the child through the extension; its pid and the pidfd the clone made."""
+    assert _clone_spawn is not None
+    try:
+        pid, pidfd, error, step = _clone_spawn.spawn(
+            os.fsencode(path), argv, env,
+            tuple(-1 if fd is None else fd for fd in stdio), cwd, sorted(set(pass_fds)),
+            True, start_new_session, -1, -1, (*_PYTHON_IGNORED, *default_signals), -1, -1,
+            None,
+        )
+    except OSError as exc:  # the clone itself failed: EAGAIN (RLIMIT_NPROC), ENOMEM
+        raise _named(exc, program) from None
+    if error:
+        if step == _clone_spawn.STEP_CWD and cwd is not None:
+            culprit = os.fsdecode(cwd)
+        else:
+            culprit = _STEP_CULPRITS.get(step, program)
+        raise _named(OSError(error, os.strerror(error)), culprit)
+    return pid, pidfd
+
+
+_STEP_CULPRITS: dict[int, str] = {}
+if _clone_spawn is not None:
+    _STEP_CULPRITS = {
+        _clone_spawn.STEP_SETSID: "start_new_session",
+        _clone_spawn.STEP_SETPGID: "process_group",
+        _clone_spawn.STEP_STDIO: "stdin/stdout/stderr",
+        _clone_spawn.STEP_GROUPS: "extra_groups",
+        _clone_spawn.STEP_GID: "group",
+        _clone_spawn.STEP_UID: "user",
+        _clone_spawn.STEP_CLOSE_FDS: "close_fds",
+        _clone_spawn.STEP_PASS_FDS: "pass_fds",
+    }
+
+
+def _guess_culprit(exc: OSError, cwd: bytes | None, program: str) -> str:
+    """posix_spawn reports a chdir failure and an exec failure alike: tell them apart."""
+    if cwd is not None and not (os.path.isdir(cwd) and os.access(cwd, os.X_OK)):
+        return os.fsdecode(cwd)
+    return program
+
+
+def _named(exc: OSError, culprit: str) -> OSError:
+    """``exc`` again, with ``culprit`` as its filename and the limit named for EAGAIN."""
+    if exc.errno == errno.EAGAIN:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NPROC)
+        return BlockingIOError(
+            exc.errno,
+            f"cannot start another process: RLIMIT_NPROC ({soft}) or the system's limit "
+            "on processes (kernel.threads-max, pid_max, the cgroup's pids.max) is reached",
+            culprit,
+        )
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, culprit)
 
 
 def fcntl_dupfd_cloexec(fd: int) -> int:

@@ -1,0 +1,417 @@
+/* fdloop.backends.linux._clone_spawn: start a child whose pidfd is made by the spawn itself.
+ *
+ * posix_spawn(3) returns a pid, and a pidfd opened from that pid afterwards names the
+ * right process only while nobody else has reaped it: with SIGCHLD at SIG_IGN (the kernel
+ * reaps at exit) and pids recycling fast, the number can already belong to another of our
+ * children by the time pidfd_open runs, and no check made afterwards can tell the two
+ * apart. clone(2) with CLONE_PIDFD hands back a pidfd for the new task as part of the
+ * same system call, before the child can run, exit or be reaped, so the fd always names
+ * the process we started.
+ *
+ * The child is started the way glibc's posix_spawn starts one: CLONE_VM | CLONE_VFORK on a
+ * stack of its own, so the parent is suspended only until the child calls execve (no
+ * page-table copy, whatever the parent's size), and exec or set-up failures are reported
+ * through memory the two share. Every signal is blocked in the calling thread around
+ * clone() so that no handler of the parent runs in the child while it shares our memory;
+ * the child resets every handled signal to SIG_DFL before it installs its own mask.
+ *
+ * The child only makes async-signal-safe calls. Credentials are changed with raw system
+ * calls: glibc's setuid()/setgid()/setgroups() would broadcast the change to every thread
+ * of the *parent* (their list lives in the memory the child shares), which is why CPython
+ * refuses vfork for user=/group=/extra_groups= and why we go straight to the kernel.
+ *
+ * The remaining fds are marked close-on-exec with close_range(CLOSE_RANGE_CLOEXEC)
+ * (Linux 5.11) instead of being closed one by one: the kernel closes them during execve,
+ * after the suspended parent has been released, so the parent's wait does not grow with
+ * the number of fds it has open.
+ */
+#define PY_SSIZE_T_CLEAN
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#define FDLOOP_P_PIDFD 3
+
+#define CHILD_STACK_SIZE (256 * 1024)
+
+/* Which step of the child's set-up failed: the parent names the argument behind it. */
+enum step {
+    STEP_NONE = 0,
+    STEP_SETSID,
+    STEP_SETPGID,
+    STEP_STDIO,
+    STEP_CWD,
+    STEP_GROUPS,
+    STEP_GID,
+    STEP_UID,
+    STEP_CLOSE_FDS,
+    STEP_PASS_FDS,
+    STEP_EXEC,
+};
+
+struct request {
+    const char *path;
+    char **argv;
+    char **envp;
+    int stdio[3];        /* the fd to put at 0, 1, 2; -1 leaves ours */
+    const char *cwd;     /* NULL: ours */
+    int *pass_fds;       /* sorted, >= 3 */
+    Py_ssize_t n_pass;
+    int close_fds;
+    int setsid;
+    pid_t pgid;          /* -1: no setpgid */
+    int umask;           /* -1: ours */
+    sigset_t sigdefault; /* set to SIG_DFL even if ignored */
+    int set_gid, set_uid;
+    gid_t gid;
+    uid_t uid;
+    int n_groups;        /* -1: keep ours */
+    gid_t *groups;
+    /* written by the child, read by the parent once clone() has returned */
+    volatile int error;
+    volatile int step;
+};
+
+static int
+mark_cloexec_above(int low)
+{
+    if (syscall(SYS_close_range, (unsigned)low, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return 0;
+    /* A kernel before 5.11: mark each fd below the soft limit. */
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return -1;
+    for (rlim_t fd = (rlim_t)low; fd < limit.rlim_cur; fd++) {
+        int flags = fcntl((int)fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC))
+            fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    return 0;
+}
+
+static int
+child_main(void *arg)
+{
+    struct request *r = arg;
+    int step = STEP_NONE;
+
+    for (int signo = 1; signo < NSIG; signo++) {
+        struct sigaction old, dfl;
+        if (signo == SIGKILL || signo == SIGSTOP)
+            continue;
+        if (sigaction(signo, NULL, &old) != 0)  /* glibc's own signals say EINVAL */
+            continue;
+        if (old.sa_handler == SIG_DFL)
+            continue;
+        if (old.sa_handler == SIG_IGN && !sigismember(&r->sigdefault, signo))
+            continue;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigaction(signo, &dfl, NULL);
+    }
+    if (r->setsid && setsid() < 0) {
+        step = STEP_SETSID;
+        goto fail;
+    }
+    if (r->pgid >= 0 && setpgid(0, r->pgid) < 0) {
+        step = STEP_SETPGID;
+        goto fail;
+    }
+    if (r->umask >= 0)
+        umask((mode_t)r->umask);
+    step = STEP_STDIO;
+    for (int target = 0; target < 3; target++) {
+        int source = r->stdio[target];
+        if (source < 0)
+            continue;
+        if (source == target) {  /* dup2 would leave FD_CLOEXEC set */
+            if (fcntl(source, F_SETFD, 0) < 0)
+                goto fail;
+        } else if (dup2(source, target) < 0) {
+            goto fail;
+        }
+    }
+    if (r->cwd != NULL && chdir(r->cwd) < 0) {
+        step = STEP_CWD;
+        goto fail;
+    }
+    if (r->n_groups >= 0 && syscall(SYS_setgroups, (size_t)r->n_groups, r->groups) < 0) {
+        step = STEP_GROUPS;
+        goto fail;
+    }
+    if (r->set_gid && syscall(SYS_setresgid, r->gid, r->gid, r->gid) < 0) {
+        step = STEP_GID;
+        goto fail;
+    }
+    if (r->set_uid && syscall(SYS_setresuid, r->uid, r->uid, r->uid) < 0) {
+        step = STEP_UID;
+        goto fail;
+    }
+    if (r->close_fds && mark_cloexec_above(3) < 0) {
+        step = STEP_CLOSE_FDS;
+        goto fail;
+    }
+    step = STEP_PASS_FDS;
+    for (Py_ssize_t i = 0; i < r->n_pass; i++) {
+        if (fcntl(r->pass_fds[i], F_SETFD, 0) < 0)
+            goto fail;
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    step = STEP_EXEC;
+    execve(r->path, r->argv, r->envp);
+fail:
+    r->error = errno ? errno : EINVAL;
+    r->step = step;
+    _exit(127);
+}
+
+/* NULL-terminated char *[] over a sequence of bytes (borrowed: `seq` keeps them). */
+static char **
+string_array(PyObject *seq, const char *name)
+{
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    char **array = PyMem_Calloc((size_t)n + 1, sizeof(char *));
+    if (array == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "%s items must be bytes", name);
+            PyMem_Free(array);
+            return NULL;
+        }
+        array[i] = PyBytes_AS_STRING(item);
+    }
+    return array;
+}
+
+static int
+int_array(PyObject *seq, const char *name, int **out, Py_ssize_t *count)
+{
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    int *array = PyMem_Calloc((size_t)n + 1, sizeof(int));
+    if (array == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long value = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (value == -1 && PyErr_Occurred()) {
+            PyMem_Free(array);
+            return -1;
+        }
+        if (value < 0 || value > INT_MAX) {
+            PyErr_Format(PyExc_ValueError, "%s item out of range: %ld", name, value);
+            PyMem_Free(array);
+            return -1;
+        }
+        array[i] = (int)value;
+    }
+    *out = array;
+    *count = n;
+    return 0;
+}
+
+static void
+reap_failed_child(int pidfd)
+{
+    siginfo_t info;
+    /* The child has already called _exit (clone returned because it did). ECHILD: the
+     * kernel reaped it itself (SIGCHLD at SIG_IGN). */
+    while (waitid((idtype_t)FDLOOP_P_PIDFD, (id_t)pidfd, &info, WEXITED) < 0 && errno == EINTR)
+        ;
+}
+
+PyDoc_STRVAR(spawn_doc,
+"spawn(path, argv, envp, stdio, cwd, pass_fds, close_fds, setsid, pgid, umask,\n"
+"      sigdefault, uid, gid, groups) -> (pid, pidfd, error, step)\n"
+"\n"
+"Start `path` as a child with clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD).\n"
+"On success error and step are 0 and the caller owns pidfd (O_CLOEXEC). If the child\n"
+"could not be set up or exec'd, it has been reaped, pid and pidfd are -1, and error is\n"
+"the errno of the step that failed (see STEP_* constants). envp None: our environ.\n"
+"stdio: three fds (-1: inherit). pgid, umask, uid, gid: -1 to leave as is; groups None\n"
+"to leave as is. OSError is raised only if the clone itself failed (EAGAIN, ENOMEM).");
+
+static PyObject *
+clone_spawn(PyObject *module, PyObject *args)
+{
+    PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *pass_obj, *sigdef_obj, *groups_obj;
+    int stdio0, stdio1, stdio2, close_fds, do_setsid, pgid, mask;
+    long long uid, gid;
+    if (!PyArg_ParseTuple(args, "OOO(iii)OOppiiOLLO:spawn", &path_obj, &argv_obj, &envp_obj,
+                          &stdio0, &stdio1, &stdio2, &cwd_obj, &pass_obj, &close_fds,
+                          &do_setsid, &pgid, &mask, &sigdef_obj, &uid, &gid, &groups_obj))
+        return NULL;
+    if (!PyBytes_Check(path_obj)) {
+        PyErr_SetString(PyExc_TypeError, "path must be bytes");
+        return NULL;
+    }
+    if (cwd_obj != Py_None && !PyBytes_Check(cwd_obj)) {
+        PyErr_SetString(PyExc_TypeError, "cwd must be bytes or None");
+        return NULL;
+    }
+
+    struct request r;
+    memset(&r, 0, sizeof r);
+    PyObject *argv_seq = NULL, *envp_seq = NULL, *pass_seq = NULL, *sigdef_seq = NULL,
+             *groups_seq = NULL, *result = NULL;
+    int *sigdef = NULL, *groups = NULL;
+    Py_ssize_t n_sigdef = 0, n_groups = 0;
+
+    argv_seq = PySequence_Fast(argv_obj, "argv must be a sequence");
+    if (argv_seq == NULL || (r.argv = string_array(argv_seq, "argv")) == NULL)
+        goto done;
+    if (envp_obj != Py_None) {
+        envp_seq = PySequence_Fast(envp_obj, "envp must be a sequence");
+        if (envp_seq == NULL || (r.envp = string_array(envp_seq, "envp")) == NULL)
+            goto done;
+    }
+    pass_seq = PySequence_Fast(pass_obj, "pass_fds must be a sequence");
+    if (pass_seq == NULL || int_array(pass_seq, "pass_fds", &r.pass_fds, &r.n_pass) < 0)
+        goto done;
+    sigdef_seq = PySequence_Fast(sigdef_obj, "sigdefault must be a sequence");
+    if (sigdef_seq == NULL || int_array(sigdef_seq, "sigdefault", &sigdef, &n_sigdef) < 0)
+        goto done;
+    sigemptyset(&r.sigdefault);
+    for (Py_ssize_t i = 0; i < n_sigdef; i++) {
+        if (sigdef[i] < 1 || sigdef[i] >= NSIG) {
+            PyErr_Format(PyExc_ValueError, "invalid signal number %d", sigdef[i]);
+            goto done;
+        }
+        sigaddset(&r.sigdefault, sigdef[i]);
+    }
+    r.n_groups = -1;
+    if (groups_obj != Py_None) {
+        groups_seq = PySequence_Fast(groups_obj, "groups must be a sequence");
+        if (groups_seq == NULL || int_array(groups_seq, "groups", &groups, &n_groups) < 0)
+            goto done;
+        r.n_groups = (int)n_groups;
+        /* gid_t is unsigned int, the same size as int on Linux */
+        r.groups = (gid_t *)groups;
+    }
+    if (uid >= 0) {
+        r.set_uid = 1;
+        r.uid = (uid_t)uid;
+    }
+    if (gid >= 0) {
+        r.set_gid = 1;
+        r.gid = (gid_t)gid;
+    }
+    r.path = PyBytes_AS_STRING(path_obj);
+    r.cwd = cwd_obj == Py_None ? NULL : PyBytes_AS_STRING(cwd_obj);
+    r.stdio[0] = stdio0;
+    r.stdio[1] = stdio1;
+    r.stdio[2] = stdio2;
+    r.close_fds = close_fds;
+    r.setsid = do_setsid;
+    r.pgid = pgid;
+    r.umask = mask;
+    if (r.envp == NULL)
+        r.envp = environ;
+
+    void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    int pidfd = -1, clone_errno = 0;
+    pid_t pid;
+    sigset_t all, old;
+    sigfillset(&all);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE,
+                CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &r, &pidfd);
+    clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid > 0 && r.error != 0) {
+        reap_failed_child(pidfd);
+        close(pidfd);
+    }
+    Py_END_ALLOW_THREADS
+    munmap(stack, CHILD_STACK_SIZE);
+    if (pid < 0) {
+        errno = clone_errno;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    if (r.error != 0)
+        result = Py_BuildValue("(iiii)", -1, -1, r.error, r.step);
+    else
+        result = Py_BuildValue("(iiii)", (int)pid, pidfd, 0, 0);
+
+done:
+    if (r.envp != environ)
+        PyMem_Free(r.envp);
+    PyMem_Free(r.argv);
+    PyMem_Free(r.pass_fds);
+    PyMem_Free(sigdef);
+    PyMem_Free(groups);
+    Py_XDECREF(argv_seq);
+    Py_XDECREF(envp_seq);
+    Py_XDECREF(pass_seq);
+    Py_XDECREF(sigdef_seq);
+    Py_XDECREF(groups_seq);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"spawn", clone_spawn, METH_VARARGS, spawn_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_clone_spawn",
+    "clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) spawning: the pidfd comes from the spawn.",
+    -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__clone_spawn(void)
+{
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL)
+        return NULL;
+    static const struct { const char *name; int value; } steps[] = {
+        {"STEP_SETSID", STEP_SETSID}, {"STEP_SETPGID", STEP_SETPGID},
+        {"STEP_STDIO", STEP_STDIO}, {"STEP_CWD", STEP_CWD}, {"STEP_GROUPS", STEP_GROUPS},
+        {"STEP_GID", STEP_GID}, {"STEP_UID", STEP_UID}, {"STEP_CLOSE_FDS", STEP_CLOSE_FDS},
+        {"STEP_PASS_FDS", STEP_PASS_FDS}, {"STEP_EXEC", STEP_EXEC},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        if (PyModule_AddIntConstant(m, steps[i].name, steps[i].value) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    return m;
+}
