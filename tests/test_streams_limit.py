@@ -89,6 +89,9 @@ async def test_a_line_of_exactly_limit_bytes_passes_one_more_raises() -> None:
         assert isinstance(caught.value, fdloop.LineTooLongError)
         # The newline had arrived: the long line went up to and including it.
         assert await reader.readline() == b"next\n"
+        await writer.send(b"0123456789")  # exactly the limit, then EOF: still a line
+        await writer.aclose()
+        assert await reader.readline() == b"0123456789"
 
 
 async def test_readuntil_overrun_consumes_nothing_and_says_how_much_is_safe() -> None:
