@@ -12,6 +12,7 @@ with EPIPE (Python ignores SIGPIPE, so it arrives as BrokenPipeError).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 
@@ -50,3 +51,29 @@ class PipeEnd(OwnedFD):
     def write(self, data: memoryview) -> int:
         """Write what fits now and return the count; BlockingIOError if nothing fits."""
         return os.write(self.fileno(), data)
+
+
+def blocking_opening(fd: int) -> int | None:
+    """A private, blocking open file description of the pipe or FIFO ``fd``, or None.
+
+    A child given one of our pipe ends as it is would share its description, O_NONBLOCK
+    included (the flag lives there, not on the fd), and most programs read EAGAIN as an
+    error or as EOF. Opening ``/proc/self/fd/N`` (Linux) makes a new description of the
+    same pipe, whose flags are its own. Returns a close-on-exec fd >= 3 that the caller
+    closes, or None where no copy is needed (``fd`` is blocking or not a pipe) or none can
+    be made (no /proc; a write end of a pipe without readers, which the child would find
+    broken anyway): the child then gets ``fd`` itself.
+    """
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if not flags & os.O_NONBLOCK or not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        return None
+    try:  # O_NONBLOCK so that opening a write end never waits for a reader
+        copy = os.open(f"/proc/self/fd/{fd}",
+                       (flags & os.O_ACCMODE) | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    os.set_blocking(copy, True)
+    if copy < 3:  # stdio set-up in the child writes to 0-2 first
+        low, copy = copy, fcntl.fcntl(copy, fcntl.F_DUPFD_CLOEXEC, 3)
+        os.close(low)
+    return copy

@@ -78,7 +78,8 @@ struct request {
     char **envp;
     int stdio[3];        /* the fd to put at 0, 1, 2; -1 leaves ours */
     const char *cwd;     /* NULL: ours */
-    int *pass_fds;       /* sorted, >= 3 */
+    int *pass_fds;       /* the fd numbers the program gets, >= 3 */
+    int *pass_sources;   /* what each is a copy of (itself, or a private blocking opening) */
     Py_ssize_t n_pass;
     int close_fds;
     int setsid;
@@ -170,6 +171,11 @@ child_main(void *arg)
         step = STEP_UID;
         goto fail;
     }
+    step = STEP_PASS_FDS;
+    for (Py_ssize_t i = 0; i < r->n_pass; i++) {
+        if (r->pass_sources[i] != r->pass_fds[i] && dup2(r->pass_sources[i], r->pass_fds[i]) < 0)
+            goto fail;
+    }
     if (r->close_fds && mark_cloexec_above(3) < 0) {
         step = STEP_CLOSE_FDS;
         goto fail;
@@ -250,24 +256,27 @@ reap_failed_child(int pidfd)
 }
 
 PyDoc_STRVAR(spawn_doc,
-"spawn(path, argv, envp, stdio, cwd, pass_fds, close_fds, setsid, pgid, umask,\n"
-"      sigdefault, uid, gid, groups) -> (pid, pidfd, error, step)\n"
+"spawn(path, argv, envp, stdio, cwd, pass_fds, pass_sources, close_fds, setsid, pgid,\n"
+"      umask, sigdefault, uid, gid, groups) -> (pid, pidfd, error, step)\n"
 "\n"
 "Start `path` as a child with clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD).\n"
 "On success error and step are 0 and the caller owns pidfd (O_CLOEXEC). If the child\n"
 "could not be set up or exec'd, it has been reaped, pid and pidfd are -1, and error is\n"
 "the errno of the step that failed (see STEP_* constants). envp None: our environ.\n"
-"stdio: three fds (-1: inherit). pgid, umask, uid, gid: -1 to leave as is; groups None\n"
-"to leave as is. OSError is raised only if the clone itself failed (EAGAIN, ENOMEM).");
+"stdio: three fds (-1: inherit). pass_fds[i] becomes a copy of pass_sources[i].\n"
+"pgid, umask, uid, gid: -1 to leave as is; groups None to leave as is. OSError is\n"
+"raised only if the clone itself failed (EAGAIN, ENOMEM).");
 
 static PyObject *
 clone_spawn(PyObject *module, PyObject *args)
 {
-    PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *pass_obj, *sigdef_obj, *groups_obj;
+    PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *pass_obj, *sources_obj, *sigdef_obj,
+             *groups_obj;
     int stdio0, stdio1, stdio2, close_fds, do_setsid, pgid, mask;
     long long uid, gid;
-    if (!PyArg_ParseTuple(args, "OOO(iii)OOppiiOLLO:spawn", &path_obj, &argv_obj, &envp_obj,
-                          &stdio0, &stdio1, &stdio2, &cwd_obj, &pass_obj, &close_fds,
+    if (!PyArg_ParseTuple(args, "OOO(iii)OOOppiiOLLO:spawn", &path_obj, &argv_obj, &envp_obj,
+                          &stdio0, &stdio1, &stdio2, &cwd_obj, &pass_obj, &sources_obj,
+                          &close_fds,
                           &do_setsid, &pgid, &mask, &sigdef_obj, &uid, &gid, &groups_obj))
         return NULL;
     if (!PyBytes_Check(path_obj)) {
@@ -281,8 +290,9 @@ clone_spawn(PyObject *module, PyObject *args)
 
     struct request r;
     memset(&r, 0, sizeof r);
-    PyObject *argv_seq = NULL, *envp_seq = NULL, *pass_seq = NULL, *sigdef_seq = NULL,
-             *groups_seq = NULL, *result = NULL;
+    PyObject *argv_seq = NULL, *envp_seq = NULL, *pass_seq = NULL, *sources_seq = NULL,
+             *sigdef_seq = NULL, *groups_seq = NULL, *result = NULL;
+    Py_ssize_t n_sources = 0;
     int *sigdef = NULL, *groups = NULL;
     Py_ssize_t n_sigdef = 0, n_groups = 0;
 
@@ -297,6 +307,14 @@ clone_spawn(PyObject *module, PyObject *args)
     pass_seq = PySequence_Fast(pass_obj, "pass_fds must be a sequence");
     if (pass_seq == NULL || int_array(pass_seq, "pass_fds", &r.pass_fds, &r.n_pass) < 0)
         goto done;
+    sources_seq = PySequence_Fast(sources_obj, "pass_sources must be a sequence");
+    if (sources_seq == NULL
+        || int_array(sources_seq, "pass_sources", &r.pass_sources, &n_sources) < 0)
+        goto done;
+    if (n_sources != r.n_pass) {
+        PyErr_SetString(PyExc_ValueError, "pass_sources must be as long as pass_fds");
+        goto done;
+    }
     sigdef_seq = PySequence_Fast(sigdef_obj, "sigdefault must be a sequence");
     if (sigdef_seq == NULL || int_array(sigdef_seq, "sigdefault", &sigdef, &n_sigdef) < 0)
         goto done;
@@ -374,11 +392,13 @@ done:
         PyMem_Free(r.envp);
     PyMem_Free(r.argv);
     PyMem_Free(r.pass_fds);
+    PyMem_Free(r.pass_sources);
     PyMem_Free(sigdef);
     PyMem_Free(groups);
     Py_XDECREF(argv_seq);
     Py_XDECREF(envp_seq);
     Py_XDECREF(pass_seq);
+    Py_XDECREF(sources_seq);
     Py_XDECREF(sigdef_seq);
     Py_XDECREF(groups_seq);
     return result;

@@ -45,6 +45,7 @@ from collections.abc import Iterable, Sequence
 from types import ModuleType
 
 from ..fdlimit import fd_limit
+from ..pipe import blocking_opening
 
 _clone_spawn: ModuleType | None
 try:
@@ -140,6 +141,7 @@ def posix_spawn(
     pass_fds: Sequence[int],
     start_new_session: bool,
     default_signals: Iterable[int] = (),
+    pass_sources: Sequence[int] | None = None,
 ) -> int:
     """Start ``path`` and return the child's pid; the child is unreaped and ours.
 
@@ -150,7 +152,7 @@ def posix_spawn(
     """
     attr = _attributes(start_new_session, tuple(default_signals))
     plain = stdio == (None, None, None) and cwd is None and not pass_fds
-    actions = _PLAIN_ACTIONS if plain else _file_actions(stdio, cwd, pass_fds)
+    actions = _PLAIN_ACTIONS if plain else _file_actions(stdio, cwd, pass_fds, pass_sources)
     try:
         c_path, c_argv = _encoded(path, argv)
         if env is None:
@@ -192,8 +194,10 @@ def _file_actions(
     stdio: tuple[int | None, int | None, int | None] | None,
     cwd: bytes | None,
     pass_fds: Sequence[int],
+    pass_sources: Sequence[int] | None = None,
 ) -> ctypes.Array[ctypes.c_char]:
-    """Build (the caller destroys) the dup2/chdir/close actions the child runs in order."""
+    """Build (the caller destroys) the dup2/chdir/close actions the child runs in order;
+    pass_fds[i] becomes a copy of pass_sources[i] (default: itself)."""
     actions = ctypes.create_string_buffer(_FILE_ACTIONS_SIZE)
     _fa_init(actions)
     try:
@@ -204,9 +208,10 @@ def _file_actions(
             if _fa_addchdir is None:
                 raise OSError(38, "this glibc has no posix_spawn_file_actions_addchdir_np")
             _check(_fa_addchdir(actions, cwd))
-        passed = sorted(set(pass_fds))
+        source_of = dict(zip(pass_fds, pass_sources or pass_fds, strict=True))
+        passed = sorted(source_of)
         for fd in passed:
-            _check(_fa_adddup2(actions, fd, fd))
+            _check(_fa_adddup2(actions, source_of[fd], fd))
         if passed:
             # Fds between 3 and the highest passed one are closed one by one; glibc
             # ignores EBADF for fds that are not open.
@@ -301,7 +306,7 @@ def spawn_child(
                 child_fd = child_fds[1] if child_fds[1] is not None else 1
             else:
                 _check_open(_STDIO_NAMES[target], (spec,))
-                child_fd = spec
+                child_fd = _blocking(spec, made)
             child_fds[target] = child_fd
         # An fd below 3 that is not already at its target would be overwritten by an
         # earlier dup2 (e.g. stdout=2, stderr=1): give the child a copy above 2.
@@ -310,11 +315,14 @@ def spawn_child(
                 copy = fcntl_dupfd_cloexec(fd)
                 made.append(copy)
                 child_fds[target] = copy
+        pass_fds = sorted(set(pass_fds))
+        pass_sources = [_blocking(fd, made) for fd in pass_fds]
         path = program if "/" in program else find_executable(program, _env_dict(env))
         child_stdio = (child_fds[0], child_fds[1], child_fds[2])
         if _clone_spawn is not None:
             pid, pidfd = _clone(
                 program, path, argv, env, stdio=child_stdio, cwd=cwd, pass_fds=pass_fds,
+                pass_sources=pass_sources,
                 start_new_session=start_new_session, default_signals=default_signals,
             )
         else:
@@ -322,6 +330,7 @@ def spawn_child(
             try:
                 pid = posix_spawn(
                     path, argv, env, stdio=child_stdio, cwd=cwd, pass_fds=pass_fds,
+                    pass_sources=pass_sources,
                     start_new_session=start_new_session, default_signals=default_signals,
                 )
             except OSError as exc:
@@ -345,6 +354,16 @@ def spawns_with_pidfd() -> bool:
 _STDIO_NAMES = ("stdin", "stdout", "stderr")
 
 
+def _blocking(fd: int, made: list[int]) -> int:
+    """``fd``, or a private blocking opening of it (added to ``made``) if it is one of
+    our non-blocking pipe ends: see pipe.blocking_opening."""
+    copy = blocking_opening(fd)
+    if copy is None:
+        return fd
+    made.append(copy)
+    return copy
+
+
 def _check_open(name: str, fds: Iterable[int]) -> None:
     """EBADF naming ``name`` and the fd for any fd of ``fds`` that is not open."""
     for fd in fds:
@@ -363,6 +382,7 @@ def _clone(
     stdio: tuple[int | None, int | None, int | None],
     cwd: bytes | None,
     pass_fds: Sequence[int],
+    pass_sources: Sequence[int],
     start_new_session: bool,
     default_signals: Iterable[int],
 ) -> tuple[int, int]:
@@ -371,7 +391,7 @@ def _clone(
     try:
         pid, pidfd, error, step = _clone_spawn.spawn(
             os.fsencode(path), argv, env,
-            tuple(-1 if fd is None else fd for fd in stdio), cwd, sorted(set(pass_fds)),
+            tuple(-1 if fd is None else fd for fd in stdio), cwd, pass_fds, pass_sources,
             True, start_new_session, -1, -1, (*_PYTHON_IGNORED, *default_signals), -1, -1,
             None,
         )
