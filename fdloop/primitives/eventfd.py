@@ -7,7 +7,7 @@ running loop's poll until the counter is non-zero.
 
 from __future__ import annotations
 
-from .. import _validate
+from .. import _aio, _validate
 from ..backends import current as current_backend
 from ..backends.contract import EventFDBackend
 from ..errors import ClosedResourceError
@@ -39,6 +39,10 @@ class EventFD(FDResource[EventFDBackend]):
     def from_fd(cls, fd: int) -> EventFD:
         """Adopt an inherited or received eventfd; the EventFD then owns (and closes) it.
 
+        Its flags are left as they were: O_NONBLOCK belongs to the open file description,
+        which the sender shares, so a sender's blocking fd stays blocking (fdloop's reads
+        and writes still never block; the loop polls a private proxy of the fd).
+
         Raises NotThisKindOfFD if ``fd`` is open but not an eventfd, OSError if it is
         not open, UnsupportedOperation where the backend's counter cannot be shared.
         """
@@ -49,6 +53,10 @@ class EventFD(FDResource[EventFDBackend]):
     def _wrap(cls, handle: EventFDBackend) -> EventFD:
         self = cls.__new__(cls)
         FDResource.__init__(self, handle)
+        # An adopted fd shares its flags with the sender: the loop polls the backend's
+        # proxy for it instead (uvloop would make the fd itself non-blocking).
+        if (poll_fileno := getattr(handle, "poll_fileno", None)) is not None:
+            self._waiter = _aio.ReadableWaiter(poll_fileno())
         return self
 
     @property

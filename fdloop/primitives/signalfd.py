@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from signal import Signals
 
+from .. import _aio
 from ..backends import current as current_backend
 from ..backends import sigmask
 from ..backends.contract import SignalFDBackend
@@ -177,13 +178,21 @@ class SignalFD(FDResource[SignalFDBackend]):
     def from_fd(cls, fd: int) -> SignalFD:
         """Adopt an inherited or received signalfd, taking over the signals it watches.
 
+        Its flags are left as they were (O_NONBLOCK is shared with the sender); reads
+        never block all the same.
+
         Raises NotThisKindOfFD if ``fd`` is open but not a signalfd, OSError if it is not
         open (or EMFILE, out of fds), UnsupportedOperation where the backend cannot adopt
         one. When it raises, ``fd`` is still open and the signals are not taken over.
         """
         self = cls.__new__(cls)
         with naming_fd_limit(f"SignalFD.from_fd({fd!r})"):
-            FDResource.__init__(self, current_backend().signalfd_from_fd(fd))
+            handle = current_backend().signalfd_from_fd(fd)
+            FDResource.__init__(self, handle)
+            # An adopted fd shares its flags with the sender: the loop polls the backend's
+            # proxy for it instead (uvloop would make the fd itself non-blocking).
+            if (poll_fileno := getattr(handle, "poll_fileno", None)) is not None:
+                self._waiter = _aio.ReadableWaiter(poll_fileno())
             self._warn_about_exposed_threads(adopted=True)
         return self
 

@@ -50,9 +50,10 @@ class TimerFD(FDResource[TimerFDBackend]):
     def from_fd(cls, fd: int) -> TimerFD:
         """Adopt an inherited or received timer fd; the TimerFD then owns (and closes) it.
 
-        Its setting and unread count are kept. Raises NotThisKindOfFD if ``fd`` is open
-        but not a timer, OSError if it is not open, UnsupportedOperation where the
-        backend cannot adopt one.
+        Its setting and unread count are kept, and so are its flags (O_NONBLOCK is
+        shared with the sender; reads never block all the same). Raises NotThisKindOfFD
+        if ``fd`` is open but not a timer, OSError if it is not open,
+        UnsupportedOperation where the backend cannot adopt one.
         """
         with naming_fd_limit(f"TimerFD.from_fd({fd!r})"):
             return cls._wrap(current_backend().timerfd_from_fd(fd))
@@ -61,6 +62,10 @@ class TimerFD(FDResource[TimerFDBackend]):
     def _wrap(cls, handle: TimerFDBackend) -> TimerFD:
         self = cls.__new__(cls)
         FDResource.__init__(self, handle)
+        # An adopted fd shares its flags with the sender: the loop polls the backend's
+        # proxy for it instead (uvloop would make the fd itself non-blocking).
+        if (poll_fileno := getattr(handle, "poll_fileno", None)) is not None:
+            self._waiter = _aio.ReadableWaiter(poll_fileno())
         return self
 
     @property

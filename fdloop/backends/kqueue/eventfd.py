@@ -22,12 +22,14 @@ child created with fork(2)". Such use raises UnsupportedOperation. Within the pr
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 from typing import Any
 
 from ...errors import CounterOverflowError
 from ..contract import EventFDBackend, OwnedFD
+from ..linux import nowait
 from .platform import EV_ADD, EV_CLEAR, NOTE_TRIGGER
 from .queue import KqueueHandle
 
@@ -140,14 +142,20 @@ class NativeEventFD(OwnedFD):
     """FreeBSD's eventfd(2): the same calls as on Linux, through ``os.eventfd``.
 
     FreeBSD has no /proc to tell an eventfd from another fd, so ``adopt`` cannot check
-    the kind or learn the semaphore flag: it assumes counter mode.
+    the kind or learn the semaphore flag: it assumes counter mode. It leaves the fd's
+    O_NONBLOCK as it was (the flag belongs to the description the sender shares), so an
+    adopted fd is read only after a zero-timeout poll shows it readable, and written
+    while blocking only after a poll shows room (``fdloop.backends.linux.nowait`` says
+    which narrow windows remain: another reader between the poll and the read, a write
+    of more than the room left).
     """
 
-    __slots__ = ("semaphore",)
+    __slots__ = ("_shared", "semaphore")
 
-    def __init__(self, fd: int, semaphore: bool) -> None:
+    def __init__(self, fd: int, semaphore: bool, *, shared: bool = False) -> None:
         super().__init__(fd)
         self.semaphore = semaphore
+        self._shared = shared
 
     @classmethod
     def create(cls, initval: int, semaphore: bool) -> NativeEventFD:
@@ -160,15 +168,21 @@ class NativeEventFD(OwnedFD):
     @classmethod
     def adopt(cls, fd: int) -> NativeEventFD:
         os.fstat(fd)
-        os.set_blocking(fd, False)
-        return cls(fd, False)
+        return cls(fd, False, shared=True)
 
     def read(self) -> int:
+        if self._shared:
+            return int.from_bytes(nowait.read(self.fileno(), 8, "eventfd"), sys.byteorder)
         eventfd: Any = os
         return int(eventfd.eventfd_read(self.fileno()))
 
     def write(self, value: int) -> None:
         eventfd: Any = os
+        if self._shared and nowait.is_blocking(self.fileno()) and not _has_room(self._fd):
+            raise CounterOverflowError(
+                f"adding {value} would carry the eventfd counter past 2**64 - 2; "
+                "the counter is unchanged"
+            )
         try:
             eventfd.eventfd_write(self.fileno(), value)
         except BlockingIOError:
@@ -178,4 +192,11 @@ class NativeEventFD(OwnedFD):
             ) from None
 
     def dup(self) -> EventFDBackend:
-        return NativeEventFD(os.dup(self.fileno()), self.semaphore)
+        return NativeEventFD(os.dup(self.fileno()), self.semaphore, shared=self._shared)
+
+
+def _has_room(fd: int) -> bool:
+    """eventfd(2): writable (POLLOUT) while at least 1 can still be added."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLOUT for _fd, events in poller.poll(0))

@@ -22,6 +22,7 @@ import threading
 
 from .. import sigmask
 from ..contract import OwnedFD, SigInfoFields
+from . import nowait
 from .procfs import fdinfo, require_kind
 
 # Values of ssi_code (si_code) for signals sent by a process, from <asm-generic/siginfo.h>.
@@ -68,12 +69,15 @@ def _signals_in_mask(hexmask: str) -> frozenset[int]:
 
 
 class LinuxSignalFD(OwnedFD):
-    __slots__ = ("_takeover", "signals")
+    __slots__ = ("_proxy", "_takeover", "signals")
 
-    def __init__(self, fd: int, takeover: sigmask.Takeover) -> None:
+    def __init__(self, fd: int, takeover: sigmask.Takeover, *, shared: bool = False) -> None:
         super().__init__(fd)
         self._takeover = takeover
         self.signals = takeover.signals
+        # Adopted: the description (and its O_NONBLOCK) is the sender's, and the loop
+        # polls a proxy; see .nowait.
+        self._proxy = nowait.PollProxy(fd) if shared else None
 
     @classmethod
     def create(cls, signals: frozenset[int]) -> LinuxSignalFD:
@@ -91,15 +95,22 @@ class LinuxSignalFD(OwnedFD):
 
     @classmethod
     def adopt(cls, fd: int) -> LinuxSignalFD:
-        """Own an inherited or received signalfd and take over the signals it watches."""
+        """Own an inherited or received signalfd and take over the signals it watches;
+        its flags (O_NONBLOCK, shared with the sender) are left alone."""
         require_kind(fd, "anon_inode:[signalfd]")
         signals = _signals_in_mask(fdinfo(fd).get("sigmask", "0"))
         takeover = sigmask.take(signals)
-        os.set_blocking(fd, False)
-        return cls(fd, takeover)
+        try:
+            return cls(fd, takeover, shared=True)
+        except BaseException:
+            takeover.release()  # no fd for the proxy: the signals go back, fd stays open
+            raise
 
     def read(self) -> SigInfoFields:
-        data = os.read(self.fileno(), _SIGINFO.size)
+        if self._proxy is not None:
+            data = nowait.read(self.fileno(), _SIGINFO.size, "signalfd")
+        else:
+            data = os.read(self.fileno(), _SIGINFO.size)
         if len(data) != _SIGINFO.size:  # the kernel only hands out whole records
             raise OSError(f"signalfd returned {len(data)} bytes, not {_SIGINFO.size}")
         (signo, errno, code, pid, uid, fd, tid, band, overrun, trapno, status, value,
@@ -132,13 +143,19 @@ class LinuxSignalFD(OwnedFD):
                 exposed.append(tid)
         return tuple(sorted(exposed))
 
+    def poll_fileno(self) -> int:
+        """The fd for the loop to poll: the signalfd, or for an adopted one its proxy."""
+        return self._proxy.fileno() if self._proxy is not None else self.fileno()
+
     def close(self) -> None:
         try:
             self._takeover.release()
         finally:
+            nowait.close_proxy(self)
             super().close()
 
     def detach(self) -> int:
         self.fileno()  # ClosedResourceError before anything is given back
         self._takeover.release()
+        nowait.close_proxy(self)
         return super().detach()

@@ -31,6 +31,7 @@ from typing import ClassVar, Protocol
 
 from ...errors import ClockChanged
 from ..contract import OwnedFD
+from . import nowait
 from .procfs import fdinfo, require_kind
 
 TFD_TIMER_ABSTIME = 1
@@ -162,13 +163,17 @@ CALLS: TimerfdCalls = available_calls()[0]
 class LinuxTimerFD(OwnedFD):
     """One timerfd; times in and out are integer nanoseconds."""
 
-    __slots__ = ("_calls", "_schedule", "clock", "clockid")
+    __slots__ = ("_calls", "_proxy", "_schedule", "clock", "clockid")
 
-    def __init__(self, fd: int, clock: str, clockid: int, calls: TimerfdCalls) -> None:
+    def __init__(self, fd: int, clock: str, clockid: int, calls: TimerfdCalls, *,
+                 shared: bool = False) -> None:
         super().__init__(fd)
         self.clock = clock
         self.clockid = clockid
         self._calls = calls
+        # Adopted: the description (and its O_NONBLOCK) is the sender's, and the loop
+        # polls a proxy; see .nowait.
+        self._proxy = nowait.PollProxy(fd) if shared else None
         # (first expiry, interval) of the last absolute periodic cancel_on_set setting,
         # kept to restart such a timer after a clock change (see _restart_after_jump).
         self._schedule: tuple[int, int] | None = None
@@ -182,11 +187,12 @@ class LinuxTimerFD(OwnedFD):
 
     @classmethod
     def adopt(cls, fd: int) -> LinuxTimerFD:
-        """Take ownership of an inherited or received timerfd (made non-blocking here)."""
+        """Take ownership of an inherited or received timerfd, leaving its flags alone
+        (O_NONBLOCK is shared with the sender; reads ask for non-blocking per call)."""
         require_kind(fd, "anon_inode:[timerfd]")
         clockid = int(fdinfo(fd)["clockid"])
-        os.set_blocking(fd, False)
-        return cls(fd, _ADOPTABLE_CLOCKS.get(clockid, f"clock {clockid}"), clockid, CALLS)
+        return cls(fd, _ADOPTABLE_CLOCKS.get(clockid, f"clock {clockid}"), clockid, CALLS,
+                   shared=True)
 
     def settime(
         self, value_ns: int, interval_ns: int, *, absolute: bool, cancel_on_set: bool
@@ -209,7 +215,10 @@ class LinuxTimerFD(OwnedFD):
 
     def read(self) -> int:
         try:
-            data = os.read(self.fileno(), 8)
+            if self._proxy is not None:
+                data = nowait.read(self.fileno(), 8, "timerfd")
+            else:
+                data = os.read(self.fileno(), 8)
         except OSError as exc:
             if exc.errno != errno.ECANCELED:
                 raise
@@ -239,3 +248,17 @@ class LinuxTimerFD(OwnedFD):
 
     def now(self) -> int:
         return time.clock_gettime_ns(self.clockid)
+
+    def poll_fileno(self) -> int:
+        """The fd for the loop to poll: the timerfd, or for an adopted one its proxy."""
+        return self._proxy.fileno() if self._proxy is not None else self.fileno()
+
+    def close(self) -> None:
+        nowait.close_proxy(self)
+        super().close()
+
+    def detach(self) -> int:
+        fd = self.fileno()
+        nowait.close_proxy(self)
+        super().detach()
+        return fd
