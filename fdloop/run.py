@@ -171,13 +171,14 @@ async def _communicate(proc: ProcessFD, data: memoryview | None, outputs: _Outpu
 
 
 async def _feed(stdin: PipeSendStream, data: memoryview | None) -> None:
+    """Write ``data``, then close: the EOF says the input is complete. A cancelled feed
+    (timeout) leaves stdin open, so that ProcessFD.aclose() signals before the EOF."""
     try:
         if data is not None:
             await stdin.send(data)
     except BrokenPipeError:
         pass  # the child exited (or closed stdin) without reading everything: its choice
-    finally:
-        stdin.close()
+    stdin.close()
 
 
 async def _end(proc: ProcessFD, outputs: _Outputs, spawn_kwargs: dict[str, Any]) -> None:
