@@ -11,9 +11,14 @@ is running. Each module owns one concern:
 * :mod:`.readyset` — one private epoll/kqueue per loop that watches many fds (ProcessFD's
   pidfds) behind a single loop registration, for ``FDWaiter(fd, shared=True)``;
 * :mod:`.watch` — ``watch_in_running_loop``: call a function when a fd becomes readable,
-  with nobody awaiting it (the reaper's watch on a closed ProcessFD's child).
+  with nobody awaiting it (the reaper's watch on a closed ProcessFD's child);
+* :mod:`.threads` — ``loop_thread``/:class:`LoopThread`: run a call (a close) in the
+  thread of the loop that holds a registration, through the loop's thread-safe entry;
+* :mod:`.forks` — ``forks.pid``, kept current across fork: how an object copied into a
+  forked child knows that its registrations are the parent's, to be left alone.
 """
 
+from . import forks
 from .library import (
     checkpoint,
     current_library,
@@ -22,15 +27,20 @@ from .library import (
     shielded,
     sleep,
 )
+from .threads import LoopThread, loop_thread
 from .waiter import FDWaiter, ReadableWaiter
-from .watch import watch_in_running_loop
+from .watch import Watch, watch_in_running_loop
 
 __all__ = [
     "FDWaiter",
+    "LoopThread",
     "ReadableWaiter",
+    "Watch",
     "checkpoint",
     "current_library",
+    "forks",
     "loop_running",
+    "loop_thread",
     "move_on_after",
     "shielded",
     "sleep",

@@ -10,6 +10,11 @@ that became ready meanwhile. Backends without a ready set use the loop directly.
 asyncio: one :class:`_AsyncioHub` per loop, kept in a table while it has members (a
 garbage collection callback drops the hubs of loops closed with waiters still in them).
 trio: one :class:`_TrioHub` per run, watched by a system task until the run ends.
+
+A forked child shares the ready set's epoll with its parent (and the loop's, which
+watches it): a hub copied into a child never changes either. The child forgets the
+asyncio hubs at fork (closing only its own copies of their fds); a hub reached later
+through an old reference does nothing (see :mod:`fdloop._aio.forks`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import gc
 from collections.abc import Callable
 from typing import Any
 
+from . import forks
 from .library import _quietly
 
 
@@ -42,11 +48,12 @@ class _AsyncioHub:
     waits, even if the loop is closed without running anything more).
     """
 
-    __slots__ = ("_callbacks", "_loop", "_set")
+    __slots__ = ("_callbacks", "_loop", "_pid", "_set")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ready_set: Any) -> None:
         self._loop = loop
         self._set = ready_set
+        self._pid = forks.pid
         self._callbacks: dict[int, Callable[[], None]] = {}
         loop.add_reader(ready_set.fileno(), self._dispatch)
 
@@ -55,8 +62,8 @@ class _AsyncioHub:
         self._callbacks[fd] = callback
 
     def remove(self, fd: int) -> None:
-        if self._callbacks.pop(fd, None) is None:
-            return
+        if self._callbacks.pop(fd, None) is None or self._pid != forks.pid:
+            return  # (a forked child's copy: the set and the loop are the parent's)
         self._set.discard(fd)
         if not self._callbacks:
             _asyncio_hubs.pop(self._loop, None)
@@ -64,8 +71,10 @@ class _AsyncioHub:
             self._set.close()
 
     def abandon(self) -> None:
-        """Forget every member and close the set (its loop is closed); never raises."""
+        """Forget every member and close the set (its loop is closed, or this is a
+        forked child's copy, where closing drops only the child's fd); never raises."""
         self._callbacks.clear()
+        self._pid = -1  # never again: remove() must not reach the set or the loop
         _quietly(self._set.close)
 
     def _dispatch(self) -> None:
@@ -107,6 +116,17 @@ def _drop_hubs_of_closed_loops(phase: str, info: dict[str, int]) -> None:
 gc.callbacks.append(_drop_hubs_of_closed_loops)
 
 
+def _forget_hubs_after_fork() -> None:
+    # The hubs (and their loops) are the parent's; a loop in the child gets its own.
+    hubs = list(_asyncio_hubs.values())
+    _asyncio_hubs.clear()
+    for hub in hubs:
+        hub.abandon()
+
+
+forks.at_fork_in_child(_forget_hubs_after_fork)
+
+
 def _asyncio_hub(loop: asyncio.AbstractEventLoop) -> _AsyncioHub | None:
     hub = _asyncio_hubs.get(loop)
     if hub is None:
@@ -133,6 +153,7 @@ class _TrioHub:
         import trio
 
         self._set = ready_set
+        self._pid = forks.pid
         self._tasks: dict[int, Any] = {}
         trio.lowlevel.spawn_system_task(self._watch, name="fdloop ready set")
 
@@ -158,7 +179,7 @@ class _TrioHub:
         import trio
 
         task = self._tasks.pop(fd, None)
-        if task is not None:
+        if task is not None and self._pid == forks.pid:  # (a child's copy: leave the set)
             self._set.discard(fd)
             error = trio.ClosedResourceError("another task closed this fd")
             trio.lowlevel.reschedule(task, outcome.Error(error))

@@ -23,23 +23,43 @@ someone else can never receive a stale registration from us.
 
 ``FDWaiter(fd, shared=True)`` (readable only) waits through the loop's ready set instead
 of a registration of its own: see :mod:`fdloop._aio.readyset`.
+
+Threads and processes (see :mod:`.threads` and :mod:`.forks`):
+
+* ``wait()`` runs in the loop's thread, and one object is awaited from one loop (or trio
+  run) at a time: a second loop or run that awaits it while the first still waits gets
+  RuntimeError. ``close()`` may be called from any thread: from outside the loop's
+  thread it has the loop's thread do the unregistering and the waking (and waits for
+  that), so the registration is gone before the owner closes the fd.
+* In a forked child the registrations belong to the parent (its epoll sets are shared
+  with the child): ``close()`` and a new ``wait()`` forget them without a syscall.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ClosedResourceError
+from . import forks
 from .library import _quietly, current_library
 from .readyset import _asyncio_hub, _AsyncioHub, _trio_hub, _TrioHub
+from .threads import LoopThread, loop_thread
 
 if TYPE_CHECKING:
     import trio
 
 __all__ = ["FDWaiter", "ReadableWaiter"]
+
+_registering = threading.RLock()
+"""Held while a wait adds a registration and while close() decides where it must run,
+so a close from another thread can never slip between a wait's check that the fd is
+open and its registration (which would leave the loop polling a closed, maybe reused,
+number). Re-entrant: a garbage collection inside a registration may close another
+object from a finalizer."""
 
 
 class FDWaiter:
@@ -50,11 +70,13 @@ class FDWaiter:
         "_futures",
         "_hub",
         "_loop",
+        "_pid",
         "_registered",
         "_shared",
         "_trio_busy",
         "_trio_done",
         "_trio_hub",
+        "_trio_token",
         "_trio_used",
         "_writable",
     )
@@ -65,6 +87,7 @@ class FDWaiter:
         self._fd = fd
         self._writable = writable
         self._shared = shared and not writable
+        self._pid = forks.pid
         self._loop: asyncio.AbstractEventLoop | None = None
         self._futures: list[asyncio.Future[None]] = []
         self._hub: _AsyncioHub | None = None
@@ -73,6 +96,7 @@ class FDWaiter:
         self._trio_done: trio.Event | None = None
         self._trio_used = False
         self._trio_hub: _TrioHub | None = None
+        self._trio_token: Any = None
 
     @property
     def waiting(self) -> int:
@@ -83,25 +107,69 @@ class FDWaiter:
         """Return once the fd may be ready; raise ClosedResourceError if closed.
 
         Await it at once. It hands back the running library's own waiting coroutine,
-        which saves a coroutine frame on every wait.
+        which saves a coroutine frame on every wait. RuntimeError if another event loop
+        or trio run is waiting on this object at the same time.
         """
         if self._fd < 0:
             raise ClosedResourceError("the object was closed")
+        if self._pid != forks.pid:
+            self._forget_inherited()
         if current_library() == "trio":
             return self._wait_trio()
         return self._wait_asyncio()
+
+    def _forget_inherited(self) -> None:
+        # A forked child: everything registered so far lives in the parent's loop and
+        # ready set, whose epoll sets we share. Forget it all; touch nothing.
+        self._pid = forks.pid
+        self._loop = None
+        self._futures = []
+        self._hub = None
+        self._registered = False
+        self._trio_busy = False
+        self._trio_done = None
+        self._trio_used = False
+        self._trio_hub = None
+        self._trio_token = None
 
     # -- asyncio -------------------------------------------------------------------------
 
     async def _wait_asyncio(self) -> None:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            if self._futures:
-                raise RuntimeError("this fdloop object is being awaited from two event loops")
-            self._drop_registration()  # kept from a wait on a previous loop
-        self._loop = loop
+            self._move_to(loop)
         future: asyncio.Future[None] = loop.create_future()
         if not self._registered:
+            self._register(loop)
+        self._futures.append(future)
+        try:
+            await future
+        finally:
+            if future.cancelled():
+                self._forget(future)
+
+    def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._futures:
+            raise RuntimeError(
+                "this fdloop object is being awaited from two event loops at once (an "
+                "event loop polls its own fds): await it from one loop at a time"
+            )
+        if self._trio_busy:
+            raise RuntimeError(
+                "this fdloop object is being awaited from trio and from an asyncio loop "
+                "at once: await it from one event loop at a time"
+            )
+        if self._registered:
+            # Kept from a wait on a previous loop: that loop drops it, in its own thread.
+            there = loop_thread(self._loop, None)
+            if there is None or not there.call(self._drop_registration):
+                self._drop_registration()
+        self._loop = loop
+
+    def _register(self, loop: asyncio.AbstractEventLoop) -> None:
+        with _registering:
+            if self._fd < 0:  # closed from another thread since wait() checked
+                raise ClosedResourceError("the object was closed")
             if self._writable:
                 loop.add_writer(self._fd, self._wake_all)
             elif self._shared and (hub := _asyncio_hub(loop)) is not None:
@@ -110,12 +178,6 @@ class FDWaiter:
             else:
                 loop.add_reader(self._fd, self._wake_all)
             self._registered = True
-        self._futures.append(future)
-        try:
-            await future
-        finally:
-            if future.cancelled():
-                self._forget(future)
 
     def _forget(self, future: asyncio.Future[None]) -> None:
         try:
@@ -145,6 +207,8 @@ class FDWaiter:
         self._registered = False
 
     def _unregister(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        if self._pid != forks.pid:
+            return  # the parent's registration, in an epoll set we share: leave it
         if self._hub is not None:
             hub, self._hub = self._hub, None
             hub.remove(fd)
@@ -158,7 +222,15 @@ class FDWaiter:
     async def _wait_trio(self) -> None:
         import trio
 
+        token = trio.lowlevel.current_trio_token()
         if self._trio_busy:
+            if self._trio_token is not token:
+                # The leader waits in another run's poll, and its event cannot wake a
+                # task of this run (trio would fail an assertion deep inside).
+                raise RuntimeError(
+                    "this fdloop object is being awaited from two trio runs at once "
+                    "(each trio.run polls its own fds): await it from one run at a time"
+                )
             # A follower: the leader sets this event when its wait ends, for any reason.
             done = self._trio_done
             if done is None:
@@ -167,7 +239,22 @@ class FDWaiter:
             if self._fd < 0:
                 raise ClosedResourceError("the object was closed while waiting")
             return
-        self._trio_busy = True
+        if self._futures:
+            raise RuntimeError(
+                "this fdloop object is being awaited from an asyncio loop and from trio "
+                "at once: await it from one event loop at a time"
+            )
+        if self._registered:
+            # An asyncio registration kept from earlier waits: its loop drops it first, so
+            # that a close only ever has one loop's thread to visit.
+            there = loop_thread(self._loop, None)
+            if there is None or not there.call(self._drop_registration):
+                self._drop_registration()
+        with _registering:
+            if self._fd < 0:
+                raise ClosedResourceError("the object was closed")
+            self._trio_busy = True
+            self._trio_token = token
         try:
             if self._shared and (hub := _trio_hub()) is not None:
                 self._trio_hub = hub
@@ -193,11 +280,52 @@ class FDWaiter:
         """Wake every waiter with ClosedResourceError and drop the fd number.
 
         Call this *before* closing the fd itself. Safe to call twice, from a finalizer,
-        and after the loop that was used has been closed.
+        after the loop that was used has been closed, and from any thread: from outside
+        the thread of the loop that holds the registration, the loop's thread drops it
+        and wakes the waiters, and this returns once it has (a loop thread that is
+        blocked waiting for the caller would deadlock). In a forked child it only
+        forgets the parent's registrations.
         """
-        fd, self._fd = self._fd, -1
-        if fd < 0:
-            return
+        there = self._close_or_elsewhere()
+        if there is not None and not there.call(self.close):
+            # The loop can no longer run anything: nothing polls it, close here.
+            self._close_or_elsewhere(here=True)
+
+    def elsewhere(self) -> LoopThread | None:
+        """The loop thread that must run this object's close, if not the calling one:
+        the loop (or trio run) that holds a registration or a waiter, when it runs in
+        another thread right now. None otherwise, and always in a forked child."""
+        with _registering:
+            if self._fd < 0 or self._pid != forks.pid:
+                return None
+            return self._home_elsewhere()
+
+    def _home_elsewhere(self) -> LoopThread | None:
+        if self._registered or self._futures:
+            return loop_thread(self._loop, None)
+        if self._trio_busy:
+            return loop_thread(None, self._trio_token)
+        return None
+
+    def _close_or_elsewhere(self, *, here: bool = False) -> LoopThread | None:
+        """Close now if this thread may; else return the loop thread that must."""
+        with _registering:
+            fd = self._fd
+            if fd < 0:
+                return None
+            if self._pid != forks.pid:
+                self._forget_inherited()
+                self._fd = -1
+                return None
+            if not here:
+                there = self._home_elsewhere()
+                if there is not None:
+                    return there
+            self._fd = -1  # from here on no wait can register (they check under the lock)
+        self._close_here(fd)
+        return None
+
+    def _close_here(self, fd: int) -> None:
         futures, self._futures = self._futures, []
         if self._registered and self._loop is not None:
             _quietly(self._unregister, self._loop, fd)

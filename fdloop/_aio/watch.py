@@ -10,19 +10,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import sniffio
 
+from . import forks
 from .library import _quietly
+from .threads import LoopThread, loop_thread
 
-__all__ = ["watch_in_running_loop"]
+__all__ = ["Watch", "watch_in_running_loop"]
 
 
-def watch_in_running_loop(fd: int, callback: Callable[[], None]) -> Callable[[], None] | None:
+class Watch:
+    """One watch: ``stop()`` ends it; ``elsewhere()`` names the loop thread that owns it.
+
+    The watch lives in its loop's poll: only that loop's thread may stop it (see
+    :mod:`fdloop._aio.threads`), and in a forked child it belongs to the parent, so
+    ``stop()`` there does nothing.
+    """
+
+    __slots__ = ("_active", "_loop", "_pid", "_stop", "_token")
+
+    def __init__(self, stop: Callable[[], None], loop: asyncio.AbstractEventLoop | None,
+                 token: Any, active: Callable[[], bool]) -> None:
+        self._stop = stop
+        self._loop = loop
+        self._token = token
+        self._active = active
+        self._pid = forks.pid
+
+    def stop(self) -> None:
+        """End the watch; call it from the loop's thread, before the fd is closed."""
+        if self._pid == forks.pid:
+            self._stop()
+
+    def elsewhere(self) -> LoopThread | None:
+        """The loop thread of this watch if it runs in another thread right now (the
+        caller must then leave the fd to that loop); None otherwise."""
+        if self._pid != forks.pid or not self._active():
+            return None
+        return loop_thread(self._loop, self._token)
+
+
+def watch_in_running_loop(fd: int, callback: Callable[[], None]) -> Watch | None:
     """Call ``callback()`` once, from the loop running in this thread, when ``fd`` is
-    readable; return a function that stops the watch. Returns None when no asyncio or
-    trio loop runs in this thread (or it cannot take the watch now): the caller must
-    then keep the fd and check it itself.
+    readable; return the :class:`Watch`. Returns None when no asyncio or trio loop runs
+    in this thread (or it cannot take the watch now): the caller must then keep the fd
+    and check it itself.
 
     asyncio: an ``add_reader`` callback. trio: a system task, so it does not belong to
     any user nursery; it ends quietly when the run ends (nothing is called then).
@@ -49,10 +83,10 @@ def watch_in_running_loop(fd: int, callback: Callable[[], None]) -> Callable[[],
         loop.add_reader(fd, fire)
     except (RuntimeError, ValueError, OSError):
         return None
-    return lambda: _quietly(loop.remove_reader, fd)
+    return Watch(lambda: _quietly(loop.remove_reader, fd), loop, None, lambda: True)
 
 
-def _watch_trio(fd: int, callback: Callable[[], None]) -> Callable[[], None] | None:
+def _watch_trio(fd: int, callback: Callable[[], None]) -> Watch | None:
     import trio
 
     state = {"active": True}
@@ -82,4 +116,5 @@ def _watch_trio(fd: int, callback: Callable[[], None]) -> Callable[[], None] | N
         trio.lowlevel.spawn_system_task(watch, name=f"fdloop reaper fd {fd}")
     except RuntimeError:
         return None
-    return stop
+    # The watch task ends with the run, which says when a run in another thread is over.
+    return Watch(stop, None, trio.lowlevel.current_trio_token(), lambda: state["active"])

@@ -13,6 +13,11 @@ daemon left running) is handed here with its pidfd:
   remaining non-daemon child is SIGKILLed (again) and reaped with a bounded wait.
   Daemon children are left running at exit; only their pidfds are closed.
 
+A watch belongs to its loop: a sweep from another thread (a spawn or a collection there)
+leaves a child watched by a loop that still runs to that loop. In a forked child the
+tables are the parent's and are forgotten at fork (the child's copies of the pidfds are
+closed, nothing is signalled, reaped or unwatched).
+
 It only ever reaps children that fdloop started: always through their pidfd, never
 ``waitpid(-1)``.
 """
@@ -22,12 +27,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
-import os
 import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import Protocol
 
 from .. import _aio
@@ -47,40 +50,41 @@ class SpawningHandle(Protocol):
 
 
 class _Orphan:
-    __slots__ = ("daemon", "handle", "stop")
+    __slots__ = ("daemon", "handle", "watch")
 
     def __init__(self, handle: ProcessFDBackend, daemon: bool) -> None:
         self.handle = handle
         self.daemon = daemon
-        self.stop: Callable[[], None] | None = None
+        self.watch: _aio.Watch | None = None
 
 
 _orphans: dict[int, _Orphan] = {}
 _lock = threading.RLock()  # re-entrant: a GC finalizer may close a ProcessFD mid-sweep
 _live: weakref.WeakSet[SpawningHandle] = weakref.WeakSet()
-_pid = os.getpid()
 
 
 def process_id() -> int:
     """This process's pid, kept current across fork (a ProcessFD compares it with the
     pid that spawned its child: a forked copy of the handle must never kill or reap)."""
-    return _pid
+    return _aio.forks.pid
 
 
 def _after_fork_in_child() -> None:
     # The children in these tables belong to the parent. Forget them: our copies of their
     # pidfds are closed, nothing is signalled or reaped, and exit here kills nothing.
-    global _pid
-    _pid = os.getpid()
+    # (The lock may have been held by another thread at fork: that thread is gone.)
+    global _lock, _sweeping
+    _lock = threading.RLock()
+    _sweeping = False
     for orphan in list(_orphans.values()):
-        orphan.stop = None
-        with contextlib.suppress(OSError):
+        orphan.watch = None  # the parent's loop watches it; stopping would unregister there
+        with contextlib.suppress(Exception):
             orphan.handle.close()
     _orphans.clear()
     _live.clear()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_aio.forks.at_fork_in_child(_after_fork_in_child)
 
 
 def track(owner: SpawningHandle) -> None:
@@ -118,13 +122,13 @@ def adopt(handle: ProcessFDBackend, *, daemon: bool) -> None:
 
 
 def _watch(orphan: _Orphan) -> None:
-    orphan.stop = _aio.watch_in_running_loop(
+    orphan.watch = _aio.watch_in_running_loop(
         orphan.handle.fileno(), lambda: _on_readable(orphan)
     )
 
 
 def _on_readable(orphan: _Orphan) -> None:
-    orphan.stop = None  # the watch fires once
+    orphan.watch = None  # the watch fires once
     with _lock:
         if orphan.handle.closed or _reap(orphan):
             return
@@ -132,16 +136,22 @@ def _on_readable(orphan: _Orphan) -> None:
 
 
 def _reap(orphan: _Orphan) -> bool:
-    """Reap if exited (caller holds the lock); True once the orphan is gone."""
+    """Reap if exited (caller holds the lock); True once the orphan is gone.
+
+    An orphan watched by a loop running in another thread is left to that loop: only
+    its thread may end the watch, which must end before the pidfd is closed.
+    """
+    if orphan.watch is not None and orphan.watch.elsewhere() is not None:
+        return False
     handle = orphan.handle
     try:
         if handle.try_reap() is None:
             return False
     except ChildProcessError:
         pass  # someone else reaped it: nothing left to do but forget it
-    if orphan.stop is not None:
-        orphan.stop()
-        orphan.stop = None
+    if orphan.watch is not None:
+        orphan.watch.stop()
+        orphan.watch = None
     _orphans.pop(handle.fileno(), None)
     handle.close()
     return True
@@ -200,7 +210,7 @@ def _at_exit() -> None:
         for orphan in list(_orphans.values()):
             # Daemons keep running (init or a subreaper adopts them); a child that did
             # not die within the grace period is left to init as well.
-            if orphan.stop is not None:
-                orphan.stop()
+            if orphan.watch is not None:
+                orphan.watch.stop()
             orphan.handle.close()
         _orphans.clear()

@@ -5,6 +5,17 @@
 is garbage-collected open, and ``_wait_readable()`` which waits through the running
 loop's poll (see :mod:`fdloop._aio`). :class:`naming_fd_limit` is how every public call
 that makes a new fd reports running out of them.
+
+Threads: ``close()`` (and ``aclose()``, ``detach()``, garbage collection) may happen in
+any thread. When a loop running in another thread holds the fd's registration (a task
+waits, or asyncio kept the registration from an earlier wait), the close is run in that
+loop's thread (see :mod:`fdloop._aio.threads`) and ``close()`` returns once it has run:
+the waiters are woken at once and the loop has dropped the registration before the fd
+number is closed. A finalizer only queues it there, never waiting. Two threads closing
+at once close once.
+
+Fork: an object copied into a forked child closes only the child's copy of its fd; the
+registrations are the parent's and are left alone (see :mod:`fdloop._aio.forks`).
 """
 
 from __future__ import annotations
@@ -62,8 +73,19 @@ class naming_fd_limit:  # lower case, as contextlib.suppress: it reads as a clau
                 raise error from exc
 
 
+_closing: dict[int, object] = {}
+"""id() of each object being closed right now, so that a second thread's close returns
+instead of closing the fd number twice (dict.setdefault is atomic)."""
+
+
 class FDResource(Generic[H]):
-    """Base class: owns one backend handle and the waiter for its fd."""
+    """Base class: owns one backend handle and the waiter for its fd.
+
+    Thread safety: ``close()``, ``aclose()``, ``detach()`` and ``closed`` may be used from
+    any thread, and wake tasks waiting in another thread's loop at once. Everything else
+    belongs to the thread of the loop that awaits the object (writes that the kernel
+    makes atomic, such as ``EventFD.write()`` on Linux, are safe from any thread too).
+    """
 
     _handle: H
     _waiter: ReadableWaiter
@@ -84,10 +106,44 @@ class FDResource(Generic[H]):
         return self._handle.fileno()
 
     def close(self) -> None:
-        """Close the fd; tasks waiting on it get ClosedResourceError. Idempotent."""
+        """Close the fd; tasks waiting on it get ClosedResourceError. Idempotent.
+
+        From any thread: if a loop in another thread polls the fd, the close runs in
+        that loop's thread and this returns once it has (so a loop thread that is
+        blocked waiting for the caller would deadlock).
+        """
+        if not self._handed_over(self.close):
+            self._close_once()
+
+    def _close_once(self) -> None:
+        turn = object()
+        if _closing.setdefault(id(self), turn) is not turn:
+            return  # being closed right now (by another thread, or further up this one)
+        try:
+            self._close_here()
+        finally:
+            del _closing[id(self)]
+
+    def _close_here(self) -> None:
+        """The closing itself, in the loop's thread (or where no loop polls the fd);
+        subclasses extend it. Runs once per close() call; must be idempotent."""
         if not self._handle.closed:
             self._waiter.close()
             self._handle.close()
+
+    def _waiters(self) -> tuple[ReadableWaiter | None, ...]:
+        """Every waiter of this object (subclasses with more than one extend this)."""
+        return (self._waiter,)
+
+    def _handed_over(self, close: Any, *, wait: bool = True) -> bool:
+        """Run ``close()`` in the thread of a loop that holds one of our registrations,
+        when that loop runs in another thread; True if it ran (or, without ``wait``,
+        was queued) there. False: the caller closes here."""
+        for waiter in self._waiters():
+            there = waiter.elsewhere() if waiter is not None else None
+            if there is not None:
+                return there.call(close) if wait else there.call_soon(close)
+        return False
 
     async def aclose(self) -> None:
         """Close, as ``close()`` does; subclasses may wait for a clean shutdown."""
@@ -138,9 +194,14 @@ class FDResource(Generic[H]):
             self._finalize()
 
     def _finalize(self) -> None:
-        """Release the fd from a finalizer: must not block and must not raise."""
+        """Release the fd from a finalizer: must not block and must not raise.
+
+        A collection may run in any thread: if a loop in another thread polls the fd,
+        the close is queued to that thread (the fd stays open until it runs there).
+        """
         with contextlib.suppress(Exception):  # a finalizer has nobody to report to
-            self.close()
+            if not self._handed_over(self.close, wait=False):
+                self._close_once()
 
     def _state(self) -> str:
         """Extra words for repr, e.g. ``counter mode``; subclasses override."""
