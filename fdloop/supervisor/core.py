@@ -10,21 +10,22 @@ supervisor sleeps in the loop's poll until a pidfd or a signalfd becomes readabl
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ..errors import NoSuchProgram, UnsupportedOperation
 from .events import EventHub, EventKind, EventStream, ProgramStatus
 from .orphans import OrphanReaper
 from .program import DEFAULT_BACKOFF, DEFAULT_STOP_TIMEOUT, ProgramSpec, make_spec
-from .runner import ProgramRunner, Shared
+from .runner import ProgramRunner, Request, RequestKind, Shared
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RESTART_SIGNALS = (signal.SIGHUP,)
@@ -44,6 +45,14 @@ class Supervisor:
     orphaned descendants as SIGCHLD (read through a SignalFD) announces them; it reaps
     every child of this process that the supervisor does not manage, so do not combine
     it with other code in the same process that waits for its own children by pid.
+
+    Every method may be cancelled at any await (a cancel scope, ``task.cancel()``,
+    ``asyncio.wait_for``): a request is carried out by the supervisor's own task, and
+    cancelling only stops the caller from waiting for it (see :meth:`start`).
+
+    After ``os.fork()`` the child's copy of a Supervisor belongs to the parent: in the
+    child every request raises RuntimeError, leaving the block stops nothing, and no
+    program of the parent is signalled, reaped, restarted or marked exited there.
     """
 
     def __init__(self, *, handle_signals: bool = False, subreaper: bool = False) -> None:
@@ -64,6 +73,7 @@ class Supervisor:
         self._orphans: OrphanReaper | None = None
         self._changed: anyio.Event | None = None
         self._entered = False
+        self._shutdown_error: BaseException | None = None
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -126,6 +136,7 @@ class Supervisor:
         if self._entered:
             raise RuntimeError("a Supervisor can be entered only once")
         self._entered = True
+        self._shared.owner_pid = os.getpid()
         self._changed = anyio.Event()
         self._shared.hurry = anyio.Event()
         task_group = anyio.create_task_group()
@@ -148,20 +159,29 @@ class Supervisor:
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
+        """Stop every program (and orphan) and close; ends every events() iterator.
+
+        Waits for the stops even if cancelled. A native asyncio cancellation (which a
+        shield cannot hold) is remembered, the stops are still waited for, and it is
+        raised at the end. In a forked child nothing is stopped: the programs are the
+        parent's.
+        """
         task_group = self._shared.task_group
         if task_group is None:
             return None
-        self._shared.closing = True
+        cancelled: BaseException | None = None
         stop_error: BaseException | None = None
-        try:
-            with anyio.CancelScope(shield=True):
-                await self._stop_all()
-                if self._orphans is not None:
-                    await self._orphans.stop_remaining(
-                        self._orphan_timeout(), self._shared.hurry
-                    )
-        except BaseException as error:  # still close the task group, then report it
-            stop_error = error
+        if not self._shared.forked():
+            self._begin_shutdown()
+            shutdown = anyio.Event()
+            task_group.start_soon(self._shut_down, shutdown)
+            while not shutdown.is_set():
+                try:
+                    with anyio.CancelScope(shield=True):
+                        await shutdown.wait()
+                except anyio.get_cancelled_exc_class() as error:
+                    cancelled = error  # asyncio task.cancel(): finish the shutdown first
+            stop_error = self._shutdown_error
         task_group.cancel_scope.cancel()
         try:
             suppressed = await task_group.__aexit__(exc_type, exc, tb)
@@ -171,7 +191,36 @@ class Supervisor:
             self._notify()
         if stop_error is not None:
             raise stop_error
+        if cancelled is not None:
+            raise cancelled
         return suppressed
+
+    def _begin_shutdown(self) -> None:
+        """From now on nothing starts; every program's stop is queued (never waits)."""
+        if not self._shared.closing:
+            self._shared.closing = True
+            for program in self._programs.values():
+                program.submit("stop")
+
+    async def _shut_down(self, done: anyio.Event) -> None:
+        """Wait for every queued request to finish, then stop the orphans; set ``done``."""
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._until_idle()
+                if self._orphans is not None:
+                    await self._orphans.stop_remaining(
+                        self._orphan_timeout(), self._shared.hurry
+                    )
+        except Exception as error:  # raised by __aexit__
+            self._shutdown_error = error
+        finally:
+            done.set()
+
+    async def _until_idle(self) -> None:
+        while not all(program.idle for program in self._programs.values()):
+            changed = self._changed
+            assert changed is not None
+            await changed.wait()
 
     def _orphan_timeout(self) -> float:
         timeouts = [program.spec.stop_timeout for program in self._programs.values()]
@@ -186,30 +235,48 @@ class Supervisor:
         failed (an ``exited`` event with ``error``; the restart policy then applies).
         A program already running or waiting to restart is left alone; one that exited
         or was given up starts afresh. Raises NoSuchProgram for an unknown name,
-        RuntimeError outside ``async with`` or during shutdown.
+        RuntimeError outside ``async with``, during shutdown or in a forked child.
+
+        Cancelled before its first checkpoint, it does nothing; cancelled later, the
+        start still happens (and the program is watched and restarted as usual): the
+        request runs in the supervisor's own task, in the order requests were made.
         """
-        for program in self._select(name):
-            await program.start()
+        await self._request(self._select(name), "start")
 
     async def stop(self, name: str | None = None) -> None:
         """Stop one program, or (``name=None``) all of them in parallel, and wait.
 
         Sends ``stop_signal``, waits up to ``stop_timeout`` for the exit, then SIGKILLs
         and reaps; a pending restart is cancelled. The program stays stopped until
-        :meth:`start`. Finishes even if the calling task is cancelled meanwhile.
+        :meth:`start`. Finishes even if the calling task is cancelled meanwhile (a
+        native asyncio ``task.cancel()`` ends only the wait: the stop goes on in the
+        supervisor's task, and :meth:`wait` returns once it is done).
         """
         programs = self._select(name, entered=False)
-        with anyio.CancelScope(shield=True):
-            await _each(ProgramRunner.stop, programs)
+        await self._request(programs, "stop", shield=True)
 
     async def restart(self, name: str | None = None) -> None:
         """Stop then start one program, or every program in parallel (``name=None``).
 
         Counts as a restart in ``status()``, ends a failing streak and revives a program
-        that was given up.
+        that was given up. Cancelled after its first checkpoint, the restart still runs
+        to its end in the supervisor's task (as :meth:`start` describes).
         """
-        programs = self._select(name)
-        await _each(ProgramRunner.restart, programs)
+        await self._request(self._select(name), "restart")
+
+    async def _request(
+        self, programs: list[ProgramRunner], kind: RequestKind, *, shield: bool = False
+    ) -> None:
+        """Queue ``kind`` on every program, wait for all; re-raise the first error."""
+        await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled already: do nothing
+        requests: list[Request] = [program.submit(kind) for program in programs]
+        self._notify()
+        with anyio.CancelScope(shield=shield):
+            for request in requests:
+                await request.done.wait()
+        for request in requests:
+            if request.error is not None:
+                raise request.error
 
     def status(self) -> dict[str, ProgramStatus]:
         """A snapshot of every program: state, pid, restarts, last ExitStatus, uptime."""
@@ -229,8 +296,10 @@ class Supervisor:
         """Wait until every program is down for good (stopped, exited or given up).
 
         With ``handle_signals=True`` that is also what SIGTERM/SIGINT lead to. Returns
-        :meth:`status`. Returns at once if nothing was started.
+        :meth:`status`. Returns at once if nothing was started. RuntimeError in a
+        forked child (the programs are the parent's).
         """
+        self._shared.check_owner()
         while not self._all_down():
             changed = self._changed
             if changed is None:
@@ -248,6 +317,7 @@ class Supervisor:
     # -- helpers -----------------------------------------------------------------------------
 
     def _select(self, name: str | None, *, entered: bool = True) -> list[ProgramRunner]:
+        self._shared.check_owner()
         if entered:
             if self._shared.task_group is None:
                 raise RuntimeError("use the Supervisor in 'async with' first")
@@ -270,11 +340,9 @@ class Supervisor:
         if changed is not None:
             changed.set()
 
-    async def _stop_all(self) -> None:
-        await _each(ProgramRunner.stop, list(self._programs.values()))
-
-    async def _restart_all(self) -> None:
-        await _each(ProgramRunner.restart, list(self._programs.values()))
+    def _restart_all(self) -> None:
+        for program in self._programs.values():
+            program.submit("restart")
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -284,6 +352,8 @@ class Supervisor:
         async with SignalFD([*SHUTDOWN_SIGNALS, *RESTART_SIGNALS]) as signals:
             task_status.started()
             async for info in signals:
+                if self._shared.forked():
+                    continue  # the child's own signals: not for the parent's programs
                 signo = signal.Signals(info.signo)
                 self._hub.emit(EventKind.SIGNAL, "", signal=signo, pid=info.pid)
                 shared = self._shared
@@ -292,19 +362,6 @@ class Supervisor:
                     if shared.closing:
                         shared.hurry.set()  # a second one: SIGKILL what is still stopping
                     else:
-                        shared.closing = True
-                        shared.task_group.start_soon(self._stop_all)
+                        self._begin_shutdown()
                 elif not shared.closing:
-                    shared.task_group.start_soon(self._restart_all)
-
-
-async def _each(
-    action: Callable[[ProgramRunner], Coroutine[Any, Any, None]], programs: list[ProgramRunner]
-) -> None:
-    """Run ``action`` on every program at once and wait for all of them."""
-    if len(programs) == 1:
-        await action(programs[0])
-        return
-    async with anyio.create_task_group() as task_group:
-        for program in programs:
-            task_group.start_soon(action, program)
+                    self._restart_all()

@@ -5,21 +5,32 @@ spawn, ``await proc.wait()`` — the pidfd becomes readable in the loop's poll �
 the restart policy, sleep out the backoff, spawn again. Nothing polls and nothing
 handles SIGCHLD.
 
-Requests (``start``/``stop``/``restart``) take the program's lock, so a SIGHUP restart
-cannot interleave with a stop of the same program. ``stop`` cancels the lifecycle task
-and takes over its ProcessFD. After a cancellation the task checks, at every
-resumption, whether it still owns the program (``self._scope is scope``) and otherwise
-returns without touching anything: under trio, a ``wait()`` that had already completed
-resumes with its value even though its scope was cancelled, so the cancellation alone
-cannot be relied on.
+Requests (start, stop, restart) are never carried out by the task that asks. Each is
+queued, in the order asked, on the program's *request worker* — a shielded task in the
+supervisor's task group that runs them one at a time — and the asking task only waits
+for it to finish. So a cancelled request (a cancel scope, ``task.cancel()``,
+``asyncio.wait_for``) abandons the wait, never the work: a program is never left
+"running" with nobody watching it, or "stopping" with nobody stopping it, and a SIGHUP
+restart cannot interleave with a stop of the same program.
+
+``stop`` cancels the lifecycle task and takes over its ProcessFD. After a cancellation
+the task checks, at every resumption, whether it still owns the program (``self._scope
+is scope``) and otherwise returns without touching anything: under trio, a ``wait()``
+that had already completed resumes with its value even though its scope was cancelled,
+so the cancellation alone cannot be relied on.
+
+A forked child's copy of all this does nothing to the parent's programs: every step that
+would signal, reap, spawn or change state first checks :meth:`Shared.forked`.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.abc
@@ -31,6 +42,12 @@ from .program import ProgramSpec
 if TYPE_CHECKING:
     from ..primitives.exitstatus import ExitStatus
     from ..primitives.processfd import ProcessFD
+
+RequestKind = Literal["start", "stop", "restart"]
+
+
+class ForkedCopy(RuntimeError):
+    """This Supervisor was inherited through fork(): it acts on nothing of the parent's."""
 
 
 @dataclass(eq=False)
@@ -48,6 +65,55 @@ class Shared:
     """Our running children by pid: subreaper mode must never reap these."""
     closing: bool = False
     """Shutting down: nothing is started or restarted any more."""
+    owner_pid: int = 0
+    """The process that entered the Supervisor (0 before); see :meth:`forked`."""
+    spawn: Callable[[ProgramSpec], ProcessFD] | None = None
+    """How to start one instance (the CLI wraps it); None: :func:`spawn_program`."""
+
+    def forked(self) -> bool:
+        """Whether this is a forked child's copy: its programs belong to the parent.
+
+        os.getpid() is a real system call (glibc stopped caching it), so it is right in
+        a child made by any kind of fork.
+        """
+        return self.owner_pid != 0 and os.getpid() != self.owner_pid
+
+    def check_owner(self) -> None:
+        """Raise ForkedCopy in a forked child (before it can touch a parent's child)."""
+        if self.forked():
+            raise ForkedCopy(
+                f"this Supervisor belongs to process {self.owner_pid}; process "
+                f"{os.getpid()} inherited it through fork() and cannot start, stop, signal "
+                "or reap the parent's programs"
+            )
+
+
+@dataclass(eq=False)
+class Request:
+    """One queued start/stop/restart; the asking task waits for ``done``."""
+
+    kind: RequestKind
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: BaseException | None = None
+
+
+def spawn_program(spec: ProgramSpec) -> ProcessFD:
+    """Start one instance of ``spec`` (in its own session, stdin from /dev/null)."""
+    from ..primitives.spawn import spawn
+
+    return spawn(
+        list(spec.argv),
+        stdin=DEVNULL,  # a supervised program has no terminal to read from
+        stdout=spec.stdout,
+        stderr=spec.stderr,
+        cwd=spec.cwd,
+        env=spec.child_env(),
+        # Its own session: a terminal's Ctrl-C reaches only the supervisor, which then
+        # stops programs in order; and stop signals reach the whole group.
+        start_new_session=True,
+        kill_signal=spec.stop_signal,
+        kill_timeout=spec.stop_timeout,
+    )
 
 
 class ProgramRunner:
@@ -70,7 +136,9 @@ class ProgramRunner:
         """Restarts since the last healthy run (one of at least ``spec.healthy_after``)."""
         self._started_at: float | None = None
         self._starting = False
-        self._lock = anyio.Lock()
+        self._requests: deque[Request] = deque()
+        self._working = False
+        """The request worker task is running (it empties ``_requests``)."""
 
     # -- what the Supervisor asks ------------------------------------------------------------
 
@@ -87,36 +155,82 @@ class ProgramRunner:
         )
 
     def is_down(self) -> bool:
-        """Down for good: stopped, exited or given up, and no request under way."""
-        return self.state in FINAL_STATES and self._scope is None and not self._starting
+        """Down for good: stopped, exited or given up, and no request queued or under way."""
+        return (
+            self.state in FINAL_STATES and self._scope is None and not self._starting
+            and not self._working
+        )
+
+    @property
+    def idle(self) -> bool:
+        """No request queued or under way."""
+        return not self._working
 
     def ended_cleanly(self) -> bool:
         if self.state == ProgramState.GAVE_UP:
             return False
         return not (self.state == ProgramState.EXITED and self.failed)
 
-    async def start(self) -> None:
-        """Start unless running or waiting to restart; returns once spawned (or failed)."""
-        async with self._lock:
-            if self._scope is not None or self._shared.closing:
-                return
-            self._streak = 0
-            await self._launch()
+    def submit(self, kind: RequestKind) -> Request:
+        """Queue a request (never waits); it runs after every request queued before it.
 
-    async def restart(self) -> None:
-        """Stop, then start afresh (a restart that ends any failing streak)."""
-        async with self._lock:
-            await self._stop_locked()
-            if self._shared.closing:
-                return
-            self.restarts += 1
-            self._streak = 0
-            await self._launch()
+        The caller awaits ``request.done``; cancelling that wait leaves the request to
+        run to its end. Outside ``async with`` (no task group) there is nothing running
+        to act on, and the request is done at once.
+        """
+        request = Request(kind)
+        task_group = self._shared.task_group
+        if task_group is None:
+            request.done.set()
+            return request
+        self._requests.append(request)
+        if not self._working:
+            try:
+                task_group.start_soon(self._work)
+            except RuntimeError:
+                # The task group is already closing: shutdown has stopped everything.
+                self._requests.clear()
+                request.done.set()
+                return request
+            self._working = True
+        return request
 
-    async def stop(self) -> None:
-        """Stop the running instance (or the pending restart) and stay stopped."""
-        async with self._lock:
-            await self._stop_locked()
+    async def _work(self) -> None:
+        """The request worker: run queued requests in order until none is left.
+
+        Shielded: a request half done would leave a child that nobody watches (a start)
+        or a program "stopping" for ever (a stop). Every request is bounded: a stop by
+        ``stop_timeout`` and SIGKILL, a start by one spawn.
+        """
+        with anyio.CancelScope(shield=True):
+            try:
+                while self._requests:
+                    request = self._requests.popleft()
+                    try:
+                        self._shared.check_owner()
+                        await self._carry_out(request.kind)
+                    except Exception as exc:  # handed to the asking task
+                        request.error = exc
+                    finally:
+                        request.done.set()
+            finally:
+                self._working = False
+                self._shared.notify()
+
+    async def _carry_out(self, kind: RequestKind) -> None:
+        if kind == "stop":
+            await self._stop_now()
+        elif kind == "start":
+            # Unless running or waiting to restart.
+            if self._scope is None and not self._shared.closing:
+                self._streak = 0
+                await self._launch()
+        else:
+            await self._stop_now()
+            if not self._shared.closing:
+                self.restarts += 1
+                self._streak = 0
+                await self._launch()
 
     async def _launch(self) -> None:
         # Until the lifecycle task has spawned, the program still looks down; wait()
@@ -133,33 +247,32 @@ class ProgramRunner:
 
     # -- stopping ------------------------------------------------------------------------------
 
-    async def _stop_locked(self) -> None:
-        # Shielded: a half-done stop would leave a child running with nobody watching it.
-        with anyio.CancelScope(shield=True):
-            scope = self._scope
-            if scope is None:
-                return
-            self._starting = True  # not down until the STOPPED state is set below
-            try:
-                scope.cancel()
-                self._scope = None
-                proc = self._proc  # ours now: the cancelled lifecycle task lets go of it
-                status = None
-                if proc is not None:
-                    self.state = ProgramState.STOPPING
-                    self._emit(EventKind.STOPPING, pid=proc.pid)
-                    try:
-                        status = await self._terminate(proc)
-                    finally:
-                        self._proc = None
-                    self.last_exit = status
-                    self.failed = False
-                    self._started_at = None
-                self._emit(EventKind.STOPPED, status=status)
-                self.state = ProgramState.STOPPED
-            finally:
-                self._starting = False
-                self._shared.notify()
+    async def _stop_now(self) -> None:
+        """Stop the running instance (or the pending restart); the program stays stopped."""
+        scope = self._scope
+        if scope is None:
+            return
+        self._starting = True  # not down until the STOPPED state is set below
+        try:
+            scope.cancel()
+            self._scope = None
+            proc = self._proc  # ours now: the cancelled lifecycle task lets go of it
+            status = None
+            if proc is not None:
+                self.state = ProgramState.STOPPING
+                self._emit(EventKind.STOPPING, pid=proc.pid)
+                try:
+                    status = await self._terminate(proc)
+                finally:
+                    self._proc = None
+                self.last_exit = status
+                self.failed = False
+                self._started_at = None
+            self._emit(EventKind.STOPPED, status=status)
+            self.state = ProgramState.STOPPED
+        finally:
+            self._starting = False
+            self._shared.notify()
 
     async def _terminate(self, proc: ProcessFD) -> ExitStatus:
         """stop_signal, up to stop_timeout (less if hurried), SIGKILL; always reaps."""
@@ -167,12 +280,14 @@ class ProgramRunner:
             proc.send_signal(self.spec.stop_signal)
             status = await self._wait_or_hurry(proc, self.spec.stop_timeout)
             if status is None:
+                self._shared.check_owner()  # forked meanwhile: the process is not ours
                 proc.kill()
                 status = await proc.wait()
             return status
         finally:
             self._shared.managed.pop(proc.pid, None)
-            await proc.aclose()
+            if not self._shared.forked():
+                await proc.aclose()
 
     async def _wait_or_hurry(self, proc: ProcessFD, timeout: float) -> ExitStatus | None:
         hurry = self._shared.hurry
@@ -201,9 +316,14 @@ class ProgramRunner:
                     task_status.started()
                     reported = True
                 if proc is not None:
-                    status = await proc.wait()
-                    if self._scope is not scope:
-                        return  # stop() took the process over
+                    try:
+                        status = await proc.wait()
+                    except Exception:
+                        if self._shared.forked():
+                            return  # the parent's child: not ours to wait for
+                        raise
+                    if self._scope is not scope or self._shared.forked():
+                        return  # stop() took the process over, or it is the parent's
                     self._proc = None
                     self._shared.managed.pop(proc.pid, None)
                     proc.close()  # already reaped: closing only releases the pidfd
@@ -214,29 +334,15 @@ class ProgramRunner:
                     self._shared.notify()
                     return
                 await anyio.sleep(delay)
-                if self._scope is not scope:
+                if self._scope is not scope or self._shared.forked():
                     return
                 self.restarts += 1
 
     def _spawn(self) -> ProcessFD | None:
         """Start one instance; on failure record it as a failed run and return None."""
-        from ..primitives.spawn import spawn
-
-        spec = self.spec
+        spawn = self._shared.spawn or spawn_program
         try:
-            proc = spawn(
-                list(spec.argv),
-                stdin=DEVNULL,  # a supervised program has no terminal to read from
-                stdout=spec.stdout,
-                stderr=spec.stderr,
-                cwd=spec.cwd,
-                env=spec.child_env(),
-                # Its own session: a terminal's Ctrl-C reaches only the supervisor, which
-                # then stops programs in order; and stop signals reach the whole group.
-                start_new_session=True,
-                kill_signal=spec.stop_signal,
-                kill_timeout=spec.stop_timeout,
-            )
+            proc = spawn(self.spec)
         except OSError as exc:
             self.last_exit = None
             self.failed = True
