@@ -8,10 +8,14 @@ kqueue platforms the emulator imitates (or on the real kqueue where there is one
 from __future__ import annotations
 
 import os
+import resource
 import select
+import signal
 import sys
+import time
 from collections.abc import Iterator
 
+import anyio
 import pytest
 
 import fdloop
@@ -188,3 +192,42 @@ def test_ready_set_reports_members_while_readable_until_discarded() -> None:
             ready_set.detach()
     finally:
         ready_set.close()
+
+
+@pytest.mark.usefixtures("kqueue_backend")
+async def test_a_process_kqueue_readable_with_no_event_does_not_spin_the_loop() -> None:
+    """A kqueue fd that polls readable while kevent() has nothing (seen with libkqueue)
+    used to send ProcessFD.wait() round wake -> check -> wait at full speed (99 % CPU,
+    building and closing a ready set each turn): a wake without progress backs off."""
+    if REAL_KQUEUE:
+        pytest.skip("needs the emulator to make a kqueue readable without an event")
+    proc = fdloop.spawn(["sleep", "100"])
+    checks = 0
+    real_poll = proc._handle._poll
+
+    def counting_poll() -> None:
+        nonlocal checks
+        checks += 1
+        real_poll()
+
+    proc._handle._poll = counting_poll  # type: ignore[method-assign]
+    stray = os.eventfd(1, os.EFD_CLOEXEC | os.EFD_NONBLOCK)  # always readable
+    proc._handle._kq._epoll.register(stray, select.EPOLLIN)  # in the kqueue, no knote
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(proc.wait)
+            wall, cpu = time.monotonic(), _cpu_seconds()
+            await anyio.sleep(0.5)
+            wall, cpu = time.monotonic() - wall, _cpu_seconds() - cpu
+            proc.kill()  # the exit still ends the wait (within the back-off's 50 ms)
+        assert proc.returncode == -signal.SIGKILL
+    finally:
+        await proc.aclose()
+        os.close(stray)
+    assert checks < 100, f"{checks} fruitless wake-ups in {wall:.2f} s"
+    assert cpu < wall / 2, f"{cpu:.2f} s of CPU in {wall:.2f} s"
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread (trio guest mode)
+    return usage.ru_utime + usage.ru_stime

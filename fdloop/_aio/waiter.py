@@ -22,7 +22,13 @@ and forgets the fd number before the owner closes it, so a later reuse of the nu
 someone else can never receive a stale registration from us.
 
 ``FDWaiter(fd, shared=True)`` (readable only) waits through the loop's ready set instead
-of a registration of its own: see :mod:`fdloop._aio.readyset`.
+of a registration of its own: see :mod:`fdloop._aio.readyset`. Such a waiter is woken
+once per event (a process fd: its exit), so a caller that waits on it again after a
+wake found nothing there: the fd polls readable without the event its owner looks for
+(seen with a kqueue implementation whose queue fd stayed readable with no event
+pending). Waiting again at once would go round wake, check, wait at full speed; so each
+such wait first sleeps, 1 ms the first time and twice as long each time after, up to
+50 ms, which bounds a misbehaving kernel's cost to a few wake-ups a second.
 
 Threads and processes (see :mod:`.threads` and :mod:`.forks`):
 
@@ -66,6 +72,7 @@ class FDWaiter:
     """Lets any number of tasks wait until one fd is readable (or writable)."""
 
     __slots__ = (
+        "_backoff",
         "_fd",
         "_futures",
         "_hub",
@@ -78,6 +85,7 @@ class FDWaiter:
         "_trio_hub",
         "_trio_token",
         "_trio_used",
+        "_woken",
         "_writable",
     )
 
@@ -97,6 +105,8 @@ class FDWaiter:
         self._trio_used = False
         self._trio_hub: _TrioHub | None = None
         self._trio_token: Any = None
+        self._woken = False  # shared: the last wait ended with a wake-up
+        self._backoff = 0.0
 
     @property
     def waiting(self) -> int:
@@ -135,6 +145,8 @@ class FDWaiter:
     # -- asyncio -------------------------------------------------------------------------
 
     async def _wait_asyncio(self) -> None:
+        if self._shared and (delay := self._no_progress_delay()):
+            await asyncio.sleep(delay)
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._move_to(loop)
@@ -147,6 +159,21 @@ class FDWaiter:
         finally:
             if future.cancelled():
                 self._forget(future)
+        if self._shared:
+            self._woken = True
+
+    def _no_progress_delay(self) -> float:
+        """How long a shared wait sleeps first: 0 unless the last wait ended with a
+        wake-up (which, for a waiter woken once per event, brought nothing), then
+        1 ms doubling to 50 ms while that repeats (see the module docstring)."""
+        if not self._woken:
+            self._backoff = 0.0
+            return 0.0
+        self._woken = False
+        self._backoff = min(max(self._backoff * 2, 0.001), 0.05)
+        if self._fd < 0:
+            raise ClosedResourceError("the object was closed")
+        return self._backoff
 
     def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._futures:
@@ -257,8 +284,13 @@ class FDWaiter:
             self._trio_token = token
         try:
             if self._shared and (hub := _trio_hub()) is not None:
+                if delay := self._no_progress_delay():
+                    await trio.sleep(delay)
+                    if self._fd < 0:
+                        raise ClosedResourceError("the object was closed while waiting")
                 self._trio_hub = hub
                 await hub.wait_readable(self._fd)
+                self._woken = True
             else:
                 self._trio_used = True
                 if self._writable:
