@@ -1,10 +1,16 @@
-"""ExitStatus: how a process ended, as ``ProcessFD.wait()`` reports it."""
+"""ExitStatus: how a process ended, as ``ProcessFD.wait()`` reports it.
+
+An ExitStatus is also an ``int``, its returncode, because ``anyio.abc.Process.wait()``,
+``asyncio``'s and trio's ``Process.wait()`` return one: code typed against them
+(``sys.exit(await proc.wait())``, ``if await proc.wait() != 0``) takes ours unchanged.
+"""
 
 from __future__ import annotations
 
 import os
 import signal as _signal
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..backends.contract import RawExit
 
@@ -21,16 +27,29 @@ class ResourceUsage:
     """Peak resident set size in **bytes** (Linux reports KiB; converted here)."""
 
 
-@dataclass(frozen=True)
-class ExitStatus:
-    """How a process ended.
+@dataclass(frozen=True, eq=False)
+class ExitStatus(int):
+    """How a process ended; as an int, its returncode.
 
     ``returncode`` follows subprocess: the exit code, or ``-N`` for death by signal N.
     When ``known`` is False the process has exited but its status could not be learnt
     (a non-child whose parent has not reaped it yet, a kernel without PIDFD_INFO_EXIT, a
     status taken by a foreign reaper on such a kernel): ``returncode``, ``exit_code``
     and ``signal`` are then None — never an invented 0 or 255.
+
+    **As an int** (comparisons, hashing, arithmetic, ``%d``, ``sys.exit()``, ``json``)
+    the status is its ``returncode``, so ``await proc.wait() == 0`` and
+    ``if await proc.wait():`` (true on failure, as for any int) read as they do with
+    subprocess, asyncio, trio and anyio. Two statuses with the same returncode compare
+    equal as ints do. An unknown status has no returncode; as an int it is
+    :attr:`UNKNOWN_INT` (511): no process can exit with it (returncodes are -64 to 255),
+    it is not 0 (so never taken for success), and ``sys.exit(status)`` exits 255, the
+    shells' word for an unknown status. ``str()`` gives a sentence, ``repr()`` every
+    field; test ``proc.status is not None`` (not the status's truth) for "has exited".
     """
+
+    UNKNOWN_INT: ClassVar[int] = 511
+    """The int value of a status with ``known=False``."""
 
     pid: int
     returncode: int | None
@@ -42,6 +61,15 @@ class ExitStatus:
     rusage: ResourceUsage | None = None
     """CPU/memory use when we reaped it ourselves; None when someone else did."""
     known: bool = True
+
+    def __new__(cls, pid: int, returncode: int | None, *args: Any, **kwargs: Any
+                ) -> ExitStatus:
+        # The int part is fixed at creation; the dataclass __init__ then sets the fields.
+        return int.__new__(cls, cls.UNKNOWN_INT if returncode is None else returncode)
+
+    def __getnewargs__(self) -> tuple[int, int | None]:  # type: ignore[override]
+        # pickle and copy rebuild the int part from these, then restore the fields.
+        return (self.pid, self.returncode)
 
     @classmethod
     def from_wait_status(cls, pid: int, status: int, rusage: ResourceUsage | None = None
