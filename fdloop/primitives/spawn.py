@@ -1,7 +1,9 @@
 """``fdloop.spawn``: start a child and get its ProcessFD.
 
-Argument checking happens here, before anything is created; the child itself is started
-by the backend (Linux: posix_spawn + pidfd_open, see fdloop/backends/linux/spawn.py).
+Argument checking happens here (the subprocess-style options in :mod:`.spawn_options`),
+before anything is created, and ends in one frozen SpawnRequest
+(fdloop/backends/request.py) that the backend takes as it is; the child itself is started
+by the backend (Linux: fdloop/backends/linux/spawn.py).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any, Union
 
 from .. import _validate
-from ..backends import current as current_backend
-from ..errors import UnsupportedOperation
+from ..backends.request import SpawnRequest
 from ..streams import DEVNULL, PIPE, STDOUT
 from . import reaper
+from . import spawn_options as options
 from .processfd import ProcessFD, process_backend, signal_number
 from .resource import naming_fd_limit
 
@@ -25,7 +27,10 @@ __all__ = ["spawn"]
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _SIGTERM = int(_signal.SIGTERM)
 _INHERIT_ALL = (None, None, None)
-_FLAG_NAMES = ("start_new_session", "daemon", "die_with_parent")
+_FLAG_NAMES = (
+    "start_new_session", "daemon", "die_with_parent", "shell", "close_fds", "restore_signals"
+)
+_DEFAULT_FLAGS = (False, False, False, False, True, True)
 
 MAX_FD = 2**31 - 1
 """The largest fd number: the kernel's fds are C ints, so anything larger would be cut."""
@@ -49,24 +54,49 @@ def spawn(
     kill_signal: int = _signal.SIGTERM,
     kill_timeout: float = 5.0,
     die_with_parent: bool = False,
+    shell: bool = False,
+    executable: StrOrBytesPath | None = None,
+    close_fds: bool = True,
+    process_group: int | None = None,
+    user: str | int | None = None,
+    group: str | int | None = None,
+    extra_groups: Iterable[str | int] | None = None,
+    umask: int = -1,
+    restore_signals: bool = True,
+    pipesize: int = -1,
+    preexec_fn: object = None,
 ) -> ProcessFD:
     """Start ``argv`` as our child and return its ProcessFD. Does not wait.
 
     ``argv[0]`` is looked up in the child's PATH unless it contains a slash. stdio:
     None (inherit), PIPE (``proc.stdin``/``stdout``/``stderr`` become pipe streams),
     DEVNULL, STDOUT (stderr only), a file object or an fd. Only ``pass_fds`` (>= 3) are
-    inherited besides stdio. The child starts with an empty signal mask and SIGPIPE,
-    SIGXFSZ and any signal a SignalFD took over at SIG_DFL. ``start_new_session`` runs it
-    in a new session, and then terminate/kill/close reach its whole process group.
+    inherited besides stdio (``close_fds=False``: every inheritable fd too). The child
+    starts with an empty signal mask and any signal a SignalFD took over at SIG_DFL, and
+    with SIGPIPE and SIGXFSZ at SIG_DFL unless ``restore_signals=False``.
+    ``start_new_session`` runs it in a new session, and then terminate/kill/close reach
+    its whole process group (so does ``process_group=0``, a new group it leads).
     ``die_with_parent=True`` (Linux) has the kernel SIGKILL the child when the thread
     that spawned it exits — the process crashing or being SIGKILLed included; see
     fdloop/backends/linux/pdeathsig.py for its caveats. UnsupportedOperation where the
-    backend (or a missing util-linux setpriv) cannot.
+    backend cannot.
+
+    As in subprocess: ``shell=True`` runs ``argv`` (a str) with ``/bin/sh -c`` (or
+    ``executable``); ``executable`` is exec'd in place of argv[0]; ``user``, ``group``
+    (names or ids), ``extra_groups`` and ``umask`` set the child's credentials and
+    umask; ``process_group`` calls setpgid; ``pipesize`` sets the size of the pipes made
+    for PIPE. ``user``/``group``/``extra_groups``/``umask`` need the compiled spawn path
+    (``fdloop info``: spawn). ``preexec_fn`` is refused: see the TypeError.
 
     Raises FileNotFoundError / PermissionError / NotADirectoryError (naming the program
     or ``cwd``) if it cannot be executed — no process and no fd is left then —, and
     TypeError/ValueError for bad arguments, before anything is created.
     """
+    if preexec_fn is not None:
+        raise TypeError(_PREEXEC_REFUSED)
+    if shell:
+        argv = options.shell_argv(argv, executable)  # type: ignore[assignment]
+        executable = None
     args = _argv(argv)
     if stdin is None and stdout is None and stderr is None:
         stdio: tuple[int | None, int | None, int | None] = _INHERIT_ALL
@@ -77,10 +107,11 @@ def spawn(
             _stdio("stderr", stderr, allow_stdout=True),
         )
     cwd_bytes = None if cwd is None else os.fsencode(cwd)
-    env_list = None if env is None else _env(env)
+    env_list = None if env is None else tuple(_env(env))
     fds = _pass_fds(pass_fds)
-    if not (start_new_session is False and daemon is False and die_with_parent is False):
-        flags: tuple[object, ...] = (start_new_session, daemon, die_with_parent)
+    flags: tuple[object, ...] = (start_new_session, daemon, die_with_parent, shell, close_fds,
+                                 restore_signals)
+    if flags != _DEFAULT_FLAGS:
         for name, flag in zip(_FLAG_NAMES, flags, strict=True):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
@@ -93,22 +124,42 @@ def spawn(
 
     first = argv[0] if type(argv) is list or type(argv) is tuple else None
     # (a str argv[0] is what fsdecode would give back from its encoding)
-    name = program = first if type(first) is str else os.fsdecode(args[0])
-    if die_with_parent:
-        program, args = _parent_death_wrapper(program, args, env_list)
+    name = first if type(first) is str else os.fsdecode(args[0])
+    request = SpawnRequest(
+        program=name if executable is None else os.fsdecode(executable),
+        argv=tuple(args),
+        executable=None if executable is None else options.path_bytes("executable", executable),
+        env=env_list, stdio=stdio, cwd=cwd_bytes, pass_fds=fds, close_fds=close_fds,
+        start_new_session=start_new_session,
+        process_group=None if process_group is None else options.process_group(process_group),
+        user=None if user is None else options.user_id(user),
+        group=None if group is None else options.group_id("group", group),
+        extra_groups=None if extra_groups is None else options.group_ids(extra_groups),
+        umask=None if umask == -1 else options.umask(umask),
+        restore_signals=restore_signals, default_signals=_signals_taken_over(),
+        pipesize=None if pipesize == -1 else options.pipesize(pipesize),
+        die_with_parent=die_with_parent,
+    )
 
     reaper.sweep()
     # EMFILE can hit any fd made here (pipes, /dev/null, the pidfd); the backend has
     # already closed what it made and killed a started child: say which limit it was.
     with naming_fd_limit(f"spawn({name!r})"):
-        handle, pipes = process_backend("spawn_process")(
-            program, args, env_list, stdio=stdio, cwd=cwd_bytes, pass_fds=fds,
-            start_new_session=start_new_session, default_signals=_signals_taken_over(),
-        )
+        handle, pipes = process_backend("spawn_process")(request)
     return ProcessFD._wrap(
         handle, owner=True, daemon=daemon, kill_signal=kill_signal, kill_timeout=kill_timeout,
-        new_session=start_new_session, pipes=pipes,
+        new_session=start_new_session or process_group == 0, pipes=pipes,
     )
+
+
+_PREEXEC_REFUSED = (
+    "preexec_fn is not supported: fdloop starts children with vfork-style spawning "
+    "(clone(CLONE_VM|CLONE_VFORK) or posix_spawn), where no Python code can run in the "
+    "child, and running Python between fork and exec in a threaded program can deadlock "
+    "(the subprocess documentation warns of it too). Use the options that cover what "
+    "preexec_fn is mostly used for: start_new_session, process_group, user, group, "
+    "extra_groups, umask, restore_signals, die_with_parent, cwd, env, pass_fds."
+)
 
 
 # -- argument checks ----------------------------------------------------------------------
@@ -190,24 +241,12 @@ def _pass_fds(pass_fds: object) -> tuple[int, ...]:
         return ()
     if not isinstance(pass_fds, Iterable) or isinstance(pass_fds, (str, bytes)):
         raise TypeError(f"pass_fds must be an iterable of fds, not {type(pass_fds).__name__}")
-    fds = tuple(_validate.integer("pass_fds item", fd, low=0, high=MAX_FD) for fd in pass_fds)
+    fds = tuple(sorted({
+        _validate.integer("pass_fds item", fd, low=0, high=MAX_FD) for fd in pass_fds
+    }))
     if any(fd < 3 for fd in fds):
         raise ValueError("pass_fds must be >= 3 (fds 0-2 are set with stdin/stdout/stderr)")
     return fds
-
-
-def _parent_death_wrapper(
-    program: str, args: list[bytes], env: list[bytes] | None
-) -> tuple[str, list[bytes]]:
-    backend = current_backend()
-    wrap = getattr(backend, "die_with_parent_argv", None)
-    if wrap is None:
-        raise UnsupportedOperation(
-            f"die_with_parent=True is not available on the "
-            f"{backend.__name__.rsplit('.', 1)[-1]} backend"
-        )
-    result: tuple[str, list[bytes]] = wrap(program, args, env)
-    return result
 
 
 def _signals_taken_over() -> tuple[int, ...]:

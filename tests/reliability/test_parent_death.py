@@ -22,6 +22,7 @@ import pytest
 import fdloop
 from fdloop import spawn
 from fdloop.backends.linux import pdeathsig
+from fdloop.backends.linux import spawn as linux_spawn
 
 from .conditions import on_backend
 
@@ -106,7 +107,7 @@ def test_without_die_with_parent_the_child_outlives_a_sigkilled_parent() -> None
     assert _wait_gone(child, GONE_TIMEOUT)
 
 
-async def test_die_with_parent_child_is_an_ordinary_child() -> None:
+async def test_die_with_parent_child_is_an_ordinary_child(spawn_path: str) -> None:
     script = 'echo "$0|$1|$2"; exit 4'
     async with spawn(["sh", "-c", script, "zero", "one two"], stdout=fdloop.PIPE,
                      die_with_parent=True) as proc:
@@ -117,7 +118,7 @@ async def test_die_with_parent_child_is_an_ordinary_child() -> None:
     assert output == b"zero|one two|\n"  # arguments pass through the wrapper unchanged
 
 
-def test_die_with_parent_missing_program_raises_before_anything_starts() -> None:
+def test_die_with_parent_missing_program_raises_before_anything_starts(spawn_path: str) -> None:
     with pytest.raises(FileNotFoundError, match="no-such-program-fdloop"):
         spawn(["no-such-program-fdloop"], die_with_parent=True)
 
@@ -127,18 +128,22 @@ def test_die_with_parent_must_be_a_bool() -> None:
         spawn(["true"], die_with_parent=1)  # type: ignore[arg-type]
 
 
-async def test_wrapper_refuses_to_run_the_program_once_the_parent_changed(
-    monkeypatch: pytest.MonkeyPatch,
+async def test_program_never_runs_once_the_parent_changed(
+    monkeypatch: pytest.MonkeyPatch, spawn_path: str
 ) -> None:
-    # The race the $PPID check closes: a parent that died before prctl leaves a child
-    # whose getppid() is no longer the spawner. Simulate it by expecting another parent.
-    monkeypatch.setattr(pdeathsig, "_spawner_pid", lambda: 1)
+    # The race the getppid() check closes (the wrapper's $PPID, the clone path's own): a
+    # parent that died before prctl leaves a child whose parent is no longer the
+    # spawner. Simulate it by expecting another parent.
+    if spawn_path == "clone":
+        monkeypatch.setattr(linux_spawn, "_spawner_pid", lambda: 1)
+    else:
+        monkeypatch.setattr(pdeathsig, "_spawner_pid", lambda: 1)
     async with spawn(["sh", "-c", "exit 0"], die_with_parent=True) as proc:
         status = await proc.wait()
     assert status.returncode == 125
 
 
-async def test_death_signal_follows_the_spawning_thread() -> None:
+async def test_death_signal_follows_the_spawning_thread(spawn_path: str) -> None:
     # Documented caveat (PR_SET_PDEATHSIG is thread-scoped): the child dies with the
     # thread that spawned it, though this process lives on.
     made: list[fdloop.ProcessFD] = []

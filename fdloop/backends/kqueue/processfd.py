@@ -38,10 +38,10 @@ import errno
 import os
 import signal
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from ..contract import RawExit
+from ..request import SpawnRequest
 from .platform import EV_ADD, EVFILT_PROC, NOTE_EXIT, NOTE_TRIGGER, kqueue_module
 from .queue import KqueueHandle
 from .spawn import start_child
@@ -106,22 +106,10 @@ class KqueueProcessFD(KqueueHandle):
 
     @classmethod
     def spawn(
-        cls,
-        program: str,
-        argv: Sequence[bytes],
-        env: Sequence[bytes] | None,
-        *,
-        stdio: tuple[int | None, int | None, int | None],
-        cwd: bytes | None,
-        pass_fds: Sequence[int],
-        start_new_session: bool,
-        default_signals: Sequence[int],
+        cls, request: SpawnRequest
     ) -> tuple[KqueueProcessFD, tuple[int | None, int | None, int | None]]:
         """Start the child, then watch it; on failure nothing is left behind."""
-        pid, parent_ends = start_child(
-            program, argv, env, stdio=stdio, cwd=cwd, pass_fds=pass_fds,
-            start_new_session=start_new_session, default_signals=default_signals,
-        )
+        pid, parent_ends = start_child(request)
         try:
             return cls(pid, True), parent_ends
         except BaseException:

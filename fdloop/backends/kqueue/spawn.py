@@ -20,45 +20,41 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+
+from ...errors import UnsupportedOperation
+from ..request import SpawnRequest
 
 _PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
 _GLIBC_SPAWN = sys.platform.startswith("linux")
 
 
-def start_child(
-    program: str,
-    argv: Sequence[bytes],
-    env: Sequence[bytes] | None,
-    *,
-    stdio: tuple[int | None, int | None, int | None],
-    cwd: bytes | None,
-    pass_fds: Sequence[int],
-    start_new_session: bool,
-    default_signals: Sequence[int],
-) -> tuple[int, tuple[int | None, int | None, int | None]]:
+def start_child(request: SpawnRequest) -> tuple[int, tuple[int | None, int | None, int | None]]:
     """Start the child; return its pid and the parent's ends of PIPE stdio."""
+    if request.die_with_parent:
+        raise UnsupportedOperation("die_with_parent=True is not available on the kqueue backend")
     if _GLIBC_SPAWN:
         from ..linux.spawn import spawn_child
 
-        pid, pidfd, ends = spawn_child(
-            program, argv, env, stdio=stdio, cwd=cwd, pass_fds=pass_fds,
-            start_new_session=start_new_session, default_signals=default_signals,
-        )
+        pid, pidfd, ends = spawn_child(request)
         if pidfd is not None:  # a kqueue ProcessFD watches by pid (EVFILT_PROC)
             os.close(pidfd)
         return pid, ends
-    return _stdlib_spawn(program, argv, env, stdio=stdio, cwd=cwd, pass_fds=pass_fds,
-                         start_new_session=start_new_session, default_signals=default_signals)
+    unsupported = [name for name, asked in (
+        *((name, True) for name in request.needs_clone),
+        ("close_fds=False", not request.close_fds),
+        ("pipesize", request.pipesize is not None),
+    ) if asked]
+    if unsupported:
+        raise UnsupportedOperation(
+            f"{', '.join(unsupported)}: not available on the kqueue backend (os.posix_spawn)"
+        )
+    return _stdlib_spawn(request)
 
 
-def _stdlib_spawn(
-    program: str, argv: Sequence[bytes], env: Sequence[bytes] | None, *,
-    stdio: tuple[int | None, int | None, int | None], cwd: bytes | None,
-    pass_fds: Sequence[int], start_new_session: bool, default_signals: Sequence[int],
-) -> tuple[int, tuple[int | None, int | None, int | None]]:
+def _stdlib_spawn(request: SpawnRequest) -> tuple[int, tuple[int | None, int | None, int | None]]:
     from ..linux.spawn import find_executable  # portable: PATH search only
 
+    stdio, cwd, pass_fds = request.stdio, request.cwd, request.pass_fds
     made: list[int] = []
     parent_ends: list[int | None] = [None, None, None]
     actions: list[tuple[int, ...]] = []
@@ -82,9 +78,10 @@ def _stdlib_spawn(
         for target, fd in enumerate(child_fds):
             if fd is not None and fd != target:
                 actions.append((os.POSIX_SPAWN_DUP2, fd, target))
-        env_map = None if env is None else dict(e.split(b"=", 1) for e in env if b"=" in e)
-        path = find_executable(program, env_map)
-        args = list(argv)
+        env_map = request.env_map
+        name = request.executable if request.executable is not None else request.argv[0]
+        path = find_executable(os.fsdecode(name), env_map)
+        args = list(request.argv)
         if cwd is not None:
             if not os.path.isdir(cwd):
                 raise FileNotFoundError(2, "No such file or directory", os.fsdecode(cwd))
@@ -93,12 +90,21 @@ def _stdlib_spawn(
             path = "/bin/sh"
         for fd in pass_fds:
             os.set_inheritable(fd, True)
+        defaults = (*_PYTHON_IGNORED, *request.default_signals) if request.restore_signals \
+            else request.default_signals
         try:
-            pid = os.posix_spawn(
-                path, args, env_map if env_map is not None else os.environ,
-                file_actions=actions, setsid=start_new_session, setsigmask=(),
-                setsigdef=(*_PYTHON_IGNORED, *default_signals),
-            )
+            if request.process_group is None:
+                pid = os.posix_spawn(
+                    path, args, env_map if env_map is not None else os.environ,
+                    file_actions=actions, setsid=request.start_new_session, setsigmask=(),
+                    setsigdef=defaults,
+                )
+            else:
+                pid = os.posix_spawn(
+                    path, args, env_map if env_map is not None else os.environ,
+                    file_actions=actions, setsid=request.start_new_session, setsigmask=(),
+                    setsigdef=defaults, setpgroup=request.process_group,
+                )
         finally:
             for fd in pass_fds:
                 os.set_inheritable(fd, False)

@@ -11,7 +11,6 @@ from .. import Capability
 from .eventfd import LinuxEventFD as _LinuxEventFD
 from .memfd import LinuxMemFD as _LinuxMemFD
 from .memfd import missing as _memfd_missing
-from .pdeathsig import wrap_argv as _pdeathsig_wrap_argv
 from .pidfd import LinuxPidFD as _LinuxPidFD
 from .pidfd import process_capability as _process_capability
 from .readyset import LinuxReadySet as _LinuxReadySet
@@ -31,7 +30,6 @@ signalfd_from_fd = _LinuxSignalFD.adopt
 spawn_process = _LinuxPidFD.spawn
 process_open = _LinuxPidFD.open_pid
 process_from_fd = _LinuxPidFD.adopt
-die_with_parent_argv = _pdeathsig_wrap_argv
 ready_set = _LinuxReadySet.create
 
 

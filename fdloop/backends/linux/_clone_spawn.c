@@ -38,6 +38,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -60,6 +61,7 @@
 /* Which step of the child's set-up failed: the parent names the argument behind it. */
 enum step {
     STEP_NONE = 0,
+    STEP_PDEATHSIG,
     STEP_SETSID,
     STEP_SETPGID,
     STEP_STDIO,
@@ -91,6 +93,8 @@ struct request {
     uid_t uid;
     int n_groups;        /* -1: keep ours */
     gid_t *groups;
+    int pdeathsig;       /* 0: none */
+    pid_t parent;        /* who must still be our parent once pdeathsig is armed */
     /* written by the child, read by the parent once clone() has returned */
     volatile int error;
     volatile int step;
@@ -176,6 +180,17 @@ child_main(void *arg)
         if (r->pass_sources[i] != r->pass_fds[i] && dup2(r->pass_sources[i], r->pass_fds[i]) < 0)
             goto fail;
     }
+    if (r->pdeathsig) {
+        if (prctl(PR_SET_PDEATHSIG, r->pdeathsig) < 0) {
+            step = STEP_PDEATHSIG;
+            goto fail;
+        }
+        /* Armed after the credentials change, which would clear it. The parent may
+         * have died before the prctl, and the signal will then never come: we were
+         * already reparented. */
+        if (getppid() != r->parent)
+            _exit(125);
+    }
     if (r->close_fds && mark_cloexec_above(3) < 0) {
         step = STEP_CLOSE_FDS;
         goto fail;
@@ -257,14 +272,16 @@ reap_failed_child(int pidfd)
 
 PyDoc_STRVAR(spawn_doc,
 "spawn(path, argv, envp, stdio, cwd, pass_fds, pass_sources, close_fds, setsid, pgid,\n"
-"      umask, sigdefault, uid, gid, groups) -> (pid, pidfd, error, step)\n"
+"      umask, sigdefault, uid, gid, groups, pdeathsig, parent) -> (pid, pidfd, error, step)\n"
 "\n"
 "Start `path` as a child with clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD).\n"
 "On success error and step are 0 and the caller owns pidfd (O_CLOEXEC). If the child\n"
 "could not be set up or exec'd, it has been reaped, pid and pidfd are -1, and error is\n"
 "the errno of the step that failed (see STEP_* constants). envp None: our environ.\n"
 "stdio: three fds (-1: inherit). pass_fds[i] becomes a copy of pass_sources[i].\n"
-"pgid, umask, uid, gid: -1 to leave as is; groups None to leave as is. OSError is\n"
+"pgid, umask, uid, gid: -1 to leave as is; groups None to leave as is. pdeathsig\n"
+"(0: none) is armed with PR_SET_PDEATHSIG, and the child exits 125 at once if its\n"
+"parent is no longer `parent` by then. OSError is\n"
 "raised only if the clone itself failed (EAGAIN, ENOMEM).");
 
 static PyObject *
@@ -272,12 +289,12 @@ clone_spawn(PyObject *module, PyObject *args)
 {
     PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *pass_obj, *sources_obj, *sigdef_obj,
              *groups_obj;
-    int stdio0, stdio1, stdio2, close_fds, do_setsid, pgid, mask;
+    int stdio0, stdio1, stdio2, close_fds, do_setsid, pgid, mask, pdeathsig, parent;
     long long uid, gid;
-    if (!PyArg_ParseTuple(args, "OOO(iii)OOOppiiOLLO:spawn", &path_obj, &argv_obj, &envp_obj,
-                          &stdio0, &stdio1, &stdio2, &cwd_obj, &pass_obj, &sources_obj,
-                          &close_fds,
-                          &do_setsid, &pgid, &mask, &sigdef_obj, &uid, &gid, &groups_obj))
+    if (!PyArg_ParseTuple(args, "OOO(iii)OOOppiiOLLOii:spawn", &path_obj, &argv_obj,
+                          &envp_obj, &stdio0, &stdio1, &stdio2, &cwd_obj, &pass_obj,
+                          &sources_obj, &close_fds, &do_setsid, &pgid, &mask, &sigdef_obj,
+                          &uid, &gid, &groups_obj, &pdeathsig, &parent))
         return NULL;
     if (!PyBytes_Check(path_obj)) {
         PyErr_SetString(PyExc_TypeError, "path must be bytes");
@@ -352,6 +369,8 @@ clone_spawn(PyObject *module, PyObject *args)
     r.setsid = do_setsid;
     r.pgid = pgid;
     r.umask = mask;
+    r.pdeathsig = pdeathsig;
+    r.parent = (pid_t)parent;
     if (r.envp == NULL)
         r.envp = environ;
 
@@ -422,7 +441,7 @@ PyInit__clone_spawn(void)
     if (m == NULL)
         return NULL;
     static const struct { const char *name; int value; } steps[] = {
-        {"STEP_SETSID", STEP_SETSID}, {"STEP_SETPGID", STEP_SETPGID},
+        {"STEP_PDEATHSIG", STEP_PDEATHSIG}, {"STEP_SETSID", STEP_SETSID}, {"STEP_SETPGID", STEP_SETPGID},
         {"STEP_STDIO", STEP_STDIO}, {"STEP_CWD", STEP_CWD}, {"STEP_GROUPS", STEP_GROUPS},
         {"STEP_GID", STEP_GID}, {"STEP_UID", STEP_UID}, {"STEP_CLOSE_FDS", STEP_CLOSE_FDS},
         {"STEP_PASS_FDS", STEP_PASS_FDS}, {"STEP_EXEC", STEP_EXEC},

@@ -30,12 +30,12 @@ import select
 import signal
 import struct
 import threading
-from collections.abc import Sequence
 
 from .. import Capability
 from ..contract import OwnedFD, RawExit
+from ..request import SpawnRequest
 from .procfs import require_kind
-from .spawn import StdioSpec, spawn_child, spawns_with_pidfd
+from .spawn import spawn_child, spawns_with_pidfd
 
 _P_PIDFD = 3
 _WEXITED = 4
@@ -130,16 +130,7 @@ class LinuxPidFD(OwnedFD):
 
     @classmethod
     def spawn(
-        cls,
-        program: str,
-        argv: Sequence[bytes],
-        env: Sequence[bytes] | None,
-        *,
-        stdio: tuple[StdioSpec, StdioSpec, StdioSpec],
-        cwd: bytes | None,
-        pass_fds: Sequence[int],
-        start_new_session: bool,
-        default_signals: Sequence[int],
+        cls, request: SpawnRequest
     ) -> tuple[LinuxPidFD, tuple[int | None, int | None, int | None]]:
         """Start the child and return its pidfd: the one clone(CLONE_PIDFD) made, or
         (without the compiled extension) one opened after posix_spawn (:meth:`open_child`).
@@ -147,10 +138,7 @@ class LinuxPidFD(OwnedFD):
         Returns the pidfd and the parent's ends of PIPE stdio. If the pidfd cannot be
         had, the pipe ends are closed too.
         """
-        pid, pidfd, parent_ends = spawn_child(
-            program, argv, env, stdio=stdio, cwd=cwd, pass_fds=pass_fds,
-            start_new_session=start_new_session, default_signals=default_signals,
-        )
+        pid, pidfd, parent_ends = spawn_child(request)
         if pidfd is not None:  # made by the clone itself: it names this child, always
             return cls(pidfd, pid, True), parent_ends
         try:

@@ -1,51 +1,34 @@
-"""Starting a child with glibc's posix_spawn(3), called through ctypes.
+"""Starting a child: stdio and fds set up here, then one of two ways into the kernel.
 
-Why posix_spawn and not fork or subprocess.Popen:
+* Where the optional extension ``_clone_spawn`` is built (``setup.py``; see its C file),
+  ``clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`` starts the child and hands back its
+  pidfd from the same system call, so the handle can never name a recycled pid. It also
+  carries out what posix_spawn cannot: ``user``, ``group``, ``extra_groups``, ``umask``,
+  and ``die_with_parent`` by a prctl in the child.
+* Otherwise glibc's posix_spawn (:mod:`.posix_spawn`), after which the caller opens a
+  pidfd from the pid (pidfd.open_child), and ``die_with_parent`` goes through an exec
+  wrapper (:mod:`.pdeathsig`).
 
-* glibc implements it with ``clone(CLONE_VM | CLONE_VFORK)``: the parent is suspended
-  only until the child calls ``execve``, however big the parent is (no page-table copy),
-  and ctypes drops the GIL for the call, so other threads keep running.
-* It reports exec and chdir failures synchronously: the child writes the errno into
-  memory it shares with the parent and exits, glibc reaps that failed child itself and
-  returns the errno. So a missing program or a bad ``cwd`` raises in the parent and
-  leaves no process behind.
-* One call does everything the child needs, without running Python code in it:
-  ``POSIX_SPAWN_SETSIGMASK`` (empty mask: signals that fdloop's SignalFD blocks for the
-  parent must not stay blocked in the child), ``POSIX_SPAWN_SETSIGDEF`` (SIGPIPE and
-  SIGXFSZ, which CPython sets to SIG_IGN, back to SIG_DFL, as subprocess's
-  ``restore_signals`` does), ``POSIX_SPAWN_SETSID``, dup2 file actions for stdio,
-  ``posix_spawn_file_actions_addchdir_np`` (glibc 2.29) for ``cwd`` and
-  ``posix_spawn_file_actions_addclosefrom_np`` (glibc 2.34) so that only ``pass_fds``
-  reach the child. ``os.posix_spawn`` has neither chdir nor closefrom before 3.13.
-* Popen would reap behind our back (``_cleanup``/``__del__``/``poll``) and cannot empty
-  the signal mask without a ``preexec_fn``, which disables vfork.
-
-Where the optional extension ``_clone_spawn`` is built (``setup.py``), it is used instead:
-``clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`` does what posix_spawn does and also
-returns the child's pidfd from the same system call, so the handle can never name a
-recycled pid (see the C file's header for why a pidfd opened after posix_spawn can).
-
-A ``dup2(fd, fd)`` file action clears FD_CLOEXEC on ``fd`` in glibc >= 2.29 (POSIX 2024
-semantics); that is how ``pass_fds`` — O_CLOEXEC like every fd Python opens — survive
-the exec. ``addclosefrom_np`` then closes every higher fd, and an explicit close action
-takes each unlisted fd below the highest passed one.
+Both report a failed exec or chdir in the parent, with no process left behind, and the
+OSError names what was wrong: the program, ``cwd``, or the option whose step failed.
+The child never gets our non-blocking pipe descriptions (see pipe.blocking_opening).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
 import resource
 import signal
 import subprocess
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 
-from ..fdlimit import fd_limit
+from ...errors import UnsupportedOperation
 from ..pipe import blocking_opening
+from ..request import SpawnRequest
+from .posix_spawn import posix_spawn
 
 _clone_spawn: ModuleType | None
 try:
@@ -53,64 +36,20 @@ try:
 except ImportError:  # built without a C compiler: posix_spawn, then pidfd_open
     _clone_spawn = None
 
-_POSIX_SPAWN_SETSIGDEF = 0x04
-_POSIX_SPAWN_SETSIGMASK = 0x08
-_POSIX_SPAWN_SETSID = 0x80
-
-# glibc's opaque types are 80 (file actions) and 336 (attributes) bytes on 64-bit
-# targets; generous buffers keep us safe from layout growth.
-_FILE_ACTIONS_SIZE = 256
-_ATTR_SIZE = 1024
-_SIGSET_SIZE = 128  # glibc's sigset_t: 1024 bits
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_posix_spawn = _libc.posix_spawn
-_posix_spawn.argtypes = [
-    ctypes.POINTER(ctypes.c_int), ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
-    ctypes.c_void_p, ctypes.c_void_p,
-]
-_posix_spawn.restype = ctypes.c_int
-_fa_init = _libc.posix_spawn_file_actions_init
-_fa_destroy = _libc.posix_spawn_file_actions_destroy
-_fa_adddup2 = _libc.posix_spawn_file_actions_adddup2
-_fa_adddup2.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-_fa_addclose = _libc.posix_spawn_file_actions_addclose
-_fa_addclose.argtypes = [ctypes.c_void_p, ctypes.c_int]
-_fa_addchdir = getattr(_libc, "posix_spawn_file_actions_addchdir_np", None)
-if _fa_addchdir is not None:
-    _fa_addchdir.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-_fa_addclosefrom = getattr(_libc, "posix_spawn_file_actions_addclosefrom_np", None)
-if _fa_addclosefrom is not None:
-    _fa_addclosefrom.argtypes = [ctypes.c_void_p, ctypes.c_int]
-_attr_init = _libc.posix_spawnattr_init
-_attr_destroy = _libc.posix_spawnattr_destroy
-_attr_setflags = _libc.posix_spawnattr_setflags
-_attr_setflags.argtypes = [ctypes.c_void_p, ctypes.c_short]
-_attr_setsigmask = _libc.posix_spawnattr_setsigmask
-_attr_setsigmask.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-_attr_setsigdefault = _libc.posix_spawnattr_setsigdefault
-_attr_setsigdefault.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-_environ = ctypes.c_void_p.in_dll(_libc, "environ")
-
-_EMPTY_SIGSET = bytes(_SIGSET_SIZE)
 # Signals CPython itself leaves ignored, which exec would otherwise pass on.
-_PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
+_PYTHON_IGNORED = (int(signal.SIGPIPE), int(signal.SIGXFSZ))
+_STDIO_NAMES = ("stdin", "stdout", "stderr")
+
+StdioSpec = int | None
+"""None (inherit), an fd >= 0, or subprocess's PIPE / DEVNULL / STDOUT."""
 
 
-def _sigset(signals: Iterable[int]) -> bytes:
-    mask = 0
-    for signo in signals:
-        mask |= 1 << (int(signo) - 1)
-    # sigset_t is an array of unsigned longs: little- or big-endian words alike hold
-    # signal n at bit n-1 of the whole, so build it word by word in native order.
-    words = bytearray()
-    for _ in range(_SIGSET_SIZE // 8):
-        words += (mask & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, sys.byteorder)
-        mask >>= 64
-    return bytes(words)
+def spawns_with_pidfd() -> bool:
+    """True when children are started by clone(CLONE_PIDFD) (the compiled extension)."""
+    return _clone_spawn is not None
 
 
-def find_executable(program: str, env: dict[bytes, bytes] | None) -> str:
+def find_executable(program: str, env: Mapping[bytes, bytes] | None) -> str:
     """The path posix_spawn should exec for ``program``, searching the child's PATH.
 
     A name with a slash is used as given (relative to the child's cwd, as execve does).
@@ -131,161 +70,29 @@ def find_executable(program: str, env: dict[bytes, bytes] | None) -> str:
     raise FileNotFoundError(2, "No such file or directory", program)
 
 
-def posix_spawn(
-    path: str,
-    argv: Sequence[bytes],
-    env: Sequence[bytes] | None,
-    *,
-    stdio: tuple[int | None, int | None, int | None],
-    cwd: bytes | None,
-    pass_fds: Sequence[int],
-    start_new_session: bool,
-    default_signals: Iterable[int] = (),
-    pass_sources: Sequence[int] | None = None,
-) -> int:
-    """Start ``path`` and return the child's pid; the child is unreaped and ours.
-
-    ``stdio[i]`` is an fd to dup2 onto fd i in the child (None: inherit ours); fds < 3
-    must already sit at their target or have been moved above 2 by the caller.
-    ``pass_fds`` (all >= 3) are inherited; every other fd >= 3 is closed. Raises the
-    OSError that exec or chdir failed with (no child exists then).
-    """
-    attr = _attributes(start_new_session, tuple(default_signals))
-    plain = stdio == (None, None, None) and cwd is None and not pass_fds
-    actions = _PLAIN_ACTIONS if plain else _file_actions(stdio, cwd, pass_fds, pass_sources)
-    try:
-        c_path, c_argv = _encoded(path, argv)
-        if env is None:
-            c_env: object = _environ.value
-        else:
-            c_env = (ctypes.c_char_p * (len(env) + 1))(*env, None)
-        pid = ctypes.c_int(0)
-        error = _posix_spawn(ctypes.byref(pid), c_path, actions, attr, c_argv, c_env)
-        if error:
-            raise OSError(error, os.strerror(error))
-        return pid.value
-    finally:
-        if not plain:
-            _fa_destroy(actions)
-
-
-_argv_cache: dict[tuple[str, tuple[bytes, ...]], tuple[bytes, ctypes.Array[ctypes.c_char_p]]] = {}
-
-
-def _encoded(path: str, argv: Sequence[bytes]) -> tuple[bytes, ctypes.Array[ctypes.c_char_p]]:
-    """``path`` and the NULL-terminated ``char *argv[]`` for posix_spawn, kept for reuse.
-
-    A program is usually started with the same arguments again and again, and right
-    after a spawn every object built costs several times its usual price (the child ran
-    on this CPU meanwhile). posix_spawn only reads the array, so one copy serves every
-    call and thread; the array keeps its bytes alive.
-    """
-    key = (path, tuple(argv))
-    entry = _argv_cache.get(key)
-    if entry is None:
-        entry = (os.fsencode(path), (ctypes.c_char_p * (len(argv) + 1))(*argv, None))
-        if len(_argv_cache) >= 64:  # a program that keeps changing its arguments
-            _argv_cache.clear()
-        _argv_cache[key] = entry
-    return entry
-
-
-def _file_actions(
-    stdio: tuple[int | None, int | None, int | None] | None,
-    cwd: bytes | None,
-    pass_fds: Sequence[int],
-    pass_sources: Sequence[int] | None = None,
-) -> ctypes.Array[ctypes.c_char]:
-    """Build (the caller destroys) the dup2/chdir/close actions the child runs in order;
-    pass_fds[i] becomes a copy of pass_sources[i] (default: itself)."""
-    actions = ctypes.create_string_buffer(_FILE_ACTIONS_SIZE)
-    _fa_init(actions)
-    try:
-        for target, source in enumerate(stdio or ()):
-            if source is not None:
-                _check(_fa_adddup2(actions, source, target))
-        if cwd is not None:
-            if _fa_addchdir is None:
-                raise OSError(38, "this glibc has no posix_spawn_file_actions_addchdir_np")
-            _check(_fa_addchdir(actions, cwd))
-        source_of = dict(zip(pass_fds, pass_sources or pass_fds, strict=True))
-        passed = sorted(source_of)
-        for fd in passed:
-            _check(_fa_adddup2(actions, source_of[fd], fd))
-        if passed:
-            # Fds between 3 and the highest passed one are closed one by one; glibc
-            # ignores EBADF for fds that are not open.
-            wanted = set(passed)
-            for fd in range(3, passed[-1]):
-                if fd not in wanted:
-                    _check(_fa_addclose(actions, fd))
-        first_closed = (passed[-1] + 1) if passed else 3
-        # glibc refuses (EBADF) a closefrom at or past the soft RLIMIT_NOFILE, where no
-        # fd can be open anyway: pass_fds=[limit - 1] is valid.
-        if _fa_addclosefrom is not None and first_closed < fd_limit()[0]:
-            _check(_fa_addclosefrom(actions, first_closed))
-    except BaseException:
-        _fa_destroy(actions)
-        raise
-    return actions
-
-
-# posix_spawn only reads its attributes and file actions, so the common ones are built
-# once and shared by every call (and thread): this keeps ~10 ctypes calls off the hot path.
-_attr_cache: dict[tuple[bool, tuple[int, ...]], ctypes.Array[ctypes.c_char]] = {}
-
-
-def _attributes(new_session: bool, extra_default: tuple[int, ...]) -> ctypes.Array[ctypes.c_char]:
-    key = (new_session, extra_default)
-    attr = _attr_cache.get(key)
-    if attr is None:
-        attr = ctypes.create_string_buffer(_ATTR_SIZE)
-        _attr_init(attr)
-        flags = _POSIX_SPAWN_SETSIGMASK | _POSIX_SPAWN_SETSIGDEF
-        if new_session:
-            flags |= _POSIX_SPAWN_SETSID
-        _check(_attr_setflags(attr, flags))
-        _check(_attr_setsigmask(attr, _EMPTY_SIGSET))
-        _check(_attr_setsigdefault(attr, _sigset((*_PYTHON_IGNORED, *extra_default))))
-        if len(_attr_cache) > 64:  # a program that keeps changing its SignalFDs
-            _attr_cache.clear()
-        _attr_cache[key] = attr
-    return attr
-
-
-def _check(error: int) -> None:
-    if error:
-        raise OSError(error, os.strerror(error))
-
-
-StdioSpec = int | None
-"""None (inherit), an fd >= 0, or subprocess's PIPE / DEVNULL / STDOUT."""
-
-
 def spawn_child(
-    program: str,
-    argv: Sequence[bytes],
-    env: Sequence[bytes] | None,
-    *,
-    stdio: tuple[StdioSpec, StdioSpec, StdioSpec],
-    cwd: bytes | None,
-    pass_fds: Sequence[int],
-    start_new_session: bool,
-    default_signals: Iterable[int] = (),
+    request: SpawnRequest,
 ) -> tuple[int, int | None, tuple[int | None, int | None, int | None]]:
     """Set up stdio, start the child; return its pid, its pidfd and the parent's pipe ends.
 
-    The pidfd is made by the spawn itself where the ``_clone_spawn`` extension is built,
-    else it is None and the caller opens one from the pid (see pidfd.open_child). For
-    each PIPE a pipe is made (O_CLOEXEC; the parent's end non-blocking) and the parent's
-    end returned at that position (None elsewhere). Every fd made here for the child is
-    closed in the parent before returning, and on failure everything is closed: the
-    OSError then names what was wrong (the program, ``cwd``, a stdio or pass_fds fd).
+    The pidfd is made by the spawn itself on the clone path, else it is None and the
+    caller opens one from the pid. For each PIPE a pipe is made (O_CLOEXEC; the
+    parent's end non-blocking; ``pipesize`` applied) and the parent's end returned at
+    that position (None elsewhere). Every fd made here for the child is closed in the
+    parent before returning, and on failure everything is closed: the OSError then
+    names what was wrong. UnsupportedOperation for an option only the clone path has.
     """
-    _check_open("pass_fds", pass_fds)
+    if _clone_spawn is None and request.needs_clone:
+        raise UnsupportedOperation(
+            f"{', '.join(request.needs_clone)}: needs fdloop's compiled spawn path (the "
+            "_clone_spawn extension, built at install time when a C compiler is present); "
+            "posix_spawn cannot change a child's credentials or umask"
+        )
+    _check_open("pass_fds", request.pass_fds)
     made: list[int] = []  # fds we created and close in the parent in any case
     parent_ends: list[int | None] = [None, None, None]
     child_fds: list[int | None] = [None, None, None]
+    stdio = request.stdio
     inherit_all = stdio == (None, None, None)
     try:
         for target, spec in enumerate(() if inherit_all else stdio):
@@ -299,6 +106,8 @@ def spawn_child(
                     parent_ends[target], child_fd = read_end, write_end
                 made.append(child_fd)
                 os.set_blocking(parent_ends[target], False)  # type: ignore[arg-type]
+                if request.pipesize is not None:
+                    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, request.pipesize)
             elif spec == subprocess.DEVNULL:
                 child_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
                 made.append(child_fd)
@@ -315,26 +124,17 @@ def spawn_child(
                 copy = fcntl_dupfd_cloexec(fd)
                 made.append(copy)
                 child_fds[target] = copy
-        pass_fds = sorted(set(pass_fds))
-        pass_sources = [_blocking(fd, made) for fd in pass_fds]
-        path = program if "/" in program else find_executable(program, _env_dict(env))
+        pass_sources = [_blocking(fd, made) for fd in request.pass_fds]
         child_stdio = (child_fds[0], child_fds[1], child_fds[2])
+        default_signals = (
+            (*_PYTHON_IGNORED, *request.default_signals) if request.restore_signals
+            else request.default_signals
+        )
         if _clone_spawn is not None:
-            pid, pidfd = _clone(
-                program, path, argv, env, stdio=child_stdio, cwd=cwd, pass_fds=pass_fds,
-                pass_sources=pass_sources,
-                start_new_session=start_new_session, default_signals=default_signals,
-            )
+            pid, pidfd = _clone(request, child_stdio, pass_sources, default_signals)
         else:
             pidfd = None
-            try:
-                pid = posix_spawn(
-                    path, argv, env, stdio=child_stdio, cwd=cwd, pass_fds=pass_fds,
-                    pass_sources=pass_sources,
-                    start_new_session=start_new_session, default_signals=default_signals,
-                )
-            except OSError as exc:
-                raise _named(exc, _guess_culprit(exc, cwd, program)) from None
+            pid = _posix(request, child_stdio, pass_sources, default_signals)
     except BaseException:
         for fd in parent_ends:
             if fd is not None:
@@ -346,12 +146,92 @@ def spawn_child(
     return pid, pidfd, (parent_ends[0], parent_ends[1], parent_ends[2])
 
 
-def spawns_with_pidfd() -> bool:
-    """True when children are started by clone(CLONE_PIDFD) (the compiled extension)."""
-    return _clone_spawn is not None
+def _spawner_pid() -> int:
+    """The pid the child must see as its parent once its death signal is armed (a seam
+    for the test of the race that check closes)."""
+    return os.getpid()
 
 
-_STDIO_NAMES = ("stdin", "stdout", "stderr")
+def _exec_target(request: SpawnRequest) -> tuple[str, str]:
+    """(what to look up, its path): ``executable`` or argv[0], searched in the child's
+    PATH when it has no slash."""
+    name = os.fsdecode(request.executable if request.executable is not None
+                       else request.argv[0])
+    path = name if "/" in name else find_executable(name, request.env_map)
+    return name, path
+
+
+def _clone(
+    request: SpawnRequest,
+    stdio: tuple[int | None, int | None, int | None],
+    pass_sources: Sequence[int],
+    default_signals: tuple[int, ...],
+) -> tuple[int, int]:
+    """Start the child through the extension; its pid and the pidfd the clone made."""
+    assert _clone_spawn is not None
+    _name, path = _exec_target(request)
+    try:
+        pid, pidfd, error, step = _clone_spawn.spawn(
+            os.fsencode(path), request.argv, request.env,
+            tuple(-1 if fd is None else fd for fd in stdio), request.cwd, request.pass_fds,
+            pass_sources, request.close_fds, request.start_new_session,
+            -1 if request.process_group is None else request.process_group,
+            -1 if request.umask is None else request.umask, default_signals,
+            -1 if request.user is None else request.user,
+            -1 if request.group is None else request.group,
+            request.extra_groups,
+            int(signal.SIGKILL) if request.die_with_parent else 0, _spawner_pid(),
+        )
+    except OSError as exc:  # the clone itself failed: EAGAIN (RLIMIT_NPROC), ENOMEM
+        raise _named(exc, request.program) from None
+    if error:
+        if step == _clone_spawn.STEP_CWD and request.cwd is not None:
+            culprit = os.fsdecode(request.cwd)
+        else:
+            culprit = _STEP_CULPRITS.get(step, request.program)
+        raise _named(OSError(error, os.strerror(error)), culprit)
+    return pid, pidfd
+
+
+_STEP_CULPRITS: dict[int, str] = {}
+if _clone_spawn is not None:
+    _STEP_CULPRITS = {
+        _clone_spawn.STEP_PDEATHSIG: "die_with_parent",
+        _clone_spawn.STEP_SETSID: "start_new_session",
+        _clone_spawn.STEP_SETPGID: "process_group",
+        _clone_spawn.STEP_STDIO: "stdin/stdout/stderr",
+        _clone_spawn.STEP_GROUPS: "extra_groups",
+        _clone_spawn.STEP_GID: "group",
+        _clone_spawn.STEP_UID: "user",
+        _clone_spawn.STEP_CLOSE_FDS: "close_fds",
+        _clone_spawn.STEP_PASS_FDS: "pass_fds",
+    }
+
+
+def _posix(
+    request: SpawnRequest,
+    stdio: tuple[int | None, int | None, int | None],
+    pass_sources: Sequence[int],
+    default_signals: tuple[int, ...],
+) -> int:
+    """Start the child with posix_spawn; its pid (the caller opens the pidfd)."""
+    if request.die_with_parent:
+        from .pdeathsig import wrap_argv  # (it imports find_executable from here)
+
+        name, _path = _exec_target(request)
+        program, argv = wrap_argv(name, list(request.argv), request.env)
+        request = _replace_argv(request, program, argv)
+    name, path = _exec_target(request)
+    try:
+        return posix_spawn(path, request, stdio, pass_sources, default_signals)
+    except OSError as exc:
+        raise _named(exc, _guess_culprit(request.cwd, request.program)) from None
+
+
+def _replace_argv(request: SpawnRequest, program: str, argv: list[bytes]) -> SpawnRequest:
+    from dataclasses import replace
+
+    return replace(request, argv=tuple(argv), executable=os.fsencode(program))
 
 
 def _blocking(fd: int, made: list[int]) -> int:
@@ -373,54 +253,7 @@ def _check_open(name: str, fds: Iterable[int]) -> None:
             raise OSError(exc.errno, f"{name}: fd {fd} is not open ({exc.strerror})") from None
 
 
-def _clone(
-    program: str,
-    path: str,
-    argv: Sequence[bytes],
-    env: Sequence[bytes] | None,
-    *,
-    stdio: tuple[int | None, int | None, int | None],
-    cwd: bytes | None,
-    pass_fds: Sequence[int],
-    pass_sources: Sequence[int],
-    start_new_session: bool,
-    default_signals: Iterable[int],
-) -> tuple[int, int]:
-    """Start the child through the extension; its pid and the pidfd the clone made."""
-    assert _clone_spawn is not None
-    try:
-        pid, pidfd, error, step = _clone_spawn.spawn(
-            os.fsencode(path), argv, env,
-            tuple(-1 if fd is None else fd for fd in stdio), cwd, pass_fds, pass_sources,
-            True, start_new_session, -1, -1, (*_PYTHON_IGNORED, *default_signals), -1, -1,
-            None,
-        )
-    except OSError as exc:  # the clone itself failed: EAGAIN (RLIMIT_NPROC), ENOMEM
-        raise _named(exc, program) from None
-    if error:
-        if step == _clone_spawn.STEP_CWD and cwd is not None:
-            culprit = os.fsdecode(cwd)
-        else:
-            culprit = _STEP_CULPRITS.get(step, program)
-        raise _named(OSError(error, os.strerror(error)), culprit)
-    return pid, pidfd
-
-
-_STEP_CULPRITS: dict[int, str] = {}
-if _clone_spawn is not None:
-    _STEP_CULPRITS = {
-        _clone_spawn.STEP_SETSID: "start_new_session",
-        _clone_spawn.STEP_SETPGID: "process_group",
-        _clone_spawn.STEP_STDIO: "stdin/stdout/stderr",
-        _clone_spawn.STEP_GROUPS: "extra_groups",
-        _clone_spawn.STEP_GID: "group",
-        _clone_spawn.STEP_UID: "user",
-        _clone_spawn.STEP_CLOSE_FDS: "close_fds",
-        _clone_spawn.STEP_PASS_FDS: "pass_fds",
-    }
-
-
-def _guess_culprit(exc: OSError, cwd: bytes | None, program: str) -> str:
+def _guess_culprit(cwd: bytes | None, program: str) -> str:
     """posix_spawn reports a chdir failure and an exec failure alike: tell them apart."""
     if cwd is not None and not (os.path.isdir(cwd) and os.access(cwd, os.X_OK)):
         return os.fsdecode(cwd)
@@ -444,14 +277,3 @@ def _named(exc: OSError, culprit: str) -> OSError:
 
 def fcntl_dupfd_cloexec(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-
-
-def _env_dict(env: Sequence[bytes] | None) -> dict[bytes, bytes] | None:
-    if env is None:
-        return None
-    pairs = (entry.split(b"=", 1) for entry in env if b"=" in entry)
-    return dict(pairs)
-
-
-_PLAIN_ACTIONS = _file_actions(None, None, ())
-"""No stdio, cwd or pass_fds: only ``closefrom(3)``."""

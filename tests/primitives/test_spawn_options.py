@@ -1,0 +1,170 @@
+"""spawn()'s subprocess-style options, each seen from inside a real child.
+
+``/proc/self/status`` shows the child's uid, gid, supplementary groups, umask and ignored
+signals; the child prints its own process group. Run on both spawn paths (clone and
+posix_spawn) and both backends; the credential options need the clone path and say so
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+
+import anyio
+import pytest
+
+import fdloop
+from fdloop import PIPE, spawn
+
+CLONE_ONLY = ("user", "group", "extra_groups", "umask")
+
+
+async def _output(*args: object, **kwargs: object) -> bytes:
+    async with spawn(*args, stdout=PIPE, **kwargs) as proc:  # type: ignore[arg-type]
+        assert proc.stdout is not None
+        with anyio.fail_after(30):
+            output = b"".join([chunk async for chunk in proc.stdout])
+            status = await proc.wait()
+    assert status.returncode == 0, output
+    return output
+
+
+def _status_field(status_text: bytes, name: str) -> str:
+    for line in status_text.decode().splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {name} in /proc/self/status")
+
+
+async def test_shell_runs_a_command_string(spawn_path: str) -> None:
+    assert await _output("echo $((6 * 7)) \"$0\"", shell=True) == b"42 /bin/sh\n"
+
+
+async def test_shell_sequence_gives_the_shell_its_arguments(spawn_path: str) -> None:
+    assert await _output(['echo "$0-$1"', "zero", "one"], shell=True) == b"zero-one\n"
+
+
+async def test_shell_with_executable_uses_that_shell(spawn_path: str) -> None:
+    assert await _output("echo $0", shell=True, executable="/bin/bash") == b"/bin/bash\n"
+
+
+async def test_executable_runs_in_place_of_argv0(spawn_path: str) -> None:
+    assert await _output(["custom-name", "-c", "echo $0"], executable="/bin/sh") == (
+        b"custom-name\n"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing uid/gid/groups needs root")
+async def test_user_group_and_extra_groups(spawn_path: str) -> None:
+    kwargs = {"user": "nobody", "group": 65534, "extra_groups": [65534, 100]}
+    if spawn_path != "clone":
+        with pytest.raises(fdloop.UnsupportedOperation, match="user, group, extra_groups"):
+            spawn(["cat", "/proc/self/status"], **kwargs)  # type: ignore[arg-type]
+        return
+    status = await _output(["cat", "/proc/self/status"], **kwargs)
+    assert _status_field(status, "Uid").split() == ["65534"] * 4
+    assert _status_field(status, "Gid").split() == ["65534"] * 4
+    assert sorted(_status_field(status, "Groups").split()) == ["100", "65534"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing groups needs root")
+async def test_empty_extra_groups_drops_every_supplementary_group(spawn_path: str) -> None:
+    if spawn_path != "clone":
+        pytest.skip("extra_groups needs the clone path (tested above)")
+    status = await _output(["cat", "/proc/self/status"], extra_groups=[])
+    assert _status_field(status, "Groups") == ""
+
+
+async def test_umask(spawn_path: str) -> None:
+    if spawn_path != "clone":
+        with pytest.raises(fdloop.UnsupportedOperation, match="umask"):
+            spawn(["true"], umask=0o027)
+        return
+    status = await _output(["cat", "/proc/self/status"], umask=0o027)
+    assert _status_field(status, "Umask") == "0027"
+
+
+async def test_process_group_zero_makes_the_child_a_group_leader(spawn_path: str) -> None:
+    code = "import os; print(os.getpgid(0) == os.getpid(), os.getsid(0) == os.getsid(os.getppid()))"
+    assert await _output([sys.executable, "-c", code], process_group=0) == b"True True\n"
+
+
+async def test_process_group_zero_is_signalled_as_a_group(spawn_path: str) -> None:
+    # The leader's own group, so terminate() reaches a grandchild too (as with a session).
+    async with spawn(["sh", "-c", "sleep 60 & wait"], process_group=0) as proc:
+        await anyio.sleep(0.1)  # (only lets sh start its sleep; the checks do not time)
+        proc.terminate()
+        with anyio.fail_after(30):
+            status = await proc.wait()
+        assert status.returncode == -signal.SIGTERM
+        with anyio.fail_after(30):
+            while True:
+                try:
+                    os.killpg(proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                await anyio.sleep(0.02)
+
+
+async def test_close_fds_false_passes_inheritable_fds(spawn_path: str) -> None:
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    try:
+        code = f"import os; os.write({write_end}, b'inherited')"
+        await _output([sys.executable, "-c", code], close_fds=False)
+        assert os.read(read_end, 100) == b"inherited"
+        async with spawn([sys.executable, "-c", code], stderr=fdloop.DEVNULL) as proc:
+            with anyio.fail_after(30):
+                status = await proc.wait()
+        assert status.returncode == 1  # by default it is not inherited: EBADF
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("restore", [True, False])
+async def test_restore_signals(restore: bool, spawn_path: str) -> None:
+    status = await _output(["cat", "/proc/self/status"], restore_signals=restore)
+    ignored = int(_status_field(status, "SigIgn"), 16)
+    sigpipe_ignored = bool(ignored & (1 << (signal.SIGPIPE - 1)))
+    assert sigpipe_ignored is (not restore)
+
+
+async def test_pipesize(spawn_path: str) -> None:
+    async with spawn(["sleep", "30"], stdout=PIPE, pipesize=1 << 20) as proc:
+        assert proc.stdout is not None
+        assert fcntl.fcntl(proc.stdout.fileno(), fcntl.F_GETPIPE_SZ) == 1 << 20
+
+
+def test_preexec_fn_is_refused_with_the_reason_and_the_alternatives() -> None:
+    with pytest.raises(TypeError, match="preexec_fn") as caught:
+        spawn(["true"], preexec_fn=os.setsid)
+    for alternative in ("start_new_session", "process_group", "user", "umask"):
+        assert alternative in str(caught.value)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "named"), [
+    ({"user": "fdloop-no-such-user"}, ValueError, "user"),
+    ({"user": -2}, ValueError, "user"),
+    ({"group": "fdloop-no-such-group"}, ValueError, "group"),
+    ({"extra_groups": "wheel"}, TypeError, "extra_groups"),
+    ({"extra_groups": [1.5]}, TypeError, "extra_groups"),
+    ({"umask": 0o1000}, ValueError, "umask"),
+    ({"umask": "022"}, TypeError, "umask"),
+    ({"process_group": -1}, ValueError, "process_group"),
+    ({"pipesize": 0}, ValueError, "pipesize"),
+    ({"executable": ""}, ValueError, "executable"),
+    ({"shell": 1}, TypeError, "shell"),
+    ({"close_fds": None}, TypeError, "close_fds"),
+])
+def test_bad_option_values_are_named(kwargs: dict[str, object], error: type, named: str) -> None:
+    with pytest.raises(error, match=named):
+        spawn(["true"], **kwargs)  # type: ignore[arg-type]
+
+
+def test_shell_needs_a_command() -> None:
+    with pytest.raises(TypeError, match="shell=True"):
+        spawn(42, shell=True)  # type: ignore[arg-type]
