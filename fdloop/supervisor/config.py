@@ -14,6 +14,7 @@
     stop_timeout = 10                # seconds before SIGKILL
     env = { PYTHONUNBUFFERED = "1" } # added to the supervisor's environment
     cwd = "www"                      # relative to the config file's directory
+    die_with_supervisor = false      # default true: killed with a SIGKILLed supervisor
 
 Every error names the table and key (``program.web.restart: ...``) and is raised before
 anything starts. The command's program must exist (searched on the child's PATH).
@@ -39,7 +40,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 PROGRAM_KEYS = (
     "command", "restart", "backoff", "max_restarts", "stop_signal", "stop_timeout",
-    "env", "cwd",
+    "env", "cwd", "die_with_supervisor",
 )
 SUPERVISOR_KEYS = ("subreaper",)
 _OPTION_TO_KEY = {"argv": "command"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -91,6 +92,7 @@ class Supervisor:
         cwd: str | None = None,
         stdout: int | None = None,
         stderr: int | None = None,
+        die_with_supervisor: bool = True,
     ) -> None:
         """Register a program (it is not started until :meth:`start`).
 
@@ -105,13 +107,17 @@ class Supervisor:
         both signals go to its whole process group (a shell's children too). ``env`` is
         laid over this process's environment. ``stdout``/``stderr``: an fd to give the
         child (or ``fdloop.DEVNULL``, ``fdloop.STDOUT`` for stderr); None inherits ours.
+        ``die_with_supervisor`` (default True): the kernel SIGKILLs the program if this
+        process dies without stopping it (even by SIGKILL), through PR_SET_PDEATHSIG
+        where util-linux's setpriv is found (see :mod:`fdloop.supervisor.lifeline` for
+        what that covers); False lets it outlive us.
 
         Raises TypeError/ValueError naming the bad argument (nothing is added then).
         """
         spec = make_spec(
             name, argv, restart=restart, backoff=backoff, max_restarts=max_restarts,
             stop_signal=stop_signal, stop_timeout=stop_timeout, env=env, cwd=cwd,
-            stdout=stdout, stderr=stderr,
+            stdout=stdout, stderr=stderr, die_with_supervisor=die_with_supervisor,
         )
         self.add_spec(spec)
 
@@ -137,6 +143,7 @@ class Supervisor:
             raise RuntimeError("a Supervisor can be entered only once")
         self._entered = True
         self._shared.owner_pid = os.getpid()
+        self._shared.owner_thread = threading.current_thread()
         self._changed = anyio.Event()
         self._shared.hurry = anyio.Event()
         task_group = anyio.create_task_group()

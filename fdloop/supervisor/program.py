@@ -42,6 +42,8 @@ class ProgramSpec:
     cwd: str | None = None
     stdout: int | None = None
     stderr: int | None = None
+    die_with_supervisor: bool = True
+    """Guard the program so that it cannot outlive a killed supervisor (lifeline.py)."""
 
     def restart_delay(self, streak: int) -> float:
         """Seconds to wait before restart number ``streak + 1`` of a failing streak."""
@@ -78,6 +80,7 @@ def make_spec(
     cwd: object = None,
     stdout: object = None,
     stderr: object = None,
+    die_with_supervisor: object = True,
     where: Callable[[str], str] = _plain,
 ) -> ProgramSpec:
     """Check every option and return the spec; TypeError/ValueError name the option."""
@@ -96,7 +99,14 @@ def make_spec(
         cwd=directory(where("cwd"), cwd),
         stdout=output_fd(where("stdout"), stdout),
         stderr=output_fd(where("stderr"), stderr),
+        die_with_supervisor=flag(where("die_with_supervisor"), die_with_supervisor),
     )
+
+
+def flag(option: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{option} must be true or false, not {value!r}")
+    return value
 
 
 def program_name(option: str, value: object) -> str:

@@ -26,6 +26,7 @@ would signal, reap, spawn or change state first checks :meth:`Shared.forked`.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,8 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import anyio.abc
 
-from ..streams import DEVNULL
 from .events import FINAL_STATES, EventHub, EventKind, ProgramState, ProgramStatus
+from .lifeline import spawn_guarded
 from .program import ProgramSpec
 
 if TYPE_CHECKING:
@@ -67,8 +68,11 @@ class Shared:
     """Shutting down: nothing is started or restarted any more."""
     owner_pid: int = 0
     """The process that entered the Supervisor (0 before); see :meth:`forked`."""
+    owner_thread: threading.Thread | None = None
+    """The thread that entered the Supervisor: the only one that may spawn (a
+    PR_SET_PDEATHSIG child dies with the thread that spawned it)."""
     spawn: Callable[[ProgramSpec], ProcessFD] | None = None
-    """How to start one instance (the CLI wraps it); None: :func:`spawn_program`."""
+    """How to start one instance (the CLI adds a cgroup); None: plain spawn_guarded."""
 
     def forked(self) -> bool:
         """Whether this is a forked child's copy: its programs belong to the parent.
@@ -95,25 +99,6 @@ class Request:
     kind: RequestKind
     done: anyio.Event = field(default_factory=anyio.Event)
     error: BaseException | None = None
-
-
-def spawn_program(spec: ProgramSpec) -> ProcessFD:
-    """Start one instance of ``spec`` (in its own session, stdin from /dev/null)."""
-    from ..primitives.spawn import spawn
-
-    return spawn(
-        list(spec.argv),
-        stdin=DEVNULL,  # a supervised program has no terminal to read from
-        stdout=spec.stdout,
-        stderr=spec.stderr,
-        cwd=spec.cwd,
-        env=spec.child_env(),
-        # Its own session: a terminal's Ctrl-C reaches only the supervisor, which then
-        # stops programs in order; and stop signals reach the whole group.
-        start_new_session=True,
-        kill_signal=spec.stop_signal,
-        kill_timeout=spec.stop_timeout,
-    )
 
 
 class ProgramRunner:
@@ -340,7 +325,12 @@ class ProgramRunner:
 
     def _spawn(self) -> ProcessFD | None:
         """Start one instance; on failure record it as a failed run and return None."""
-        spawn = self._shared.spawn or spawn_program
+        if threading.current_thread() is not self._shared.owner_thread:
+            raise RuntimeError(
+                "a Supervisor spawns only from the thread that entered it (a program "
+                "guarded by PR_SET_PDEATHSIG dies with the thread that spawned it)"
+            )
+        spawn = self._shared.spawn or spawn_guarded
         try:
             proc = spawn(self.spec)
         except OSError as exc:

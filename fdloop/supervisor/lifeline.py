@@ -1,0 +1,215 @@
+"""Programs that must not outlive their supervisor, even a SIGKILLed one.
+
+A SIGKILLed supervisor runs no code, so only something set up *before* can end its
+programs. What this kernel offers, and what each covers:
+
+* Linux 7.1's ``CLONE_PIDFD_AUTOKILL`` (the kernel SIGKILLs a child when the last fd of
+  its clone3 pidfd closes, which a dying process does): probed with
+  :func:`fdloop.backends.linux.pdeathsig.autokill_supported` and reported, not used —
+  fdloop's spawn has no way to pass the flag yet. Not on 6.18.
+* ``PR_SET_PDEATHSIG`` (the default, :data:`PDEATHSIG`): each program is started through
+  ``setpriv --pdeathsig KILL``, so the kernel SIGKILLs it when the thread that spawned it
+  dies. A Supervisor spawns only from the thread that entered it (its event loop's,
+  which lives as long as the supervisor; the runner checks). Covers the program itself, not what it
+  starts: a grandchild (a shell's child, a daemon that forked and called setsid) is
+  reparented and lives on. Cleared if the program is set-user-ID or changes its
+  credentials.
+* A cgroup (``fdloop supervise`` only, where this process may create one under its own
+  cgroup v2 directory, e.g. as root): :class:`CgroupGuard` makes
+  ``fdloop-supervise-PID/`` there, every guarded program moves itself into it before it
+  execs (so all its descendants are born inside), and a small *guardian* process, in a
+  session of its own and outside that cgroup, waits for EOF on a pipe whose only write
+  end this process holds. The kernel closes that end when we die, however we die; the
+  guardian then writes ``cgroup.kill`` (every process in the cgroup, grandchildren and
+  setsid daemons included, gets SIGKILL) and removes the directory. At a normal exit it
+  does the same, so nothing a guarded program left behind outlives the supervisor. Not
+  covered: a guardian that was itself SIGKILLed first, and descendants moved out of the
+  cgroup by someone with the rights to do so.
+
+A program opts out with ``die_with_supervisor = false`` (Supervisor.add(...,
+die_with_supervisor=False)): it is spawned plainly, outside the cgroup, and lives on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ..streams import DEVNULL
+from .program import ProgramSpec
+
+if TYPE_CHECKING:
+    from ..primitives.processfd import ProcessFD
+
+GUARDIAN_EXIT_SECONDS = 2.0
+"""At a normal exit, how long to wait for the guardian to empty and remove the cgroup."""
+
+_GUARDIAN_SCRIPT = (
+    # EOF: every write end is closed, so the supervisor is gone (or done).
+    'read _ignored; echo 1 > "$0/cgroup.kill"; '
+    # rmdir works once the last process has left; a killed process takes a moment.
+    'i=0; while ! rmdir "$0" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.01; i=$((i+1)); done'
+)
+
+
+def spawn_guarded(spec: ProgramSpec, cgroup: str | None = None) -> ProcessFD:
+    """Spawn one instance of ``spec``; with ``spec.die_with_supervisor`` under the guards.
+
+    The guards are PR_SET_PDEATHSIG where util-linux's setpriv has ``--pdeathsig``, and
+    ``cgroup`` (a directory made by :class:`CgroupGuard`) if given. Without either the
+    program is spawned plainly.
+    """
+    from ..backends.linux import pdeathsig
+    from ..primitives.spawn import spawn
+
+    argv: list[str] | list[bytes] = list(spec.argv)
+    if spec.die_with_supervisor:
+        use_pdeathsig = pdeathsig_problem() is None
+        if use_pdeathsig or cgroup is not None:
+            env = spec.child_env()
+            env_list = None if env is None else [
+                os.fsencode(f"{key}={value}") for key, value in env.items()
+            ]
+            # argv[0] becomes the wrapper's absolute path; the program's is resolved
+            # now, in the child's PATH (FileNotFoundError names it).
+            _executable(spec)
+            _wrapper, argv = pdeathsig.guarded_argv(
+                spec.argv[0], [os.fsencode(arg) for arg in spec.argv], env_list,
+                pdeathsig=use_pdeathsig, cgroup=cgroup,
+            )
+    return spawn(
+        argv,
+        stdin=DEVNULL,  # a supervised program has no terminal to read from
+        stdout=spec.stdout,
+        stderr=spec.stderr,
+        cwd=spec.cwd,
+        env=spec.child_env(),
+        # Its own session: a terminal's Ctrl-C reaches only the supervisor, which then
+        # stops programs in order; and stop signals reach the whole group.
+        start_new_session=True,
+        kill_signal=spec.stop_signal,
+        kill_timeout=spec.stop_timeout,
+    )
+
+
+def _executable(spec: ProgramSpec) -> None:
+    """Refuse a program path that the wrapper's exec would fail on, naming the program.
+
+    Without this, a wrong path would start the wrapper fine and then exit 127: a failed
+    run instead of a spawn error naming the program. (Names without a slash are looked
+    up in PATH by guarded_argv, which raises the same errors.)
+    """
+    program = spec.argv[0]
+    if "/" not in program:
+        return
+    path = os.path.join(spec.cwd or ".", program)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(2, "No such file or directory", program)
+    if not os.access(path, os.X_OK):
+        raise PermissionError(13, "Permission denied", program)
+
+
+_pdeathsig_problem: list[str | None] = []
+
+
+def pdeathsig_problem() -> str | None:
+    """None where PR_SET_PDEATHSIG can guard programs, else why not (asked once)."""
+    if not _pdeathsig_problem:
+        if os.uname().sysname != "Linux":
+            _pdeathsig_problem.append("PR_SET_PDEATHSIG is Linux-only")
+        else:
+            from ..backends.linux import pdeathsig
+
+            _pdeathsig_problem.append(pdeathsig.available())
+    return _pdeathsig_problem[0]
+
+
+def autokill_note() -> str:
+    """One phrase on CLONE_PIDFD_AUTOKILL here."""
+    from ..backends.linux import pdeathsig
+
+    if os.uname().sysname == "Linux" and pdeathsig.autokill_supported():
+        return "CLONE_PIDFD_AUTOKILL: known to this kernel, not used yet"
+    return f"CLONE_PIDFD_AUTOKILL: not in this kernel ({os.uname().release})"
+
+
+def own_cgroup_dir() -> tuple[str | None, str]:
+    """This process's cgroup v2 directory, or None and why there is none."""
+    try:
+        with open("/proc/self/cgroup") as listing:
+            lines = listing.read().splitlines()
+        with open("/proc/self/mountinfo") as mounts:
+            mountinfo = mounts.read().splitlines()
+    except OSError as exc:
+        return None, f"cannot read /proc: {exc.strerror}"
+    relative = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if relative is None:
+        return None, "no cgroup v2 hierarchy for this process"
+    for line in mountinfo:
+        before, _, after = line.partition(" - ")
+        if after.split(" ", 1)[0] == "cgroup2":
+            fields = before.split()
+            root, mount_point = fields[3], fields[4]
+            if relative.startswith(root.rstrip("/") + "/") or relative == root:
+                inside = relative[len(root.rstrip("/")):]
+                return mount_point + inside.rstrip("/"), ""
+    return None, "cgroup v2 is not mounted where this process can see it"
+
+
+class CgroupGuard:
+    """A cgroup for the guarded programs, and the guardian that kills it when we go."""
+
+    def __init__(self, path: str, guardian: ProcessFD, write_end: int) -> None:
+        self.path = path
+        self._guardian = guardian
+        self._write_end = write_end
+
+    @classmethod
+    def create(cls) -> tuple[CgroupGuard | None, str]:
+        """Make the cgroup and start the guardian; (None, why not) where we cannot."""
+        from ..primitives.spawn import spawn
+
+        parent, why = own_cgroup_dir()
+        if parent is None:
+            return None, why
+        path = os.path.join(parent, f"fdloop-supervise-{os.getpid()}")
+        try:
+            os.mkdir(path)
+        except OSError as exc:
+            return None, f"cannot create {path}: {exc.strerror}"
+        if not os.access(os.path.join(path, "cgroup.kill"), os.W_OK):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            return None, f"{path}/cgroup.kill is missing or not writable (Linux 5.14+)"
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            guardian = spawn(
+                ["/bin/sh", "-c", _GUARDIAN_SCRIPT, path], stdin=read_end, stdout=DEVNULL,
+                stderr=DEVNULL, start_new_session=True, daemon=True,
+            )
+        except BaseException:
+            os.close(write_end)
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            raise
+        finally:
+            os.close(read_end)
+        return cls(path, guardian, write_end), ""
+
+    def describe(self) -> str:
+        return (
+            f"cgroup.kill of {shlex.quote(self.path)} by guardian pid {self._guardian.pid}"
+        )
+
+    async def aclose(self) -> None:
+        """Let the guardian kill what is left in the cgroup and remove it; wait for it."""
+        if self._write_end >= 0:
+            os.close(self._write_end)
+            self._write_end = -1
+        with anyio.move_on_after(GUARDIAN_EXIT_SECONDS):
+            await self._guardian.wait()
+        await self._guardian.aclose()
