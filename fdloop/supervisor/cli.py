@@ -1,23 +1,30 @@
 """``fdloop supervise``: run programs from a TOML config (or one command) under a Supervisor.
 
 Each program's stdout and stderr go into one pipe per program; the supervisor copies
-every line to its own stdout as ``name | line``, names padded to the same width. The
+every line to its own stdout as ``name | line``, names padded to the same width, a line
+longer than 64 KiB in pieces of 64 KiB (see :mod:`fdloop.supervisor.output`). The
 pipe lives as long as the supervisor, so a restarted instance writes into the same one
 and nothing is lost between instances. Events go to stderr with a timestamp. Both are
 written through the event loop and never block it: a reader that stops reading loses
 lines (counted, and the count reported once it reads again), never the supervisor's
 restarts or signal handling (see :mod:`fdloop.supervisor.sink`). SIGTERM and
 SIGINT stop every program gracefully (a second one SIGKILLs), SIGHUP restarts them all —
-all read through a SignalFD, with no Python signal handler.
+all read through a SignalFD, with no Python signal handler. Programs do not outlive
+even a SIGKILLed supervisor unless their config says ``die_with_supervisor = false``
+(PR_SET_PDEATHSIG, and a cgroup where one can be made: :mod:`fdloop.supervisor.lifeline`).
 
 Exit status: 0 if every program ended cleanly (exit code 0, or stopped by a signal to
 the supervisor), 1 if any did not (gave up, or failed and stays down), 2 for a bad
-command line or config (nothing is started then).
+command line or config, or more programs than RLIMIT_NOFILE allows (nothing is started
+then), 3 if stdout or stderr was closed at start (nothing started) or a write to one of
+them failed (reported once on the other; this takes precedence over 0 and 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import functools
 import os
 import signal
 import sys
@@ -30,14 +37,15 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from .. import _aio
-from ..errors import IncompleteReadError, LimitOverrunError, SupervisorConfigError
-from ..streams import PipeReceiveStream
+from ..errors import SupervisorConfigError
 from .config import Config, check_executable, load_config
 from .core import Supervisor
 from .events import Event, EventStream
+from .lifeline import CgroupGuard, autokill_note, pdeathsig_problem, spawn_guarded
+from .output import ProgramOutput
 from .program import make_spec
 from .sink import LineSink
+from .startup import EXIT_OUTPUT, fd_limit_problem, fill_closed_standard_fds, say
 
 EXIT_CLEAN = 0
 EXIT_UNCLEAN = 1
@@ -84,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def supervise_main(argv: list[str]) -> int:
     """``fdloop supervise ARGS...``: returns the process exit status (see module doc)."""
+    # First of all, before anything opens an fd that could land on a closed 0, 1 or 2.
+    refusal = fill_closed_standard_fds()
+    if refusal is not None:
+        say(*refusal)
+        return EXIT_OUTPUT
     parser = build_parser()
     args_in, command = _split_command(list(argv))
     try:
@@ -93,7 +106,11 @@ def supervise_main(argv: list[str]) -> int:
     try:
         config = _make_config(args, command)
     except (SupervisorConfigError, TypeError, ValueError) as exc:
-        print(f"fdloop supervise: {exc}", file=sys.stderr)
+        say(f"fdloop supervise: {exc}")
+        return EXIT_USAGE
+    problem = fd_limit_problem(len(config.programs))
+    if problem is not None:
+        say(problem)
         return EXIT_USAGE
     backend, options = _backend(args.loop)
     # asyncio.Runner and trio.run install a Python handler for SIGINT when they find
@@ -163,58 +180,13 @@ def _backend(loop: str) -> tuple[str, dict[str, Any]]:
     return loop, {}
 
 
-class _Output:
-    """One program's output pipe and the task copying its lines, prefixed, to stdout."""
-
-    def __init__(self, name: str, width: int, sink: LineSink) -> None:
-        read_fd, self.write_fd = os.pipe()
-        self._stream = PipeReceiveStream(read_fd)
-        self._prefix = f"{name:<{width}} | ".encode()
-        self._sink = sink
-        self.done = anyio.Event()
-
-    async def copy_lines(self) -> None:
-        """Copy until EOF: every write end closed (ours, the programs', their children's).
-
-        A line longer than the stream's limit (64 KiB) goes out in pieces of that size,
-        each prefixed on a line of its own: memory stays bounded whatever a program prints.
-        """
-        stream = self._stream
-        try:
-            while True:
-                try:
-                    line = await stream.readuntil(b"\n")
-                except LimitOverrunError:
-                    line = await stream.read(stream.limit)  # buffered: never waits
-                except IncompleteReadError as eof:  # the last line had no newline
-                    if eof.partial:
-                        self._sink.put(self._prefix + eof.partial)
-                    return
-                # put() never waits: a full queue or a gone reader drops the line, and the
-                # pipe keeps being drained, or a chatty program would block on a full pipe.
-                self._sink.put(self._prefix + line)
-                if self._sink.crowded:
-                    await _aio.checkpoint()
-        finally:
-            self.done.set()
-
-    def close_write_end(self) -> None:
-        if self.write_fd >= 0:
-            os.close(self.write_fd)
-            self.write_fd = -1
-
-    def close(self) -> None:
-        self.close_write_end()
-        self._stream.close()
-
-
 def log(message: str, sink: LineSink | None = None) -> None:
     """One timestamped line on stderr: queued on ``sink``, or printed if None."""
     now = time.time()
     stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
     line = f"{stamp} fdloop supervise: {message}"
     if sink is None:
-        print(line, file=sys.stderr, flush=True)
+        say(line)
     else:
         sink.put(line.encode(errors="replace"))
 
@@ -236,11 +208,22 @@ async def _supervise(config: Config) -> int:
     width = max(len(spec.name) for spec in config.programs)
     out = LineSink.open(sys.stdout, "stdout", "output")
     err: LineSink | None = None
-    outputs: dict[str, _Output] = {}
+    outputs: dict[str, ProgramOutput] = {}
     try:
         err = LineSink.open(sys.stderr, "stderr", "event")
-        for spec in config.programs:
-            outputs[spec.name] = _Output(spec.name, width, out)
+        _report_failures(out, err)
+        try:
+            for spec in config.programs:
+                outputs[spec.name] = ProgramOutput(spec.name, width, out)
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            say(
+                f"fdloop supervise: out of file descriptors after {len(outputs)} of "
+                f"{len(config.programs)} programs' pipes ({exc.strerror}; RLIMIT_NOFILE or "
+                "the system-wide fs.file-max): nothing was started"
+            )
+            return EXIT_USAGE
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(out.run)
             task_group.start_soon(err.run)
@@ -263,29 +246,73 @@ async def _supervise(config: Config) -> int:
         out.close()
         if err is not None:
             err.close()
+    if out.failure is not None or err.failure is not None:
+        return EXIT_OUTPUT
     return EXIT_CLEAN if clean else EXIT_UNCLEAN
+
+
+def _report_failures(out: LineSink, err: LineSink) -> None:
+    """A write error on one stream is said once on the other (if that one still works)."""
+
+    def on_out_failure(exc: OSError) -> None:
+        log(f"cannot write to stdout ({exc.strerror or exc}): the programs' output is "
+            "dropped from now on; exit status 3", err)
+
+    def on_err_failure(exc: OSError) -> None:
+        out.put(f"fdloop supervise: cannot write to stderr ({exc.strerror or exc}): "
+                "events are dropped from now on; exit status 3".encode())
+
+    out.on_failure = on_out_failure
+    err.on_failure = on_err_failure
 
 
 async def _run_programs(
     config: Config,
-    outputs: dict[str, _Output],
+    outputs: dict[str, ProgramOutput],
     task_group: anyio.abc.TaskGroup,
     err: LineSink,
 ) -> bool:
-    async with Supervisor(handle_signals=True, subreaper=config.subreaper) as sup:
-        task_group.start_soon(_log_events, sup.events(), err)
-        for spec in config.programs:
-            fd = outputs[spec.name].write_fd
-            sup.add_spec(replace(spec, stdout=fd, stderr=fd))
-        log(f"supervising {', '.join(sup.names)} (pid {os.getpid()})", err)
-        await sup.start()
-        await sup.wait()
-        clean = sup.all_clean()
+    guard, why_not = (None, "no program asks for it")
+    if any(spec.die_with_supervisor for spec in config.programs):
+        guard, why_not = CgroupGuard.create()
+    try:
+        async with Supervisor(handle_signals=True, subreaper=config.subreaper) as sup:
+            task_group.start_soon(_log_events, sup.events(), err)
+            if guard is not None:
+                sup._shared.spawn = functools.partial(spawn_guarded, cgroup=guard.path)
+            for spec in config.programs:
+                fd = outputs[spec.name].write_fd
+                sup.add_spec(replace(spec, stdout=fd, stderr=fd))
+            log(f"supervising {', '.join(sup.names)} (pid {os.getpid()})", err)
+            log(_lifeline_note(config, guard, why_not), err)
+            await sup.start()
+            await sup.wait()
+            clean = sup.all_clean()
+    finally:
+        if guard is not None:
+            with anyio.CancelScope(shield=True):
+                await guard.aclose()
     down = "all ended cleanly" if clean else "not all ended cleanly"
     log("every program is down; " + down, err)
     return clean
 
 
-async def _drained(outputs: Iterable[_Output]) -> None:
+def _lifeline_note(config: Config, guard: CgroupGuard | None, why_not: str) -> str:
+    """One line: how programs are kept from outliving this process."""
+    kept = [spec.name for spec in config.programs if not spec.die_with_supervisor]
+    problem = pdeathsig_problem()
+    parts = ["PR_SET_PDEATHSIG" if problem is None else f"no PR_SET_PDEATHSIG ({problem})"]
+    if guard is not None:
+        parts.append(guard.describe())
+    else:
+        parts.append(f"no cgroup ({why_not}: grandchildren are not covered)")
+    parts.append(autokill_note())
+    text = "programs die with the supervisor through " + "; ".join(parts)
+    if kept:
+        text += f"; except {', '.join(kept)} (die_with_supervisor = false)"
+    return text
+
+
+async def _drained(outputs: Iterable[ProgramOutput]) -> None:
     for output in outputs:
         await output.done.wait()

@@ -14,6 +14,12 @@ reader has taken everything queued, one line ``fdloop supervise: N output lines 
 leaving the programs' pipes unread until stdout drains, would stall the programs
 themselves on a full pipe, and a dead reader would freeze them for good.)
 
+A reader that is gone (EPIPE, ``fdloop supervise ... | head``) ends the writing
+silently, as SIGPIPE would. Any other write error (ENOSPC on /dev/full or a full disk,
+EIO) is a failure: recorded in :attr:`LineSink.failure`, handed once to
+:attr:`LineSink.on_failure` (the command reports it on its other stream and exits
+non-zero at the end), and the stream's lines are dropped from then on.
+
 O_NONBLOCK lives on the open file description, which fd 1 and 2 share with the parent
 shell and everyone else who inherited them, so it is never set on them. Instead, on
 Linux, opening ``/proc/self/fd/N`` gives a *new* description of the same pipe or
@@ -23,8 +29,10 @@ needed the sink writes blocking, as a plain ``print`` would (see :meth:`LineSink
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from collections.abc import Callable
 from typing import BinaryIO, TextIO
 
 import anyio
@@ -54,6 +62,10 @@ class LineSink:
         self._dropping = False
         self._dropped = 0
         self._broken = False
+        self.failure: OSError | None = None
+        """The write error (not EPIPE) that ended writing to this stream, if any."""
+        self.on_failure: Callable[[OSError], None] | None = None
+        """Called once with that error."""
         self._wake = anyio.Event()
         self._private: PipeEnd | None = None
         self._waiter: _aio.FDWaiter | None = None
@@ -140,8 +152,17 @@ class LineSink:
             else:
                 self._stream.write(line.decode(errors="replace"))
                 self._stream.flush()
-        except BrokenPipeError:  # EPIPE, e.g. `fdloop supervise ... | head`: reader gone
-            self._broken = True
+        except OSError as exc:  # EPIPE (reader gone) or a failure, e.g. ENOSPC
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        self._broken = True
+        self._buffer.clear()
+        if exc.errno == errno.EPIPE or self.failure is not None:
+            return
+        self.failure = exc
+        if self.on_failure is not None:
+            self.on_failure(exc)
 
     async def run(self) -> None:
         """The writer task: write queued lines as the reader takes them, until cancelled.
@@ -182,9 +203,8 @@ class LineSink:
                 # on write blocking, through our own description, as a print() would.
                 os.set_blocking(end.fileno(), True)
             return
-        except OSError:  # EPIPE: the reader is gone; or the device failed: stop writing
-            self._broken = True
-            self._buffer.clear()
+        except OSError as exc:  # EPIPE: the reader is gone; or the device failed: stop writing
+            self._fail(exc)
             return
         del self._buffer[:written]
         await _aio.checkpoint()  # a reader that keeps up must not starve the other tasks
