@@ -41,12 +41,15 @@ from .primitives.seals import (
 from .primitives.signalfd import SignalFD, SignalInfo
 from .primitives.spawn import spawn
 from .primitives.timerfd import TimerFD
-from .run import CompletedProcess, run
+from .run import CompletedProcess, call, check_call, check_output, run
 from .streams import DEVNULL, PIPE, STDOUT, PipeReceiveStream, PipeSendStream
 from .supervisor import Supervisor
 
 __all__ = [
     "CompletedProcess",
+    "call",
+    "check_call",
+    "check_output",
     "run",
     "DEVNULL",
     "PIPE",

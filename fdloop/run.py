@@ -15,32 +15,41 @@ Built only on :func:`fdloop.spawn`, the pipe streams and ``ProcessFD``:
   group: while the root is still unreaped its group id cannot be reused, so the
   stragglers get ``kill_signal``, ``kill_timeout`` to let go of the pipes, then SIGKILL.
   Without a new session they are not ours to find; they keep running with broken pipes.
+* Text mode (``text``, ``encoding``, ``errors``, ``universal_newlines``) follows
+  subprocess exactly (see :class:`fdloop.primitives.process_api.TextMode`).
+* ``await nursery.start(fdloop.run, argv, ...)`` (trio, anyio) hands back the ProcessFD
+  as soon as the child runs, as ``trio.run_process`` does, and ``deliver_cancel`` is
+  trio's: how a cancelled (or timed-out) run ends the child.
+* ``check_output``, ``call`` and ``check_call`` are subprocess's, awaited.
 """
 
 from __future__ import annotations
 
 import math
 import signal
-from collections.abc import Sequence
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from . import _aio, _validate
 from .errors import CalledProcessError, TimeoutExpired
 from .primitives.exitstatus import ExitStatus
+from .primitives.process_api import Collector, TextMode, as_input
 from .primitives.processfd import ProcessFD
 from .primitives.spawn import StrOrBytesPath, spawn
 from .streams import PIPE, PipeReceiveStream, PipeSendStream
 
-__all__ = ["CompletedProcess", "run"]
+__all__ = ["CompletedProcess", "call", "check_call", "check_output", "run"]
 
-_CHUNK = 256 * 1024
-"""Bytes asked of the kernel per read while collecting output."""
 _DEFAULT_KILL_SIGNAL = signal.SIGTERM
 _DEFAULT_KILL_TIMEOUT = 5.0
 """spawn()'s defaults (DESIGN.md), used when the caller does not pass these through."""
+
+DeliverCancel = Callable[[ProcessFD], Awaitable[object]]
 
 
 @dataclass
@@ -51,10 +60,10 @@ class CompletedProcess:
     """The ``argv`` given to run()."""
     returncode: int | None
     """Exit code, or ``-N`` for death by signal N; None if the status is unknown."""
-    stdout: bytes | None
-    """Everything the child wrote to a piped stdout, else None."""
-    stderr: bytes | None
-    """Everything the child wrote to a piped stderr, else None."""
+    stdout: Any
+    """Everything the child wrote to a piped stdout (bytes; str in text mode), else None."""
+    stderr: Any
+    """Everything the child wrote to a piped stderr (bytes; str in text mode), else None."""
     status: ExitStatus
     """The full exit status (signal, core dump, rusage where known)."""
 
@@ -69,19 +78,44 @@ class CompletedProcess:
 async def run(
     argv: StrOrBytesPath | Sequence[StrOrBytesPath],
     *,
-    input: bytes | bytearray | memoryview | None = None,
+    input: bytes | bytearray | memoryview | str | None = None,
     capture_output: bool = False,
     check: bool = False,
     timeout: float | None = None,
+    text: bool | None = None,
+    encoding: str | None = None,
+    errors: str | None = None,
+    universal_newlines: bool | None = None,
+    deliver_cancel: DeliverCancel | None = None,
+    task_status: anyio.abc.TaskStatus[ProcessFD] = anyio.TASK_STATUS_IGNORED,
     **spawn_kwargs: Any,
 ) -> CompletedProcess:
     """Run ``argv`` to completion and return a :class:`CompletedProcess`.
 
     ``input`` is written to the child's stdin (a pipe), which is then closed;
     ``capture_output=True`` pipes stdout and stderr. Any other ``spawn()`` argument
-    passes through (``stdout=PIPE``, ``stderr=STDOUT``, ``cwd``, ``env``,
+    passes through (``stdout=PIPE``, ``stderr=STDOUT``, ``cwd``, ``env``, ``shell``,
     ``start_new_session``, ``kill_signal``, ``kill_timeout``...). Piped streams are
     collected whole. Waits until the child has exited and every pipe is at EOF.
+
+    Text mode, as subprocess.run: ``text=True`` (or ``universal_newlines=True``, or an
+    ``encoding`` or ``errors``) decodes the output to str (``encoding`` defaults to the
+    locale's, ``errors`` to "strict"; ``\r\n`` and ``\r`` become ``\n``) and takes
+    ``input`` as a str. TimeoutExpired carries bytes, as subprocess's does.
+
+    Started as a task (``await nursery.start(fdloop.run, argv, ...)`` on trio, or
+    anyio's ``TaskGroup.start``), it hands back the ProcessFD once the child runs and
+    goes on supervising it, as trio.run_process does; the streams that ``input`` and
+    ``capture_output`` give to run() are then run()'s (``proc.stdin``/``stdout``/
+    ``stderr`` are None for them), while those you ask with ``stdin=PIPE`` etc. stay on
+    the ProcessFD for you to use (run() leaves them alone).
+
+    Cancellation and timeout end the child. By default as closing its ProcessFD does:
+    ``kill_signal`` (SIGTERM), ``kill_timeout`` (5 s), then SIGKILL — trio's default
+    too. ``deliver_cancel`` (an async function taking the ProcessFD) replaces that, as
+    in trio: it runs until the child exits (then it is cancelled), and run() waits for
+    the exit, however long, before it raises; if ``deliver_cancel`` raises, the child is
+    ended the default way and the error is raised (in an ExceptionGroup).
 
     Raises TimeoutExpired (a TimeoutError and a subprocess.TimeoutExpired, carrying the
     partial output) once ``timeout`` seconds have passed — the child is ended and
@@ -91,11 +125,12 @@ async def run(
     ``stdin``, ``capture_output`` with ``stdout``/``stderr``), before anything starts.
     A child that exits without reading all of ``input`` is not an error.
     """
+    mode = TextMode.choose(
+        text=text, encoding=encoding, errors=errors, universal_newlines=universal_newlines
+    )
+    data: memoryview | None = None
     if input is not None:
-        try:
-            input = memoryview(input).cast("B")
-        except TypeError:
-            raise TypeError(f"input must be bytes-like, not {type(input).__name__}") from None
+        data = memoryview(mode.encode(input)) if mode is not None else as_input(input)
         if spawn_kwargs.get("stdin") is not None:
             raise ValueError("stdin and input cannot both be given")
         spawn_kwargs["stdin"] = PIPE
@@ -106,68 +141,133 @@ async def run(
         if spawn_kwargs.get("stdout") is not None or spawn_kwargs.get("stderr") is not None:
             raise ValueError("stdout and stderr cannot be given with capture_output=True")
         spawn_kwargs["stdout"] = spawn_kwargs["stderr"] = PIPE
+    if deliver_cancel is not None and not callable(deliver_cancel):
+        raise TypeError(
+            f"deliver_cancel must be an async function, not {type(deliver_cancel).__name__}"
+        )
     limit = math.inf if timeout is None else _validate.seconds("timeout", timeout)
+    started = not _ignored(task_status)
 
     proc = spawn(argv, **spawn_kwargs)
-    outputs = _Outputs(proc)
+    proc.args = argv
+    proc._text = mode
+    stdin, stdout, stderr = _take_streams(proc, started, data is not None, capture_output)
+    outputs = Collector(stdout, stderr)
     timed_out = False
     try:
-        with anyio.move_on_after(limit) as scope:
-            await _communicate(proc, input, outputs)
-        timed_out = scope.cancelled_caught
+        task_status.started(proc)
+        try:
+            with anyio.move_on_after(limit) as scope:
+                await _communicate(proc, stdin, data, outputs)
+            timed_out = scope.cancelled_caught
+        except BaseException:
+            if deliver_cancel is not None:
+                await _deliver(proc, deliver_cancel)
+            raise
+        if timed_out and deliver_cancel is not None:
+            await _deliver(proc, deliver_cancel)
     finally:
-        await _end(proc, outputs, spawn_kwargs)
+        await _end(proc, outputs, spawn_kwargs, (stdin, stdout, stderr))
     if timed_out:
         assert timeout is not None
         raise TimeoutExpired(argv, timeout, outputs.stdout(), outputs.stderr())
     status = proc.status
     assert status is not None
-    completed = CompletedProcess(
-        argv, status.returncode, outputs.stdout(), outputs.stderr(), status
-    )
+    out: Any = outputs.stdout()
+    err: Any = outputs.stderr()
+    if mode is not None:
+        out, err = mode.decode(out), mode.decode(err)
+    completed = CompletedProcess(argv, status.returncode, out, err, status)
     if check:
         completed.check_returncode()
     return completed
 
 
-class _Outputs:
-    """The child's piped stdout/stderr and what has been read from them so far."""
+async def check_output(
+    argv: StrOrBytesPath | Sequence[StrOrBytesPath], **kwargs: Any
+) -> Any:
+    """The child's stdout, as ``subprocess.check_output``: ``run(argv, stdout=PIPE,
+    check=True, **kwargs).stdout`` (bytes, or str in text mode).
 
-    def __init__(self, proc: ProcessFD) -> None:
-        self.streams = [s for s in (proc.stdout, proc.stderr) if s is not None]
-        self._chunks: dict[int, list[bytes]] = {id(s): [] for s in self.streams}
-        self._stdout = proc.stdout
-        self._stderr = proc.stderr
-
-    async def drain(self, stream: PipeReceiveStream) -> None:
-        """Append everything up to EOF; a cancellation keeps what was read."""
-        chunks = self._chunks[id(stream)]
-        while chunk := await stream.read(_CHUNK):
-            chunks.append(chunk)
-
-    async def drain_all(self) -> None:
-        async with anyio.create_task_group() as tasks:
-            for stream in self.streams:
-                if not stream.closed and not stream.at_eof():
-                    tasks.start_soon(self.drain, stream)
-
-    def pending(self) -> bool:
-        return any(not s.closed and not s.at_eof() for s in self.streams)
-
-    def stdout(self) -> bytes | None:
-        return None if self._stdout is None else b"".join(self._chunks[id(self._stdout)])
-
-    def stderr(self) -> bytes | None:
-        return None if self._stderr is None else b"".join(self._chunks[id(self._stderr)])
+    Raises CalledProcessError (with the output) for a non-zero return code, ValueError
+    if ``stdout`` is given (it is this function's), and what :func:`run` raises.
+    """
+    if "stdout" in kwargs:
+        raise ValueError("stdout argument not allowed, it will be overridden.")
+    if "check" in kwargs:
+        raise ValueError("check argument not allowed: check_output always checks")
+    return (await run(argv, stdout=PIPE, check=True, **kwargs)).stdout
 
 
-async def _communicate(proc: ProcessFD, data: memoryview | None, outputs: _Outputs) -> None:
+async def call(argv: StrOrBytesPath | Sequence[StrOrBytesPath], **kwargs: Any) -> int:
+    """Run ``argv`` and return its returncode (a plain int), as ``subprocess.call``.
+
+    An unknown status (see ExitStatus) is returned as ``ExitStatus.UNKNOWN_INT``, never
+    as 0. With ``timeout`` the child is ended and reaped before TimeoutExpired is raised.
+    """
+    return int((await run(argv, **kwargs)).status)
+
+
+async def check_call(argv: StrOrBytesPath | Sequence[StrOrBytesPath], **kwargs: Any) -> int:
+    """Run ``argv``; return 0, or raise CalledProcessError, as ``subprocess.check_call``."""
+    if "check" in kwargs:
+        raise ValueError("check argument not allowed: check_call always checks")
+    await run(argv, check=True, **kwargs)
+    return 0
+
+
+def _ignored(task_status: object) -> bool:
+    """True unless run() was started as a task (nursery.start / TaskGroup.start)."""
+    if task_status is anyio.TASK_STATUS_IGNORED:
+        return True
+    trio = sys.modules.get("trio")
+    return trio is not None and task_status is trio.TASK_STATUS_IGNORED
+
+
+def _take_streams(
+    proc: ProcessFD, started: bool, feeding: bool, capturing: bool
+) -> tuple[PipeSendStream | None, PipeReceiveStream | None, PipeReceiveStream | None]:
+    """The streams run() itself feeds and collects. Called directly it takes them all;
+    started as a task, only those of ``input``/``capture_output``, and those leave the
+    ProcessFD (as trio's run_process hides them), so that nobody reads them twice."""
+    if not started:
+        return proc.stdin, proc.stdout, proc.stderr
+    stdin = proc.stdin if feeding else None
+    stdout, stderr = (proc.stdout, proc.stderr) if capturing else (None, None)
+    if feeding:
+        proc.stdin = None
+    if capturing:
+        proc.stdout = proc.stderr = None
+    return stdin, stdout, stderr
+
+
+async def _communicate(
+    proc: ProcessFD, stdin: PipeSendStream | None, data: memoryview | None,
+    outputs: Collector,
+) -> None:
     # anyio's task group is the portable one (asyncio and trio), as in fdloop._aio.
     async with anyio.create_task_group() as tasks:
-        if proc.stdin is not None:
-            tasks.start_soon(_feed, proc.stdin, data)
+        if stdin is not None:
+            tasks.start_soon(_feed, stdin, data)
         tasks.start_soon(outputs.drain_all)
     await proc.wait()
+
+
+async def _deliver(proc: ProcessFD, deliver_cancel: DeliverCancel) -> None:
+    """trio's rule: run ``deliver_cancel(proc)`` until the child exits, shielded."""
+    if proc.status is not None or proc.poll() is not None:
+        return
+
+    async def killer(scope: anyio.CancelScope) -> None:
+        with scope:
+            await deliver_cancel(proc)
+
+    with _aio.shielded():
+        async with anyio.create_task_group() as tasks:
+            killing = anyio.CancelScope()
+            tasks.start_soon(killer, killing)
+            await proc.wait()
+            killing.cancel()
 
 
 async def _feed(stdin: PipeSendStream, data: memoryview | None) -> None:
@@ -181,8 +281,12 @@ async def _feed(stdin: PipeSendStream, data: memoryview | None) -> None:
     stdin.close()
 
 
-async def _end(proc: ProcessFD, outputs: _Outputs, spawn_kwargs: dict[str, Any]) -> None:
-    """Make sure the child (and, with a new session, its group) is gone and reaped."""
+async def _end(
+    proc: ProcessFD, outputs: Collector, spawn_kwargs: dict[str, Any],
+    streams: tuple[PipeSendStream | None, PipeReceiveStream | None, PipeReceiveStream | None],
+) -> None:
+    """Make sure the child (and, with a new session, its group) is gone and reaped, and
+    that the streams run() took off the ProcessFD (see _take_streams) are closed."""
     try:
         with _aio.shielded():
             if proc.status is None and spawn_kwargs.get("start_new_session"):
@@ -191,9 +295,14 @@ async def _end(proc: ProcessFD, outputs: _Outputs, spawn_kwargs: dict[str, Any])
     except BaseException:
         proc.close()  # a bare asyncio Task.cancel() gets through the shield: never block
         raise
+    finally:
+        for stream in streams:
+            if stream is not None:
+                stream.close()  # (after the signal: see ProcessFD.aclose on the order)
 
 
-async def _end_group(proc: ProcessFD, outputs: _Outputs, spawn_kwargs: dict[str, Any]) -> None:
+async def _end_group(proc: ProcessFD, outputs: Collector, spawn_kwargs: dict[str, Any]
+                     ) -> None:
     # The root is not reaped yet (run() reaps only after EOF), so its pid is still the
     # group's id and cannot name anyone else: signalling the group is safe even if the
     # root itself has exited and only stragglers hold our pipes.
