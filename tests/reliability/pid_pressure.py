@@ -35,14 +35,15 @@ def main() -> None:
     sleepers: list[fdloop.ProcessFD] = []
     stop = threading.Event()
 
+    counts = {"short": 0, "refused": 0, "wrong_status": 0, "sleepers_started": 0}
+
     def keep_starting_sleepers() -> None:
         while not stop.is_set():
             if len(sleepers) < SLEEPERS:
                 sleepers.append(fdloop.spawn(["sleep", "60"]))
+                counts["sleepers_started"] += 1
             else:  # let one go the proper way, so that sleeper pids come round too
                 sleepers.pop(0).close()
-
-    counts = {"short": 0, "refused": 0, "wrong_status": 0}
 
     async def run_short_children() -> None:
         deadline = time.monotonic() + seconds
