@@ -145,13 +145,43 @@ async def run(
         raise TypeError(
             f"deliver_cancel must be an async function, not {type(deliver_cancel).__name__}"
         )
-    limit = math.inf if timeout is None else _validate.seconds("timeout", timeout)
-    started = not _ignored(task_status)
+    if timeout is not None:
+        _validate.seconds("timeout", timeout)
 
     proc = spawn(argv, **spawn_kwargs)
+    take = None if _ignored(task_status) else (data is not None, capture_output, capture_output)
+    completed = await supervise(
+        proc, argv, data=data, take=take, timeout=timeout, mode=mode,
+        deliver_cancel=deliver_cancel, task_status=task_status, spawn_kwargs=spawn_kwargs,
+    )
+    if check:
+        completed.check_returncode()
+    return completed
+
+
+async def supervise(
+    proc: ProcessFD,
+    argv: Any,
+    *,
+    data: memoryview | None,
+    take: tuple[bool, bool, bool] | None,
+    timeout: float | None,
+    mode: TextMode | None,
+    deliver_cancel: DeliverCancel | None,
+    task_status: Any,
+    spawn_kwargs: dict[str, Any],
+) -> CompletedProcess:
+    """run()'s work once the child runs (shared with :mod:`fdloop.compat.trio`).
+
+    ``take`` says which of stdin/stdout/stderr run() feeds and collects: None for every
+    piped one (a direct call), else a flag for each; those leave the ProcessFD (as
+    trio's run_process hides them) before ``task_status.started(proc)``, so nobody
+    reads them twice. Returns without checking the return code.
+    """
+    limit = math.inf if timeout is None else _validate.seconds("timeout", timeout)
     proc.args = argv
     proc._text = mode
-    stdin, stdout, stderr = _take_streams(proc, started, data is not None, capture_output)
+    stdin, stdout, stderr = _take_streams(proc, take)
     outputs = Collector(stdout, stderr)
     timed_out = False
     try:
@@ -177,10 +207,7 @@ async def run(
     err: Any = outputs.stderr()
     if mode is not None:
         out, err = mode.decode(out), mode.decode(err)
-    completed = CompletedProcess(argv, status.returncode, out, err, status)
-    if check:
-        completed.check_returncode()
-    return completed
+    return CompletedProcess(argv, status.returncode, out, err, status)
 
 
 async def check_output(
@@ -225,19 +252,20 @@ def _ignored(task_status: object) -> bool:
 
 
 def _take_streams(
-    proc: ProcessFD, started: bool, feeding: bool, capturing: bool
+    proc: ProcessFD, take: tuple[bool, bool, bool] | None
 ) -> tuple[PipeSendStream | None, PipeReceiveStream | None, PipeReceiveStream | None]:
-    """The streams run() itself feeds and collects. Called directly it takes them all;
-    started as a task, only those of ``input``/``capture_output``, and those leave the
-    ProcessFD (as trio's run_process hides them), so that nobody reads them twice."""
-    if not started:
+    """The streams run() feeds and collects (see :func:`supervise`)."""
+    if take is None:
         return proc.stdin, proc.stdout, proc.stderr
-    stdin = proc.stdin if feeding else None
-    stdout, stderr = (proc.stdout, proc.stderr) if capturing else (None, None)
-    if feeding:
+    stdin = proc.stdin if take[0] else None
+    stdout = proc.stdout if take[1] else None
+    stderr = proc.stderr if take[2] else None
+    if take[0]:
         proc.stdin = None
-    if capturing:
-        proc.stdout = proc.stderr = None
+    if take[1]:
+        proc.stdout = None
+    if take[2]:
+        proc.stderr = None
     return stdin, stdout, stderr
 
 

@@ -1,0 +1,185 @@
+"""``asyncio.create_subprocess_exec``/``create_subprocess_shell``, over fdloop.
+
+Change ``asyncio.create_subprocess_exec`` to ``fdloop.compat.asyncio.create_subprocess_exec``
+and the rest of the code stays as it is: the :class:`Process` returned has asyncio's
+API — ``await wait()`` (an int), ``await communicate(input)``, ``returncode``, ``pid``,
+``send_signal``/``terminate``/``kill``, ``stdin`` with ``write()``/``await drain()``/
+``close()``, ``stdout``/``stderr`` with ``read``/``readline``/``readuntil``/
+``readexactly``/``at_eof``/``async for`` bounded by ``limit=`` — and takes the same
+arguments, with asyncio's refusals (``text``, ``encoding``, ``errors``,
+``universal_newlines``, ``bufsize`` and the wrong ``shell`` raise ValueError). Only on
+asyncio loops (uvloop included); under trio use :mod:`fdloop.compat.trio`.
+
+What is different, on purpose:
+
+* **Kill-on-close.** asyncio lets a dropped Process's child run on. Here the child
+  belongs to the object: ``await proc.aclose()`` (or leaving ``async with proc``, which
+  asyncio's Process lacks) ends a running child (``kill_signal``, ``kill_timeout``,
+  SIGKILL), and garbage-collecting the Process of a running child SIGKILLs it (with a
+  ResourceWarning). A Process whose child has exited is released quietly. Pass
+  ``daemon=True`` for a child meant to outlive its handle.
+* Keep the Process while you use its streams: they are closed with it.
+* ``returncode`` is up to date without a ``wait()`` (it polls, as trio's does), and
+  ``wait()`` returns an :class:`fdloop.ExitStatus`, an int with more to say.
+* Signalling a process that has exited does nothing (asyncio raises
+  ProcessLookupError once it has noticed the exit): a signal can never reach a
+  recycled pid, so there is nothing to report.
+* ``communicate()`` also takes ``timeout=`` (Popen's), and every other
+  :func:`fdloop.spawn` argument passes through (``kill_signal``, ``die_with_parent``...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ..primitives.exitstatus import ExitStatus
+from ..primitives.processfd import ProcessFD
+from ..primitives.spawn import StrOrBytesPath, spawn
+from ..streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream, check_limit
+
+__all__ = ["Process", "create_subprocess_exec", "create_subprocess_shell"]
+
+
+
+class Process:
+    """asyncio.subprocess.Process's API over a :class:`fdloop.ProcessFD` (``processfd``)."""
+
+    stdin: PipeSendStream | None
+    stdout: PipeReceiveStream | None
+    stderr: PipeReceiveStream | None
+
+    def __init__(self, proc: ProcessFD) -> None:
+        self.processfd = proc
+        self.stdin = proc.stdin
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    @property
+    def pid(self) -> int:
+        """The child's pid."""
+        return self.processfd.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code, ``-N`` for death by signal N, or None while it runs (polls)."""
+        return self.processfd.returncode
+
+    async def wait(self) -> ExitStatus:
+        """Wait for the exit; return the returncode (an ExitStatus, which is an int)."""
+        return await self.processfd.wait()
+
+    async def communicate(self, input: bytes | None = None, timeout: float | None = None
+                          ) -> tuple[bytes | None, bytes | None]:
+        """Send ``input`` (if stdin is a pipe), close stdin, read stdout and stderr to
+        EOF, wait for the exit; ``(stdout, stderr)``, None for streams not piped.
+
+        As asyncio's, ``input`` is ignored when stdin is not a pipe and a broken pipe is
+        not an error. ``timeout``: see :meth:`fdloop.ProcessFD.communicate`.
+        """
+        if self.processfd.stdin is None:
+            input = None
+        result: tuple[bytes | None, bytes | None] = await self.processfd.communicate(
+            input, timeout
+        )
+        return result
+
+    def send_signal(self, signal: int) -> None:
+        """Send ``signal`` (a no-op once the child has exited)."""
+        self.processfd.send_signal(signal)
+
+    def terminate(self) -> None:
+        """Send SIGTERM."""
+        self.processfd.terminate()
+
+    def kill(self) -> None:
+        """Send SIGKILL."""
+        self.processfd.kill()
+
+    async def aclose(self) -> None:
+        """End a running child (kill-on-close), reap it, close the pipes."""
+        await self.processfd.aclose()
+
+    async def __aenter__(self) -> Process:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        proc = getattr(self, "processfd", None)
+        if proc is None or proc.closed:
+            return
+        if proc.status is None and proc.returncode is None:
+            return  # running: ProcessFD's own finalizer warns and kills (kill-on-close)
+        proc.close()  # exited: asyncio code never closes a Process, and need not
+
+    def __repr__(self) -> str:
+        return f"<fdloop.compat.asyncio.Process {self.pid}>"
+
+
+async def create_subprocess_exec(
+    program: StrOrBytesPath, *args: StrOrBytesPath, stdin: Any = None, stdout: Any = None,
+    stderr: Any = None, limit: int = DEFAULT_LIMIT, **kwds: Any,
+) -> Process:
+    """Start ``program`` with ``args``, as asyncio.create_subprocess_exec.
+
+    ``limit`` bounds the line searches of ``stdout``/``stderr`` (asyncio's 64 KiB
+    default). Other keywords go to :func:`fdloop.spawn` (``cwd``, ``env``, ``pass_fds``,
+    ``start_new_session``, ``user``...). Raises ValueError for the arguments asyncio
+    refuses, RuntimeError outside an asyncio loop, and what spawn raises.
+    """
+    if kwds.get("shell"):
+        raise ValueError("shell must be False")
+    kwds.pop("shell", None)
+    return _start([program, *args], limit, stdin=stdin, stdout=stdout, stderr=stderr, **kwds)
+
+
+async def create_subprocess_shell(
+    cmd: str | bytes, stdin: Any = None, stdout: Any = None, stderr: Any = None,
+    limit: int = DEFAULT_LIMIT, **kwds: Any,
+) -> Process:
+    """Run ``cmd`` with ``/bin/sh -c``, as asyncio.create_subprocess_shell.
+
+    Raises ValueError if ``cmd`` is not a str/bytes or ``shell`` is given false, as
+    asyncio does; otherwise as :func:`create_subprocess_exec`.
+    """
+    if not isinstance(cmd, (bytes, str)):
+        raise ValueError("cmd must be a string")
+    if not kwds.pop("shell", True):
+        raise ValueError("shell must be True")
+    return _start(cmd, limit, stdin=stdin, stdout=stdout, stderr=stderr, shell=True, **kwds)
+
+
+def _start(argv: str | bytes | Sequence[StrOrBytesPath], limit: int, **kwds: Any) -> Process:
+    asyncio.get_running_loop()  # RuntimeError under trio: this module is asyncio's
+    # asyncio's own refusals, in its words: its pipes carry bytes, unbuffered.
+    for name in ("universal_newlines", "text"):
+        if kwds.pop(name, False):
+            raise ValueError(f"{name} must be False")
+    if kwds.pop("bufsize", 0) != 0:
+        raise ValueError("bufsize must be 0")
+    for name in ("encoding", "errors"):
+        if kwds.pop(name, None) is not None:
+            raise ValueError(f"{name} must be None")
+    limit = check_limit(limit)
+    proc = spawn(argv, **kwds)
+    proc.args = argv
+    if limit != DEFAULT_LIMIT:
+        # The streams were made with the default limit a moment ago and hold nothing yet.
+        if proc.stdout is not None:
+            proc.stdout = _with_limit(proc.stdout, limit)
+        if proc.stderr is not None:
+            proc.stderr = _with_limit(proc.stderr, limit)
+    return Process(proc)
+
+
+def _with_limit(stream: PipeReceiveStream, limit: int) -> PipeReceiveStream:
+    fd = stream.detach()
+    try:
+        return PipeReceiveStream(fd, limit=limit)
+    except BaseException:
+        os.close(fd)
+        raise
