@@ -6,7 +6,8 @@ keeps starting long-lived sleepers while the event loop starts short-lived ``tru
 children and closes each handle at once (kill-on-close: SIGKILL and reap). A handle that
 names the wrong process shows up as a sleeper killed by someone else's close.
 
-Usage: ``python pid_pressure.py LIBRARY SPAWN_PATH SECONDS``; prints one JSON line.
+Usage: ``python pid_pressure.py LIBRARY SPAWN_PATH SPAWNS``: runs until SPAWNS children in
+all were started (or a minute passed); prints one JSON line.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ SLEEPERS = 40
 
 
 def main() -> None:
-    library, path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    library, path, wanted = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if path == "posix_spawn":
         linux_spawn._clone_spawn = None
     with open("/proc/sys/kernel/pid_max", "w") as pid_max:  # this namespace's own
@@ -46,8 +47,10 @@ def main() -> None:
                 sleepers.pop(0).close()
 
     async def run_short_children() -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while counts["short"] + counts["sleepers_started"] < wanted:
+            if time.monotonic() > deadline:
+                break
             try:
                 proc = fdloop.spawn(["true"])
             except ChildProcessError:  # the fallback refusing a pid it cannot prove
