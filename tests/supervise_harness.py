@@ -26,14 +26,16 @@ class Supervise:
     """A running ``fdloop supervise`` whose output lands in files we can poll."""
 
     def __init__(
-        self, tmp_path: Path, *args: str, cwd: Path | None = None, stderr: int | None = None
+        self, tmp_path: Path, *args: str, cwd: Path | None = None, stderr: int | None = None,
+        stdout: int | None = None,
     ) -> None:
-        """``stderr``: a fd to give the supervisor instead of the stderr file."""
+        """``stdout``/``stderr``: a fd (or subprocess.DEVNULL) to give the supervisor
+        instead of the file."""
         self.out_path = tmp_path / "stdout.txt"
         self.err_path = tmp_path / "stderr.txt"
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
-                supervise_command(*args), stdout=out,
+                supervise_command(*args), stdout=out if stdout is None else stdout,
                 stderr=err if stderr is None else stderr, stdin=subprocess.DEVNULL, cwd=cwd,
             )
 

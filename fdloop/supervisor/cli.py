@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--subreaper", action="store_true",
         help="adopt and reap orphaned grandchildren (PR_SET_CHILD_SUBREAPER)",
     )
+    parser.add_argument(
+        "--no-cgroup", action="store_true",
+        help="do not put programs in a cgroup of their own (then only PR_SET_PDEATHSIG "
+        "ends them if the supervisor is killed: their own children may live on)",
+    )
     parser.add_argument("--loop", choices=LOOPS, default="asyncio", help="event loop to run on")
     return parser
 
@@ -122,7 +127,9 @@ def supervise_main(argv: list[str]) -> int:
     if in_main_thread:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        return anyio.run(_supervise, config, backend=backend, backend_options=options)
+        return anyio.run(
+            _supervise, config, not args.no_cgroup, backend=backend, backend_options=options
+        )
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
@@ -204,7 +211,7 @@ def _describe(event: Event) -> str:
     return text
 
 
-async def _supervise(config: Config) -> int:
+async def _supervise(config: Config, cgroup: bool = True) -> int:
     width = max(len(spec.name) for spec in config.programs)
     out = LineSink.open(sys.stdout, "stdout", "output")
     err: LineSink | None = None
@@ -229,7 +236,7 @@ async def _supervise(config: Config) -> int:
             task_group.start_soon(err.run)
             for output in outputs.values():
                 task_group.start_soon(output.copy_lines)
-            clean = await _run_programs(config, outputs, task_group, err)
+            clean = await _run_programs(config, outputs, task_group, err, cgroup)
             for output in outputs.values():
                 output.close_write_end()
             with anyio.move_on_after(DRAIN_SECONDS):
@@ -271,9 +278,12 @@ async def _run_programs(
     outputs: dict[str, ProgramOutput],
     task_group: anyio.abc.TaskGroup,
     err: LineSink,
+    cgroup: bool,
 ) -> bool:
     guard, why_not = (None, "no program asks for it")
-    if any(spec.die_with_supervisor for spec in config.programs):
+    if not cgroup:
+        why_not = "--no-cgroup"
+    elif any(spec.die_with_supervisor for spec in config.programs):
         guard, why_not = CgroupGuard.create()
     try:
         async with Supervisor(handle_signals=True, subreaper=config.subreaper) as sup:
@@ -284,8 +294,8 @@ async def _run_programs(
                 fd = outputs[spec.name].write_fd
                 sup.add_spec(replace(spec, stdout=fd, stderr=fd))
             log(f"supervising {', '.join(sup.names)} (pid {os.getpid()})", err)
-            log(_lifeline_note(config, guard, why_not), err)
             await sup.start()
+            log(_lifeline_note(config, guard, why_not), err)  # the spawns know now
             await sup.wait()
             clean = sup.all_clean()
     finally:
