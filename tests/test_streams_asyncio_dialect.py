@@ -92,24 +92,24 @@ async def test_buffered_bytes_flow_without_drain() -> None:
     async with spawn([sys.executable, "-c", code], stdin=PIPE, stdout=PIPE) as proc:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(b"z" * 300000)
-        with anyio.fail_after(20):
+        with anyio.fail_after(10):
             assert await proc.stdout.readline() == b"300000\n"
 
 
 async def test_drain_waits_until_the_kernel_has_the_bytes() -> None:
-    async with pipe() as (reader, writer), anyio.create_task_group() as tg:
-        payload = data(1 << 20)
-        writer.write(payload)
-        got = bytearray()
+    payload = data(1 << 20)
+    got = bytearray()
+    with anyio.fail_after(20):
+        async with pipe() as (reader, writer), anyio.create_task_group() as tg:
+            writer.write(payload)
 
-        async def read_all() -> None:
-            while len(got) < len(payload):
-                got.extend(await reader.receive())
+            async def read_all() -> None:
+                while len(got) < len(payload):
+                    got.extend(await reader.receive())
 
-        tg.start_soon(read_all)
-        with anyio.fail_after(20):
+            tg.start_soon(read_all)
             await writer.drain()
-        assert "bytes buffered" not in repr(writer)
+            assert "bytes buffered" not in repr(writer)
     assert got == payload
 
 
