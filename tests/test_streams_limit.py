@@ -10,7 +10,6 @@ import sys
 import tracemalloc
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,8 +20,6 @@ from hypothesis import strategies as st
 import fdloop
 from fdloop import PipeReceiveStream, PipeSendStream
 from fdloop._pipe_receive import MAX_READ, RECEIVE_SIZE
-
-from .supervise_harness import run_to_end
 
 
 @asynccontextmanager
@@ -203,22 +200,6 @@ async def test_long_lines_can_be_read_in_bounded_pieces() -> None:
     assert b"".join(pieces) == b"a" * 300000 + b"\nshort\n" + b"b" * 70000
     assert max(map(len, pieces)) <= 65536 + RECEIVE_SIZE
     assert b"short\n" in pieces
-
-
-def test_supervise_prints_a_long_line_in_limit_sized_pieces(tmp_path: Path) -> None:
-    """``fdloop supervise`` copies program output with readuntil: a line past the 64 KiB
-    limit goes out in pieces (before: one line, held whole in memory, 600 MiB RSS for
-    200 MB without a newline)."""
-    code, out, err = run_to_end(
-        tmp_path, "--restart", "never", "--name", "p", "--", sys.executable, "-c",
-        "import sys; sys.stdout.write('x' * 200000 + '\\nok\\nend')",
-    )
-    assert code == 0, err
-    lines = out.splitlines()
-    assert lines[-2:] == ["p | ok", "p | end"]
-    pieces = [line.removeprefix("p | ") for line in lines[:-2]]
-    assert "".join(pieces) == "x" * 200000
-    assert max(map(len, pieces)) == fdloop.streams.DEFAULT_LIMIT
 
 
 # -- no read asks the kernel for more than it must -------------------------------------------
