@@ -24,7 +24,7 @@ Rules every method keeps:
   (a ValueError), exactly as asyncio does.
 * A cancelled read loses nothing: bytes are moved from the fd into the stream's own
   buffer before any await, and the next read starts with them.
-* One reader and one ``send()``-er at a time: a second task that reads (sends) while
+* One reader and one sender at a time: a second task that reads (``send()``s) while
   another is still waiting gets :class:`fdloop.BusyResourceError`; interleaving two
   readers' bytes would silently corrupt both.
 * ``close()`` while a task waits wakes it with :class:`fdloop.ClosedResourceError`;
