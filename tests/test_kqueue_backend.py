@@ -75,7 +75,7 @@ def test_describe_names_kernel_python_loops_and_every_primitive(
     kqueue_backend: str,
 ) -> None:
     text = backends.describe()
-    for words in ("kernel", "python", "trio", "uvloop", "backend  kqueue", *PRIMITIVES):
+    for words in ("kernel", "python", "trio", "uvloop", "backend    kqueue", *PRIMITIVES):
         assert words in text
     if kqueue_backend != "native":
         assert f"emulated ({kqueue_backend} rules" in text

@@ -19,10 +19,10 @@ from fdloop import PIPE, spawn
 PAYLOAD_LINES = 20_000  # several pipe buffers: the reader must wait for the writer
 SLOW_WRITER = (
     "import sys, time\n"
-    "for i in range({n}):\n"
-    "    sys.stdout.write(f'line {{i}}\\n')\n"
+    f"for i in range({PAYLOAD_LINES}):\n"
+    "    sys.stdout.write(f'line {i}\\n')\n"
     "    if i % 5000 == 0: sys.stdout.flush(); time.sleep(0.05)\n"
-).format(n=PAYLOAD_LINES)
+)
 
 
 async def _pipeline(consumer: list[str]) -> tuple[bytes, int, int]:

@@ -136,12 +136,12 @@ async def test_timerfd_matches_the_model(
                 now = timer.now()
                 # A monotonic or boottime clock only reaches back to boot: on a machine
                 # up for less than k intervals, go back as far as it allows.
-                number = max(0, min(number, int((now - INTERVAL) // INTERVAL)))
+                back = max(0, min(number, int((now - INTERVAL) // INTERVAL)))
                 if flag:
-                    timer.set(now - number * INTERVAL - INTERVAL / 2, INTERVAL, absolute=True)
-                    model.arm("periodic-past", number + 1)
+                    timer.set(now - back * INTERVAL - INTERVAL / 2, INTERVAL, absolute=True)
+                    model.arm("periodic-past", back + 1)
                 else:
-                    timer.set(now - number * INTERVAL - 1, absolute=True)
+                    timer.set(now - back * INTERVAL - 1, absolute=True)
                     model.arm("fired-once", 1)
             elif op == NOW:
                 timer.set(0, INTERVAL if flag else 0)
