@@ -39,6 +39,7 @@ from ..primitives.exitstatus import ExitStatus
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
 from ..streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream, check_limit
+from . import quiet_when_exited
 
 __all__ = ["Process", "create_subprocess_exec", "create_subprocess_shell"]
 
@@ -108,14 +109,6 @@ class Process:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def __del__(self) -> None:
-        proc = getattr(self, "processfd", None)
-        if proc is None or proc.closed:
-            return
-        if proc.status is None and proc.returncode is None:
-            return  # running: ProcessFD's own finalizer warns and kills (kill-on-close)
-        proc.close()  # exited: asyncio code never closes a Process, and need not
-
     def __repr__(self) -> str:
         return f"<fdloop.compat.asyncio.Process {self.pid}>"
 
@@ -165,7 +158,7 @@ def _start(argv: str | bytes | Sequence[StrOrBytesPath], limit: int, **kwds: Any
         if kwds.pop(name, None) is not None:
             raise ValueError(f"{name} must be None")
     limit = check_limit(limit)
-    proc = spawn(argv, **kwds)
+    proc = quiet_when_exited(spawn(argv, **kwds))
     proc.args = argv
     if limit != DEFAULT_LIMIT:
         # The streams were made with the default limit a moment ago and hold nothing yet.

@@ -45,6 +45,7 @@ from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
 from ..run import supervise
 from ..streams import PIPE, PipeReceiveStream, PipeSendStream
+from . import quiet_when_exited
 
 __all__ = ["Process", "open_process", "run_process"]
 
@@ -171,12 +172,6 @@ class Process:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def __del__(self) -> None:
-        proc = getattr(self, "processfd", None)
-        if proc is None or proc.closed or proc.returncode is None:
-            return  # running: ProcessFD's own finalizer warns and kills (kill-on-close)
-        proc.close()  # exited: trio code never closes a Process, and need not
-
     def __repr__(self) -> str:
         code = self.returncode
         if code is None:
@@ -216,7 +211,9 @@ async def open_process(
     program cannot start).
     """
     _check_options(command, options)
-    proc = spawn(command, stdin=stdin, stdout=stdout, stderr=stderr, **options)
+    proc = quiet_when_exited(
+        spawn(command, stdin=stdin, stdout=stdout, stderr=stderr, **options)
+    )
     proc.args = command
     await trio.lowlevel.checkpoint()
     return Process(proc)
@@ -282,7 +279,7 @@ async def run_process(
             options[name] = PIPE
     _check_options(command, options)
 
-    proc = spawn(command, **options)
+    proc = quiet_when_exited(spawn(command, **options))
     handover = _Handover(task_status)
     deliver = None if deliver_cancel is None else partial(_deliver, deliver_cancel, handover)
     # run()'s own machinery takes exactly the streams trio's run_process takes.

@@ -1,0 +1,208 @@
+"""fdloop.compat.asyncio against CPython's own asyncio subprocess tests, adapted.
+
+Cases follow Lib/test/test_asyncio/test_subprocess.py (SubprocessMixin): the calls are
+asyncio's, only the import changes. They run on asyncio and uvloop; on trio the module
+must refuse clearly (last test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import sys
+from asyncio import subprocess
+
+import pytest
+
+import fdloop
+from fdloop.compat import asyncio as compat
+
+from ..primitives.process_helpers import alive
+
+PROGRAM_BLOCKED = [sys.executable, "-c", "import time; time.sleep(3600)"]
+PROGRAM_CAT = [sys.executable, "-c",
+               "import sys; data = sys.stdin.buffer.read(); sys.stdout.buffer.write(data)"]
+LEN_OF_STDIN = [sys.executable, "-c", "import sys; data = sys.stdin.read(); print(len(data))"]
+PIPE_MAX_SIZE = 4 * 1024 * 1024 + 1  # test.support's: more than any pipe buffer
+
+
+@pytest.fixture(autouse=True)
+def asyncio_only(anyio_backend: tuple[str, dict[str, object]]) -> None:
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("fdloop.compat.asyncio is for asyncio loops (trio: fdloop.compat.trio)")
+
+
+async def test_stdin_stdout() -> None:
+    proc = await compat.create_subprocess_exec(*PROGRAM_CAT, stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE)
+    proc.stdin.write(b"some data")  # type: ignore[union-attr]
+    await proc.stdin.drain()  # type: ignore[union-attr]
+    proc.stdin.close()  # type: ignore[union-attr]
+    data = await proc.stdout.read()  # type: ignore[union-attr]
+    exitcode = await asyncio.wait_for(proc.wait(), 60)
+    assert (exitcode, data) == (0, b"some data")
+    assert isinstance(exitcode, int)
+
+
+async def test_communicate() -> None:
+    proc = await compat.create_subprocess_exec(*PROGRAM_CAT, stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(b"some data"), 60)
+    assert (proc.returncode, stdout, stderr) == (0, b"some data", None)
+
+
+async def test_shell() -> None:
+    proc = await compat.create_subprocess_shell("exit 7")
+    assert await proc.wait() == 7
+
+
+async def test_start_new_session() -> None:
+    proc = await compat.create_subprocess_shell("exit 8", start_new_session=True)
+    assert await proc.wait() == 8
+
+
+async def test_kill() -> None:
+    proc = await compat.create_subprocess_exec(*PROGRAM_BLOCKED)
+    proc.kill()
+    assert await proc.wait() == -signal.SIGKILL
+
+
+async def test_terminate() -> None:
+    proc = await compat.create_subprocess_exec(*PROGRAM_BLOCKED)
+    proc.terminate()
+    assert await proc.wait() == -signal.SIGTERM
+
+
+async def test_send_signal() -> None:
+    code = 'import time; print("sleeping", flush=True); time.sleep(3600)'
+    proc = await compat.create_subprocess_exec(sys.executable, "-c", code,
+                                               stdout=subprocess.PIPE)
+    assert await proc.stdout.readline() == b"sleeping\n"  # type: ignore[union-attr]
+    proc.send_signal(signal.SIGHUP)
+    assert await proc.wait() == -signal.SIGHUP
+    proc.send_signal(signal.SIGHUP)  # exited: a no-op here (asyncio: ProcessLookupError)
+
+
+async def test_stdin_broken_pipe() -> None:
+    proc = await compat.create_subprocess_exec(sys.executable, "-c", "pass",
+                                               stdin=subprocess.PIPE)
+    await proc.wait()
+    proc.stdin.write(b"x" * PIPE_MAX_SIZE)  # type: ignore[union-attr]
+    with pytest.raises((BrokenPipeError, ConnectionResetError)):
+        await proc.stdin.drain()  # type: ignore[union-attr]
+
+
+async def test_communicate_ignore_broken_pipe() -> None:
+    proc = await compat.create_subprocess_exec(sys.executable, "-c", "pass",
+                                               stdin=subprocess.PIPE)
+    await proc.communicate(b"x" * PIPE_MAX_SIZE)
+    assert await proc.wait() == 0
+
+
+async def test_limit_bounds_readline() -> None:
+    code = "import sys; sys.stdout.write('x' * 21 + '\\n'); sys.stdout.flush()"
+    proc = await compat.create_subprocess_exec(sys.executable, "-c", code,
+                                               stdout=subprocess.PIPE, limit=10)
+    with pytest.raises(ValueError):  # asyncio's readline says "Separator ... limit"
+        await proc.stdout.readline()  # type: ignore[union-attr]
+    assert await proc.wait() == 0
+    proc = await compat.create_subprocess_exec(sys.executable, "-c", code,
+                                               stdout=subprocess.PIPE, limit=10)
+    stdout, _ = await proc.communicate()  # communicate() is not bounded by limit
+    assert stdout == b"x" * 21 + b"\n"
+    with pytest.raises(ValueError, match="limit"):
+        await compat.create_subprocess_exec("true", limit=0)
+
+
+async def test_stdin_not_inheritable() -> None:
+    proc = await compat.create_subprocess_exec(
+        *LEN_OF_STDIN, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, close_fds=False,
+    )
+    stdout, _stderr = await proc.communicate(b"abc")
+    assert stdout.rstrip() == b"3" and await proc.wait() == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("stdin", "stdout", "stderr", "expected"), [
+    (subprocess.PIPE, subprocess.PIPE, subprocess.PIPE, (b"0\n", b"")),  # empty input
+    (subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE, (b"0\n", b"")),  # devnull input
+    (subprocess.PIPE, subprocess.DEVNULL, subprocess.PIPE, (None, b"")),  # devnull output
+    (subprocess.PIPE, subprocess.PIPE, subprocess.DEVNULL, (b"0\n", None)),  # devnull error
+])
+async def test_devnull_and_empty(stdin: int, stdout: int, stderr: int,
+                                 expected: tuple[bytes | None, bytes | None]) -> None:
+    proc = await compat.create_subprocess_exec(*LEN_OF_STDIN, stdin=stdin, stdout=stdout,
+                                               stderr=stderr)
+    assert await proc.communicate(b"") == expected
+    assert await proc.wait() == 0
+
+
+async def test_cancel_process_wait() -> None:
+    proc = await compat.create_subprocess_exec(*PROGRAM_BLOCKED)
+    task = asyncio.get_running_loop().create_task(proc.wait())
+    asyncio.get_running_loop().call_soon(task.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    proc.kill()
+    assert await proc.wait() == -signal.SIGKILL
+
+
+async def test_returncode_and_pid() -> None:
+    proc = await compat.create_subprocess_exec("sh", "-c", "exit 3")
+    assert proc.pid > 0
+    while proc.returncode is None:  # up to date without wait(): it polls
+        await asyncio.sleep(0.01)
+    assert proc.returncode == 3 and await proc.wait() == 3
+
+
+async def test_refusals_as_asyncio() -> None:
+    for name, value in (("text", True), ("universal_newlines", True), ("bufsize", 1),
+                        ("encoding", "utf-8"), ("errors", "strict")):
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            await compat.create_subprocess_exec("true", **{name: value})
+    with pytest.raises(ValueError, match="shell must be False"):
+        await compat.create_subprocess_exec("true", shell=True)
+    with pytest.raises(ValueError, match="shell must be True"):
+        await compat.create_subprocess_shell("true", shell=False)
+    with pytest.raises(ValueError, match="cmd must be a string"):
+        await compat.create_subprocess_shell(["true"])  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError):
+        await compat.create_subprocess_exec("/nonexistent/program")
+
+
+async def test_dropping_an_exited_process_is_quiet() -> None:
+    proc = await compat.create_subprocess_exec("echo", "x", stdout=subprocess.PIPE)
+    await proc.wait()
+    del proc
+    gc.collect()  # no ResourceWarning (an error in this suite), no fd left behind
+
+
+async def test_dropping_a_running_process_kills_its_child() -> None:
+    proc = await compat.create_subprocess_exec(*PROGRAM_BLOCKED)
+    pid = proc.pid
+    with pytest.warns(ResourceWarning):
+        del proc
+        gc.collect()
+    for _ in range(500):
+        if not alive(pid):
+            break
+        await asyncio.sleep(0.01)
+    assert not alive(pid)  # kill-on-close: the deliberate difference from asyncio
+
+
+async def test_async_with_ends_a_running_child() -> None:
+    async with await compat.create_subprocess_exec(*PROGRAM_BLOCKED, kill_timeout=2) as proc:
+        pass
+    assert proc.returncode == -signal.SIGTERM
+    assert isinstance(proc.processfd, fdloop.ProcessFD)
+
+
+def test_refused_under_trio() -> None:
+    import trio
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError):
+            await compat.create_subprocess_exec("true")
+
+    trio.run(main)
