@@ -178,7 +178,15 @@ class Supervisor:
             return None
         cancelled: BaseException | None = None
         stop_error: BaseException | None = None
-        if not self._shared.forked():
+        if self._shared.forked():
+            try:
+                task_group.cancel_scope.cancel()
+            except RuntimeError:
+                # asyncio forgets the running loop in a forked child: this copy of it
+                # can never run again, nor can our tasks. Leave them all be.
+                self._shared.task_group = None
+                return None
+        else:
             self._begin_shutdown()
             shutdown = anyio.Event()
             task_group.start_soon(self._shut_down, shutdown)

@@ -7,8 +7,9 @@ programs. What this kernel offers, and what each covers:
   its clone3 pidfd closes, which a dying process does): probed with
   :func:`fdloop.backends.linux.pdeathsig.autokill_supported` and reported, not used —
   fdloop's spawn has no way to pass the flag yet. Not on 6.18.
-* ``PR_SET_PDEATHSIG`` (the default, :data:`PDEATHSIG`): each program is started through
-  ``setpriv --pdeathsig KILL``, so the kernel SIGKILLs it when the thread that spawned it
+* ``PR_SET_PDEATHSIG`` (the default): each program is spawned with
+  ``die_with_parent=True`` (a prctl in the clone child, or ``setpriv --pdeathsig KILL``
+  on the posix_spawn path), so the kernel SIGKILLs it when the thread that spawned it
   dies. A Supervisor spawns only from the thread that entered it (its event loop's,
   which lives as long as the supervisor; the runner checks). Covers the program itself, not what it
   starts: a grandchild (a shell's child, a daemon that forked and called setsid) is
@@ -59,41 +60,55 @@ _GUARDIAN_SCRIPT = (
 def spawn_guarded(spec: ProgramSpec, cgroup: str | None = None) -> ProcessFD:
     """Spawn one instance of ``spec``; with ``spec.die_with_supervisor`` under the guards.
 
-    The guards are PR_SET_PDEATHSIG where util-linux's setpriv has ``--pdeathsig``, and
-    ``cgroup`` (a directory made by :class:`CgroupGuard`) if given. Without either the
-    program is spawned plainly.
+    The guards: ``spawn(die_with_parent=True)`` (PR_SET_PDEATHSIG: a prctl in the
+    clone child, or util-linux's setpriv on the posix_spawn path) where the backend has
+    it — where it does not, the program is spawned without it and
+    :func:`pdeathsig_problem` says why —, and ``cgroup`` (a directory made by
+    :class:`CgroupGuard`) if given: a ``/bin/sh`` wrapper moves itself into it, then
+    execs the program with the same pid.
     """
     from ..backends.linux import pdeathsig
+    from ..errors import UnsupportedOperation
     from ..primitives.spawn import spawn
 
     argv: list[str] | list[bytes] = list(spec.argv)
-    if spec.die_with_supervisor:
-        use_pdeathsig = pdeathsig_problem() is None
-        if use_pdeathsig or cgroup is not None:
-            env = spec.child_env()
-            env_list = None if env is None else [
-                os.fsencode(f"{key}={value}") for key, value in env.items()
-            ]
-            # argv[0] becomes the wrapper's absolute path; the program's is resolved
-            # now, in the child's PATH (FileNotFoundError names it).
-            _executable(spec)
-            _wrapper, argv = pdeathsig.guarded_argv(
-                spec.argv[0], [os.fsencode(arg) for arg in spec.argv], env_list,
-                pdeathsig=use_pdeathsig, cgroup=cgroup,
-            )
-    return spawn(
-        argv,
-        stdin=DEVNULL,  # a supervised program has no terminal to read from
-        stdout=spec.stdout,
-        stderr=spec.stderr,
-        cwd=spec.cwd,
-        env=spec.child_env(),
-        # Its own session: a terminal's Ctrl-C reaches only the supervisor, which then
-        # stops programs in order; and stop signals reach the whole group.
-        start_new_session=True,
-        kill_signal=spec.stop_signal,
-        kill_timeout=spec.stop_timeout,
-    )
+    if spec.die_with_supervisor and cgroup is not None:
+        env = spec.child_env()
+        env_list = None if env is None else [
+            os.fsencode(f"{key}={value}") for key, value in env.items()
+        ]
+        # argv[0] becomes /bin/sh; the program is resolved now, in the child's PATH
+        # (FileNotFoundError names it), and exec'd by its path.
+        _executable(spec)
+        _shell, argv = pdeathsig.guarded_argv(
+            spec.argv[0], [os.fsencode(arg) for arg in spec.argv], env_list,
+            pdeathsig=False, cgroup=cgroup,
+        )
+    guard = spec.die_with_supervisor and not _pdeathsig_problem
+
+    def start(die_with_parent: bool) -> ProcessFD:
+        return spawn(
+            argv,
+            stdin=DEVNULL,  # a supervised program has no terminal to read from
+            stdout=spec.stdout,
+            stderr=spec.stderr,
+            cwd=spec.cwd,
+            env=spec.child_env(),
+            # Its own session: a terminal's Ctrl-C reaches only the supervisor, which
+            # then stops programs in order; and stop signals reach the whole group.
+            start_new_session=True,
+            kill_signal=spec.stop_signal,
+            kill_timeout=spec.stop_timeout,
+            die_with_parent=die_with_parent,
+        )
+
+    if not guard:
+        return start(False)
+    try:
+        return start(True)
+    except UnsupportedOperation as exc:  # e.g. the kqueue backend, or no setpriv
+        _pdeathsig_problem.append(str(exc))
+        return start(False)
 
 
 def _executable(spec: ProgramSpec) -> None:
@@ -113,19 +128,12 @@ def _executable(spec: ProgramSpec) -> None:
         raise PermissionError(13, "Permission denied", program)
 
 
-_pdeathsig_problem: list[str | None] = []
+_pdeathsig_problem: list[str] = []
 
 
 def pdeathsig_problem() -> str | None:
-    """None where PR_SET_PDEATHSIG can guard programs, else why not (asked once)."""
-    if not _pdeathsig_problem:
-        if os.uname().sysname != "Linux":
-            _pdeathsig_problem.append("PR_SET_PDEATHSIG is Linux-only")
-        else:
-            from ..backends.linux import pdeathsig
-
-            _pdeathsig_problem.append(pdeathsig.available())
-    return _pdeathsig_problem[0]
+    """None while PR_SET_PDEATHSIG guards programs; why not, once a spawn found it missing."""
+    return _pdeathsig_problem[0] if _pdeathsig_problem else None
 
 
 def autokill_note() -> str:
