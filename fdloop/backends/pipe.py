@@ -29,7 +29,13 @@ class PipeEnd(OwnedFD):
 
     @classmethod
     def adopt(cls, fd: int) -> PipeEnd:
-        """Own ``fd`` and make it non-blocking.
+        """Own ``fd`` and make it non-blocking, without changing it for anyone else.
+
+        O_NONBLOCK lives on the open file description, which other holders of the pipe
+        (a sender in another process) may share. A blocking pipe or FIFO is therefore
+        given a private description of its own first (``/proc/self/fd/N`` reopened and
+        put at the same fd number); only a socket or a character device (which cannot
+        be reopened so), or a system without /proc, gets the flag on the shared one.
 
         Raises OSError if ``fd`` is not open, NotThisKindOfFD for a regular file or a
         directory (the poll loop cannot wait on those), and changes nothing in either case.
@@ -40,8 +46,8 @@ class PipeEnd(OwnedFD):
                 f"fd {fd} is not a pipe, socket or character device; "
                 "the poll loop cannot wait on it"
             )
-        # O_NONBLOCK lives on the open file description: anyone sharing it sees the change.
-        os.set_blocking(fd, False)
+        if os.get_blocking(fd):
+            _make_private_nonblocking(fd, mode)
         return cls(fd)
 
     def read(self, max_bytes: int) -> bytes:
@@ -51,6 +57,24 @@ class PipeEnd(OwnedFD):
     def write(self, data: memoryview) -> int:
         """Write what fits now and return the count; BlockingIOError if nothing fits."""
         return os.write(self.fileno(), data)
+
+
+def _make_private_nonblocking(fd: int, mode: int) -> None:
+    """Put a new, non-blocking description of the same pipe at ``fd``; failing that,
+    set O_NONBLOCK on the one ``fd`` has."""
+    if stat.S_ISFIFO(mode):
+        access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+        try:
+            private = os.open(f"/proc/self/fd/{fd}", access | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # no /proc, or a write end whose readers are all gone
+            pass
+        else:
+            try:  # dup2 swaps the description behind the number atomically
+                os.dup2(private, fd, inheritable=os.get_inheritable(fd))
+            finally:
+                os.close(private)
+            return
+    os.set_blocking(fd, False)
 
 
 def blocking_opening(fd: int) -> int | None:
