@@ -19,8 +19,9 @@ What is different, on purpose:
   ResourceWarning). A Process whose child has exited is released quietly. Pass
   ``daemon=True`` for a child meant to outlive its handle.
 * Keep the Process while you use its streams: they are closed with it.
-* ``returncode`` is up to date without a ``wait()`` (it polls, as trio's does), and
-  ``wait()`` returns an :class:`fdloop.ExitStatus`, an int with more to say.
+* ``returncode`` is up to date without a ``wait()`` (it polls, as trio's does). An
+  unknown exit status (see :class:`fdloop.ExitStatus`) is ``ExitStatus.UNKNOWN_INT``
+  from ``wait()`` and None as ``returncode``, never an invented 255.
 * Signalling a process that has exited does nothing (asyncio raises
   ProcessLookupError once it has noticed the exit): a signal can never reach a
   recycled pid, so there is nothing to report.
@@ -35,7 +36,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..primitives.exitstatus import ExitStatus
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
 from ..streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream, check_limit
@@ -68,9 +68,10 @@ class Process:
         """The exit code, ``-N`` for death by signal N, or None while it runs (polls)."""
         return self.processfd.returncode
 
-    async def wait(self) -> ExitStatus:
-        """Wait for the exit; return the returncode (an ExitStatus, which is an int)."""
-        return await self.processfd.wait()
+    async def wait(self) -> int:
+        """Wait for the exit; the returncode as a plain int, as asyncio's (an unknown status
+        is ``ExitStatus.UNKNOWN_INT``; ``processfd.status`` has the full ExitStatus)."""
+        return int(await self.processfd.wait())
 
     async def communicate(self, input: bytes | None = None, timeout: float | None = None
                           ) -> tuple[bytes | None, bytes | None]:

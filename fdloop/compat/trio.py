@@ -22,8 +22,8 @@ What is different, on purpose:
 * The default ``deliver_cancel`` is fdloop's kill-on-close path, which is trio's
   default in effect (SIGTERM, 5 s, SIGKILL: ``kill_signal``/``kill_timeout`` change
   it), without trio's RuntimeWarning when it escalates.
-* ``wait()`` returns an :class:`fdloop.ExitStatus` (an int with more to say);
-  ``result.returncode`` of an unknown status is ``ExitStatus.UNKNOWN_INT``, never 0.
+* An unknown exit status (see :class:`fdloop.ExitStatus`) is ``ExitStatus.UNKNOWN_INT``
+  from ``wait()`` and in ``result.returncode``, never an invented 0.
 * Signalling a process that has exited does nothing, never a recycled pid's process.
 * Every :func:`fdloop.spawn` argument passes through ``**options``.
 """
@@ -39,7 +39,6 @@ import anyio
 import trio
 
 from ..errors import CalledProcessError
-from ..primitives.exitstatus import ExitStatus
 from ..primitives.process_api import as_input
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
@@ -146,9 +145,10 @@ class Process:
         """The same as :attr:`returncode`, as trio has it."""
         return self.returncode
 
-    async def wait(self) -> ExitStatus:
-        """Wait for the exit; the returncode (an ExitStatus, which is an int)."""
-        return await self.processfd.wait()
+    async def wait(self) -> int:
+        """Wait for the exit; the returncode as a plain int, as trio's (an unknown status
+        is ``ExitStatus.UNKNOWN_INT``; ``processfd.status`` has the full ExitStatus)."""
+        return int(await self.processfd.wait())
 
     def send_signal(self, sig: int) -> None:
         """Send ``sig`` (a no-op once the child has exited)."""
