@@ -46,6 +46,10 @@ class SpawningHandle(Protocol):
     @property
     def pid(self) -> int: ...
 
+    @property
+    def status(self) -> object | None:
+        """Known once the child has been reaped (by us, or seen reaped by another)."""
+
     def close(self) -> None: ...
 
 
@@ -104,10 +108,16 @@ def pending() -> int:
 def children() -> set[int]:
     """The pids fdloop will reap itself: children of open spawning ProcessFDs and
     closed-but-unreaped ones. Another reaper in this process must leave these alone,
-    or it steals their exit status."""
+    or it steals their exit status.
+
+    A handle whose child is already reaped (its status known) but that is still open
+    does not count: its pid is free, and may already name another process (an orphan a
+    subreaper must reap, which would otherwise stay a zombie)."""
     with _lock:
         pids = {orphan.handle.pid for orphan in _orphans.values()}
-        pids.update(owner.pid for owner in list(_live) if owner.pid > 0)
+        pids.update(
+            owner.pid for owner in list(_live) if owner.pid > 0 and owner.status is None
+        )
     return pids
 
 
