@@ -151,7 +151,9 @@ class Supervisor:
         self._shared.task_group = task_group
         try:
             if self._subreaper:
-                self._orphans = OrphanReaper(self._shared.managed, self._hub, self._notify)
+                self._orphans = OrphanReaper(
+                    self._shared.managed, self._hub, self._notify, self._shared.forked
+                )
                 await task_group.start(self._orphans.run)
             if self._handle_signals:
                 await task_group.start(self._read_signals)

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 BACKLOG = 1000
 """How many past events a new subscriber is given first."""
+QUEUE_LIMIT = 10_000
+"""How many unread events one subscriber may hold; beyond, the oldest are dropped (and
+counted in ``EventStream.dropped``): a stream that is kept but never read must not grow
+with every restart of a crash-looping program for as long as the supervisor runs."""
 
 
 def _canonical(text: str) -> str:
@@ -173,14 +177,21 @@ class ProgramStatus:
 
 
 class EventStream:
-    """An async iterator over a supervisor's events; ends when the supervisor closes."""
+    """An async iterator over a supervisor's events; ends when the supervisor closes.
+
+    Holds at most QUEUE_LIMIT unread events (the oldest go first, counted in
+    ``dropped``)."""
 
     def __init__(self, backlog: deque[Event], closed: bool) -> None:
-        self._queue: deque[Event] = deque(backlog)
+        self._queue: deque[Event] = deque(backlog, maxlen=QUEUE_LIMIT)
+        self.dropped = 0
+        """Events this stream lost because it was QUEUE_LIMIT events behind."""
         self._closed = closed
         self._wakeup: anyio.Event | None = None
 
     def _put(self, event: Event) -> None:
+        if len(self._queue) == QUEUE_LIMIT:
+            self.dropped += 1  # the append below pushes the oldest out
         self._queue.append(event)
         self._wake()
 

@@ -31,9 +31,13 @@ class OrphanReaper:
     """Owns subreaper status and the SIGCHLD SignalFD for one Supervisor."""
 
     def __init__(
-        self, managed: Collection[int], hub: EventHub, on_change: Callable[[], None]
+        self, managed: Collection[int], hub: EventHub, on_change: Callable[[], None],
+        forked: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``forked()`` tells a forked child's copy, which must reap nothing: the
+        zombies there are the child's own, and their owners (subprocess, say) wait."""
         self._managed = managed
+        self._forked = forked
         self._hub = hub
         self._on_change = on_change
         self._reaped = anyio.Event()
@@ -71,6 +75,9 @@ class OrphanReaper:
 
     def _sweep(self) -> None:
         from ..backends.linux import subreaper
+
+        if self._forked():
+            return
 
         for pid, returncode in subreaper.reap_unmanaged(self._spared()):
             self._hub.emit(EventKind.REAPED, "", pid=pid, returncode=returncode)

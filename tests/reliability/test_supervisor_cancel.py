@@ -243,3 +243,15 @@ async def test_a_whole_lifecycle_cancelled_anywhere_leaves_nothing_behind() -> N
                 break
         else:
             pytest.fail(f"the lifecycle never completed within {MAX_CHECKPOINTS} checkpoints")
+
+
+def test_an_unread_event_stream_stays_bounded() -> None:
+    # A stream kept but never read (a crash-looping program emits for ever).
+    from fdloop.supervisor.events import QUEUE_LIMIT, EventHub, EventKind
+
+    hub = EventHub()
+    stream = hub.subscribe()
+    for _ in range(QUEUE_LIMIT + 5):
+        hub.emit(EventKind.STARTED, "p", pid=1)
+    assert len(stream._queue) == QUEUE_LIMIT
+    assert stream.dropped == 5
