@@ -89,7 +89,6 @@ async def test_communicate_timeout_loses_nothing_and_leaves_the_child_running() 
             print(len(data), flush=True)
         """)
         async with fdloop.spawn(argv, stdin=PIPE, stdout=PIPE, pass_fds=[gate_r]) as proc:
-            proc.args = argv
             with pytest.raises(fdloop.TimeoutExpired) as caught:
                 await proc.communicate(b"y" * BIG, timeout=0.3)
             assert isinstance(caught.value, subprocess.TimeoutExpired)
@@ -122,7 +121,6 @@ async def test_communicate_refuses_bad_input() -> None:
 
 async def test_wait_timeout_raises_and_the_child_keeps_running() -> None:
     async with fdloop.spawn(["sleep", "30"]) as proc:
-        proc.args = ["sleep", "30"]
         with pytest.raises(fdloop.TimeoutExpired) as caught:
             await proc.wait(timeout=0.05)
         assert isinstance(caught.value, subprocess.TimeoutExpired)
@@ -133,6 +131,14 @@ async def test_wait_timeout_raises_and_the_child_keeps_running() -> None:
         assert isinstance(status, ExitStatus) and status == -signal.SIGKILL
     with pytest.raises(ValueError, match="timeout"):
         await proc.wait(timeout=-1)
+
+
+async def test_args_are_what_spawn_was_given() -> None:
+    argv = ["sh", "-c", "exit 0"]
+    async with fdloop.spawn(argv) as proc:
+        assert proc.args is argv and await proc.wait() == 0
+    async with fdloop.spawn("exit 0", shell=True) as proc:  # not the /bin/sh argv
+        assert proc.args == "exit 0" and await proc.wait() == 0
 
 
 async def test_returncode_reflects_an_exit_without_wait() -> None:

@@ -94,6 +94,7 @@ def spawn(
     """
     if preexec_fn is not None:
         raise TypeError(_PREEXEC_REFUSED)
+    command = argv  # (shell=True replaces argv; Popen.args keeps what was given)
     if shell:
         argv = options.shell_argv(argv, executable)  # type: ignore[assignment]
         executable = None
@@ -146,10 +147,12 @@ def spawn(
     # already closed what it made and killed a started child: say which limit it was.
     with naming_fd_limit(f"spawn({name!r})"):
         handle, pipes = process_backend("spawn_process")(request)
-    return ProcessFD._wrap(
+    proc = ProcessFD._wrap(
         handle, owner=True, daemon=daemon, kill_signal=kill_signal, kill_timeout=kill_timeout,
         new_session=start_new_session or process_group == 0, pipes=pipes,
     )
+    proc.args = command  # as Popen.args: what TimeoutExpired/CalledProcessError name
+    return proc
 
 
 _PREEXEC_REFUSED = (
