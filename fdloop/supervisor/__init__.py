@@ -5,9 +5,11 @@ gives up on a program that keeps failing, and reports every step as an :class:`E
 ``fdloop supervise`` (:func:`supervise_main`) drives it from a TOML file.
 
 Modules: ``program`` (validated options, restart delays), ``events`` (states, events,
-status snapshots), ``runner`` (one program's lifecycle task and graceful stop),
-``core`` (the Supervisor), ``orphans`` (subreaper mode), ``config`` (TOML files),
-``cli`` (the command).
+status snapshots), ``runner`` (one program's lifecycle task, request worker and graceful
+stop), ``core`` (the Supervisor), ``lifeline`` (programs that die with a killed
+supervisor), ``orphans`` (subreaper mode), ``config`` (TOML files), ``cli`` (the
+command), with ``startup`` (fds 0-2, RLIMIT_NOFILE), ``output`` (bounded lines) and
+``sink`` (non-blocking stdout/stderr).
 """
 
 from __future__ import annotations
