@@ -1,0 +1,131 @@
+"""VirtualFD: one fd whose poll events its owner sets — the EFD_VPOLL idea.
+
+Hand ``fileno()`` to anything that polls (``select``, ``poll``, ``epoll``, an event loop,
+another process) and it sees the fd ready exactly for the events the owner ``set()``.
+The backend decides what the fd is (``capabilities()`` has a VirtualFD row saying, per
+event, what it can raise and clear): the kernel's own ``eventfd(EFD_VPOLL)`` or
+``/dev/vpoll`` where they exist (probed), else a loopback TCP connection (see
+:mod:`fdloop.backends.vpoll_socket` for each event's construction and what a consumer's
+``read()``/``write()`` sees).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+from .. import _aio
+from ..backends import current as current_backend
+from ..errors import UnsupportedOperation
+from .events import EVENT_NAMES, POLL_EVENTS, event_names, validate_events
+from .resource import FDResource, naming_fd_limit
+
+
+class VirtualFDBackend(Protocol):
+    """What the backends' ``virtual_fd()`` objects provide."""
+
+    @property
+    def events(self) -> int: ...
+    @property
+    def kernel_object(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def set(self, events: int) -> int: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def detach(self) -> int: ...
+
+
+class VirtualFD(FDResource[VirtualFDBackend]):
+    """An fd whose readiness the owner sets: ``set``/``add``/``remove``, ``events``.
+
+    Every method may be called from any thread (one lock orders them). Raises OSError
+    (EMFILE, naming ``fdloop.raise_fd_limit()``) when no fd is left.
+    """
+
+    def __init__(self, events: int = 0) -> None:
+        events = validate_events("events", events, allow_zero=True)
+        self._lock = threading.Lock()
+        with naming_fd_limit("VirtualFD()"):
+            handle = current_backend().virtual_fd(0)
+        super().__init__(handle)
+        if events:
+            try:
+                self.set(events)
+            except BaseException:
+                self.close()
+                raise
+
+    @classmethod
+    def from_fd(cls, fd: int) -> VirtualFD:
+        """Not possible: the owner's side of a VirtualFD cannot be passed (an
+        EFD_VPOLL eventfd could be, but it is never assumed). UnsupportedOperation."""
+        raise UnsupportedOperation(
+            "VirtualFD.from_fd: the owner's side stays in the process that made it; "
+            "pass fileno() to consumers instead")
+
+    @property
+    def events(self) -> int:
+        """The events a consumer's poll sees now (what the kernel reports)."""
+        self._check_open()
+        with self._lock:
+            return int(self._handle.events) & POLL_EVENTS
+
+    def set(self, events: int) -> int:
+        """Make exactly ``events`` ready and return the mask consumers now see.
+
+        Waiters of every consumer are woken as the kernel does for a real file. On the
+        TCP construction a one-way event brings its companions (POLLHUP brings POLLIN,
+        POLLRDHUP and POLLOUT), which the result shows. Raises ValueError/TypeError for
+        bits other than POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLRDHUP;
+        UnsupportedOperation, changing nothing, for an event the backend cannot raise
+        or clear now; ClosedResourceError once closed.
+        """
+        events = validate_events("events", events, allow_zero=True)
+        self._check_open()
+        with self._lock:
+            return int(self._handle.set(events)) & POLL_EVENTS
+
+    def add(self, events: int) -> int:
+        """Raise ``events`` as well (``set(current | events)``); returns the new mask."""
+        events = validate_events("events", events, allow_zero=True)
+        self._check_open()
+        with self._lock:
+            return int(self._handle.set(self._handle.events & POLL_EVENTS | events)) & \
+                POLL_EVENTS
+
+    def remove(self, events: int) -> int:
+        """Clear ``events`` (``set(current & ~events)``); returns the new mask."""
+        events = validate_events("events", events, allow_zero=True)
+        self._check_open()
+        with self._lock:
+            return int(self._handle.set(self._handle.events & POLL_EVENTS & ~events)) & \
+                POLL_EVENTS
+
+    @property
+    def kernel_object(self) -> str:
+        """What the fd is: ``eventfd (EFD_VPOLL)``, ``/dev/vpoll`` or ``loopback TCP
+        connection``."""
+        return str(self._handle.kernel_object)
+
+    def _close_here(self) -> None:
+        if not self._handle.closed:
+            # Tasks in wait_events() on our fd: their requests hold the file open.
+            _aio.events.notify_closing(self._handle.fileno())
+        super()._close_here()
+
+    def detach(self) -> int:
+        """Return the consumer's fd, no longer driven by us (on the TCP construction the
+        peer is closed: consumers then see POLLIN|POLLRDHUP, end of file)."""
+        self._check_open()
+        _aio.events.notify_closing(self._handle.fileno())
+        return super().detach()
+
+    def _state(self) -> str:
+        if self._handle.closed:
+            return ""
+        return f"events={event_names(self._handle.events & POLL_EVENTS) or '0'}, " \
+            f"{self._handle.kernel_object}"
+
+
+__all__ = ["EVENT_NAMES", "VirtualFD"]
