@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import os
 import signal as _signal
-import sys
 from types import ModuleType
 from typing import Any
 
 from .. import _aio, _validate
 from ..backends import current as current_backend
-from ..backends import selected_name
 from ..backends.contract import ProcessFDBackend
 from ..errors import ClosedResourceError, UnsupportedOperation
 from ..streams import PipeReceiveStream, PipeSendStream
 from . import reaper
 from .exitstatus import ExitStatus, ResourceUsage
+from .process_api import ProcessAPI
 from .resource import FDResource, naming_fd_limit
 
 __all__ = ["ExitStatus", "ProcessFD", "ResourceUsage"]
@@ -43,12 +42,26 @@ SIGKILL_GRACE_SECONDS = 5.0
 (SIGKILL is not instant: D state, a core dump in progress, a large address space)."""
 
 
-class ProcessFD(FDResource[ProcessFDBackend]):
+class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
     """A process handle: ``await wait()``, race-free signals, kill-on-close.
 
     Made by :func:`spawn` (our child: reaped by us, killed on close unless daemon),
     :meth:`open` or :meth:`from_fd` (any process: watched only). ``stdin``, ``stdout``,
     ``stderr`` are pipe streams for PIPE stdio, else None.
+
+    **After fork** a handle belongs to the process that made it: its copy in a forked
+    child names the parent's process through a shared fd. There ``send_signal()``,
+    ``terminate()``, ``kill()``, ``poll()``, ``wait()`` and ``read()`` raise
+    :class:`fdloop.UnsupportedOperation` naming the situation (a status known before the
+    fork is still returned; signalling an exited process is still a no-op); ``close()``,
+    ``aclose()``, ``detach()`` and garbage collection only drop the child's copy of the
+    fd (nothing signalled, reaped or killed; the parent's loop registrations untouched).
+    ``pid``, ``returncode``, ``status`` and ``fileno()`` still answer. To watch the
+    process from the child, open its own handle with :meth:`ProcessFD.open`.
+
+    **Threads:** ``close()`` may be called from any thread (a task waiting in another
+    thread's loop wakes at once: the close runs there); so may ``send_signal()``,
+    ``terminate()`` and ``kill()`` (one syscall). ``wait()`` belongs to one loop at a time.
     """
 
     stdin: PipeSendStream | None
@@ -135,7 +148,14 @@ class ProcessFD(FDResource[ProcessFDBackend]):
 
     @property
     def returncode(self) -> int | None:
-        """None until the exit status is known; then the exit code or ``-signal``."""
+        """The exit code or ``-signal`` once the process has exited, else None.
+
+        Polls while unknown (``poll()``: never blocks; reaps an exited child of ours), so
+        it reflects an exit without a prior ``wait()``, as trio's does. In a forked child
+        it only reports what was known before the fork.
+        """
+        if self._status is None and not self._handle.closed and not self._forked_copy():
+            self.poll()
         return None if self._status is None else self._status.returncode
 
     @property
@@ -151,14 +171,17 @@ class ProcessFD(FDResource[ProcessFDBackend]):
     def poll(self) -> int | None:
         """Collect the exit status now if there is one; the returncode or None.
 
-        Never blocks. For our own child this reaps it if it has exited.
+        Never blocks. For our own child this reaps it if it has exited. Raises
+        UnsupportedOperation in a forked child (see the class docstring) unless the
+        status was known before the fork.
         """
         if self._status is None and not self._handle.closed:
+            self._refuse_in_forked_child("poll()")
             if self._handle.is_child:
                 self._collect_child()
             elif self._handle.has_exited():
                 self._collect_watched()
-        return self.returncode
+        return None if self._status is None else self._status.returncode
 
     def _collect_child(self) -> None:
         try:
@@ -187,18 +210,24 @@ class ProcessFD(FDResource[ProcessFDBackend]):
 
     # -- waiting ---------------------------------------------------------------------------
 
-    async def wait(self) -> ExitStatus:
-        """Wait until the process exits and return its ExitStatus.
+    async def wait(self, timeout: float | None = None) -> ExitStatus:
+        """Wait until the process exits and return its ExitStatus (an int: see there).
 
         Every caller gets the same result; a cancelled wait reaps nothing and loses
         nothing. For a process we did not start, the status exists only once its own
         parent has reaped it: ``wait()`` gives the parent REAP_GRACE_SECONDS after the
         exit, then returns an ExitStatus with ``known=False`` (call again later for the
         real one; the next wait returns as soon as the reap happens). Raises
-        ClosedResourceError if the handle is closed before or while waiting.
+        ClosedResourceError if the handle is closed before or while waiting, and
+        UnsupportedOperation in a forked child (see the class docstring) unless the
+        status was known before the fork. ``timeout`` (seconds, as Popen.wait's): raise
+        fdloop.TimeoutExpired if the process still runs by then; it keeps running.
         """
+        if timeout is not None:
+            return await self._wait_at_most(timeout)  # (process_api.py)
         while self._status is None:
             self._check_open()
+            self._refuse_in_forked_child("wait()")
             if self._handle.is_child:
                 # The pidfd stays readable once the child has exited, so waiting first
                 # costs nothing then, and saves a waitid while it still runs.
@@ -252,12 +281,14 @@ class ProcessFD(FDResource[ProcessFDBackend]):
         signals its whole process group instead, while the leader is unreaped. Never
         falls back to a pid after the exit status was collected. Raises ValueError for
         an invalid signal, ClosedResourceError after close (unless already exited),
-        PermissionError as kill(2) would.
+        PermissionError as kill(2) would, and UnsupportedOperation in a forked child
+        (see the class docstring). Safe from any thread.
         """
         sig = signal_number("sig", sig, allow_zero=True)
         if self._status is not None:
             return
         self._check_open()
+        self._refuse_in_forked_child(f"send_signal({sig})")
         self._handle.send_signal(sig, group=self._new_session if group is None else group)
 
     def terminate(self) -> None:
@@ -273,8 +304,9 @@ class ProcessFD(FDResource[ProcessFDBackend]):
     async def aclose(self) -> None:
         """Close the handle; for a running spawned non-daemon child, end it first.
 
-        Closes ``stdin`` (the child sees EOF), sends ``kill_signal``, waits up to
-        ``kill_timeout`` seconds for the exit, then SIGKILL and waits for the reap. The
+        Sends ``kill_signal``, then closes ``stdin`` (so the EOF reaches a child that was
+        already told to stop: it can never take truncated input as complete), waits up
+        to ``kill_timeout`` seconds for the exit, then SIGKILL and waits for the reap. The
         wait is shielded from the cancellation of an enclosing scope; if the task is
         cancelled anyway (asyncio ``Task.cancel``), the child is SIGKILLed and left to
         the reaper. Pipe streams are closed. Idempotent.
@@ -289,19 +321,19 @@ class ProcessFD(FDResource[ProcessFDBackend]):
                 _aio.loop_running()
             ):
                 with _aio.shielded():
-                    if self.stdin is not None:
-                        self.stdin.close()
                     await self._end_child()
         finally:
             self.close()
 
     async def _end_child(self) -> None:
-        if self._owner_pid != reaper.process_id():
-            return  # a copy inherited across fork: the child is our parent's, not ours
+        if self._forked_copy():
+            return  # the child is our parent's, not ours
         self._collect_child()
         if self._status is not None:
             return
         self._handle.send_signal(self._kill_signal, group=self._new_session)
+        if self.stdin is not None:  # only now: see aclose()
+            self.stdin.close()
         with _aio.move_on_after(self._kill_timeout):
             await self.wait()
         if self._status is None:
@@ -314,7 +346,12 @@ class ProcessFD(FDResource[ProcessFDBackend]):
 
         A child not yet reaped (the SIGKILLed one, or a daemon) is handed to the reaper,
         which reaps it when it exits. Waiting tasks get ClosedResourceError. Idempotent.
+        From another thread while a loop polls the handle, the close runs in the loop's
+        thread (see FDResource.close). In a forked child it only drops this copy.
         """
+        super().close()
+
+    def _close_here(self) -> None:
         self._close_streams()
         handle = self._handle
         if handle.closed:
@@ -323,7 +360,7 @@ class ProcessFD(FDResource[ProcessFDBackend]):
         if self._hup_waiter is not None:
             self._hup_waiter.close()
         reaper.untrack(self)
-        if handle.is_child and self._status is None and self._owner_pid == reaper.process_id():
+        if handle.is_child and self._status is None and not self._forked_copy():
             self._collect_child()
             if self._status is None:
                 if not self._daemon:
@@ -344,6 +381,25 @@ class ProcessFD(FDResource[ProcessFDBackend]):
             self._hup_waiter.close()
         return super().detach()
 
+    def _waiters(self) -> tuple[_aio.FDWaiter | None, ...]:
+        return (self._waiter, self._hup_waiter)
+
+    def _forked_copy(self) -> bool:
+        """True in a child forked after this handle was made (the handle is the parent's)."""
+        return self._owner_pid != reaper.process_id()
+
+    def _refuse_in_forked_child(self, doing: str) -> None:
+        if self._owner_pid == reaper.process_id():
+            return
+        whose = "child" if self._owner else "watched process"
+        raise UnsupportedOperation(
+            f"ProcessFD.{doing} on pid {self._pid}: this handle was made by process "
+            f"{self._owner_pid} and copied into this forked child (pid "
+            f"{reaper.process_id()}) by fork(); acting on it would act on its parent's "
+            f"{whose}. A forked child may only close() its copy; to watch the process from "
+            "here, open a handle of its own with ProcessFD.open(pid)"
+        )
+
     def _close_streams(self) -> None:
         for stream in (self.stdin, self.stdout, self.stderr):
             if stream is not None:
@@ -362,6 +418,8 @@ class ProcessFD(FDResource[ProcessFDBackend]):
             words.append("daemon")
         if not self._owner:
             words.append("watch-only")
+        if self._forked_copy():
+            words.append(f"copy inherited from process {self._owner_pid}")
         return ", ".join(words)
 
 
@@ -377,7 +435,6 @@ def signal_number(name: str, value: object, *, allow_zero: bool = False) -> int:
     return number
 
 
-_BACKENDS_PACKAGE = current_backend.__module__
 _backend_modules: dict[object, ModuleType] = {}
 _ENV_NAME = "FDLOOP_BACKEND"
 # os.environ.get of a missing key raises and catches a KeyError inside (~2 µs); os.environ
@@ -395,7 +452,9 @@ def process_backend(operation: str) -> Any:
     choice = _ENV_DATA.get(_ENV_KEY) if _ENV_DATA is not None else os.environ.get(_ENV_NAME)
     backend = _backend_modules.get(choice)
     if backend is None:
-        backend = sys.modules.get(f"{_BACKENDS_PACKAGE}.{selected_name()}") or current_backend()
+        # importlib, not sys.modules: a module another thread is still importing sits in
+        # sys.modules half made, and import_module waits for it to be complete.
+        backend = current_backend()
         _backend_modules[choice] = backend
     factory = getattr(backend, operation, None)
     if factory is None:

@@ -1,0 +1,68 @@
+"""A forked child leaves its parent's children and waits alone.
+
+Each case runs tests/reliability/fork_scenario.py in a fresh interpreter (forking inside
+pytest's own process would copy pytest too), on asyncio, uvloop and trio, and on the
+backend in force (``FDLOOP_BACKEND=kqueue`` runs it against the kqueue emulator, which
+child Pythons get through tests/kqueue_site). Inside a running loop, tasks wait on an
+EventFD, a TimerFD, a SignalFD, a spawned ``cat``'s ProcessFD (the ready set) and its
+stdout; then a task forks. What the child does depends on the case; afterwards the
+parent must see every wait wake, and its children still running, never signalled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+SCENARIO = os.path.join(os.path.dirname(__file__), "fork_scenario.py")
+LIBRARIES = ["asyncio", "uvloop", "trio"]
+EVERY_WAIT = {
+    "efd": 7, "timer": 1, "sfd": 10, "stdout": "still here", "exit": 0, "spare_efd": 3,
+    "memfd": "shared",
+}
+
+
+def run_scenario(library: str, mode: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, SCENARIO, library, mode], check=False,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def assert_parent_unharmed(result: dict[str, Any]) -> None:
+    assert result["child_exit"] == 0
+    assert result["untouched"], "the forked child signalled or reaped the parent's children"
+    got = result["got"]
+    assert got == EVERY_WAIT, f"the parent's waits that never woke: {EVERY_WAIT.keys() - got}"
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_a_forked_child_cannot_signal_poll_or_wait_for_the_parents_child(library: str) -> None:
+    result = run_scenario(library, "refuse")
+    child = result["child"]
+    for call in ("send_signal", "send_signal_0", "terminate", "kill", "poll", "wait",
+                 "read", "spare_poll"):
+        assert child[call] == "refused, names fork", (call, child[call])
+    assert child["returncode"] == "ok"
+    assert "copy inherited from process" in child["repr"]
+    assert_parent_unharmed(result)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_a_forked_child_closing_its_copies_leaves_the_parents_waits(library: str) -> None:
+    assert_parent_unharmed(run_scenario(library, "close"))
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_a_forked_child_collecting_its_copies_at_exit_leaves_the_parents_waits(
+    library: str,
+) -> None:
+    assert_parent_unharmed(run_scenario(library, "collect"))
