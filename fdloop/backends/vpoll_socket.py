@@ -32,8 +32,10 @@ makes POLLOUT racy (ACKs in flight raise it again after ``set()`` returned).
 
 What a consumer sees if it does I/O on the fd: ``read()`` returns the POLLIN marker byte
 (``b"\\0"``, one per raise) and so clears POLLIN; it blocks (or EAGAIN) when POLLIN is
-clear. ``write()`` blocks (or EAGAIN) while POLLOUT is clear; while it is set the bytes
-are accepted into the backlog nobody reads, and enough of them clear POLLOUT. Neither
+clear. ``write()`` blocks (or EAGAIN) while POLLOUT is clear — except a small write that
+fits the free room of the last queued buffer, accepted without a memory check; while
+POLLOUT is set the bytes are accepted into the backlog nobody reads, and enough of them
+clear POLLOUT. Neither
 desynchronises the owner: ``events`` is read from the kernel, and the next ``set()``
 puts the asked-for mask back (it sizes SO_SNDBUF from the backlog as it is then).
 """

@@ -1,0 +1,317 @@
+"""wait_events / watch_events on real kernel files: pipes, /proc/self/mountinfo with a
+mount in a private namespace, a real PSI trigger, cgroup v2's cgroup.events; many
+waiters, cancellation, close, and no busy loop while a file stays readable."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+import fdloop
+import fdloop._aio.events as hub_module
+
+IN, PRI, OUT, ERR, HUP = (select.POLLIN, select.POLLPRI, select.POLLOUT, select.POLLERR,
+                          select.POLLHUP)
+
+
+def _ring_kind() -> str:
+    from fdloop.backends import selected_name
+
+    if selected_name() != "linux":
+        return "kqueue"
+    from fdloop.backends.linux.vpoll import ring_kind
+
+    return ring_kind()
+
+
+@pytest.fixture(params=["io_uring", "aio"])
+def ring(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+         fdloop_backend: str) -> str:
+    """Run a Linux test on both kinds of poll requests (io_uring, and the AIO fallback
+    used where io_uring is refused)."""
+    if fdloop_backend != "linux":
+        return "kqueue"
+    from fdloop.backends.linux import vpoll
+    from fdloop.backends.linux.aiopoll import AIOPolls
+    from fdloop.backends.linux.uring import URingPolls
+
+    kind = URingPolls if request.param == "io_uring" else AIOPolls
+    try:
+        kind().close()
+    except OSError as error:
+        pytest.skip(f"{request.param} refused here: {error.strerror}")
+    monkeypatch.setattr(vpoll, "_ring_kind", kind)
+    return request.param  # type: ignore[no-any-return]
+
+
+async def test_pipe_readable_writable_and_hangup(ring: str) -> None:
+    r, w = os.pipe()
+    try:
+        with anyio.fail_after(5):
+            assert await fdloop.wait_events(w, OUT) == OUT
+            async with anyio.create_task_group() as tg:
+                async def write_later() -> None:
+                    await anyio.sleep(0.02)
+                    os.write(w, b"x")
+
+                tg.start_soon(write_later)
+                assert await fdloop.wait_events(r, IN) == IN
+            os.read(r, 1)
+            os.close(w)
+            w = -1
+            # POLLHUP is reported although only POLLIN was asked, as poll(2) does
+            assert await fdloop.wait_events(r, IN) & HUP
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+async def test_many_waiters_and_a_cancelled_one(ring: str) -> None:
+    r, w = os.pipe()
+    try:
+        with anyio.fail_after(5):
+            got: list[int] = []
+            async with anyio.create_task_group() as tg:
+                async def waiter() -> None:
+                    got.append(await fdloop.wait_events(r, IN))
+
+                for _ in range(5):
+                    tg.start_soon(waiter)
+                with anyio.CancelScope() as doomed:
+                    tg.start_soon(waiter)  # (started inside, so not in this scope)
+                async with anyio.create_task_group() as inner:
+                    cancelled = anyio.Event()
+
+                    async def cancelled_waiter() -> None:
+                        with anyio.CancelScope() as scope:
+                            inner.start_soon(_cancel_soon, scope)
+                            await fdloop.wait_events(r, IN)
+                        cancelled.set()
+
+                    inner.start_soon(cancelled_waiter)
+                await cancelled.wait()
+                assert not doomed.cancel_called
+                os.write(w, b"x")
+            assert got == [IN] * 6
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+async def _cancel_soon(scope: anyio.CancelScope) -> None:
+    await anyio.sleep(0.02)
+    scope.cancel()
+
+
+async def test_bad_arguments_and_closed_fds() -> None:
+    with pytest.raises(ValueError, match="events"):
+        await fdloop.wait_events(0, 0)
+    with pytest.raises(ValueError, match="events"):
+        await fdloop.wait_events(0, 0x4000_0000)
+    with pytest.raises(TypeError, match="fd_or_object"):
+        await fdloop.wait_events("0", IN)  # type: ignore[arg-type]
+    # (a number no open fd can have: a just-closed one could become the ring's own)
+    with anyio.fail_after(5), pytest.raises(OSError):
+        await fdloop.wait_events(2**31 - 2, IN)
+
+
+async def test_notify_closing_wakes_waiters(ring: str) -> None:
+    r, w = os.pipe()
+    try:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                async def waiter() -> None:
+                    with pytest.raises(fdloop.ClosedResourceError):
+                        await fdloop.wait_events(r, IN)
+
+                tg.start_soon(waiter)
+                tg.start_soon(waiter)
+                await anyio.sleep(0.02)
+                fdloop.notify_closing(r)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+async def test_no_busy_loop_while_the_file_stays_readable(
+    monkeypatch: pytest.MonkeyPatch, fdloop_backend: str,
+) -> None:
+    # mountinfo polls POLLIN for ever; a loop watching the fd itself would spin. Waiting
+    # for POLLPRI must cost no wake-up at all while nothing changes.
+    if fdloop_backend == "kqueue":
+        pytest.skip("kqueue backend: POLLPRI needs EVFILT_EXCEPT, not in the emulator")
+    calls = []
+    original = hub_module._Hub.dispatch
+
+    def counting(self: hub_module._Hub) -> None:
+        calls.append(1)
+        original(self)
+
+    monkeypatch.setattr(hub_module._Hub, "dispatch", counting)
+    fd = os.open("/proc/self/mountinfo", os.O_RDONLY)
+    try:
+        with anyio.move_on_after(0.2):
+            await fdloop.wait_events(fd, PRI)
+        assert calls == []
+    finally:
+        os.close(fd)
+
+
+async def test_watch_reports_a_lasting_hangup_once() -> None:
+    if _ring_kind().startswith("Linux AIO"):
+        pytest.skip("AIO polls are one-shot: watch_events is level-triggered there")
+    r, w = os.pipe()
+    os.close(w)
+    seen = []
+    try:
+        with anyio.move_on_after(0.2):
+            async for mask in fdloop.watch_events(r, IN):
+                seen.append(mask)
+        assert seen == [HUP]
+    finally:
+        os.close(r)
+
+
+# -- kernel files that signal with POLLPRI -----------------------------------------------
+
+MOUNT_CHILD = textwrap.dedent("""
+    import ctypes, os, select, subprocess, sys, tempfile
+    import anyio, fdloop
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x20000) != 0:  # CLONE_NEWNS
+        print("skip: unshare(CLONE_NEWNS):", os.strerror(ctypes.get_errno())); sys.exit()
+    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    where = tempfile.mkdtemp()
+
+    async def main():
+        fd = os.open("/proc/self/mountinfo", os.O_RDONLY)
+        try:
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    async def change():
+                        await anyio.sleep(0.05)
+                        await anyio.run_process(["mount", "-t", "tmpfs", "none", where])
+                    tg.start_soon(change)
+                    got = await fdloop.wait_events(fd, select.POLLPRI)
+                    print(sys.argv[1], got & (select.POLLPRI | select.POLLERR))
+        finally:
+            os.close(fd)
+            subprocess.run(["umount", where])
+
+    anyio.run(main, backend=sys.argv[1])
+    os.rmdir(where)
+""")
+
+
+@pytest.mark.parametrize("library", ["asyncio", "trio"])
+def test_mountinfo_reports_a_mount_in_a_private_namespace(
+    library: str, fdloop_backend: str,
+) -> None:
+    # The ready-set technique (a private epoll the loop watches) loses this event: the
+    # loop's poll of the outer epoll re-polls mountinfo, which resets it (measured).
+    if fdloop_backend == "kqueue":
+        pytest.skip("kqueue backend: POLLPRI needs EVFILT_EXCEPT, not in the emulator")
+    if os.geteuid() != 0:
+        pytest.skip("mounting in a private mount namespace needs root")
+    out = subprocess.run([sys.executable, "-c", MOUNT_CHILD, library], capture_output=True,
+                         text=True, timeout=60, check=False)
+    if out.stdout.startswith("skip:"):
+        pytest.skip(out.stdout.strip())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [library, str(PRI | ERR)]
+
+
+def _psi_trigger() -> int:
+    # Without CAP_SYS_RESOURCE the window must be a multiple of 2 s; the kernel replaces
+    # the last byte written with NUL, so the text carries its own.
+    try:
+        fd = os.open("/proc/pressure/cpu", os.O_RDWR | os.O_NONBLOCK)
+    except OSError as error:
+        pytest.skip(f"/proc/pressure/cpu: {error.strerror}")
+    try:
+        os.write(fd, b"some 50000 2000000\0")
+    except OSError as error:
+        os.close(fd)
+        pytest.skip(f"a PSI trigger is refused here: {error.strerror}")
+    return fd
+
+
+async def test_psi_trigger_raises_pollpri(
+    ring: str, anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    if ring == "kqueue":
+        pytest.skip("kqueue backend: POLLPRI needs EVFILT_EXCEPT, not in the emulator")
+    library = "uvloop" if anyio_backend[1] else anyio_backend[0]
+    if (library, ring) not in {("asyncio", "io_uring"), ("trio", "aio"), ("uvloop", "aio")}:
+        pytest.skip("a PSI trigger takes ~2 s of busy CPUs: run on three loop/ring pairs")
+    fd = _psi_trigger()
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(2 * (os.cpu_count() or 1) + 1)]
+    try:
+        # More runnable tasks than CPUs: 50 ms of "some" CPU stall within the window.
+        with anyio.fail_after(20):
+            assert await fdloop.wait_events(fd, PRI) == PRI
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+        os.close(fd)
+
+
+def _cgroup2_root() -> Path:
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        if fields[2] == "cgroup2":
+            return Path(fields[1])
+    pytest.skip("no cgroup v2 hierarchy mounted")
+
+
+async def test_cgroup_events_reports_populated_changes(ring: str) -> None:
+    if ring == "kqueue":
+        pytest.skip("kqueue backend: POLLPRI needs EVFILT_EXCEPT, not in the emulator")
+    group = _cgroup2_root() / f"fdloop-test-{os.getpid()}"
+    try:
+        group.mkdir()
+    except OSError as error:
+        pytest.skip(f"cgroup v2 is not writable here: {error.strerror}")
+    sleeper = None
+    fd = os.open(group / "cgroup.events", os.O_RDONLY)
+    try:
+        def populated() -> str:
+            os.lseek(fd, 0, os.SEEK_SET)  # reading again re-arms kernfs' POLLPRI
+            return os.read(fd, 4096).decode().split("\n")[0]
+
+        assert populated() == "populated 0"
+        sleeper = subprocess.Popen(["sleep", "30"])
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                async def move() -> None:
+                    await anyio.sleep(0.02)
+                    (group / "cgroup.procs").write_text(str(sleeper.pid))
+
+                tg.start_soon(move)
+                assert await fdloop.wait_events(fd, PRI) & PRI
+            assert populated() == "populated 1"
+            sleeper.kill()
+            sleeper.wait()
+            sleeper = None
+            assert await fdloop.wait_events(fd, PRI) & PRI
+            deadline = time.monotonic() + 5
+            while populated() != "populated 0" and time.monotonic() < deadline:
+                await fdloop.wait_events(fd, PRI)
+            assert populated() == "populated 0"
+    finally:
+        os.close(fd)
+        if sleeper is not None:
+            sleeper.kill()
+            sleeper.wait()
+        group.rmdir()
