@@ -128,21 +128,25 @@ def adopt(handle: ProcessFDBackend, *, daemon: bool) -> None:
         if _reap(orphan):
             return
         _orphans[handle.fileno()] = orphan
-    _watch(orphan)
+        _watch(orphan)
 
 
 def _watch(orphan: _Orphan) -> None:
+    # Called with the lock held, so that no sweep in another thread can see the orphan
+    # between the loop's registration and ``orphan.watch``: it would take the orphan for
+    # unwatched and close the pidfd under the loop, whose selector then keeps a stale
+    # entry for the number (and silently ignores the next fd given that number).
     orphan.watch = _aio.watch_in_running_loop(
         orphan.handle.fileno(), lambda: _on_readable(orphan)
     )
 
 
 def _on_readable(orphan: _Orphan) -> None:
-    orphan.watch = None  # the watch fires once
     with _lock:
+        orphan.watch = None  # the watch fires once
         if orphan.handle.closed or _reap(orphan):
             return
-    _watch(orphan)  # woken early (never expected for a pidfd): watch again
+        _watch(orphan)  # woken early (never expected for a pidfd): watch again
 
 
 def _reap(orphan: _Orphan) -> bool:
