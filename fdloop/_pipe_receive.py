@@ -283,8 +283,14 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
         return data
 
     def close(self) -> None:
-        """Close the fd and drop buffered bytes; waiting readers get ClosedResourceError."""
+        """Close the fd and drop buffered bytes; waiting readers get ClosedResourceError.
+
+        From any thread (see :class:`FDResource`); reading belongs to the loop's thread.
+        """
         super().close()
+
+    def _close_here(self) -> None:
+        super()._close_here()
         self._buffer.clear()
 
     def _state(self) -> str:

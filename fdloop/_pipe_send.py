@@ -206,8 +206,13 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
         Never blocks: bytes that ``write()`` buffered are flushed by a background task
         of the running loop, and the fd is closed after them (or when the reader
         leaves, or the loop ends). Without a running loop they are dropped. Tasks
-        waiting in ``send()``/``drain()`` get ClosedResourceError. Idempotent.
+        waiting in ``send()``/``drain()`` get ClosedResourceError. Idempotent. From
+        another thread, the close runs in the thread of the loop that polls the fd (see
+        :class:`FDResource`); everything else here belongs to that loop's thread.
         """
+        super().close()  # FDResource: to the loop's thread, once, then _close_here()
+
+    def _close_here(self) -> None:
         if self.closed:
             return
         self._closing = True
@@ -262,21 +267,18 @@ class PipeSendStream(FDResource[PipeEnd], ByteSendStream):
         cancel, self._cancel_flush = self._cancel_flush, None
         if cancel is not None:
             cancel()
-        # The base class's closing step, done here: FDResource.close() may hand the
-        # close to another thread's loop, which would call our close() again, and that
-        # returns at once (closed is already true) without closing anything.
-        if not self._handle.closed:
-            self._waiter.close()
-            self._handle.close()
+        super()._close_here()  # the fd itself; this runs in the loop's thread already
         if self._fd_closed is not None:
             self._fd_closed.set()
         self._notify()
 
     def _finalize(self) -> None:
         # A finalizer must not start tasks (a running flush holds a reference to us, so
-        # there is none here anyway), block, or raise.
+        # there is none here anyway), block, or raise; a collection in another thread
+        # queues the close to the loop's thread, as FDResource's own finalizer does.
         with contextlib.suppress(Exception):
-            self._close_now()
+            if not self._handed_over(self._close_now, wait=False):
+                self._close_now()
 
     # -- the buffer and its background flush ----------------------------------------------
 

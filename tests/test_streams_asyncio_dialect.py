@@ -215,6 +215,27 @@ async def test_close_while_drain_waits_wakes_it_and_still_flushes() -> None:
             assert await reader.read() == payload  # the flush went on, then EOF
 
 
+async def test_close_from_another_thread_runs_in_the_loop_and_still_flushes() -> None:
+    async with pipe() as (reader, writer):
+        payload = data(1 << 20)
+        writer.write(payload)
+        errors: list[BaseException] = []
+
+        async def drain() -> None:
+            try:
+                await writer.drain()
+            except fdloop.ClosedResourceError as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(drain)
+                await anyio.sleep(0.02)
+                await anyio.to_thread.run_sync(writer.close)
+            assert len(errors) == 1 and writer.closed
+            assert await reader.read() == payload
+
+
 async def test_cancelled_drain_does_not_stop_the_flush() -> None:
     async with pipe() as (reader, writer):
         payload = data(1 << 20)
