@@ -26,6 +26,23 @@ from fdloop.backends.linux import spawn as linux_spawn
 SLEEPERS = 40
 
 
+def _stale_registrations() -> list[int]:
+    """fds asyncio's selector believes registered that its epoll no longer has (a number
+    closed under the loop): the next fd given such a number would never wake the loop."""
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        return []
+    selector = getattr(loop, "_selector", None)
+    if selector is None:  # uvloop: no Python-side table to go stale
+        return []
+    with open(f"/proc/self/fdinfo/{selector.fileno()}") as info:
+        kernel = {int(line.split()[1]) for line in info if line.startswith("tfd:")}
+    return sorted(set(selector.get_map()) - kernel)
+
+
 def main() -> None:
     library, path, wanted = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if path == "posix_spawn":
@@ -36,7 +53,9 @@ def main() -> None:
     sleepers: list[fdloop.ProcessFD] = []
     stop = threading.Event()
 
-    counts = {"short": 0, "refused": 0, "wrong_status": 0, "sleepers_started": 0}
+    counts: dict[str, object] = {
+        "short": 0, "refused": 0, "wrong_status": 0, "sleepers_started": 0, "stale": [],
+    }
 
     def keep_starting_sleepers() -> None:
         while not stop.is_set():
@@ -64,6 +83,7 @@ def main() -> None:
                     if status.known and status.returncode != 0:
                         counts["wrong_status"] += 1
             counts["short"] += 1
+        counts["stale"] = _stale_registrations()
 
     thread = threading.Thread(target=keep_starting_sleepers)
     thread.start()
