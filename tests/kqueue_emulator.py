@@ -151,6 +151,15 @@ class kqueue:
         with self._lock:
             if self._epoll.closed:
                 return
+            if os.getpid() != self._pid:
+                # "The queue is not inherited by a child created with fork(2)": a child
+                # has no queue to change. Its copies of the Linux fds are dropped, but no
+                # source leaves the epoll set, which is the parent's too.
+                for knote in list(self._knotes.values()):
+                    knote.close()
+                self._knotes.clear()
+                self._epoll.close()
+                return
             for knote in list(self._knotes.values()):
                 self._drop(knote)
             self._epoll.close()
