@@ -32,13 +32,12 @@ What is different, on purpose:
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
-from ..streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream, check_limit
+from ..streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream
 from . import quiet_when_exited
 
 __all__ = ["Process", "create_subprocess_exec", "create_subprocess_shell"]
@@ -158,22 +157,6 @@ def _start(argv: str | bytes | Sequence[StrOrBytesPath], limit: int, **kwds: Any
     for name in ("encoding", "errors"):
         if kwds.pop(name, None) is not None:
             raise ValueError(f"{name} must be None")
-    limit = check_limit(limit)
-    proc = quiet_when_exited(spawn(argv, **kwds))
+    proc = quiet_when_exited(spawn(argv, limit=limit, **kwds))
     proc.args = argv
-    if limit != DEFAULT_LIMIT:
-        # The streams were made with the default limit a moment ago and hold nothing yet.
-        if proc.stdout is not None:
-            proc.stdout = _with_limit(proc.stdout, limit)
-        if proc.stderr is not None:
-            proc.stderr = _with_limit(proc.stderr, limit)
     return Process(proc)
-
-
-def _with_limit(stream: PipeReceiveStream, limit: int) -> PipeReceiveStream:
-    fd = stream.detach()
-    try:
-        return PipeReceiveStream(fd, limit=limit)
-    except BaseException:
-        os.close(fd)
-        raise

@@ -26,7 +26,7 @@ from .. import _aio, _validate
 from ..backends import current as current_backend
 from ..backends.contract import ProcessFDBackend
 from ..errors import ClosedResourceError, UnsupportedOperation
-from ..streams import PipeReceiveStream, PipeSendStream
+from ..streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream
 from . import reaper
 from .exitstatus import ExitStatus, ResourceUsage
 from .process_api import ProcessAPI
@@ -93,6 +93,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         kill_timeout: float = 5.0,
         new_session: bool = False,
         pipes: tuple[int | None, int | None, int | None] = (None, None, None),
+        limit: int = DEFAULT_LIMIT,
     ) -> ProcessFD:
         self = cls.__new__(cls)
         # FDResource.__init__, with a shared waiter: process fds are waited on once each,
@@ -109,8 +110,8 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         self._hup_waiter = None
         stdin, stdout, stderr = pipes
         self.stdin = PipeSendStream(stdin) if stdin is not None else None
-        self.stdout = PipeReceiveStream(stdout) if stdout is not None else None
-        self.stderr = PipeReceiveStream(stderr) if stderr is not None else None
+        self.stdout = PipeReceiveStream(stdout, limit=limit) if stdout is not None else None
+        self.stderr = PipeReceiveStream(stderr, limit=limit) if stderr is not None else None
         if owner:
             reaper.track(self)
         self._owner_pid = reaper.process_id()

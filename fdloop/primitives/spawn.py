@@ -16,7 +16,7 @@ from typing import IO, Any, Union
 
 from .. import _validate
 from ..backends.request import SpawnRequest
-from ..streams import DEVNULL, PIPE, STDOUT
+from ..streams import DEFAULT_LIMIT, DEVNULL, PIPE, STDOUT, check_limit
 from . import reaper
 from . import spawn_options as options
 from .processfd import ProcessFD, process_backend, signal_number
@@ -65,6 +65,7 @@ def spawn(
     restore_signals: bool = True,
     pipesize: int = -1,
     preexec_fn: object = None,
+    limit: int = DEFAULT_LIMIT,
 ) -> ProcessFD:
     """Start ``argv`` as our child and return its ProcessFD. Does not wait.
 
@@ -85,7 +86,9 @@ def spawn(
     ``executable``); ``executable`` is exec'd in place of argv[0]; ``user``, ``group``
     (names or ids), ``extra_groups`` and ``umask`` set the child's credentials and
     umask; ``process_group`` calls setpgid; ``pipesize`` sets the size of the pipes made
-    for PIPE. ``user``/``group``/``extra_groups``/``umask`` need the compiled spawn path
+    for PIPE. ``limit`` bounds what a line search on a piped stdout/stderr buffers
+    (asyncio's ``limit=``, 64 KiB). ``user``/``group``/``extra_groups``/``umask`` need the
+    compiled spawn path
     (``fdloop info``: spawn). ``preexec_fn`` is refused: see the TypeError.
 
     Raises FileNotFoundError / PermissionError / NotADirectoryError (naming the program
@@ -122,6 +125,8 @@ def spawn(
         kill_signal = signal_number("kill_signal", kill_signal)
     if kill_timeout != 5.0 or type(kill_timeout) is not float:
         kill_timeout = _validate.seconds("kill_timeout", kill_timeout)
+    if limit is not DEFAULT_LIMIT:
+        limit = check_limit(limit)
 
     first = argv[0] if type(argv) is list or type(argv) is tuple else None
     # (a str argv[0] is what fsdecode would give back from its encoding)
@@ -149,7 +154,7 @@ def spawn(
         handle, pipes = process_backend("spawn_process")(request)
     proc = ProcessFD._wrap(
         handle, owner=True, daemon=daemon, kill_signal=kill_signal, kill_timeout=kill_timeout,
-        new_session=start_new_session or process_group == 0, pipes=pipes,
+        new_session=start_new_session or process_group == 0, pipes=pipes, limit=limit,
     )
     proc.args = command  # as Popen.args: what TimeoutExpired/CalledProcessError name
     return proc

@@ -168,3 +168,20 @@ def test_bad_option_values_are_named(kwargs: dict[str, object], error: type, nam
 def test_shell_needs_a_command() -> None:
     with pytest.raises(TypeError, match="shell=True"):
         spawn(42, shell=True)  # type: ignore[arg-type]
+
+
+async def test_limit_bounds_the_line_search_of_piped_output() -> None:
+    code = "print('x' * 300); print('short')"
+    async with spawn([sys.executable, "-c", code], stdout=PIPE, stderr=PIPE,
+                     limit=100) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.limit == proc.stderr.limit == 100
+        with anyio.fail_after(30):
+            with pytest.raises(fdloop.LimitOverrunError):
+                await proc.stdout.readuntil(b"\n")
+            await proc.wait()
+
+
+def test_bad_limit_is_named() -> None:
+    with pytest.raises(ValueError, match="limit"):
+        spawn(["true"], stdout=PIPE, limit=0)
