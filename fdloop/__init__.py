@@ -11,6 +11,7 @@ from .errors import (
     BrokenResourceError,
     BusyResourceError,
     CalledProcessError,
+    ChannelCorruptedError,
     ClockChanged,
     ClosedResourceError,
     CounterOverflowError,
@@ -26,6 +27,7 @@ from .errors import (
     TimeoutExpired,
     UnsupportedOperation,
 )
+from .primitives.channel import ChannelReceiver, ChannelSender, channel
 from .primitives.eventfd import EventFD
 from .primitives.memfd import MemFD
 from .primitives.processfd import ExitStatus, ProcessFD, ResourceUsage
@@ -58,6 +60,9 @@ __all__ = [
     "BusyResourceError",
     "CalledProcessError",
     "Capability",
+    "ChannelCorruptedError",
+    "ChannelReceiver",
+    "ChannelSender",
     "ClockChanged",
     "ClosedResourceError",
     "CounterOverflowError",
@@ -91,6 +96,7 @@ __all__ = [
     "TimerFD",
     "UnsupportedOperation",
     "capabilities",
+    "channel",
     "raise_fd_limit",
     "spawn",
 ]

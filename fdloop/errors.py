@@ -78,6 +78,14 @@ class BrokenResourceError(FdloopError, BrokenPipeError, anyio.BrokenResourceErro
     """
 
 
+class ChannelCorruptedError(BrokenResourceError):
+    """The peer of a ``fdloop.Channel`` broke the ring protocol (a bad index, a record
+    running past the data area, garbage on the hang-up socket).
+
+    A BrokenResourceError: the end that saw it is unusable from then on and keeps raising.
+    """
+
+
 class IncompleteReadError(FdloopError, asyncio.IncompleteReadError, anyio.IncompleteRead):
     """``readexactly(n)`` met EOF first; ``partial`` holds the bytes that did arrive.
 

@@ -24,6 +24,7 @@ import sys
 
 from ...errors import UnsupportedOperation
 from .. import Capability
+from ..channel import capability as _channel_capability
 from ..linux.spawn import find_executable  # PATH search only: portable
 from . import eventfd as _eventfd
 from . import memfd as _memfd
@@ -109,6 +110,7 @@ def capabilities() -> list[Capability]:
         signal_missing.append("warning about threads that could take a signal (other "
                               "threads' masks cannot be read here)")
     return [
+        _channel_capability(NAME),
         eventfd_row,
         Capability("MemFD", NAME, True, "memfd" if how == "memfd_create" else f"shm ({how})",
                    _memfd.missing()),

@@ -8,6 +8,7 @@ Each primitive's syscalls live in their own module below this package.
 from __future__ import annotations
 
 from .. import Capability
+from ..channel import capability as _channel_capability
 from .eventfd import LinuxEventFD as _LinuxEventFD
 from .memfd import LinuxMemFD as _LinuxMemFD
 from .memfd import missing as _memfd_missing
@@ -35,6 +36,7 @@ ready_set = _LinuxReadySet.create
 
 def capabilities() -> list[Capability]:
     return [
+        _channel_capability(NAME),
         Capability("EventFD", NAME, True, "eventfd"),
         Capability("MemFD", NAME, True, "memfd", _memfd_missing()),
         _process_capability(NAME),

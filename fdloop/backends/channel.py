@@ -1,0 +1,217 @@
+"""What ``fdloop.Channel`` needs from the OS besides a MemFD and two EventFDs.
+
+* :class:`HangupSocket`: one end of an AF_UNIX stream socketpair. The kernel hangs a
+  socket up when the *last* fd of its peer is closed, in any process, and also when that
+  process is killed: that is how each end of a Channel learns that the other end is gone
+  for good, without trusting anything a close (or a crash) could leave in shared memory.
+  The sender's socket also carries one-byte markers to the receiver (``O`` when a copy of
+  the sender is rebuilt in a process, ``C`` when such a copy is closed), which is how a
+  clean close is told from a kill. Every call is non-blocking (``MSG_DONTWAIT``) and
+  leaves the shared open file description's flags alone.
+* :func:`asymmetric_fence`: Linux ``membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)``, which
+  makes every running thread of every registered process execute a full memory barrier.
+  The side of a ring that is about to sleep issues it, so the busy side needs no fence of
+  its own (Python has none) — see :mod:`fdloop.primitives.channel_ring`.
+* :func:`refusal` and :func:`capability`: whether this machine and backend can carry a
+  Channel, and the ``capabilities()`` row that says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import os
+import platform
+import socket
+import stat
+import sys
+from collections.abc import Callable
+
+from ..errors import ClosedResourceError, NotThisKindOfFD
+from . import Capability
+
+OPENED = b"O"
+"""Marker: a copy of the sender was rebuilt (``from_fds``) or first used in a process."""
+CLOSED = b"C"
+"""Marker: a copy of the sender that had announced itself was closed cleanly."""
+
+_TSO_MACHINES = ("x86_64", "amd64")
+"""CPUs whose ordering the ring protocol relies on (stores and loads each stay in order;
+aligned 8-byte moves are single-copy atomic)."""
+
+
+class HangupSocket:
+    """One end of a stream socketpair, used only for hang-up and for markers."""
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock: socket.socket | None = sock
+
+    @classmethod
+    def pair(cls) -> tuple[HangupSocket, HangupSocket]:
+        """A connected pair (close-on-exec): (sender's end, receiver's end)."""
+        one, two = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        return cls(one), cls(two)
+
+    @classmethod
+    def adopt(cls, fd: int) -> HangupSocket:
+        """Own an inherited or received fd; NotThisKindOfFD (fd left open) unless it is
+        an AF_UNIX stream socket."""
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISSOCK(mode):
+            raise NotThisKindOfFD(f"fd {fd} is not a socket (the Channel's hang-up socket "
+                                  "is an AF_UNIX stream socket)")
+        sock = socket.socket(fileno=fd)
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            kind = f"{sock.family.name}/{sock.type.name}"
+            sock.detach()
+            raise NotThisKindOfFD(f"fd {fd} is a {kind} socket, not the AF_UNIX stream "
+                                  "socket of a Channel")
+        return cls(sock)
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise ClosedResourceError("the Channel's hang-up socket is closed")
+        return self._sock.fileno()
+
+    def send_marker(self, marker: bytes) -> None:
+        """Send one marker byte; dropped if the peer is gone or (never seen) its buffer
+        is full."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.send(marker, socket.MSG_DONTWAIT)
+
+    def drain(self) -> tuple[bytes, bool]:
+        """Everything the peer sent so far, and whether the peer has hung up (EOF)."""
+        if self._sock is None:
+            raise ClosedResourceError("the Channel's hang-up socket is closed")
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = self._sock.recv(4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return b"".join(chunks), False
+            except ConnectionResetError:
+                return b"".join(chunks), True
+            if not chunk:
+                return b"".join(chunks), True
+            chunks.append(chunk)
+
+    def peer_gone(self) -> bool:
+        """True once every copy of the peer's socket is closed. Consumes nothing."""
+        if self._sock is None:
+            raise ClosedResourceError("the Channel's hang-up socket is closed")
+        try:
+            return self._sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            return False
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def detach(self) -> int:
+        """Give the fd back unclosed (a refused ``from_fds`` leaves its fds as it found
+        them)."""
+        sock, self._sock = self._sock, None
+        return sock.detach() if sock is not None else -1
+
+
+# -- membarrier -----------------------------------------------------------------------------
+
+_SYS_MEMBARRIER = {"x86_64": 324, "amd64": 324}
+_CMD_QUERY = 0
+_CMD_GLOBAL_EXPEDITED = 1 << 1
+_CMD_REGISTER_GLOBAL_EXPEDITED = 1 << 2
+
+_fence: Callable[[], None] | None = None
+_registered_pid = -1
+_refused = False
+
+
+def asymmetric_fence() -> Callable[[], None] | None:
+    """Register this process for global expedited membarrier and return the fence call,
+    or None where the kernel (or a seccomp filter) refuses it. Registration is per
+    process and redone, once, in a forked child."""
+    global _fence, _registered_pid, _refused
+    pid = os.getpid()
+    if _registered_pid == pid:
+        return _fence
+    _registered_pid = pid
+    number = _SYS_MEMBARRIER.get(platform.machine().lower())
+    if _refused or number is None or not sys.platform.startswith("linux"):
+        _fence = None
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syscall = libc.syscall
+    except (OSError, AttributeError):
+        _fence, _refused = None, True
+        return None
+    syscall.restype = ctypes.c_long
+    supported = syscall(number, _CMD_QUERY, 0, 0)
+    if (supported < 0 or not supported & _CMD_GLOBAL_EXPEDITED
+            or syscall(number, _CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) != 0):
+        _fence, _refused = None, True
+        return None
+
+    def fence() -> None:
+        if syscall(number, _CMD_GLOBAL_EXPEDITED, 0, 0) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"membarrier: {os.strerror(code)}")
+
+    _fence = fence
+    return fence
+
+
+# -- can this machine carry a Channel? ---------------------------------------------------
+
+def refusal(backend: str) -> str | None:
+    """Why a Channel cannot be built (or adopted) here, or None when it can."""
+    machine = platform.machine().lower()
+    if machine not in _TSO_MACHINES:
+        return (f"fdloop.Channel needs an x86-64 CPU, this is {machine or 'unknown'}: its "
+                "shared ring publishes indices with plain 8-byte stores and relies on "
+                "the CPU keeping stores (and loads) in order, which Python cannot fence")
+    if backend == "kqueue":
+        # The package's own ``eventfd``/``memfd`` names are its factories: import the
+        # modules by their full names.
+        kqueue_eventfd = importlib.import_module(f"{__package__}.kqueue.eventfd")
+        kqueue_memfd = importlib.import_module(f"{__package__}.kqueue.memfd")
+
+        if not kqueue_eventfd.native_eventfd():
+            return ("fdloop.Channel needs eventfd doorbells that cross processes; the "
+                    "kqueue backend's EventFD here is an EVFILT_USER counter kept in this "
+                    "process (FreeBSD 13+ has a native eventfd)")
+        if kqueue_memfd.strategy() != "memfd_create":
+            return ("fdloop.Channel needs a memfd sealed with SEAL_SHRINK|SEAL_GROW (so "
+                    "a peer cannot truncate the ring and make us take SIGBUS); shared "
+                    f"memory here ({kqueue_memfd.strategy()}) cannot be sealed")
+    return None
+
+
+def capability(backend: str) -> Capability:
+    """The ``Channel`` row of ``capabilities()`` for ``backend``."""
+    why = refusal(backend)
+    what = "memfd ring + eventfd doorbells + socketpair hang-up"
+    if why is not None:
+        return Capability("Channel", backend, False, "not available",
+                          (why + ": channel() and from_fds() raise UnsupportedOperation",))
+    missing: tuple[str, ...] = ()
+    if backend == "kqueue" or not sys.platform.startswith("linux"):
+        missing = ("membarrier: a side about to sleep cannot fence the other, so each "
+                   "send/receive rings the doorbell and waits re-check the ring every "
+                   "few ms",)
+    return Capability("Channel", backend, True, what, missing)
+
+
+__all__ = ["CLOSED", "OPENED", "HangupSocket", "asymmetric_fence", "capability", "refusal"]
