@@ -22,6 +22,7 @@ TINY = {
     "wake": {"n": 50},
     "timer": {"ticks": 30, "period_ms": 1.0},
     "signal": {"n": 50},
+    "vpoll": {"n": 30},
 }
 
 CASES = [
