@@ -29,6 +29,7 @@ from .errors import (
 )
 from .primitives.channel import ChannelReceiver, ChannelSender, channel
 from .primitives.eventfd import EventFD
+from .primitives.events import POLLRDHUP, notify_closing, wait_events, watch_events
 from .primitives.memfd import MemFD
 from .primitives.processfd import ExitStatus, ProcessFD, ResourceUsage
 from .primitives.seals import (
@@ -43,6 +44,7 @@ from .primitives.seals import (
 from .primitives.signalfd import SignalFD, SignalInfo
 from .primitives.spawn import spawn
 from .primitives.timerfd import TimerFD
+from .primitives.virtualfd import VirtualFD
 from .run import CompletedProcess, call, check_call, check_output, run
 from .streams import DEVNULL, PIPE, STDOUT, PipeReceiveStream, PipeSendStream
 from .supervisor import Supervisor
@@ -95,6 +97,11 @@ __all__ = [
     "TimeoutExpired",
     "TimerFD",
     "UnsupportedOperation",
+    "POLLRDHUP",
+    "VirtualFD",
+    "notify_closing",
+    "wait_events",
+    "watch_events",
     "capabilities",
     "channel",
     "raise_fd_limit",

@@ -28,6 +28,7 @@ from ..channel import capability as _channel_capability
 from ..linux.spawn import find_executable  # PATH search only: portable
 from . import eventfd as _eventfd
 from . import memfd as _memfd
+from . import vpoll as _vpoll
 from .platform import current as current_platform
 from .processfd import KqueueProcessFD as _KqueueProcessFD
 from .readyset import KqueueReadySet as _KqueueReadySet
@@ -48,11 +49,14 @@ spawn_process = _KqueueProcessFD.spawn
 process_open = _KqueueProcessFD.open_pid
 process_from_fd = _KqueueProcessFD.adopt
 ready_set = _KqueueReadySet.create
+virtual_fd = _vpoll.virtual_fd
+poll_requests = _vpoll.poll_requests
 
 __all__ = [
     "NAME", "capabilities", "eventfd", "eventfd_from_fd", "find_executable", "memfd",
     "memfd_from_fd", "process_from_fd", "process_open", "ready_set", "signalfd",
     "signalfd_from_fd", "spawn_process", "timerfd", "timerfd_from_fd",
+    "poll_requests", "virtual_fd",
 ]
 
 _NOT_ACROSS = "passable across processes (fork, exec, SCM_RIGHTS): the state is in this process"
@@ -121,4 +125,5 @@ def capabilities() -> list[Capability]:
             ("cancel_on_set (no wall-clock-jump notice)", _NOT_ACROSS,
              "realtime periodic timers do not follow wall-clock jumps"),
         ),
+        *_vpoll.capabilities(NAME),
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .. import Capability
 from ..channel import capability as _channel_capability
+from . import vpoll as _vpoll
 from .eventfd import LinuxEventFD as _LinuxEventFD
 from .memfd import LinuxMemFD as _LinuxMemFD
 from .memfd import missing as _memfd_missing
@@ -32,6 +33,8 @@ spawn_process = _LinuxPidFD.spawn
 process_open = _LinuxPidFD.open_pid
 process_from_fd = _LinuxPidFD.adopt
 ready_set = _LinuxReadySet.create
+virtual_fd = _vpoll.create
+poll_requests = _vpoll.poll_requests
 
 
 def capabilities() -> list[Capability]:
@@ -42,4 +45,5 @@ def capabilities() -> list[Capability]:
         _process_capability(NAME),
         Capability("SignalFD", NAME, True, "signalfd"),
         Capability("TimerFD", NAME, True, "timerfd"),
+        *_vpoll.capabilities(NAME),
     ]
