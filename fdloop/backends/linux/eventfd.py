@@ -20,21 +20,20 @@ import os
 import sys
 
 from ...errors import CounterOverflowError
-from ..contract import OwnedFD
 from . import nowait
 from .procfs import fdinfo, require_kind
 
 _MAX_COUNTER = 2**64 - 2
 
 
-class LinuxEventFD(OwnedFD):
-    __slots__ = ("_proxy", "semaphore")
+class LinuxEventFD(nowait.ProxiedFD):
+    __slots__ = ("semaphore",)
 
     def __init__(self, fd: int, semaphore: bool, *, shared: bool = False) -> None:
-        super().__init__(fd)
+        # Adopted (shared): the description's flags are the sender's, and the loop polls
+        # a proxy.
+        super().__init__(fd, shared=shared)
         self.semaphore = semaphore
-        # Adopted: the description's flags are the sender's, and the loop polls a proxy.
-        self._proxy = nowait.PollProxy(fd) if shared else None
 
     @classmethod
     def create(cls, initval: int, semaphore: bool) -> LinuxEventFD:
@@ -87,16 +86,3 @@ class LinuxEventFD(OwnedFD):
             os.close(fd)
             raise
 
-    def poll_fileno(self) -> int:
-        """The fd for the loop to poll: the eventfd, or for an adopted one its proxy."""
-        return self._proxy.fileno() if self._proxy is not None else self.fileno()
-
-    def close(self) -> None:
-        nowait.close_proxy(self)
-        super().close()
-
-    def detach(self) -> int:
-        fd = self.fileno()
-        nowait.close_proxy(self)
-        super().detach()
-        return fd

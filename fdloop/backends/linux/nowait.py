@@ -32,7 +32,8 @@ from __future__ import annotations
 import errno
 import os
 import select
-from typing import Any
+
+from ..contract import OwnedFD
 
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 _REFUSED = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.ESPIPE}
@@ -92,8 +93,37 @@ class PollProxy:
         self._epoll.close()
 
 
-def close_proxy(owner: Any) -> None:
-    """Close ``owner._proxy`` once (for the backend objects' close and detach)."""
-    proxy, owner._proxy = owner._proxy, None
-    if proxy is not None:
-        proxy.close()
+class ProxiedFD(OwnedFD):
+    """An owned fd that the loop polls through a :class:`PollProxy` when it was adopted
+    (``shared``), or directly otherwise: the base of the eventfd, timerfd and signalfd
+    objects."""
+
+    __slots__ = ("_proxy",)
+
+    def __init__(self, fd: int, *, shared: bool) -> None:
+        super().__init__(fd)
+        self._proxy = PollProxy(fd) if shared else None
+
+    @property
+    def shared(self) -> bool:
+        """True for an adopted fd: its description may be blocking and is not ours."""
+        return self._proxy is not None
+
+    def poll_fileno(self) -> int:
+        """The fd for the loop to poll: this one, or for an adopted one its proxy."""
+        return self._proxy.fileno() if self._proxy is not None else self.fileno()
+
+    def close(self) -> None:
+        self._close_proxy()
+        super().close()
+
+    def detach(self) -> int:
+        fd = self.fileno()
+        self._close_proxy()
+        super().detach()
+        return fd
+
+    def _close_proxy(self) -> None:
+        proxy, self._proxy = self._proxy, None
+        if proxy is not None:
+            proxy.close()

@@ -21,7 +21,7 @@ import struct
 import threading
 
 from .. import sigmask
-from ..contract import OwnedFD, SigInfoFields
+from ..contract import SigInfoFields
 from . import nowait
 from .procfs import fdinfo, require_kind
 
@@ -68,16 +68,15 @@ def _signals_in_mask(hexmask: str) -> frozenset[int]:
     return frozenset(n + 1 for n in range(bits.bit_length()) if bits >> n & 1)
 
 
-class LinuxSignalFD(OwnedFD):
-    __slots__ = ("_proxy", "_takeover", "signals")
+class LinuxSignalFD(nowait.ProxiedFD):
+    __slots__ = ("_takeover", "signals")
 
     def __init__(self, fd: int, takeover: sigmask.Takeover, *, shared: bool = False) -> None:
-        super().__init__(fd)
         self._takeover = takeover
         self.signals = takeover.signals
-        # Adopted: the description (and its O_NONBLOCK) is the sender's, and the loop
-        # polls a proxy; see .nowait.
-        self._proxy = nowait.PollProxy(fd) if shared else None
+        # Adopted (shared): the description (and its O_NONBLOCK) is the sender's, and
+        # the loop polls a proxy; see .nowait.
+        super().__init__(fd, shared=shared)
 
     @classmethod
     def create(cls, signals: frozenset[int]) -> LinuxSignalFD:
@@ -143,19 +142,13 @@ class LinuxSignalFD(OwnedFD):
                 exposed.append(tid)
         return tuple(sorted(exposed))
 
-    def poll_fileno(self) -> int:
-        """The fd for the loop to poll: the signalfd, or for an adopted one its proxy."""
-        return self._proxy.fileno() if self._proxy is not None else self.fileno()
-
     def close(self) -> None:
         try:
             self._takeover.release()
         finally:
-            nowait.close_proxy(self)
             super().close()
 
     def detach(self) -> int:
         self.fileno()  # ClosedResourceError before anything is given back
         self._takeover.release()
-        nowait.close_proxy(self)
         return super().detach()

@@ -30,7 +30,6 @@ import time
 from typing import ClassVar, Protocol
 
 from ...errors import ClockChanged
-from ..contract import OwnedFD
 from . import nowait
 from .procfs import fdinfo, require_kind
 
@@ -160,20 +159,19 @@ def available_calls() -> list[TimerfdCalls]:
 CALLS: TimerfdCalls = available_calls()[0]
 
 
-class LinuxTimerFD(OwnedFD):
+class LinuxTimerFD(nowait.ProxiedFD):
     """One timerfd; times in and out are integer nanoseconds."""
 
-    __slots__ = ("_calls", "_proxy", "_schedule", "clock", "clockid")
+    __slots__ = ("_calls", "_schedule", "clock", "clockid")
 
     def __init__(self, fd: int, clock: str, clockid: int, calls: TimerfdCalls, *,
                  shared: bool = False) -> None:
-        super().__init__(fd)
+        # Adopted (shared): the description (and its O_NONBLOCK) is the sender's, and
+        # the loop polls a proxy; see .nowait.
+        super().__init__(fd, shared=shared)
         self.clock = clock
         self.clockid = clockid
         self._calls = calls
-        # Adopted: the description (and its O_NONBLOCK) is the sender's, and the loop
-        # polls a proxy; see .nowait.
-        self._proxy = nowait.PollProxy(fd) if shared else None
         # (first expiry, interval) of the last absolute periodic cancel_on_set setting,
         # kept to restart such a timer after a clock change (see _restart_after_jump).
         self._schedule: tuple[int, int] | None = None
@@ -249,16 +247,3 @@ class LinuxTimerFD(OwnedFD):
     def now(self) -> int:
         return time.clock_gettime_ns(self.clockid)
 
-    def poll_fileno(self) -> int:
-        """The fd for the loop to poll: the timerfd, or for an adopted one its proxy."""
-        return self._proxy.fileno() if self._proxy is not None else self.fileno()
-
-    def close(self) -> None:
-        nowait.close_proxy(self)
-        super().close()
-
-    def detach(self) -> int:
-        fd = self.fileno()
-        nowait.close_proxy(self)
-        super().detach()
-        return fd
