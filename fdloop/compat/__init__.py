@@ -13,7 +13,11 @@ The submodules are imported on demand (``import fdloop.compat.trio`` needs trio)
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from ..primitives.processfd import ProcessFD
+
+_Wrapper = TypeVar("_Wrapper", bound="ProcessWrapper")
 
 
 class QuietProcessFD(ProcessFD):
@@ -33,6 +37,47 @@ class QuietProcessFD(ProcessFD):
             self._finalize()  # exited (and now reaped): release without the warning
             return
         super().__del__()
+
+
+class ProcessWrapper:
+    """What both compat Processes do the same way over their ``processfd``: the exit
+    status as a plain int, signals, and kill-on-close when closed or left."""
+
+    processfd: ProcessFD
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code (``-N`` for signal N), or None while it runs; always current
+        (reading it polls)."""
+        return self.processfd.returncode
+
+    async def wait(self) -> int:
+        """Wait for the exit; the returncode as a plain int, as asyncio's and trio's (an
+        unknown status is ``ExitStatus.UNKNOWN_INT``; ``processfd.status`` has the full
+        ExitStatus)."""
+        return int(await self.processfd.wait())
+
+    def send_signal(self, signal: int) -> None:
+        """Send ``signal`` (a no-op once the child has exited)."""
+        self.processfd.send_signal(signal)
+
+    def terminate(self) -> None:
+        """Send SIGTERM."""
+        self.processfd.terminate()
+
+    def kill(self) -> None:
+        """Send SIGKILL."""
+        self.processfd.kill()
+
+    async def aclose(self) -> None:
+        """End a running child (kill-on-close), reap it, close the pipes."""
+        await self.processfd.aclose()
+
+    async def __aenter__(self: _Wrapper) -> _Wrapper:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 def quiet_when_exited(proc: ProcessFD) -> ProcessFD:

@@ -38,13 +38,13 @@ from typing import Any
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
 from ..streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream
-from . import quiet_when_exited
+from . import ProcessWrapper, quiet_when_exited
 
 __all__ = ["Process", "create_subprocess_exec", "create_subprocess_shell"]
 
 
 
-class Process:
+class Process(ProcessWrapper):
     """asyncio.subprocess.Process's API over a :class:`fdloop.ProcessFD` (``processfd``)."""
 
     stdin: PipeSendStream | None
@@ -62,16 +62,6 @@ class Process:
         """The child's pid."""
         return self.processfd.pid
 
-    @property
-    def returncode(self) -> int | None:
-        """The exit code, ``-N`` for death by signal N, or None while it runs (polls)."""
-        return self.processfd.returncode
-
-    async def wait(self) -> int:
-        """Wait for the exit; the returncode as a plain int, as asyncio's (an unknown status
-        is ``ExitStatus.UNKNOWN_INT``; ``processfd.status`` has the full ExitStatus)."""
-        return int(await self.processfd.wait())
-
     async def communicate(self, input: bytes | None = None, timeout: float | None = None
                           ) -> tuple[bytes | None, bytes | None]:
         """Send ``input`` (if stdin is a pipe), close stdin, read stdout and stderr to
@@ -86,28 +76,6 @@ class Process:
             input, timeout
         )
         return result
-
-    def send_signal(self, signal: int) -> None:
-        """Send ``signal`` (a no-op once the child has exited)."""
-        self.processfd.send_signal(signal)
-
-    def terminate(self) -> None:
-        """Send SIGTERM."""
-        self.processfd.terminate()
-
-    def kill(self) -> None:
-        """Send SIGKILL."""
-        self.processfd.kill()
-
-    async def aclose(self) -> None:
-        """End a running child (kill-on-close), reap it, close the pipes."""
-        await self.processfd.aclose()
-
-    async def __aenter__(self) -> Process:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<fdloop.compat.asyncio.Process {self.pid}>"

@@ -44,7 +44,7 @@ from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
 from ..run import supervise
 from ..streams import PIPE, PipeReceiveStream, PipeSendStream
-from . import quiet_when_exited
+from . import ProcessWrapper, quiet_when_exited
 
 __all__ = ["Process", "open_process", "run_process"]
 
@@ -117,7 +117,7 @@ class _trio_errors:  # lower case: it reads as a clause, like contextlib.suppres
                 raise theirs(str(exc)) from exc
 
 
-class Process:
+class Process(ProcessWrapper):
     """trio.Process's API over a :class:`fdloop.ProcessFD` (``processfd``); see the module
     docstring for what differs (kill-on-close)."""
 
@@ -136,41 +136,9 @@ class Process:
         if self.stdin is not None and self.stdout is not None:
             self.stdio = trio.StapledStream(self.stdin, self.stdout)
 
-    @property
-    def returncode(self) -> int | None:
-        """The exit code (``-N`` for signal N), or None while it runs; always current."""
-        return self.processfd.returncode
-
     def poll(self) -> int | None:
         """The same as :attr:`returncode`, as trio has it."""
         return self.returncode
-
-    async def wait(self) -> int:
-        """Wait for the exit; the returncode as a plain int, as trio's (an unknown status
-        is ``ExitStatus.UNKNOWN_INT``; ``processfd.status`` has the full ExitStatus)."""
-        return int(await self.processfd.wait())
-
-    def send_signal(self, sig: int) -> None:
-        """Send ``sig`` (a no-op once the child has exited)."""
-        self.processfd.send_signal(sig)
-
-    def terminate(self) -> None:
-        """Send SIGTERM."""
-        self.processfd.terminate()
-
-    def kill(self) -> None:
-        """Send SIGKILL."""
-        self.processfd.kill()
-
-    async def aclose(self) -> None:
-        """End a running child (kill-on-close), reap it, close the pipes."""
-        await self.processfd.aclose()
-
-    async def __aenter__(self) -> Process:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         code = self.returncode
