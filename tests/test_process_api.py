@@ -358,3 +358,15 @@ async def test_deliver_cancel_that_fails_still_ends_the_child() -> None:
 async def test_deliver_cancel_must_be_callable() -> None:
     with pytest.raises(TypeError, match="deliver_cancel"):
         await fdloop.run(["true"], deliver_cancel="SIGTERM")  # type: ignore[arg-type]
+
+
+async def test_spawn_text_mode_makes_communicate_speak_str() -> None:
+    code = "import sys; data = sys.stdin.read(); sys.stdout.write(data.upper() + '\\r\\n')"
+    proc = fdloop.spawn([sys.executable, "-c", code], stdin=fdloop.PIPE,
+                        stdout=fdloop.PIPE, text=True)
+    async with proc:
+        with anyio.fail_after(30):
+            out, err = await proc.communicate("héllo")
+    assert (out, err) == ("HÉLLO\n", None)
+    with pytest.raises(TypeError, match="encoding"):
+        fdloop.spawn(["true"], encoding=1)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from ..backends.request import SpawnRequest
 from ..streams import DEFAULT_LIMIT, DEVNULL, PIPE, STDOUT, check_limit
 from . import reaper
 from . import spawn_options as options
+from .process_api import TextMode
 from .processfd import ProcessFD, process_backend, signal_number
 from .resource import naming_fd_limit
 
@@ -66,6 +67,10 @@ def spawn(
     pipesize: int = -1,
     preexec_fn: object = None,
     limit: int = DEFAULT_LIMIT,
+    text: bool | None = None,
+    encoding: str | None = None,
+    errors: str | None = None,
+    universal_newlines: bool | None = None,
 ) -> ProcessFD:
     """Start ``argv`` as our child and return its ProcessFD. Does not wait.
 
@@ -87,9 +92,11 @@ def spawn(
     (names or ids), ``extra_groups`` and ``umask`` set the child's credentials and
     umask; ``process_group`` calls setpgid; ``pipesize`` sets the size of the pipes made
     for PIPE. ``limit`` bounds what a line search on a piped stdout/stderr buffers
-    (asyncio's ``limit=``, 64 KiB). ``user``/``group``/``extra_groups``/``umask`` need the
-    compiled spawn path
-    (``fdloop info``: spawn). ``preexec_fn`` is refused: see the TypeError.
+    (asyncio's ``limit=``, 64 KiB). ``text``/``encoding``/``errors``/``universal_newlines``
+    select text mode for :meth:`ProcessFD.communicate` (str in, str out, universal
+    newlines), by subprocess's rules; the pipe streams themselves stay byte streams.
+    ``user``/``group``/``extra_groups``/``umask`` need the compiled spawn path (``fdloop
+    info``: spawn). ``preexec_fn`` is refused: see the TypeError.
 
     Raises FileNotFoundError / PermissionError / NotADirectoryError (naming the program
     or ``cwd``) if it cannot be executed — no process and no fd is left then —, and
@@ -127,6 +134,9 @@ def spawn(
         kill_timeout = _validate.seconds("kill_timeout", kill_timeout)
     if limit is not DEFAULT_LIMIT:
         limit = check_limit(limit)
+    text_mode = None if (text is None and encoding is None and errors is None
+                         and universal_newlines is None) else TextMode.choose(
+        text=text, encoding=encoding, errors=errors, universal_newlines=universal_newlines)
 
     first = argv[0] if type(argv) is list or type(argv) is tuple else None
     # (a str argv[0] is what fsdecode would give back from its encoding)
@@ -157,6 +167,8 @@ def spawn(
         new_session=start_new_session or process_group == 0, pipes=pipes, limit=limit,
     )
     proc.args = command  # as Popen.args: what TimeoutExpired/CalledProcessError name
+    if text_mode is not None:
+        proc._text = text_mode
     return proc
 
 
