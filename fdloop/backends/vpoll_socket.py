@@ -19,8 +19,9 @@ POLLOUT  raising C's SO_SNDBUF over a backlog     lowering it again (the minimum
          nothing changes it behind our back
 POLLRDHUP P's FIN (shutdown SHUT_WR); brings      never: a FIN cannot be taken back
          POLLIN with it
-POLLHUP  both directions shut; brings POLLIN,     never
-         POLLRDHUP and POLLOUT with it
+POLLHUP  both directions shut (ours first:        never
+         POLLOUT shows early, then POLLIN,
+         POLLRDHUP and POLLHUP together)
 POLLERR  a reset (P closes with SO_LINGER 0):     never (a consumer's read takes the
          brings POLLHUP, POLLIN, POLLRDHUP and    error: ECONNRESET once, then EOF)
          POLLOUT; the queued bytes are dropped
@@ -195,12 +196,15 @@ class SocketVirtualFD:
             peer.send(b"!", socket.MSG_OOB | socket.MSG_DONTWAIT)
         if events & IN and not now & IN and not events & (RDHUP | HUP):
             peer.send(b"\0", socket.MSG_DONTWAIT)
+        if events & HUP and not self._one_way & HUP:
+            # Our side first: a consumer then sees POLLOUT (a companion) early, and
+            # POLLIN, POLLRDHUP and POLLHUP together when the peer's FIN lands; the other
+            # order showed POLLIN|POLLRDHUP alone in between (a child polled it).
+            self._one_way |= HUP
+            consumer.shutdown(socket.SHUT_WR)
         if events & (RDHUP | HUP) and not self._one_way & RDHUP:
             self._one_way |= RDHUP
             peer.shutdown(socket.SHUT_WR)
-        if events & HUP and not self._one_way & HUP:
-            self._one_way |= HUP
-            consumer.shutdown(socket.SHUT_WR)
         if not self._one_way & HUP:
             self._set_out(consumer, bool(events & OUT))
         if not self._one_way & RDHUP:

@@ -315,3 +315,21 @@ async def test_cgroup_events_reports_populated_changes(ring: str) -> None:
             sleeper.kill()
             sleeper.wait()
         group.rmdir()
+
+
+def test_memory_pressure_example_on_a_cpu_trigger(fdloop_backend: str) -> None:
+    if fdloop_backend == "kqueue":
+        pytest.skip("kqueue backend: POLLPRI needs EVFILT_EXCEPT, not in the emulator")
+    os.close(_psi_trigger())  # skips clearly where PSI triggers are refused
+    example = Path(__file__).parents[2] / "examples" / "memory_pressure.py"
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(2 * (os.cpu_count() or 1) + 1)]
+    try:
+        out = subprocess.run(
+            [sys.executable, str(example), "--resource", "cpu", "--stall-ms", "50",
+             "--count", "1"], capture_output=True, text=True, timeout=30, check=True)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert out.stdout.startswith("cpu pressure: some 50 ms stalled within 2 s (some avg10=")
