@@ -359,7 +359,8 @@ def test_hangup_never_shows_end_of_file_without_pollhup() -> None:
             seen: list[int] = []
             stop = threading.Event()
 
-            def watch(fd: int = vfd.fileno()) -> None:
+            def watch(fd: int = vfd.fileno(), stop: threading.Event = stop,
+                      seen: list[int] = seen) -> None:
                 while not stop.is_set():
                     mask = _poll(fd)
                     if mask & RDHUP:
