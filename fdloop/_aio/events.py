@@ -339,6 +339,8 @@ def subscribe(fd: int, events: int, *, watch: bool = False) -> Subscription:
 def notify_closing(fd: int) -> None:
     """Wake every task of the running loop that waits for poll events on ``fd`` with
     ClosedResourceError, before the fd is closed. Does nothing outside a loop."""
+    if not _asyncio_hubs and _trio_hub_var is None:
+        return  # nobody has waited for poll events yet: every fdloop close comes here
     with contextlib.suppress(RuntimeError):
         hub: _Hub | None
         if current_library() == "trio":

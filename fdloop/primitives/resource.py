@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
 from .._aio import ReadableWaiter
+from .._aio import events as poll_events
 from ..backends.fdlimit import out_of_fds
 from ..errors import ClosedResourceError
 
@@ -129,6 +130,9 @@ class FDResource(Generic[H]):
         subclasses extend it. Runs once per close() call; must be idempotent."""
         if not self._handle.closed:
             self._waiter.close()
+            # A task in wait_events(self) waits on a kernel poll request that holds the
+            # file open: the close alone would never end its wait.
+            poll_events.notify_closing(self._handle.fileno())
             self._handle.close()
 
     def _waiters(self) -> tuple[ReadableWaiter | None, ...]:

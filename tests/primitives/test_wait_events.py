@@ -142,6 +142,25 @@ async def test_notify_closing_wakes_waiters(ring: str) -> None:
         os.close(w)
 
 
+async def test_closing_an_awaited_fdloop_object_wakes_its_wait_events(ring: str) -> None:
+    """close() of an EventFD that a task awaits through wait_events() wakes it, as it
+    wakes a read(): the kernel's poll request alone would keep the file open for ever."""
+    efd = fdloop.EventFD()
+    woke = anyio.Event()
+
+    async def waiter() -> None:
+        with pytest.raises(fdloop.ClosedResourceError):
+            await fdloop.wait_events(efd, IN)
+        woke.set()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(0.02)  # (lets the waiter submit its poll; not a timing check)
+            efd.close()
+            await woke.wait()
+
+
 async def test_no_busy_loop_while_the_file_stays_readable(
     monkeypatch: pytest.MonkeyPatch, fdloop_backend: str,
 ) -> None:
