@@ -25,7 +25,9 @@ from . import kqueue_emulator
 
 REAL_KQUEUE = kqueue_emulator.REAL_KQUEUE is not None
 PLATFORMS = ["native"] if REAL_KQUEUE else ["freebsd", "darwin"]
-PRIMITIVES = {"EventFD", "MemFD", "ProcessFD", "SignalFD", "TimerFD"}
+PRIMITIVES = {
+    "Channel", "EventFD", "MemFD", "PollEvents", "ProcessFD", "SignalFD", "TimerFD", "VirtualFD",
+}
 
 
 @pytest.fixture(params=PLATFORMS)

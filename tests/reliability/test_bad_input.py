@@ -358,6 +358,45 @@ for cls_name in ("EventFD", "TimerFD", "SignalFD", "MemFD", "ProcessFD"):
     ROWS[f"{cls_name}.from_fd str"] = Row(
         cls_name, lambda k, c=cls_name: getattr(fdloop, c).from_fd("3"), TypeError, "fd"
     )
+ROWS["VirtualFD events str"] = Row(
+    "VirtualFD", lambda k: fdloop.VirtualFD("1"), TypeError, "events"  # type: ignore[arg-type]
+)
+ROWS["VirtualFD events unknown bit"] = Row(
+    "VirtualFD", lambda k: fdloop.VirtualFD(1 << 30), ValueError, "events"
+)
+ROWS["VirtualFD events negative"] = Row(
+    "VirtualFD", lambda k: fdloop.VirtualFD(-1), ValueError, "events"
+)
+ROWS["channel capacity str"] = Row(
+    "channel", lambda k: fdloop.channel("64"), TypeError, "capacity"  # type: ignore[arg-type]
+)
+ROWS["channel capacity too small"] = Row(
+    "channel", lambda k: fdloop.channel(capacity=0), ValueError, "capacity"
+)
+for _end in ("ChannelReceiver", "ChannelSender"):
+    ROWS[f"{_end}.from_fds str"] = Row(
+        _end, lambda k, end=_end: getattr(fdloop, end).from_fds("1234"), TypeError, "fds"
+    )
+    ROWS[f"{_end}.from_fds two fds"] = Row(
+        _end, lambda k, end=_end: getattr(fdloop, end).from_fds((k.pipe_r, k.pipe_r)),
+        ValueError, "four fds",
+    )
+    ROWS[f"{_end}.from_fds one fd four times"] = Row(
+        _end, lambda k, end=_end: getattr(fdloop, end).from_fds((k.pipe_r,) * 4),
+        ValueError, "different", fd_still_open("pipe_r"),
+    )
+    ROWS[f"{_end}.from_fds not a memfd"] = Row(
+        _end, lambda k, end=_end: getattr(fdloop, end).from_fds(
+            (k.pipe_r, k.pipe_w, k.file_fd, k.efd.fileno())),
+        WRONG_KIND, "memfd", fd_still_open("pipe_r"),
+    )
+ROWS["notify_closing str"] = Row(
+    "notify_closing", lambda k: fdloop.notify_closing("3"), TypeError,  # type: ignore[arg-type]
+    "fd_or_object",
+)
+ROWS["notify_closing negative"] = Row(
+    "notify_closing", lambda k: fdloop.notify_closing(-1), ValueError, "fd_or_object"
+)
 # Where an eventfd or a timer is itself a kqueue (the kqueue backend), the kind cannot be
 # told apart; that backend refuses foreign kqueues with UnsupportedOperation instead.
 OTHER_KIND = (WRONG_KIND, fdloop.UnsupportedOperation)
@@ -417,7 +456,8 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(covers: str) -> None:
 PUBLIC_VALUE_TYPES = {
     # Plain values and result records: made by fdloop, not from user input.
     "Capability", "CompletedProcess", "ExitStatus", "ResourceUsage", "Seal", "SignalInfo",
-    "run",  # async: its rows are in test_bad_input_to_async_entry_points
+    # async: their rows are in test_bad_input_to_async_entry_points
+    "run", "call", "check_call", "check_output", "wait_events", "watch_events",
 }
 
 
@@ -434,6 +474,21 @@ def test_every_public_class_and_function_has_bad_input_rows() -> None:
 async def test_bad_input_to_async_entry_points() -> None:
     with pytest.raises(ValueError, match="argv"):
         await fdloop.run([])
+    with pytest.raises(ValueError, match="argv"):
+        await fdloop.call([])
+    with pytest.raises(ValueError, match="timeout"):
+        await fdloop.check_output(["true"], timeout=-1)
+    with pytest.raises(TypeError, match="input"):
+        await fdloop.check_call(["true"], input="text")
+    with pytest.raises(TypeError, match="fd_or_object"):
+        await fdloop.wait_events("0", 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="events"):
+        await fdloop.wait_events(0, "1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="events"):
+        await fdloop.wait_events(0, 0)
+    with pytest.raises(TypeError, match="events"):
+        async for _ in fdloop.watch_events(0, "1"):  # type: ignore[arg-type]
+            break
     with pytest.raises(ValueError, match="timeout"):
         await fdloop.run(["true"], timeout=-1)
     with pytest.raises(ValueError, match="timeout"):
