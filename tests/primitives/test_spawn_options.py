@@ -94,19 +94,19 @@ async def test_process_group_zero_makes_the_child_a_group_leader(spawn_path: str
 
 async def test_process_group_zero_is_signalled_as_a_group(spawn_path: str) -> None:
     # The leader's own group, so terminate() reaches a grandchild too (as with a session).
-    async with spawn(["sh", "-c", "sleep 60 & wait"], process_group=0) as proc:
-        await anyio.sleep(0.1)  # (only lets sh start its sleep; the checks do not time)
-        proc.terminate()
+    script = "sleep 60 & echo $!; wait"
+    async with spawn(["sh", "-c", script], process_group=0, stdout=PIPE) as proc:
+        assert proc.stdout is not None
         with anyio.fail_after(30):
-            status = await proc.wait()
-        assert status.returncode == -signal.SIGTERM
-        with anyio.fail_after(30):
-            while True:
-                try:
-                    os.killpg(proc.pid, 0)
-                except ProcessLookupError:
-                    break
-                await anyio.sleep(0.02)
+            grandchild = int(await proc.stdout.readline())
+        with fdloop.ProcessFD.open(grandchild) as sleeper:
+            proc.terminate()
+            with anyio.fail_after(30):
+                status = await proc.wait()
+                assert status.returncode == -signal.SIGTERM
+                # It exits (reaped by init, or known only as "exited" until then).
+                gone = await sleeper.wait()
+            assert not gone.known or gone.returncode == -signal.SIGTERM
 
 
 async def test_close_fds_false_passes_inheritable_fds(spawn_path: str) -> None:
