@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import weakref
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +25,17 @@ from .eventfd import EventFD
 from .memfd import MemFD
 from .resource import FDResource
 from .seals import GROW_BIT, NO_WRITES_BITS, SHRINK_BIT
+
+_bound: weakref.WeakSet[_End] = weakref.WeakSet()
+"""Every end, so that a forked child turns their fast paths off (they re-bind on use)."""
+
+
+def _forget_in_child() -> None:
+    for end in list(_bound):
+        end._fast = False
+
+
+_aio.forks.at_fork_in_child(_forget_in_child)
 
 FALLBACK_RECHECK_SECONDS = 0.002
 """Without membarrier a wake-up can be missed; waits then look at the ring this often."""
@@ -68,6 +80,10 @@ class _End(FDResource[Any]):
         """Bind to this process (again, in a forked child): membarrier, local indices."""
         self._pid = _aio.forks.pid
         self._fence = os_channel.asymmetric_fence()
+        # The inline fast paths of send/receive run only while nothing is unusual: open,
+        # not broken, in the process that bound it, with membarrier.
+        self._fast = self._fence is not None and self._broken is None
+        _bound.add(self)
 
     # -- what it is ----------------------------------------------------------------------
 
@@ -138,6 +154,7 @@ class _End(FDResource[Any]):
         """Remember why this end is broken (every later call raises the same) and
         return the error to raise."""
         self._broken = error
+        self._fast = False
         return error
 
     def _again(self) -> BaseException:
@@ -151,6 +168,7 @@ class _End(FDResource[Any]):
     def _close_here(self) -> None:
         if self._handle.closed:
             return
+        self._fast = False
         self._waiter.close()
         self._goodbye()
         for view in (self._words, self._data_words, self._data):
