@@ -8,9 +8,9 @@ usage, threads and RSS belong to that contender alone, repeats the runs, and kee
 median of each figure. :mod:`benchmarks.main` is ``fdloop bench``.
 """
 
-WORKLOADS = ("spawn", "idle", "wake", "timer", "signal", "vpoll")
+WORKLOADS = ("spawn", "idle", "wake", "timer", "signal", "vpoll", "channel")
 """Workload names in the order ``fdloop bench`` runs them."""
 
 MODULES = {"spawn": "spawn", "idle": "idle", "wake": "wake", "timer": "timer", "signal": "signals",
-           "vpoll": "vpoll"}
+           "vpoll": "vpoll", "channel": "channel"}
 """Workload name -> module in this package (``signals`` so as not to read like the stdlib)."""

@@ -23,6 +23,7 @@ TINY = {
     "timer": {"ticks": 30, "period_ms": 1.0},
     "signal": {"n": 50},
     "vpoll": {"n": 30},
+    "channel": {"n64": 50, "n4k": 20, "n1m": 3, "rtt": 20},
 }
 
 CASES = [

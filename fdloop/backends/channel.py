@@ -8,10 +8,6 @@
   the sender is rebuilt in a process, ``C`` when such a copy is closed), which is how a
   clean close is told from a kill. Every call is non-blocking (``MSG_DONTWAIT``) and
   leaves the shared open file description's flags alone.
-* :func:`asymmetric_fence`: Linux ``membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)``, which
-  makes every running thread of every registered process execute a full memory barrier.
-  The side of a ring that is about to sleep issues it, so the busy side needs no fence of
-  its own (Python has none) — see :mod:`fdloop.primitives.channel_ring`.
 * :func:`refusal` and :func:`capability`: whether this machine and backend can carry a
   Channel, and the ``capabilities()`` row that says so.
 """
@@ -19,14 +15,11 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib
 import os
 import platform
 import socket
 import stat
-import sys
-from collections.abc import Callable
 
 from ..errors import ClosedResourceError, NotThisKindOfFD
 from . import Capability
@@ -126,53 +119,6 @@ class HangupSocket:
         return sock.detach() if sock is not None else -1
 
 
-# -- membarrier -----------------------------------------------------------------------------
-
-_SYS_MEMBARRIER = {"x86_64": 324, "amd64": 324}
-_CMD_QUERY = 0
-_CMD_GLOBAL_EXPEDITED = 1 << 1
-_CMD_REGISTER_GLOBAL_EXPEDITED = 1 << 2
-
-_fence: Callable[[], None] | None = None
-_registered_pid = -1
-_refused = False
-
-
-def asymmetric_fence() -> Callable[[], None] | None:
-    """Register this process for global expedited membarrier and return the fence call,
-    or None where the kernel (or a seccomp filter) refuses it. Registration is per
-    process and redone, once, in a forked child."""
-    global _fence, _registered_pid, _refused
-    pid = os.getpid()
-    if _registered_pid == pid:
-        return _fence
-    _registered_pid = pid
-    number = _SYS_MEMBARRIER.get(platform.machine().lower())
-    if _refused or number is None or not sys.platform.startswith("linux"):
-        _fence = None
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        syscall = libc.syscall
-    except (OSError, AttributeError):
-        _fence, _refused = None, True
-        return None
-    syscall.restype = ctypes.c_long
-    supported = syscall(number, _CMD_QUERY, 0, 0)
-    if (supported < 0 or not supported & _CMD_GLOBAL_EXPEDITED
-            or syscall(number, _CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) != 0):
-        _fence, _refused = None, True
-        return None
-
-    def fence() -> None:
-        if syscall(number, _CMD_GLOBAL_EXPEDITED, 0, 0) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"membarrier: {os.strerror(code)}")
-
-    _fence = fence
-    return fence
-
-
 # -- can this machine carry a Channel? ---------------------------------------------------
 
 def refusal(backend: str) -> str | None:
@@ -206,12 +152,7 @@ def capability(backend: str) -> Capability:
     if why is not None:
         return Capability("Channel", backend, False, "not available",
                           (why + ": channel() and from_fds() raise UnsupportedOperation",))
-    missing: tuple[str, ...] = ()
-    if backend == "kqueue" or not sys.platform.startswith("linux"):
-        missing = ("membarrier: a side about to sleep cannot fence the other, so each "
-                   "send/receive rings the doorbell and waits re-check the ring every "
-                   "few ms",)
-    return Capability("Channel", backend, True, what, missing)
+    return Capability("Channel", backend, True, what)
 
 
-__all__ = ["CLOSED", "OPENED", "HangupSocket", "asymmetric_fence", "capability", "refusal"]
+__all__ = ["CLOSED", "OPENED", "HangupSocket", "capability", "refusal"]

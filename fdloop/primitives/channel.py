@@ -91,6 +91,8 @@ class ChannelSender(_End):
                 self._write = write
                 words = self._words
                 words[ring.W_WRITE_INDEX] = write  # one aligned 8-byte store
+                self._fence_acquire()  # ...ordered before the WAITS load
+                self._fence_release()
                 waits = words[ring.W_RECEIVER_WAITS]
                 if waits and waits <= write:
                     self._ring_bell.write(1)
@@ -234,6 +236,8 @@ class ChannelReceiver(_End):
                 self._read = self._given_back = read
                 words = self._words
                 words[ring.W_READ_INDEX] = read  # one aligned 8-byte store
+                self._fence_acquire()  # ...ordered before the WAITS load
+                self._fence_release()
                 waits = words[ring.W_SENDER_WAITS]
                 if waits and waits <= read:
                     self._ring_bell.write(1)

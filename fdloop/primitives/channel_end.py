@@ -10,6 +10,7 @@ never blocks the loop. ``ChannelSender``/``ChannelReceiver`` and ``channel()`` a
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import mmap
 import weakref
@@ -37,8 +38,6 @@ def _forget_in_child() -> None:
 
 _aio.forks.at_fork_in_child(_forget_in_child)
 
-FALLBACK_RECHECK_SECONDS = 0.002
-"""Without membarrier a wake-up can be missed; waits then look at the ring this often."""
 
 E = TypeVar("E", bound="_End")
 
@@ -73,16 +72,19 @@ class _End(FDResource[Any]):
         self._data_words = self._data.cast("Q")
         self._broken: BaseException | None = None
         self._pid = -1
-        self._fence: Any = None
         self._here()
 
     def _here(self) -> None:
-        """Bind to this process (again, in a forked child): membarrier, local indices."""
+        """Bind to this process (again, in a forked child): the local indices."""
         self._pid = _aio.forks.pid
-        self._fence = os_channel.asymmetric_fence()
+        # An uncontended lock's acquire and release are locked instructions: on x86 each
+        # is a full fence (the one reordering TSO allows, a store passing a later load,
+        # cannot cross it). Python has no other way to ask for one.
+        lock = _thread.allocate_lock()
+        self._fence_acquire, self._fence_release = lock.acquire, lock.release
         # The inline fast paths of send/receive run only while nothing is unusual: open,
-        # not broken, in the process that bound it, with membarrier.
-        self._fast = self._fence is not None and self._broken is None
+        # not broken, in the process that bound it.
+        self._fast = self._broken is None
         _bound.add(self)
 
     # -- what it is ----------------------------------------------------------------------
@@ -119,29 +121,27 @@ class _End(FDResource[Any]):
         words = self._words
         words[self._wait_word] = target
         try:
-            if self._fence is not None:
-                self._fence()
+            self._fence_acquire()  # the WAITS store before the index load (see above)
+            self._fence_release()
             if self._peer_index() >= target:
                 return
-            if self._fence is None:
-                with _aio.move_on_after(FALLBACK_RECHECK_SECONDS):
-                    await self._wait_readable()
-            else:
-                await self._wait_readable()
-            for fd in self._handle.ready():
-                if fd == self._wait_bell.fileno():
-                    with contextlib.suppress(BlockingIOError):
-                        self._wait_bell.read_nowait()
-                else:
-                    self._socket_news()
+            await self._wait_readable()
+            # Woken: usually by the doorbell. Only when it has not rung is the socket
+            # asked (it stays readable once it has news, so nothing is missed).
+            try:
+                self._wait_bell.read_nowait()
+            except BlockingIOError:
+                self._socket_news()
         finally:
             if not self._handle.closed:
                 words[self._wait_word] = 0
 
     def _ring_peer(self, index: int) -> None:
         """After publishing ``index``: ring the peer's doorbell if it sleeps for it."""
+        self._fence_acquire()  # the index store before the WAITS load
+        self._fence_release()
         waits = self._words[self._peer_word]
-        if (waits and waits <= index) or self._fence is None:
+        if waits and waits <= index:
             self._ring_bell.write(1)
 
     def _peer_index(self) -> int:

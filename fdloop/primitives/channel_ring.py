@@ -47,35 +47,36 @@ Protocol
 --------
 One sender and one receiver process use the ring at a time (spare copies of an end are
 for handing it over). To send, the sender waits until ``record size <= CAPACITY -
-(WRITE_INDEX - READ_INDEX)``, writes the record, then publishes the new WRITE_INDEX with
-one aligned 8-byte store, then reads RECEIVER_WAITS: if it is non-zero and at most the
-new WRITE_INDEX, it writes 1 to the data doorbell. The receiver reads WRITE_INDEX, reads
-the records below it, and gives their space back by publishing READ_INDEX (one store),
-then rings the room doorbell the same way if ``0 < SENDER_WAITS <= READ_INDEX``.
+(WRITE_INDEX - READ_INDEX)``, writes the record, publishes the new WRITE_INDEX with one
+aligned 8-byte store, executes a full fence, then reads RECEIVER_WAITS: if it is non-zero
+and at most the new WRITE_INDEX, it writes 1 to the data doorbell. The receiver reads
+WRITE_INDEX, reads the records below it, gives their space back by publishing READ_INDEX
+(one store), fences, and rings the room doorbell the same way if ``0 < SENDER_WAITS <=
+READ_INDEX``.
 
 A side that finds nothing to do sleeps like this: store the peer index it needs into its
-WAITS word; issue ``membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)``; read the peer's index
-again, and if it has not got there, wait until its doorbell or its socket is readable;
-then drain the doorbell, store 0 into its WAITS word and look again.
+WAITS word; full fence; read the peer's index again, and if it has not got there, wait
+until its doorbell or its socket is readable; then drain the doorbell, store 0 into its
+WAITS word and look again. Extra rings are harmless (a C peer may always ring).
 
-What this assumes of the CPU (x86-64, total store order):
+What this assumes of the CPU (x86-64, total store order), and why it is enough:
 
 * an aligned 8-byte store or load from Python (a ``memoryview.cast("Q")`` element) is
   one machine move, so a peer never sees half an index;
 * stores become visible in program order and loads happen in program order, so a
   receiver that sees a WRITE_INDEX also sees the record bytes written before it, and a
-  sender that sees a READ_INDEX knows the receiver has finished reading below it. Python
-  has no fences; the doorbell write (a system call that takes a kernel lock) is the
-  ordering point for everything written before it;
-* the one reordering TSO allows — a store followed by a load of another word — is the
-  classic lost wake-up (both sides read the other's stale word and nobody rings). The
-  sleeper's membarrier closes it: it makes the busy side execute a full barrier, so
-  either the busy side sees the WAITS word or the sleeper sees the new index. Every
-  process using the ring registers with ``MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED``.
-  Where membarrier is refused, fdloop rings on every publish and its sleeps re-check the
-  ring every 2 ms; a C peer may instead fence (``atomic_thread_fence(memory_order_seq_cst)``)
-  between its index store and its WAITS load, and may always ring (extra rings are
-  harmless).
+  sender that sees a READ_INDEX knows the receiver has finished reading below it; no
+  fence is needed for that, and the doorbell write (a system call taking a kernel lock)
+  orders everything before it for a peer that wakes from it;
+* the one reordering TSO allows — a store passing a later load of another word — is the
+  classic lost wake-up (each side reads the other's stale word; nobody rings). Both
+  sides therefore fence between their store and their load of the other's word. Python
+  has no fence instruction: fdloop acquires and releases an uncontended lock there, whose
+  ``lock``-prefixed instructions are full fences on x86. A C peer uses
+  ``atomic_thread_fence(memory_order_seq_cst)`` (``mfence``).
+
+Other CPUs (ARM64, POWER, RISC-V) reorder more, and plain Python stores cannot be made
+to publish in order there: ``channel()`` and ``from_fds()`` refuse them.
 
 Ends and the sockets: the channel is over when the *last* copy of an end's socket is
 closed (the other side's socket hangs up: EOF). The sender's socket carries one-byte
