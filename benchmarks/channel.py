@@ -215,8 +215,12 @@ async def trio_streams(probe: Probe) -> dict[str, Any]:
     reader = _TrioReader(stream)
 
     async def send(data: bytes) -> None:
-        await stream.send_all(len(data).to_bytes(4, "little"))
-        await stream.send_all(data)
+        header = len(data).to_bytes(4, "little")
+        if len(data) <= 1 << 16:  # one send_all (one scheduler pass) per message
+            await stream.send_all(header + data)
+        else:
+            await stream.send_all(header)
+            await stream.send_all(data)
 
     result = await _drive(probe, send, reader.message)
     await stream.aclose()
@@ -250,16 +254,19 @@ class _TrioReader:
     """Length-framed messages from a trio stream."""
 
     def __init__(self, stream: Any) -> None:
-        self._stream, self._buffer = stream, bytearray()
+        self._stream, self._buffer, self._at = stream, bytearray(), 0
 
     async def _exactly(self, n: int) -> bytes:
-        while len(self._buffer) < n:
+        while len(self._buffer) - self._at < n:
+            del self._buffer[: self._at]  # compact only when more must be read
+            self._at = 0
             chunk = await self._stream.receive_some(1 << 20)
             if not chunk:
                 raise EOFError
             self._buffer += chunk
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
+        with memoryview(self._buffer) as view:
+            data = bytes(view[self._at : self._at + n])
+        self._at += n
         return data
 
     async def message(self) -> bytes:
