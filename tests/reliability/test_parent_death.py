@@ -9,6 +9,7 @@ that shows the test can fail).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -163,3 +164,19 @@ async def test_death_signal_follows_the_spawning_thread(spawn_path: str) -> None
             status = await proc.wait()
     assert status.returncode == -signal.SIGKILL
 
+
+
+@pytest.mark.parametrize("kind", ["missing", "not executable"])
+def test_die_with_parent_unrunnable_path_raises_at_spawn(
+    kind: str, spawn_path: str, tmp_path: object
+) -> None:
+    # Behind the fallback's exec wrapper a wrong path used to start and exit 127.
+    program = os.path.join(str(tmp_path), "program")
+    if kind == "not executable":
+        with open(program, "w") as script:
+            script.write("#!/bin/sh\nexit 0\n")
+        os.chmod(program, 0o644)
+    error = FileNotFoundError if kind == "missing" else PermissionError
+    with pytest.raises(error) as caught:
+        spawn([program], die_with_parent=True)
+    assert caught.value.filename == program

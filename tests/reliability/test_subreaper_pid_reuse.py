@@ -38,8 +38,10 @@ def set_next_pid(pid):
 
 async def main():
     # Fill low pids first, so that the two before the handle's pid are free for reuse.
-    for _ in range(6):
-        async with fdloop.spawn(["true"]) as dummy:
+    # One of them with die_with_parent: without the compiled spawn path its first use
+    # runs `setpriv --help` once, which must not take a pid after ns_last_pid is set.
+    for number in range(6):
+        async with fdloop.spawn(["true"], die_with_parent=number == 0) as dummy:
             await dummy.wait()
     async with Supervisor(subreaper=True) as sup:
         events = sup.events()

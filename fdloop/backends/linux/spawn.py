@@ -219,6 +219,7 @@ def _posix(
         from .pdeathsig import wrap_argv  # (it imports find_executable from here)
 
         name, _path = _exec_target(request)
+        _check_executable(name, request.cwd)  # the wrapper's own exec would hide it
         program, argv = wrap_argv(name, list(request.argv), request.env)
         request = _replace_argv(request, program, argv)
     name, path = _exec_target(request)
@@ -226,6 +227,19 @@ def _posix(
         return posix_spawn(path, request, stdio, pass_sources, default_signals)
     except OSError as exc:
         raise _named(exc, _guess_culprit(request.cwd, request.program)) from None
+
+
+def _check_executable(name: str, cwd: bytes | None) -> None:
+    """FileNotFoundError/PermissionError naming ``name`` if a path with a slash cannot be
+    exec'd (relative to the child's ``cwd``): behind an exec wrapper the failure would
+    otherwise be a started child that exits 127, not a spawn error."""
+    if "/" not in name:
+        return  # looked up in PATH already, with the same errors
+    path = os.path.join(os.fsdecode(cwd) if cwd is not None else ".", name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+    if not os.access(path, os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
 
 
 def _replace_argv(request: SpawnRequest, program: str, argv: list[bytes]) -> SpawnRequest:
