@@ -139,8 +139,16 @@ async def _channel(probe: Probe, loop: str, view: bool) -> dict[str, Any]:
     return result
 
 
+def _kqueue_has_none() -> str | None:
+    from fdloop.backends import selected_name
+
+    if selected_name() == "kqueue":
+        return "the kqueue backend has no Channel (its EventFD cannot cross processes)"
+    return None
+
+
 @contender("channel", "fdloop Channel", loops=("asyncio", "uvloop", "trio"),
-           needs=("fdloop:channel",))
+           needs=("fdloop:channel",), only_if=_kqueue_has_none)
 async def fdloop_channel(probe: Probe) -> dict[str, Any]:
     import sniffio
 
@@ -150,7 +158,8 @@ async def fdloop_channel(probe: Probe) -> dict[str, Any]:
     return await _channel(probe, name, view=False)
 
 
-@contender("channel", "Channel receive_view (zero-copy)", needs=("fdloop:channel",))
+@contender("channel", "Channel receive_view (zero-copy)", needs=("fdloop:channel",),
+           only_if=_kqueue_has_none)
 async def fdloop_channel_view(probe: Probe) -> dict[str, Any]:
     return await _channel(probe, "asyncio", view=True)
 

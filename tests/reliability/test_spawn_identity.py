@@ -41,6 +41,7 @@ needs_pid_namespace = pytest.mark.skipif(
 )
 
 
+@on_backend("linux")  # the kqueue backend watches by pid (EVFILT_PROC): not race-free
 @needs_pid_namespace
 @pytest.mark.parametrize("library", LIBRARIES)
 def test_no_handle_names_another_child_under_pid_pressure(library: str, spawn_path: str) -> None:
@@ -197,6 +198,7 @@ def test_process_limit_is_named(spawn_path: str) -> None:
     assert "RLIMIT_NPROC" in done.stdout, done.stdout
 
 
+@on_backend("linux")
 def test_thread_id_is_not_a_process() -> None:
     script = textwrap.dedent("""
         import threading, fdloop

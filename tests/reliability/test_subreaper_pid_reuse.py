@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from .conditions import on_backend
+
 HANG = 30.0  # hang guard only
 LOOPS = ["asyncio", "uvloop", "trio"]
 
@@ -84,6 +86,7 @@ def _can_unshare() -> bool:
 
 
 @pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare --pid --mount-proc")
+@on_backend("linux")  # the subreaper is Linux's (PR_SET_CHILD_SUBREAPER)
 @pytest.mark.parametrize("loop", LOOPS)
 def test_an_orphan_with_the_pid_of_a_reaped_open_handle_is_reaped(
     loop: str, tmp_path: Path
