@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from .leaks import children_of, open_fds
-from .supervise_harness import Supervise
+from .supervisor.supervise_harness import Supervise
 
 ANYIO_BACKENDS = [
     pytest.param(("asyncio", {}), id="asyncio"),
@@ -38,8 +38,13 @@ def _fdloop_backends() -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test under tests/primitives/ runs on each backend (FDLOOP_BACKEND picks one)."""
-    if "fdloop_backend" in metafunc.fixturenames and "primitives" in metafunc.definition.path.parts:
+    """Every test under tests/primitives/ runs on each backend (FDLOOP_BACKEND picks one),
+    except in a module marked ``single_backend``."""
+    if (
+        "fdloop_backend" in metafunc.fixturenames
+        and "primitives" in metafunc.definition.path.parts
+        and metafunc.definition.get_closest_marker("single_backend") is None
+    ):
         metafunc.parametrize("fdloop_backend", _fdloop_backends(), indirect=True)
 
 
@@ -73,9 +78,14 @@ def _emulate_kqueue(setattr_: Any, setenv: Callable[[str, str], None]) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """With FDLOOP_BACKEND=kqueue for the whole run, the emulator is in place before any
-    fixture of any scope (a module-scoped one may start child Pythons, as the benchmark
-    smoke tests do), not only inside each test."""
+    """Register the harness's own marker. With FDLOOP_BACKEND=kqueue for the whole run,
+    put the emulator in place before any fixture of any scope (a module-scoped one may
+    start child Pythons, as the benchmark smoke tests do), not only inside each test."""
+    config.addinivalue_line(
+        "markers",
+        "single_backend: a module under tests/primitives/ that runs on the FDLOOP_BACKEND in"
+        " force only (default linux) instead of on each backend",
+    )
     if os.environ.get("FDLOOP_BACKEND", "").strip().lower() == "kqueue":
         def setattr_(target: object, name: str, value: object, raising: bool = True) -> None:
             setattr(target, name, value)

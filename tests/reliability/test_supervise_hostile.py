@@ -20,7 +20,7 @@ import pytest
 from fdloop.supervisor.output import LINE_LIMIT, LineSplitter
 
 from ..leaks import stat_fields
-from ..supervise_harness import HANG, LOOPS, Supervise, supervise_command, write
+from ..supervisor.supervise_harness import HANG, LOOPS, Supervise, supervise_command, write
 
 # -- closed and failing standard streams --------------------------------------------------
 

@@ -23,6 +23,9 @@ from hypothesis import strategies as st
 import fdloop
 from fdloop import PipeReceiveStream, PipeSendStream
 
+# Pipe streams do not go through a backend: one run of them is enough.
+pytestmark = pytest.mark.single_backend
+
 
 @asynccontextmanager
 async def pipe() -> AsyncIterator[tuple[PipeReceiveStream, PipeSendStream]]:
@@ -237,7 +240,7 @@ async def test_reading_a_full_pipe_still_lets_other_tasks_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every read below succeeds without waiting; the loop must still get a turn."""
-    monkeypatch.setattr(fdloop._pipe_receive, "YIELD_EVERY", 16384)  # a pipe holds 64 KiB
+    monkeypatch.setattr(fdloop.primitives.pipe_receive, "YIELD_EVERY", 16384)  # a pipe holds 64 KiB
     ticks = 0
 
     async def ticker() -> None:
@@ -264,7 +267,7 @@ async def test_reading_a_full_pipe_still_lets_other_tasks_run(
 async def test_writing_without_waiting_still_lets_other_tasks_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(fdloop._pipe_send, "YIELD_EVERY", 16384)
+    monkeypatch.setattr(fdloop.primitives.pipe_flush, "YIELD_EVERY", 16384)
     ticks = 0
 
     async def ticker() -> None:

@@ -22,7 +22,7 @@ from .supervise_harness import (
     write,
 )
 
-EXAMPLES = Path(__file__).parents[1] / "examples"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 # -- restarts -------------------------------------------------------------------------------

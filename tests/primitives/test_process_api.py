@@ -28,6 +28,10 @@ from fdloop import PIPE, ExitStatus
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
 
+# The subprocess-shaped API sits above the backend; the spawn itself is tested on each
+# backend in test_processfd_spawn.py (and CI's FDLOOP_BACKEND=kqueue pass runs this too).
+pytestmark = pytest.mark.single_backend
+
 BIG = 4 * 1024 * 1024
 
 

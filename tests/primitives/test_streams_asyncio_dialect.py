@@ -22,6 +22,9 @@ import pytest
 import fdloop
 from fdloop import PIPE, PipeReceiveStream, PipeSendStream, spawn
 
+# Pipe streams do not go through a backend: one run of them is enough.
+pytestmark = pytest.mark.single_backend
+
 BIG = 4 << 20  # far more than a pipe holds (64 KiB by default)
 
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 
 import anyio
+import pytest
 
 from fdloop.streams import PipeReceiveStream, PipeSendStream
+
+# Pipe streams do not go through a backend: one run of them is enough.
+pytestmark = pytest.mark.single_backend
 
 
 async def test_adopted_read_end_leaves_the_shared_description_blocking() -> None:

@@ -21,7 +21,7 @@ import pytest
 import fdloop
 from fdloop import backends
 
-from . import kqueue_emulator
+from .. import kqueue_emulator
 
 REAL_KQUEUE = kqueue_emulator.REAL_KQUEUE is not None
 PLATFORMS = ["native"] if REAL_KQUEUE else ["freebsd", "darwin"]

@@ -14,7 +14,7 @@ import pytest
 import fdloop
 from fdloop import _aio
 
-from .leaks import open_fds
+from ..leaks import open_fds
 
 
 async def test_each_waiter_wakes_when_its_own_fd_is_ready() -> None:

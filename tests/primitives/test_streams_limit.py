@@ -21,9 +21,12 @@ import fdloop
 from fdloop import PipeReceiveStream, PipeSendStream
 from fdloop._pipe_receive import MAX_READ, RECEIVE_SIZE
 
+# Pipe streams do not go through a backend: one run of them is enough.
+pytestmark = pytest.mark.single_backend
+
 
 @asynccontextmanager
-async def pipe(limit: int = fdloop.streams.DEFAULT_LIMIT) -> AsyncIterator[
+async def pipe(limit: int = fdloop.primitives.streams.DEFAULT_LIMIT) -> AsyncIterator[
     tuple[PipeReceiveStream, PipeSendStream]
 ]:
     read_fd, write_fd = os.pipe()
@@ -59,7 +62,7 @@ async def python_child(code: str, limit: int) -> AsyncIterator[PipeReceiveStream
 
 
 def test_default_limit_is_asyncios_and_limit_is_checked() -> None:
-    assert fdloop.streams.DEFAULT_LIMIT == asyncio.streams._DEFAULT_LIMIT == 2**16
+    assert fdloop.primitives.streams.DEFAULT_LIMIT == asyncio.streams._DEFAULT_LIMIT == 2**16
     read_fd, write_fd = os.pipe()
     try:
         for bad, error in ((0, ValueError), (-5, ValueError), (1.5, TypeError), (True, TypeError)):
@@ -69,7 +72,7 @@ def test_default_limit_is_asyncios_and_limit_is_checked() -> None:
         with PipeReceiveStream(read_fd, limit=7) as stream:
             assert stream.limit == 7
         with pytest.raises(ValueError, match="limit"):
-            fdloop.streams.check_limit(0)
+            fdloop.primitives.streams.check_limit(0)
     finally:
         os.close(write_fd)
     assert issubclass(fdloop.LimitOverrunError, asyncio.LimitOverrunError)
