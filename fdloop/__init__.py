@@ -43,10 +43,10 @@ from .primitives.seals import (
 )
 from .primitives.signalfd import SignalFD, SignalInfo
 from .primitives.spawn import spawn
+from .primitives.streams import DEVNULL, PIPE, STDOUT, PipeReceiveStream, PipeSendStream
 from .primitives.timerfd import TimerFD
 from .primitives.virtualfd import VirtualFD
 from .run import CompletedProcess, call, check_call, check_output, run
-from .streams import DEVNULL, PIPE, STDOUT, PipeReceiveStream, PipeSendStream
 from .supervisor import Supervisor
 
 __all__ = [

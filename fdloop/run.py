@@ -41,7 +41,7 @@ from .primitives.exitstatus import ExitStatus
 from .primitives.process_api import Collector, TextMode, as_input
 from .primitives.processfd import ProcessFD
 from .primitives.spawn import StrOrBytesPath, spawn
-from .streams import PIPE, PipeReceiveStream, PipeSendStream
+from .primitives.streams import PIPE, PipeReceiveStream, PipeSendStream
 
 __all__ = ["CompletedProcess", "call", "check_call", "check_output", "run"]
 

@@ -1,45 +1,21 @@
-"""Async byte streams over pipe fds: a child's stdin, stdout and stderr.
+"""The old import path of the pipe streams, kept for users: ``fdloop.streams``.
 
-:class:`PipeReceiveStream` (:mod:`fdloop._pipe_receive`) and :class:`PipeSendStream`
-(:mod:`fdloop._pipe_send`) each own one pipe end, make it non-blocking, and wait through
-the running loop's poll (:mod:`fdloop._aio`): no thread, no transport, the same code
-under asyncio, uvloop and trio.
-
-One stream, two dialects, so that code written for either library runs unchanged:
-
-* anyio's byte streams: ``await receive()`` (``anyio.EndOfStream`` at EOF) and
-  ``await send(data)`` (returns once the kernel has every byte), ``aclose()``. anyio's
-  text and buffered wrappers take them.
-* asyncio's StreamReader/StreamWriter: ``read()``, ``readline()``, ``readuntil()``,
-  ``readexactly()`` (``b""`` or IncompleteReadError at EOF), ``async for line in
-  stream``, ``at_eof()``; and ``write(data)``, a plain method that buffers, with
-  ``await drain()``, ``writelines()``, ``close()``/``wait_closed()``, ``is_closing()``,
-  ``can_write_eof()``/``write_eof()``.
-
-Rules every method keeps:
-
-* Bounded: a line search (``readline``, ``readuntil``, iteration) never holds more than
-  ``limit`` bytes (default 64 KiB, as asyncio's) plus one read; past it ``readuntil``
-  raises :class:`fdloop.LimitOverrunError` and ``readline`` :class:`fdloop.LineTooLongError`
-  (a ValueError), exactly as asyncio does.
-* A cancelled read loses nothing: bytes are moved from the fd into the stream's own
-  buffer before any await, and the next read starts with them.
-* One reader and one sender at a time: a second task that reads (``send()``s) while
-  another is still waiting gets :class:`fdloop.BusyResourceError`; interleaving two
-  readers' bytes would silently corrupt both.
-* ``close()`` while a task waits wakes it with :class:`fdloop.ClosedResourceError`;
-  every use after close raises it too.
-* Writing after the reader has gone raises :class:`fdloop.BrokenResourceError` (from
-  ``send()`` and ``drain()``), which is a BrokenPipeError (asyncio's choice) and an
-  anyio.BrokenResourceError (anyio's).
+The streams live in :mod:`fdloop.primitives.streams` (and ``fdloop`` re-exports them).
+Nothing inside fdloop imports this module, so that every import in the package points
+down.
 """
 
 from __future__ import annotations
 
-import subprocess
-
-from ._pipe_receive import DEFAULT_LIMIT, PipeReceiveStream, check_limit
-from ._pipe_send import PipeSendStream
+from .primitives.streams import (
+    DEFAULT_LIMIT,
+    DEVNULL,
+    PIPE,
+    STDOUT,
+    PipeReceiveStream,
+    PipeSendStream,
+    check_limit,
+)
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -50,10 +26,3 @@ __all__ = [
     "PipeSendStream",
     "check_limit",
 ]
-
-PIPE = subprocess.PIPE
-"""Ask ``spawn`` for a new pipe to the child's stdin/stdout/stderr."""
-DEVNULL = subprocess.DEVNULL
-"""Connect the child's stream to /dev/null."""
-STDOUT = subprocess.STDOUT
-"""For ``stderr``: send the child's stderr wherever its stdout goes."""

@@ -1,7 +1,7 @@
 """One end of a pipe (or a socket standing in for one), read and written non-blocking.
 
 Pipes are plain POSIX on every platform fdloop runs on, so this object serves the Linux
-and the kqueue backend alike. It makes the only syscalls :mod:`fdloop.streams` needs:
+and the kqueue backend alike. It makes the only syscalls :mod:`fdloop.primitives.streams` needs:
 ``read``/``write`` that raise ``BlockingIOError`` instead of blocking.
 
 Facts from pipe(7) this relies on: a read returns ``b""`` only once every write end is

@@ -37,7 +37,7 @@ from typing import Any
 
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
-from ..streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream
+from ..primitives.streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream
 from . import ProcessWrapper, quiet_when_exited
 
 __all__ = ["Process", "create_subprocess_exec", "create_subprocess_shell"]

@@ -42,8 +42,8 @@ from ..errors import CalledProcessError
 from ..primitives.process_api import as_input
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
+from ..primitives.streams import PIPE, PipeReceiveStream, PipeSendStream
 from ..run import supervise
-from ..streams import PIPE, PipeReceiveStream, PipeSendStream
 from . import ProcessWrapper, quiet_when_exited
 
 __all__ = ["Process", "open_process", "run_process"]

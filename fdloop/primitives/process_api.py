@@ -30,7 +30,7 @@ import anyio.abc
 
 from .. import _aio, _validate
 from ..errors import TimeoutExpired
-from ..streams import PipeReceiveStream, PipeSendStream
+from .streams import PipeReceiveStream, PipeSendStream
 
 if TYPE_CHECKING:
     from .exitstatus import ExitStatus

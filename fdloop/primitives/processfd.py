@@ -26,11 +26,11 @@ from .. import _aio, _validate
 from ..backends import current as current_backend
 from ..backends.contract import ProcessFDBackend
 from ..errors import ClosedResourceError, UnsupportedOperation
-from ..streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream
 from . import reaper
 from .exitstatus import ExitStatus, ResourceUsage
 from .process_api import ProcessAPI
 from .resource import FDResource, naming_fd_limit
+from .streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream
 
 __all__ = ["ExitStatus", "ProcessFD", "ResourceUsage"]
 

@@ -16,12 +16,12 @@ from typing import IO, Any, Union
 
 from .. import _validate
 from ..backends.request import SpawnRequest
-from ..streams import DEFAULT_LIMIT, DEVNULL, PIPE, STDOUT, check_limit
 from . import reaper
 from . import spawn_options as options
 from .process_api import TextMode
 from .processfd import ProcessFD, process_backend, signal_number
 from .resource import naming_fd_limit
+from .streams import DEFAULT_LIMIT, DEVNULL, PIPE, STDOUT, check_limit
 
 __all__ = ["spawn"]
 

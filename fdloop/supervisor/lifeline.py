@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..streams import DEVNULL
+from ..primitives.streams import DEVNULL
 from .program import ProgramSpec
 
 if TYPE_CHECKING:

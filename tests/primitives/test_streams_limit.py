@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import fdloop
 from fdloop import PipeReceiveStream, PipeSendStream
-from fdloop._pipe_receive import MAX_READ, RECEIVE_SIZE
+from fdloop.primitives.pipe_receive import MAX_READ, RECEIVE_SIZE
 
 # Pipe streams do not go through a backend: one run of them is enough.
 pytestmark = pytest.mark.single_backend

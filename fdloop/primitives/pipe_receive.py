@@ -1,7 +1,8 @@
 """PipeReceiveStream: the reading end of a pipe (a child's stdout or stderr).
 
-Re-exported by :mod:`fdloop.streams`, whose docstring describes both dialects. What this
-module owns is the buffer between the fd and the caller, and the two rules it keeps:
+Re-exported by :mod:`fdloop.primitives.streams` (and ``fdloop``), whose docstring
+describes both dialects. What this module owns is the buffer between the fd and the
+caller, and the two rules it keeps:
 
 * **Bounded.** Only the caller decides how much may pile up. Searching methods
   (``readline``, ``readuntil``, ``async for``) stop at ``limit`` bytes without the
@@ -21,15 +22,15 @@ from contextlib import contextmanager
 import anyio
 from anyio.abc import ByteReceiveStream
 
-from . import _aio, _validate
-from .backends.pipe import PipeEnd
-from .errors import (
+from .. import _aio, _validate
+from ..backends.pipe import PipeEnd
+from ..errors import (
     BusyResourceError,
     IncompleteReadError,
     LimitOverrunError,
     LineTooLongError,
 )
-from .primitives.resource import FDResource
+from .resource import FDResource
 
 __all__ = ["DEFAULT_LIMIT", "PipeReceiveStream", "check_limit"]
 
