@@ -1,4 +1,6 @@
-"""Small helpers shared by the ProcessFD tests: stress scaling and /proc lookups."""
+"""Small helpers shared by the ProcessFD tests: /proc lookups and backend skips.
+
+The stress size and ``eventually`` are in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -12,18 +14,6 @@ import sniffio
 import fdloop.backends
 
 from ..leaks import children_of, processes, stat_fields
-
-
-def stress_scale() -> float:
-    """FDLOOP_STRESS_SCALE (default 1.0; CI uses 0.1): multiplies stress test sizes."""
-    try:
-        return max(0.0, float(os.environ.get("FDLOOP_STRESS_SCALE", "1.0")))
-    except ValueError:
-        return 1.0
-
-
-def scaled(count: int, minimum: int = 10) -> int:
-    return max(minimum, int(count * stress_scale()))
 
 
 def state_of(pid: int) -> str | None:

@@ -24,6 +24,7 @@ import fdloop
 from fdloop import spawn
 from fdloop.backends.linux import pidfd as linux_pidfd
 
+from ..helpers import scaled
 from ..leaks import children_of, open_fds
 from .process_helpers import (  # noqa: F401  (process_backend_only is autouse)
     kqueue_lacks,
@@ -31,7 +32,6 @@ from .process_helpers import (  # noqa: F401  (process_backend_only is autouse)
     only_on,
     pidfd_fact,
     process_backend_only,
-    scaled,
     wait_exited_unreaped,
 )
 
@@ -99,7 +99,7 @@ async def test_without_exit_info_a_stolen_status_is_unknown_never_invented(
 def test_fast_child_under_sigchld_ignored_is_exact_or_refused(sigchld_ignored: None) -> None:
     # The kernel may reap `true` before pidfd_open: then spawn refuses (ChildProcessError)
     # rather than hand out a handle that could name a recycled pid. Never a wrong status.
-    for _ in range(scaled(50)):
+    for _ in range(scaled(50, minimum=10)):
         try:
             proc = spawn(["true"])
         except ChildProcessError:
@@ -185,7 +185,7 @@ async def test_signals_after_exit_are_no_ops() -> None:
 
 
 async def test_kill_racing_with_exit_never_raises() -> None:
-    for _ in range(scaled(200)):
+    for _ in range(scaled(200, minimum=10)):
         async with spawn(["true"]) as proc:
             while proc.poll() is None:
                 proc.kill()

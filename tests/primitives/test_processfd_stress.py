@@ -17,10 +17,10 @@ import pytest
 import fdloop
 from fdloop import spawn
 
+from ..helpers import scaled
 from .process_helpers import (  # noqa: F401  (process_backend_only is autouse)
     needs_backend_in_child_interpreters,
     process_backend_only,
-    scaled,
 )
 
 

@@ -1,7 +1,7 @@
-"""Conditions the reliability tests set up: a stress size, and exactly k free fds.
+"""Conditions the reliability tests set up: exactly k free fds, and backend-only facts.
 
-* :func:`scaled` multiplies a full-size count by FDLOOP_STRESS_SCALE (unset: 1.0, the
-  size RELIABILITY.md reports; CI's .ci/run sets 0.1).
+(The stress size, :func:`scaled`, is in tests/helpers.py.)
+
 * :func:`free_fds` lowers RLIMIT_NOFILE and fills every free fd number below it, so that
   the code under test finds exactly ``k`` fd numbers left: the (k+1)-th fd it makes fails
   with a real EMFILE from the kernel, no mock involved.
@@ -19,19 +19,6 @@ import pytest
 from fdloop.backends import selected_name
 
 from ..leaks import open_fds
-
-
-def stress_scale() -> float:
-    """FDLOOP_STRESS_SCALE as a float (1.0 when unset or unreadable)."""
-    try:
-        return max(0.0, float(os.environ.get("FDLOOP_STRESS_SCALE", "1")))
-    except ValueError:
-        return 1.0
-
-
-def scaled(full: int, minimum: int = 1) -> int:
-    """``full`` times the stress scale, at least ``minimum``."""
-    return max(minimum, round(full * stress_scale()))
 
 
 @contextmanager

@@ -23,8 +23,8 @@ import fdloop
 from fdloop.backends import selected_name
 from fdloop.primitives import channel_ring as ring
 
+from ..helpers import scaled
 from ..primitives.channel_peer import expected, messages
-from .conditions import scaled
 
 PEER = str(Path(__file__).parent.parent / "primitives" / "channel_peer.py")
 LIVENESS = 120.0  # bound on any single wait: catches hangs, never judges speed

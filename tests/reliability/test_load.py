@@ -29,8 +29,9 @@ import fdloop
 from fdloop import spawn
 from fdloop.primitives import reaper
 
+from ..helpers import scaled
 from ..leaks import children_of, open_fds
-from .conditions import on_backend, scaled
+from .conditions import on_backend
 
 pytestmark = pytest.mark.stress
 
