@@ -1,8 +1,8 @@
 """The ``fdloop`` command: ``info``, ``bench`` and ``supervise``.
 
 ``info`` says what this machine offers (kernel, Python, loop libraries, and per
-primitive whether the kernel provides it natively). ``bench`` hands over to the
-``benchmarks`` package and ``supervise`` to :mod:`fdloop.supervisor`; both are imported
+primitive whether the kernel provides it natively). ``bench`` hands over to
+:mod:`fdloop.bench` and ``supervise`` to :mod:`fdloop.supervisor`; both are imported
 only when asked for, so ``fdloop info`` works with nothing else installed.
 """
 
@@ -31,10 +31,10 @@ def info_main() -> int:
 def bench_main(argv: list[str]) -> int:
     """``fdloop bench ...``: see ``fdloop bench --help``."""
     try:
-        module = importlib.import_module("benchmarks.main")
+        module = importlib.import_module("fdloop.bench.main")
     except ImportError as error:
-        print(f"fdloop bench: the benchmarks package is not importable ({error}); "
-              "install fdloop from its source tree: pip install '.[uvloop,trio,plot]'",
+        print(f"fdloop bench: the benchmarks are not importable ({error}); "
+              "reinstall fdloop: pip install 'fdloop[uvloop,trio,plot]'",
               file=sys.stderr)
         return 2
     status: int = module.bench_main(argv)

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from benchmarks import WORKLOADS
-from benchmarks.registry import load
-from benchmarks.runner import collect, launch, run_once
+from fdloop.bench import WORKLOADS
+from fdloop.bench.registry import load
+from fdloop.bench.runner import collect, launch, run_once
 
 TINY = {
     "spawn": {"n": 12, "concurrency": 3},

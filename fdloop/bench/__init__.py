@@ -1,11 +1,11 @@
 """Side-by-side benchmarks: fdloop against the stdlib, uvloop, trio, anyio and a raw floor.
 
 Each workload module (``spawn``, ``idle``, ``wake``, ``timer``, ``signals``) declares one
-:class:`~benchmarks.registry.Workload` and one small function per contender, registered
-with :func:`~benchmarks.registry.contender`. :mod:`benchmarks.runner` runs every contender
-of a workload in its own fresh interpreter (:mod:`benchmarks.worker`) so that resource
+:class:`~fdloop.bench.registry.Workload` and one small function per contender, registered
+with :func:`~fdloop.bench.registry.contender`. :mod:`fdloop.bench.runner` runs every contender
+of a workload in its own fresh interpreter (:mod:`fdloop.bench.worker`) so that resource
 usage, threads and RSS belong to that contender alone, repeats the runs, and keeps the
-median of each figure. :mod:`benchmarks.main` is ``fdloop bench``.
+median of each figure. :mod:`fdloop.bench.main` is ``fdloop bench``.
 """
 
 WORKLOADS = ("spawn", "idle", "wake", "timer", "signal", "vpoll", "channel")

@@ -1,4 +1,4 @@
-"""One contender, one run, one fresh interpreter: ``python -m benchmarks.worker``.
+"""One contender, one run, one fresh interpreter: ``python -m fdloop.bench.worker``.
 
 Arguments: workload name, contender name, parameters as JSON. The last line on stdout
 is ``RESULT <json>``: the workload's figures, ``{"skipped": reason}`` when a library is

@@ -1,6 +1,6 @@
 """channel: messages to a child process and back — fdloop.Channel against pipes, queues, sockets.
 
-Every contender runs the same script with a child process (``python -m benchmarks.channel
+Every contender runs the same script with a child process (``python -m fdloop.bench.channel
 KIND ...``, or a forked ``multiprocessing.Process`` for the Queue): the parent sends
 ``n64`` messages of 64 B, ``n4k`` of 4 KiB and ``n1m`` of 1 MiB; after each batch the
 child, having received every message, answers with a one-byte ack, and the batch's time
@@ -28,7 +28,8 @@ from typing import Any
 from .probe import Probe, percentile
 from .registry import Column, Workload, contender, workload
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+"""The directory that holds the fdloop package: the children import it from there."""
 SIZES = (("64", 64, "n64"), ("4k", 4096, "n4k"), ("1m", 1 << 20, "n1m"))
 
 
@@ -111,7 +112,7 @@ def _drive_sync(probe: Probe, send: Callable[[bytes], Any],
 
 def _spawn(kind: str, loop: str | None, probe: Probe, *fds: int,
            extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "benchmarks.channel", kind, loop or "-",
+    argv = [sys.executable, "-m", f"{__package__}.channel", kind, loop or "-",
             json.dumps(dict(probe.params)), ",".join(map(str, fds)), *extra]
     return subprocess.Popen(argv, cwd=ROOT, pass_fds=fds)
 

@@ -124,7 +124,7 @@ def plan(workloads: list[str], quick: bool, overrides: dict[str, Any]) -> Planne
 def launch(workload: str, contender: str, params: dict[str, Any]) -> subprocess.Popen[str]:
     """Start one worker run in a fresh interpreter (see :func:`collect`)."""
     env = dict(os.environ)
-    package_root = Path(__file__).resolve().parent.parent
+    package_root = Path(__file__).resolve().parents[2]  # holds fdloop/ (bench/ is inside)
     site_dirs = {Path(d).resolve() for d in [*site.getsitepackages(), site.getusersitepackages()]}
     if package_root not in site_dirs:
         # A source checkout (editable or not installed): make sure the worker finds

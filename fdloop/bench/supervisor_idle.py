@@ -1,6 +1,6 @@
 """The supervisor's two numbers: CPU while idle with many programs, and restart latency.
 
-``python -m benchmarks.supervisor_idle [--programs 100] [--seconds 10] [--restarts 200]``
+``python -m fdloop.bench.supervisor_idle [--programs 100] [--seconds 10] [--restarts 200]``
 
 Idle: a real ``fdloop supervise`` process (per loop) supervises N ``sleep`` programs;
 once all are started we read its CPU time, context switches and threads from /proc over
