@@ -17,15 +17,17 @@ programs. What this kernel offers, and what each covers:
   credentials.
 * A cgroup (``fdloop supervise`` only, where this process may create one under its own
   cgroup v2 directory, e.g. as root): :class:`CgroupGuard` makes
-  ``fdloop-supervise-PID/`` there, every guarded program moves itself into it before it
-  execs (so all its descendants are born inside), and a small *guardian* process, in a
-  session of its own and outside that cgroup, waits for EOF on a pipe whose only write
-  end this process holds. The kernel closes that end when we die, however we die; the
-  guardian then writes ``cgroup.kill`` (every process in the cgroup, grandchildren and
-  setsid daemons included, gets SIGKILL) and removes the directory. At a normal exit it
-  does the same, so nothing a guarded program left behind outlives the supervisor. Not
-  covered: a guardian that was itself SIGKILLed first, and descendants moved out of the
-  cgroup by someone with the rights to do so.
+  ``fdloop-supervise-PID/`` there and hands it to the Supervisor, which makes one cgroup
+  per program inside (:mod:`fdloop.supervisor.cgroup`); every guarded program moves
+  itself into its own before it execs (so all its descendants are born inside), and a
+  small *guardian* process, in a session of its own and outside that cgroup, waits for
+  EOF on a pipe whose only write end this process holds. The kernel closes that end when
+  we die, however we die; the guardian then writes ``cgroup.kill`` of the whole tree
+  (every process in it, grandchildren and setsid daemons included, gets SIGKILL) and
+  removes the directories. At a normal exit the Supervisor has stopped and removed the
+  tree already and the guardian only exits. Not covered: a guardian that was itself
+  SIGKILLed first, and descendants moved out of the cgroup by someone with the rights
+  to do so.
 
 A program opts out with ``die_with_supervisor = false`` (Supervisor.add(...,
 die_with_supervisor=False)): it is spawned plainly, outside the cgroup, and lives on.
@@ -41,19 +43,28 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..primitives.streams import DEVNULL
+from .cgroup import CgroupTree, own_cgroup_dir
 from .program import ProgramSpec
 
 if TYPE_CHECKING:
     from ..primitives.processfd import ProcessFD
+    from .core import Supervisor
+
+__all__ = ["CgroupGuard", "autokill_note", "own_cgroup_dir", "pdeathsig_problem",
+           "spawn_guarded"]
 
 GUARDIAN_EXIT_SECONDS = 2.0
 """At a normal exit, how long to wait for the guardian to empty and remove the cgroup."""
 
 _GUARDIAN_SCRIPT = (
-    # EOF: every write end is closed, so the supervisor is gone (or done).
-    'read _ignored; echo 1 > "$0/cgroup.kill"; '
-    # rmdir works once the last process has left; a killed process takes a moment.
-    'i=0; while ! rmdir "$0" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.01; i=$((i+1)); done'
+    # EOF: every write end is closed, so the supervisor is gone (or done). A done
+    # supervisor has removed the tree itself.
+    'read _ignored; [ -d "$0" ] || exit 0; echo 1 > "$0/cgroup.kill"; '
+    # rmdir works once the last process has left (a killed process takes a moment),
+    # the programs' cgroups first.
+    'i=0; while [ -d "$0" ] && [ $i -lt 200 ]; do '
+    'for d in "$0"/*/; do rmdir "$d"; done 2>/dev/null; rmdir "$0" 2>/dev/null || '
+    '{ sleep 0.01; i=$((i+1)); }; done'
 )
 
 
@@ -100,6 +111,7 @@ def spawn_guarded(spec: ProgramSpec, cgroup: str | None = None) -> ProcessFD:
             kill_signal=spec.stop_signal,
             kill_timeout=spec.stop_timeout,
             die_with_parent=die_with_parent,
+            pass_fds=spec.pass_fds,  # readiness.py: a fd:N pipe for the launcher
         )
 
     if not guard:
@@ -145,29 +157,6 @@ def autokill_note() -> str:
     return f"CLONE_PIDFD_AUTOKILL: not in this kernel ({os.uname().release})"
 
 
-def own_cgroup_dir() -> tuple[str | None, str]:
-    """This process's cgroup v2 directory, or None and why there is none."""
-    try:
-        with open("/proc/self/cgroup") as listing:
-            lines = listing.read().splitlines()
-        with open("/proc/self/mountinfo") as mounts:
-            mountinfo = mounts.read().splitlines()
-    except OSError as exc:
-        return None, f"cannot read /proc: {exc.strerror}"
-    relative = next((line[3:] for line in lines if line.startswith("0::")), None)
-    if relative is None:
-        return None, "no cgroup v2 hierarchy for this process"
-    for line in mountinfo:
-        before, _, after = line.partition(" - ")
-        if after.split(" ", 1)[0] == "cgroup2":
-            fields = before.split()
-            root, mount_point = fields[3], fields[4]
-            if relative.startswith(root.rstrip("/") + "/") or relative == root:
-                inside = relative[len(root.rstrip("/")):]
-                return mount_point + inside.rstrip("/"), ""
-    return None, "cgroup v2 is not mounted where this process can see it"
-
-
 class CgroupGuard:
     """A cgroup for the guarded programs, and the guardian that kills it when we go."""
 
@@ -181,18 +170,10 @@ class CgroupGuard:
         """Make the cgroup and start the guardian; (None, why not) where we cannot."""
         from ..primitives.spawn import spawn
 
-        parent, why = own_cgroup_dir()
-        if parent is None:
+        tree, why = CgroupTree.create(f"fdloop-supervise-{os.getpid()}")
+        if tree is None:
             return None, why
-        path = os.path.join(parent, f"fdloop-supervise-{os.getpid()}")
-        try:
-            os.mkdir(path)
-        except OSError as exc:
-            return None, f"cannot create {path}: {exc.strerror}"
-        if not os.access(os.path.join(path, "cgroup.kill"), os.W_OK):
-            with contextlib.suppress(OSError):
-                os.rmdir(path)
-            return None, f"{path}/cgroup.kill is missing or not writable (Linux 5.14+)"
+        path = tree.root
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
             guardian = spawn(
@@ -208,9 +189,15 @@ class CgroupGuard:
             os.close(read_end)
         return cls(path, guardian, write_end), ""
 
+    def attach(self, supervisor: Supervisor) -> None:
+        """Have ``supervisor`` (entered, nothing started) make one cgroup per program
+        inside ours."""
+        supervisor._shared.cgroups = CgroupTree(self.path)
+
     def describe(self) -> str:
         return (
-            f"cgroup.kill of {shlex.quote(self.path)} by guardian pid {self._guardian.pid}"
+            f"one cgroup per program under {shlex.quote(self.path)}, cgroup.kill by "
+            f"guardian pid {self._guardian.pid}"
         )
 
     async def aclose(self) -> None:
