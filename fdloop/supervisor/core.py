@@ -23,6 +23,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from ..errors import NoSuchProgram, UnsupportedOperation
+from .changes import ChangesMixin
 from .events import EventHub, EventKind, EventStream, ProgramStatus
 from .orphans import OrphanReaper
 from .program import DEFAULT_BACKOFF, DEFAULT_STOP_TIMEOUT, ProgramSpec, make_spec
@@ -32,7 +33,7 @@ SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RESTART_SIGNALS = (signal.SIGHUP,)
 
 
-class Supervisor:
+class Supervisor(ChangesMixin):
     """Runs programs, restarts them by policy with exponential backoff, and reports.
 
     Use as ``async with fdloop.Supervisor() as sup:``; leaving the block stops every
@@ -350,6 +351,10 @@ class Supervisor:
             raise NoSuchProgram(f"name: no program called {name!r}") from None
 
     def _all_down(self) -> bool:
+        # A change under way (ChangesMixin: replace, apply) may stop a program before
+        # its successor starts: not the end.
+        if self._busy:
+            return False
         return all(program.is_down() for program in self._programs.values())
 
     def _notify(self) -> None:
