@@ -51,6 +51,9 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
@@ -61,6 +64,7 @@
 /* Which step of the child's set-up failed: the parent names the argument behind it. */
 enum step {
     STEP_NONE = 0,
+    STEP_UNSHARE_FDS,
     STEP_PDEATHSIG,
     STEP_SETSID,
     STEP_SETPGID,
@@ -84,6 +88,7 @@ struct request {
     int *pass_sources;   /* what each is a copy of (itself, or a private blocking opening) */
     Py_ssize_t n_pass;
     int close_fds;
+    int keep_below;      /* > 0: share our fd table, then keep only fds below this */
     int setsid;
     pid_t pgid;          /* -1: no setpgid */
     int umask;           /* -1: ours */
@@ -122,6 +127,18 @@ child_main(void *arg)
 {
     struct request *r = arg;
     int step = STEP_NONE;
+
+    /* Started with CLONE_FILES, we still share the parent's fd table: take a private one
+     * before touching any fd. CLOSE_RANGE_UNSHARE without CLOSE_RANGE_CLOEXEC copies
+     * only the fds below keep_below (Linux 5.9), so this costs the same with 10 fds
+     * open or 10,000. An older kernel copies them all, as a clone without CLONE_FILES
+     * would have. */
+    if (r->keep_below > 0
+        && syscall(SYS_close_range, (unsigned)r->keep_below, ~0U, CLOSE_RANGE_UNSHARE) != 0
+        && unshare(CLONE_FILES) != 0) {
+        step = STEP_UNSHARE_FDS;
+        goto fail;
+    }
 
     for (int signo = 1; signo < NSIG; signo++) {
         struct sigaction old, dfl;
@@ -271,7 +288,8 @@ reap_failed_child(int pidfd)
 }
 
 PyDoc_STRVAR(spawn_doc,
-"spawn(path, argv, envp, stdio, cwd, pass_fds, pass_sources, close_fds, setsid, pgid,\n"
+"spawn(path, argv, envp, stdio, cwd, pass_fds, pass_sources, close_fds, keep_below,\n"
+"      setsid, pgid,\n"
 "      umask, sigdefault, uid, gid, groups, pdeathsig, parent) -> (pid, pidfd, error, step)\n"
 "\n"
 "Start `path` as a child with clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD).\n"
@@ -279,6 +297,9 @@ PyDoc_STRVAR(spawn_doc,
 "could not be set up or exec'd, it has been reaped, pid and pidfd are -1, and error is\n"
 "the errno of the step that failed (see STEP_* constants). envp None: our environ.\n"
 "stdio: three fds (-1: inherit). pass_fds[i] becomes a copy of pass_sources[i].\n"
+"keep_below > 0 (close_fds only, and every fd the child needs below it): the clone\n"
+"shares our fd table and the child keeps a private copy of only the fds below it, so\n"
+"the parent's wait does not grow with the fds it has open; 0 copies the whole table.\n"
 "pgid, umask, uid, gid: -1 to leave as is; groups None to leave as is. pdeathsig\n"
 "(0: none) is armed with PR_SET_PDEATHSIG, and the child exits 125 at once if its\n"
 "parent is no longer `parent` by then. OSError is\n"
@@ -289,13 +310,18 @@ clone_spawn(PyObject *module, PyObject *args)
 {
     PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *pass_obj, *sources_obj, *sigdef_obj,
              *groups_obj;
-    int stdio0, stdio1, stdio2, close_fds, do_setsid, pgid, mask, pdeathsig, parent;
+    int stdio0, stdio1, stdio2, close_fds, keep_below, do_setsid, pgid, mask, pdeathsig,
+        parent;
     long long uid, gid;
-    if (!PyArg_ParseTuple(args, "OOO(iii)OOOppiiOLLOii:spawn", &path_obj, &argv_obj,
+    if (!PyArg_ParseTuple(args, "OOO(iii)OOOpipiiOLLOii:spawn", &path_obj, &argv_obj,
                           &envp_obj, &stdio0, &stdio1, &stdio2, &cwd_obj, &pass_obj,
-                          &sources_obj, &close_fds, &do_setsid, &pgid, &mask, &sigdef_obj,
-                          &uid, &gid, &groups_obj, &pdeathsig, &parent))
+                          &sources_obj, &close_fds, &keep_below, &do_setsid, &pgid, &mask,
+                          &sigdef_obj, &uid, &gid, &groups_obj, &pdeathsig, &parent))
         return NULL;
+    if (keep_below != 0 && (!close_fds || keep_below < 3)) {
+        PyErr_SetString(PyExc_ValueError, "keep_below must be 0, or >= 3 with close_fds");
+        return NULL;
+    }
     if (!PyBytes_Check(path_obj)) {
         PyErr_SetString(PyExc_TypeError, "path must be bytes");
         return NULL;
@@ -366,6 +392,7 @@ clone_spawn(PyObject *module, PyObject *args)
     r.stdio[1] = stdio1;
     r.stdio[2] = stdio2;
     r.close_fds = close_fds;
+    r.keep_below = keep_below;
     r.setsid = do_setsid;
     r.pgid = pgid;
     r.umask = mask;
@@ -387,7 +414,8 @@ clone_spawn(PyObject *module, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE,
-                CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &r, &pidfd);
+                CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (keep_below ? CLONE_FILES : 0),
+                &r, &pidfd);
     clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid > 0 && r.error != 0) {
@@ -441,7 +469,7 @@ PyInit__clone_spawn(void)
     if (m == NULL)
         return NULL;
     static const struct { const char *name; int value; } steps[] = {
-        {"STEP_PDEATHSIG", STEP_PDEATHSIG}, {"STEP_SETSID", STEP_SETSID}, {"STEP_SETPGID", STEP_SETPGID},
+        {"STEP_UNSHARE_FDS", STEP_UNSHARE_FDS}, {"STEP_PDEATHSIG", STEP_PDEATHSIG}, {"STEP_SETSID", STEP_SETSID}, {"STEP_SETPGID", STEP_SETPGID},
         {"STEP_STDIO", STEP_STDIO}, {"STEP_CWD", STEP_CWD}, {"STEP_GROUPS", STEP_GROUPS},
         {"STEP_GID", STEP_GID}, {"STEP_UID", STEP_UID}, {"STEP_CLOSE_FDS", STEP_CLOSE_FDS},
         {"STEP_PASS_FDS", STEP_PASS_FDS}, {"STEP_EXEC", STEP_EXEC},

@@ -28,6 +28,7 @@ from types import ModuleType
 from ...errors import UnsupportedOperation
 from ..pipe import blocking_opening
 from ..request import SpawnRequest
+from .lowfds import LOW_SLOTS
 from .posix_spawn import posix_spawn
 
 _clone_spawn: ModuleType | None
@@ -167,14 +168,43 @@ def _clone(
     pass_sources: Sequence[int],
     default_signals: tuple[int, ...],
 ) -> tuple[int, int]:
-    """Start the child through the extension; its pid and the pidfd the clone made."""
+    """Start the child through the extension; its pid and the pidfd the clone made.
+
+    With ``close_fds`` the child shares our fd table and keeps only the fds below the
+    highest one it needs (see lowfds): high sources are first copied into low slots, so
+    the parent's wait does not grow with the number of fds it has open.
+    """
+    if not request.close_fds:
+        return _call_clone(request, stdio, pass_sources, default_signals, 0)
+    needed = [fd for fd in (*stdio, *pass_sources) if fd is not None]
+    with LOW_SLOTS.lend(needed) as lent:
+        if lent:
+            stdio = (_moved(stdio[0], lent), _moved(stdio[1], lent), _moved(stdio[2], lent))
+            pass_sources = [lent.get(fd, fd) for fd in pass_sources]
+            needed = [lent.get(fd, fd) for fd in needed]
+        return _call_clone(request, stdio, pass_sources, default_signals,
+                           max(needed, default=2) + 1)
+
+
+def _moved(fd: int | None, lent: dict[int, int]) -> int | None:
+    return fd if fd is None else lent.get(fd, fd)
+
+
+def _call_clone(
+    request: SpawnRequest,
+    stdio: tuple[int | None, int | None, int | None],
+    pass_sources: Sequence[int],
+    default_signals: tuple[int, ...],
+    keep_below: int,
+) -> tuple[int, int]:
     assert _clone_spawn is not None
     _name, path = _exec_target(request)
     try:
         pid, pidfd, error, step = _clone_spawn.spawn(
             os.fsencode(path), request.argv, request.env,
             tuple(-1 if fd is None else fd for fd in stdio), request.cwd, request.pass_fds,
-            pass_sources, request.close_fds, request.start_new_session,
+            pass_sources, request.close_fds, max(keep_below, 3) if keep_below else 0,
+            request.start_new_session,
             -1 if request.process_group is None else request.process_group,
             -1 if request.umask is None else request.umask, default_signals,
             -1 if request.user is None else request.user,
@@ -196,6 +226,7 @@ def _clone(
 _STEP_CULPRITS: dict[int, str] = {}
 if _clone_spawn is not None:
     _STEP_CULPRITS = {
+        _clone_spawn.STEP_UNSHARE_FDS: "close_fds",
         _clone_spawn.STEP_PDEATHSIG: "die_with_parent",
         _clone_spawn.STEP_SETSID: "start_new_session",
         _clone_spawn.STEP_SETPGID: "process_group",
