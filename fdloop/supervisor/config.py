@@ -15,6 +15,17 @@
     env = { PYTHONUNBUFFERED = "1" } # added to the supervisor's environment
     cwd = "www"                      # relative to the config file's directory
     die_with_supervisor = false      # default true: killed with a SIGKILLed supervisor
+    numprocs = 3                     # run web.1, web.2, web.3 (default 1: just "web")
+    log = "logs/web.log"             # stdout and stderr to this file, not to our stdout
+    stderr_log = "logs/web.err"      # stderr to its own file instead (optional)
+    log_max_bytes = 1048576          # rotate past 1 MiB (default 50 MiB; 0: never)
+    log_backups = 5                  # keep web.log.1 ... web.log.5 (default 10)
+    log_timestamps = true            # each line starts with its local time (default false)
+
+With ``numprocs = N`` (N > 1) the instances are programs called ``NAME.1`` ... ``NAME.N``,
+as honcho and foreman name them, each with ``FDLOOP_PROCESS_NAME`` in its environment;
+their log files are shared, lines prefixed with the instance's name. Log paths are
+relative to the config file's directory (see :mod:`fdloop.supervisor.logfile`).
 
 Every error names the table and key (``program.web.restart: ...``) and is raised before
 anything starts. The command's program must exist (searched on the child's PATH).
@@ -26,11 +37,14 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .. import _validate
 from ..errors import SupervisorConfigError
+from .depends import check_graph
+from .logfile import LOG_KEYS, LogSettings, log_settings
 from .program import ProgramSpec, make_spec
 
 if sys.version_info >= (3, 11):
@@ -41,9 +55,14 @@ else:  # pragma: no cover - exercised on 3.10 only
 PROGRAM_KEYS = (
     "command", "restart", "backoff", "max_restarts", "stop_signal", "stop_timeout",
     "env", "cwd", "die_with_supervisor",
+    "numprocs", *LOG_KEYS,
+    "ready", "ready_timeout", "watchdog", "depends_on",  # readiness.py, depends.py
 )
 SUPERVISOR_KEYS = ("subreaper",)
 _OPTION_TO_KEY = {"argv": "command"}
+_OWN_KEYS = ("numprocs", *LOG_KEYS)
+"""Keys read here and by logfile.py, not by make_spec."""
+MAX_NUMPROCS = 1000
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,8 @@ class Config:
 
     programs: tuple[ProgramSpec, ...]
     subreaper: bool = False
+    logs: Mapping[str, LogSettings] = field(default_factory=dict, hash=False)
+    """Log files by program name; a program not in it writes to the supervisor's stdout."""
 
 
 def load_config(path: str | os.PathLike[str], defaults: Mapping[str, Any] | None = None) -> Config:
@@ -106,18 +127,66 @@ def parse_config(
         raise SupervisorConfigError("program must be a table of [program.NAME] tables")
     if not programs:
         raise SupervisorConfigError("no programs: add at least one [program.NAME] table")
-    specs = tuple(
-        program_spec(name, table, base_dir=Path(base_dir), defaults=defaults or {})
-        for name, table in programs.items()
+    specs: list[ProgramSpec] = []
+    logs: dict[str, LogSettings] = {}
+    for name, table in programs.items():
+        instances, settings = program_instances(
+            name, table, base_dir=Path(base_dir), defaults=defaults or {}
+        )
+        for spec in instances:
+            if any(spec.name == other.name for other in specs):
+                raise SupervisorConfigError(
+                    f"{_prefix(name)}: two programs would be called {spec.name!r} "
+                    "(numprocs names instances NAME.1, NAME.2, ...)"
+                )
+            specs.append(spec)
+            if settings is not None:
+                logs[spec.name] = settings
+    try:  # unknown names and cycles, named (depends.py)
+        check_graph(specs, where=lambda program: f"{_prefix(program)}.depends_on")
+    except ValueError as exc:
+        raise SupervisorConfigError(str(exc)) from None
+    return Config(tuple(specs), subreaper, logs)
+
+
+def program_instances(
+    name: str, table: object, *, base_dir: Path, defaults: Mapping[str, Any]
+) -> tuple[list[ProgramSpec], LogSettings | None]:
+    """One ``[program.NAME]`` table: its instances (``numprocs``) and log settings."""
+    spec = program_spec(name, table, base_dir=base_dir, defaults=defaults)
+    assert isinstance(table, Mapping)  # program_spec checked it
+    prefix = _prefix(name)
+    try:
+        count = _validate.integer(
+            f"{prefix}.numprocs", table.get("numprocs", 1), low=1, high=MAX_NUMPROCS
+        )
+        settings = log_settings(prefix, table, base_dir)
+    except (TypeError, ValueError) as exc:
+        raise SupervisorConfigError(str(exc)) from None
+    if count == 1:
+        return [spec], settings
+    return [instance(spec, f"{name}.{number}") for number in range(1, count + 1)], settings
+
+
+def instance(spec: ProgramSpec, name: str, env: Mapping[str, str] | None = None) -> ProgramSpec:
+    """``spec`` as the instance ``name``: FDLOOP_PROCESS_NAME (and ``env``) set for it."""
+    return replace(
+        spec, name=name, env={**(spec.env or {}), **(env or {}), "FDLOOP_PROCESS_NAME": name}
     )
-    return Config(specs, subreaper)
+
+
+def _prefix(name: str) -> str:
+    return f"program.{name}" if _bare_key(name) else f"program.{name!r}"
 
 
 def program_spec(
     name: str, table: object, *, base_dir: Path, defaults: Mapping[str, Any]
 ) -> ProgramSpec:
-    """One ``[program.NAME]`` table as a ProgramSpec; errors name ``program.NAME.KEY``."""
-    prefix = f"program.{name}" if _bare_key(name) else f"program.{name!r}"
+    """One ``[program.NAME]`` table as a ProgramSpec; errors name ``program.NAME.KEY``.
+
+    Ignores ``numprocs`` and the log keys (see :func:`program_instances`).
+    """
+    prefix = _prefix(name)
     if not isinstance(table, Mapping):
         raise SupervisorConfigError(f"{prefix} must be a table, not {type(table).__name__}")
     for key in table:
@@ -127,7 +196,11 @@ def program_spec(
             )
     if "command" not in table:
         raise SupervisorConfigError(f"{prefix}.command: missing (the program to run)")
-    options = {**defaults, **{key: value for key, value in table.items() if key != "command"}}
+    options = {
+        **defaults,
+        **{key: value for key, value in table.items()
+           if key != "command" and key not in _OWN_KEYS},
+    }
     cwd = options.get("cwd")
     if isinstance(cwd, str):
         options["cwd"] = str(base_dir / cwd)
