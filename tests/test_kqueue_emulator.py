@@ -23,7 +23,7 @@ import anyio
 import pytest
 
 from tests import kqueue_emulator as emu
-from tests.kqueue_emulator_linux import readable
+from tests.kqueue_emulator.linux import readable
 from tests.primitives.signal_harness import require_alone
 
 # Several tests fork a child that only exits (or only calls kevent) right away.

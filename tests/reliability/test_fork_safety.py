@@ -3,9 +3,9 @@
 Each case runs tests/reliability/fork_scenario.py in a fresh interpreter (forking inside
 pytest's own process would copy pytest too), on asyncio, uvloop and trio, and on the
 backend in force (``FDLOOP_BACKEND=kqueue`` runs it against the kqueue emulator, which
-child Pythons get through tests/kqueue_site). Inside a running loop, tasks wait on an
-EventFD, a TimerFD, a SignalFD, a spawned ``cat``'s ProcessFD (the ready set) and its
-stdout; then a task forks. What the child does depends on the case; afterwards the
+child Pythons get through tests/kqueue_emulator/child_site). Inside a running loop,
+tasks wait on an EventFD, a TimerFD, a SignalFD, a spawned ``cat``'s ProcessFD (the
+ready set) and its stdout; then a task forks. What the child does depends on the case; afterwards the
 parent must see every wait wake, and its children still running, never signalled.
 """
 

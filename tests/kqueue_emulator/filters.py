@@ -1,8 +1,8 @@
 """The emulated kqueue filters (knotes) and the constants they use.
 
-Part of the kqueue emulator: see tests/kqueue_emulator.py for what it is and why. Each
-knote class quotes the man-page statements it implements and says where Linux cannot
-follow them ("Emulation limit").
+Part of the kqueue emulator: see tests/kqueue_emulator/__init__.py for what it is and
+why. Each knote class quotes the man-page statements it implements and says where Linux
+cannot follow them ("Emulation limit").
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import termios
 import time
 from typing import Any
 
-from tests import kqueue_emulator_linux as linux
+from . import linux
 
 # -- CPython's select.KQ_* names (same values on FreeBSD and macOS) ----------------------
 KQ_FILTER_READ = -1

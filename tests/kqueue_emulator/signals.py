@@ -1,7 +1,7 @@
 """The emulated EVFILT_SIGNAL: which signals a real kqueue records, and how it counts them.
 
-Part of the kqueue emulator (see tests/kqueue_emulator.py). What the two kernels do,
-read in their sources:
+Part of the kqueue emulator (see tests/kqueue_emulator/__init__.py). What the two kernels
+do, read in their sources:
 
 * **Every send counts.** FreeBSD ``sys/kern/kern_sig.c``: ``tdsendsignal()`` calls
   ``KNOTE_LOCKED(p->p_klist, NOTE_SIGNAL | sig)`` before it looks at the disposition or
@@ -43,8 +43,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tests import kqueue_emulator_linux as linux
-from tests.kqueue_emulator_filters import KQ_EV_CLEAR, _Knote, kevent
+from . import linux
+from .filters import KQ_EV_CLEAR, _Knote, kevent
 
 SI_TKILL = -6  # tgkill(2): pthread_kill and raise (asm-generic/siginfo.h)
 _TRAPS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP,

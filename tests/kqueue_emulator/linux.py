@@ -1,4 +1,4 @@
-"""The Linux calls the kqueue emulator (tests/kqueue_emulator.py) is built on.
+"""The Linux calls the kqueue emulator (tests/kqueue_emulator/) is built on.
 
 timerfd and signalfd through ctypes (the stdlib has timerfd only from 3.13 and signalfd
 never), plus the exit status of a process behind a pidfd without reaping it. Test code
