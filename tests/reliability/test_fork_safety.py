@@ -5,8 +5,9 @@ pytest's own process would copy pytest too), on asyncio, uvloop and trio, and on
 backend in force (``FDLOOP_BACKEND=kqueue`` runs it against the kqueue emulator, which
 child Pythons get through tests/kqueue_emulator/child_site). Inside a running loop,
 tasks wait on an EventFD, a TimerFD, a SignalFD, a spawned ``cat``'s ProcessFD (the
-ready set) and its stdout; then a task forks. What the child does depends on the case; afterwards the
-parent must see every wait wake, and its children still running, never signalled.
+ready set) and its stdout; then a task forks. What the child does depends on the case;
+afterwards the parent must see every wait wake, and its children still running, never
+signalled.
 """
 
 from __future__ import annotations
