@@ -31,11 +31,13 @@ import select
 import signal
 import struct
 import threading
+from collections.abc import Callable
 
 from .. import Capability
 from ..contract import OwnedFD, RawExit
 from ..request import SpawnRequest
 from .procfs import require_kind
+from .spawn import _clone_spawn as _extension
 from .spawn import spawn_child, spawns_with_pidfd
 
 _P_PIDFD = 3
@@ -107,15 +109,14 @@ def _stdlib_waitid(fd: int, options: int) -> RawExit | None:
 
 
 def _native_waitid(fd: int, options: int) -> RawExit | None:
+    assert _native_reap is not None
     raw = _native_reap(fd, options)
-    return None if raw is None else _new_tuple(RawExit, raw)  # type: ignore[no-any-return]
+    return None if raw is None else _new_tuple(RawExit, raw)
 
 
-try:  # the compiled fast path: the same raw waitid, a fraction of ctypes' cost
-    from ._clone_spawn import reap as _native_reap  # type: ignore[import-not-found]
-except ImportError:
-    _native_reap = None
-
+# The compiled fast path (the same raw waitid, a fraction of ctypes' cost) where built.
+_native_reap: Callable[[int, int], tuple[int, int, float, float, int] | None] | None = (
+    getattr(_extension, "reap", None))
 _waitid = (_native_waitid if _native_reap is not None
            else _raw_waitid if _SYS_WAITID is not None else _stdlib_waitid)
 
