@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import functools
 import os
 import signal
 import sys
@@ -38,10 +37,11 @@ import anyio
 import anyio.abc
 
 from ..errors import SupervisorConfigError
+from . import pid1
 from .config import Config, check_executable, load_config
 from .core import Supervisor
 from .events import Event, EventStream
-from .lifeline import CgroupGuard, autokill_note, pdeathsig_problem, spawn_guarded
+from .lifeline import CgroupGuard, autokill_note, pdeathsig_problem
 from .output import ProgramOutput
 from .program import make_spec
 from .sink import LineSink
@@ -102,6 +102,7 @@ def supervise_main(argv: list[str]) -> int:
     if refusal is not None:
         say(*refusal)
         return EXIT_OUTPUT
+    pid1.prepare()  # as PID 1, a SIGTERM from now on waits for the SignalFD
     parser = build_parser()
     args_in, command = _split_command(list(argv))
     try:
@@ -127,9 +128,9 @@ def supervise_main(argv: list[str]) -> int:
     if in_main_thread:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        return anyio.run(
+        return pid1.exit_status(anyio.run(
             _supervise, config, not args.no_cgroup, backend=backend, backend_options=options
-        )
+        ))
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
@@ -286,10 +287,14 @@ async def _run_programs(
     elif any(spec.die_with_supervisor for spec in config.programs):
         guard, why_not = CgroupGuard.create()
     try:
-        async with Supervisor(handle_signals=True, subreaper=config.subreaper) as sup:
+        # PID 1 of a pid namespace adopts every orphan in it: reap them (pid1.py).
+        subreaper = config.subreaper or pid1.is_pid1()
+        async with Supervisor(handle_signals=True, subreaper=subreaper) as sup:
             task_group.start_soon(_log_events, sup.events(), err)
             if guard is not None:
-                sup._shared.spawn = functools.partial(spawn_guarded, cgroup=guard.path)
+                guard.attach(sup)  # one cgroup per program, inside the guarded one
+            if pid1.is_pid1():
+                log(pid1.NOTE, err)
             for spec in config.programs:
                 fd = outputs[spec.name].write_fd
                 sup.add_spec(replace(spec, stdout=fd, stderr=fd))
@@ -298,6 +303,7 @@ async def _run_programs(
             log(_lifeline_note(config, guard, why_not), err)  # the spawns know now
             await sup.wait()
             clean = sup.all_clean()
+            pid1.remember(sup.status())
     finally:
         if guard is not None:
             with anyio.CancelScope(shield=True):

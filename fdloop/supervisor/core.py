@@ -57,7 +57,23 @@ class Supervisor(ChangesMixin):
     program of the parent is signalled, reaped, restarted or marked exited there.
     """
 
-    def __init__(self, *, handle_signals: bool = False, subreaper: bool = False) -> None:
+    def __init__(
+        self, *, handle_signals: bool = False, subreaper: bool = False,
+        cgroups: bool | str = False,
+    ) -> None:
+        """``cgroups``: run each program in a cgroup v2 of its own (its whole tree is
+        stopped with cgroup.kill and accounted in ``status()``; see
+        :mod:`fdloop.supervisor.cgroup`): True (raise UnsupportedOperation at ``async
+        with`` where that cannot be done), ``"auto"`` (where it can, else process groups)
+        or False (process groups, the default)."""
+        if not isinstance(cgroups, bool) and cgroups != "auto":
+            if isinstance(cgroups, str):
+                raise ValueError(f"cgroups must be True, False or 'auto', got {cgroups!r}")
+            raise TypeError(
+                f"cgroups must be True, False or 'auto', not {type(cgroups).__name__}"
+            )
+        self._cgroups_wanted = cgroups
+        self._cgroups_why_not = "cgroups=False"
         if not isinstance(handle_signals, bool):
             raise TypeError(f"handle_signals must be a bool, not {type(handle_signals).__name__}")
         if not isinstance(subreaper, bool):
@@ -147,6 +163,7 @@ class Supervisor(ChangesMixin):
         self._shared.owner_thread = threading.current_thread()
         self._changed = anyio.Event()
         self._shared.hurry = anyio.Event()
+        self._make_cgroups()  # raises before anything runs
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._shared.task_group = task_group
@@ -160,6 +177,9 @@ class Supervisor(ChangesMixin):
                 await task_group.start(self._read_signals)
         except BaseException as exc:
             self._shared.task_group = None
+            if self._shared.cgroups is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._shared.cgroups.aclose(0)
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -229,6 +249,8 @@ class Supervisor(ChangesMixin):
                     await self._orphans.stop_remaining(
                         self._orphan_timeout(), self._shared.hurry
                     )
+                if self._shared.cgroups is not None:
+                    await self._shared.cgroups.aclose(self._orphan_timeout())
         except Exception as error:  # raised by __aexit__
             self._shutdown_error = error
         finally:
@@ -239,6 +261,32 @@ class Supervisor(ChangesMixin):
             changed = self._changed
             assert changed is not None
             await changed.wait()
+
+    def _make_cgroups(self) -> None:
+        if self._cgroups_wanted is False:
+            return
+        from .cgroup import CgroupTree
+
+        tree, why = CgroupTree.create()
+        if tree is None:
+            if self._cgroups_wanted is True:
+                raise UnsupportedOperation(f"cgroups=True: {why}")
+            self._cgroups_why_not = why
+        self._shared.cgroups = tree
+
+    @property
+    def cgroup_root(self) -> str | None:
+        """The cgroup directory holding one cgroup per program, or None (process groups)."""
+        tree = self._shared.cgroups
+        return None if tree is None else tree.root
+
+    @property
+    def process_trees(self) -> str:
+        """How a program's tree is stopped: by its cgroup (where), or by process group
+        (and why not by cgroup)."""
+        if self._shared.cgroups is not None:
+            return f"one cgroup per program under {self._shared.cgroups.root}"
+        return f"process groups (no cgroups: {self._cgroups_why_not})"
 
     def _orphan_timeout(self) -> float:
         timeouts = [program.spec.stop_timeout for program in self._programs.values()]

@@ -23,6 +23,7 @@ import anyio
 
 if TYPE_CHECKING:
     from ..primitives.exitstatus import ExitStatus
+    from .cgroup import CgroupUsage
 
 BACKLOG = 1000
 """How many past events a new subscriber is given first."""
@@ -163,6 +164,9 @@ class ProgramStatus:
     """How the most recent instance ended (None if none has ended yet)."""
     uptime: float | None
     """Seconds the current instance has been running, else None."""
+    cgroup: CgroupUsage | None = None
+    """The program's whole tree (cgroup v2: CPU, memory.peak, processes) where the
+    Supervisor runs programs in cgroups, else None (see fdloop.supervisor.cgroup)."""
 
     @property
     def last_status(self) -> ExitStatus | None:
@@ -171,7 +175,8 @@ class ProgramStatus:
 
     def __getitem__(self, key: str) -> object:
         """Mapping-style access, ``status["state"]``, for code that treats it as a dict."""
-        if key in ("name", "state", "pid", "restarts", "last_exit", "uptime", "last_status"):
+        if key in ("name", "state", "pid", "restarts", "last_exit", "uptime", "last_status",
+                   "cgroup"):
             return getattr(self, key)
         raise KeyError(key)
 

@@ -29,9 +29,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
@@ -43,8 +43,10 @@ from .program import ProgramSpec
 if TYPE_CHECKING:
     from ..primitives.exitstatus import ExitStatus
     from ..primitives.processfd import ProcessFD
+    from .cgroup import CgroupTree, ProgramCgroup
 
 RequestKind = Literal["start", "stop", "restart"]
+_T = TypeVar("_T")
 
 
 class ForkedCopy(RuntimeError):
@@ -71,8 +73,11 @@ class Shared:
     owner_thread: threading.Thread | None = None
     """The thread that entered the Supervisor: the only one that may spawn (a
     PR_SET_PDEATHSIG child dies with the thread that spawned it)."""
-    spawn: Callable[[ProgramSpec], ProcessFD] | None = None
-    """How to start one instance (the CLI adds a cgroup); None: plain spawn_guarded."""
+    spawn: Callable[..., ProcessFD] | None = None
+    """How to start one instance, called as ``spawn(spec)``, or ``spawn(spec,
+    cgroup=PATH)`` for a program with a cgroup; None: spawn_guarded."""
+    cgroups: CgroupTree | None = None
+    """One cgroup per program (fdloop.supervisor.cgroup), or None: process groups."""
 
     def forked(self) -> bool:
         """Whether this is a forked child's copy: its programs belong to the parent.
@@ -124,6 +129,8 @@ class ProgramRunner:
         self._requests: deque[Request] = deque()
         self._working = False
         """The request worker task is running (it empties ``_requests``)."""
+        self._cgroup: ProgramCgroup | None = None
+        """The program's cgroup, once an instance was spawned into one."""
 
     # -- what the Supervisor asks ------------------------------------------------------------
 
@@ -137,6 +144,7 @@ class ProgramRunner:
             restarts=self.restarts,
             last_exit=self.last_exit,
             uptime=None if proc is None or self._started_at is None else now - self._started_at,
+            cgroup=None if self._cgroup is None else self._cgroup.usage(),
         )
 
     def is_down(self) -> bool:
@@ -236,6 +244,8 @@ class ProgramRunner:
         """Stop the running instance (or the pending restart); the program stays stopped."""
         scope = self._scope
         if scope is None:
+            if self._cgroup is not None and self._cgroup.populated():
+                await self._stop_tree(self._cgroup, time.monotonic())  # its leftovers
             return
         self._starting = True  # not down until the STOPPED state is set below
         try:
@@ -260,23 +270,54 @@ class ProgramRunner:
             self._shared.notify()
 
     async def _terminate(self, proc: ProcessFD) -> ExitStatus:
-        """stop_signal, up to stop_timeout (less if hurried), SIGKILL; always reaps."""
+        """stop_signal, up to stop_timeout (less if hurried), SIGKILL; always reaps.
+
+        With a cgroup, the whole tree: stop_signal to every process in it, SIGKILL by
+        cgroup.kill, and the stop ends only once the cgroup is empty.
+        """
+        cgroup = self._cgroup
+        began = time.monotonic()
         try:
             proc.send_signal(self.spec.stop_signal)
-            status = await self._wait_or_hurry(proc, self.spec.stop_timeout)
+            if cgroup is not None:
+                cgroup.signal_all(self.spec.stop_signal, skip=proc.pid)
+            status = await self._wait_or_hurry(proc.wait, self.spec.stop_timeout)
             if status is None:
                 self._shared.check_owner()  # forked meanwhile: the process is not ours
+                if cgroup is not None:
+                    cgroup.kill()
                 proc.kill()
                 status = await proc.wait()
+            if cgroup is not None:
+                await self._stop_tree(cgroup, began, signalled=True)
             return status
         finally:
             self._shared.managed.pop(proc.pid, None)
             if not self._shared.forked():
                 await proc.aclose()
 
-    async def _wait_or_hurry(self, proc: ProcessFD, timeout: float) -> ExitStatus | None:
+    async def _stop_tree(
+        self, cgroup: ProgramCgroup, began: float, *, signalled: bool = False
+    ) -> None:
+        """End what is left in the cgroup: stop_signal (unless ``signalled``), the rest
+        of stop_timeout since ``began`` (less if hurried), cgroup.kill; wait until empty."""
+        if not signalled:
+            cgroup.signal_all(self.spec.stop_signal)
+        left = max(0.0, began + self.spec.stop_timeout - time.monotonic())
+
+        async def emptied() -> bool:
+            await cgroup.wait_empty()
+            return True
+
+        if await self._wait_or_hurry(emptied, left) is None:
+            await cgroup.kill_and_wait()
+
+    async def _wait_or_hurry(
+        self, waiting: Callable[[], Awaitable[_T]], timeout: float
+    ) -> _T | None:
+        """``await waiting()``, given up after ``timeout`` or once hurried (then None)."""
         hurry = self._shared.hurry
-        result: list[ExitStatus] = []
+        result: list[_T] = []
         with anyio.move_on_after(timeout):
             async with anyio.create_task_group() as task_group:
 
@@ -285,7 +326,7 @@ class ProgramRunner:
                     task_group.cancel_scope.cancel()
 
                 task_group.start_soon(on_hurry)
-                result.append(await proc.wait())
+                result.append(await waiting())
                 task_group.cancel_scope.cancel()
         return result[0] if result else None
 
@@ -332,7 +373,8 @@ class ProgramRunner:
             )
         spawn = self._shared.spawn or spawn_guarded
         try:
-            proc = spawn(self.spec)
+            cgroup = self._cgroup_to_join()
+            proc = spawn(self.spec) if cgroup is None else spawn(self.spec, cgroup=cgroup.path)
         except OSError as exc:
             self.last_exit = None
             self.failed = True
@@ -346,6 +388,17 @@ class ProgramRunner:
         self._emit(EventKind.STARTED, pid=proc.pid)
         self._shared.notify()
         return proc
+
+    def _cgroup_to_join(self) -> ProgramCgroup | None:
+        """The program's cgroup (made on first use) if the Supervisor has a tree and
+        the program is guarded; a ``die_with_supervisor=False`` program stays outside,
+        since the tree is killed when the supervisor goes."""
+        tree = self._shared.cgroups
+        if tree is None or not self.spec.die_with_supervisor:
+            return None
+        if self._cgroup is None:
+            self._cgroup = tree.program(self.spec.name)
+        return self._cgroup
 
     def _record_exit(self, status: ExitStatus) -> None:
         started = self._started_at
