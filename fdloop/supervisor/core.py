@@ -24,6 +24,7 @@ import anyio.lowlevel
 
 from ..errors import NoSuchProgram, UnsupportedOperation
 from .changes import ChangesMixin
+from .depends import check_graph, with_dependencies
 from .events import EventHub, EventKind, EventStream, ProgramStatus
 from .orphans import OrphanReaper
 from .program import DEFAULT_BACKOFF, DEFAULT_STOP_TIMEOUT, ProgramSpec, make_spec
@@ -88,6 +89,8 @@ class Supervisor(ChangesMixin):
         self._programs: dict[str, ProgramRunner] = {}
         self._hub = EventHub()
         self._shared = Shared(self._hub, self._notify)
+        self._shared.programs = self._programs
+        self._shared.changed = lambda: self._changed
         self._orphans: OrphanReaper | None = None
         self._changed: anyio.Event | None = None
         self._entered = False
@@ -110,6 +113,10 @@ class Supervisor(ChangesMixin):
         stdout: int | None = None,
         stderr: int | None = None,
         die_with_supervisor: bool = True,
+        ready: str = "none",
+        ready_timeout: float | None = None,
+        watchdog: float | None = None,
+        depends_on: Sequence[str] = (),
     ) -> None:
         """Register a program (it is not started until :meth:`start`).
 
@@ -129,12 +136,24 @@ class Supervisor(ChangesMixin):
         where util-linux's setpriv is found (see :mod:`fdloop.supervisor.lifeline` for
         what that covers); False lets it outlive us.
 
-        Raises TypeError/ValueError naming the bad argument (nothing is added then).
+        ``ready``: when the program counts as ready (:mod:`fdloop.supervisor.readiness`)
+        — ``"none"`` (once running), ``"notify"`` (it sends READY=1 to
+        ``$NOTIFY_SOCKET``, systemd's sd_notify), ``"fd:N"`` (it writes a newline to fd
+        N, s6's notification-fd) or ``"exit"`` (it exited 0). ``ready_timeout``: seconds
+        to become ready, else the instance is stopped and the start counts as failed.
+        ``watchdog`` (notify only): seconds; ``WATCHDOG_USEC`` is set and an instance
+        that sends no WATCHDOG=1 for that long gets SIGABRT. ``depends_on``: programs
+        that must be ready before this one starts; a shutdown stops this one first.
+
+        Raises TypeError/ValueError naming the bad argument (nothing is added then); a
+        dependency cycle is a ValueError naming the programs.
         """
         spec = make_spec(
             name, argv, restart=restart, backoff=backoff, max_restarts=max_restarts,
             stop_signal=stop_signal, stop_timeout=stop_timeout, env=env, cwd=cwd,
             stdout=stdout, stderr=stderr, die_with_supervisor=die_with_supervisor,
+            ready=ready, ready_timeout=ready_timeout, watchdog=watchdog,
+            depends_on=depends_on,
         )
         self.add_spec(spec)
 
@@ -146,6 +165,8 @@ class Supervisor(ChangesMixin):
             raise ValueError(f"name: a program called {spec.name!r} was already added")
         if self._shared.closing:
             raise RuntimeError("the supervisor is shutting down")
+        specs = [program.spec for program in self._programs.values()]
+        check_graph([*specs, spec], complete=False)  # unknown names: at __aenter__
         self._programs[spec.name] = ProgramRunner(spec, self._shared)
 
     @property
@@ -158,6 +179,7 @@ class Supervisor(ChangesMixin):
     async def __aenter__(self) -> Supervisor:
         if self._entered:
             raise RuntimeError("a Supervisor can be entered only once")
+        check_graph(program.spec for program in self._programs.values())
         self._entered = True
         self._shared.owner_pid = os.getpid()
         self._shared.owner_thread = threading.current_thread()
@@ -225,6 +247,7 @@ class Supervisor(ChangesMixin):
             suppressed = await task_group.__aexit__(exc_type, exc, tb)
         finally:
             self._shared.task_group = None
+            self._shared.board.close()
             self._hub.close()
             self._notify()
         if stop_error is not None:
@@ -238,7 +261,8 @@ class Supervisor(ChangesMixin):
         if not self._shared.closing:
             self._shared.closing = True
             for program in self._programs.values():
-                program.submit("stop")
+                program.submit("stop", ordered=True)  # dependants first (depends.py)
+            self._notify()
 
     async def _shut_down(self, done: anyio.Event) -> None:
         """Wait for every queued request to finish, then stop the orphans; set ``done``."""
@@ -307,7 +331,11 @@ class Supervisor(ChangesMixin):
         start still happens (and the program is watched and restarted as usual): the
         request runs in the supervisor's own task, in the order requests were made.
         """
-        await self._request(self._select(name), "start")
+        programs = self._select(name)
+        check_graph(program.spec for program in self._programs.values())
+        specs = {name: program.spec for name, program in self._programs.items()}
+        names = with_dependencies([program.spec.name for program in programs], specs)
+        await self._request([self._programs[name] for name in names], "start")
 
     async def stop(self, name: str | None = None) -> None:
         """Stop one program, or (``name=None``) all of them in parallel, and wait.
@@ -319,7 +347,7 @@ class Supervisor(ChangesMixin):
         supervisor's task, and :meth:`wait` returns once it is done).
         """
         programs = self._select(name, entered=False)
-        await self._request(programs, "stop", shield=True)
+        await self._request(programs, "stop", shield=True, ordered=name is None)
 
     async def restart(self, name: str | None = None) -> None:
         """Stop then start one program, or every program in parallel (``name=None``).
@@ -331,11 +359,13 @@ class Supervisor(ChangesMixin):
         await self._request(self._select(name), "restart")
 
     async def _request(
-        self, programs: list[ProgramRunner], kind: RequestKind, *, shield: bool = False
+        self, programs: list[ProgramRunner], kind: RequestKind, *, shield: bool = False,
+        ordered: bool = False,
     ) -> None:
-        """Queue ``kind`` on every program, wait for all; re-raise the first error."""
+        """Queue ``kind`` on every program, wait for all; re-raise the first error.
+        ``ordered`` stops: each waits for its dependants to be down first."""
         await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled already: do nothing
-        requests: list[Request] = [program.submit(kind) for program in programs]
+        requests: list[Request] = [program.submit(kind, ordered=ordered) for program in programs]
         self._notify()
         with anyio.CancelScope(shield=shield):
             for request in requests:

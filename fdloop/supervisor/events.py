@@ -75,6 +75,21 @@ class EventKind(_LooseStr):
     """The supervisor received ``signal`` (SIGTERM/SIGINT: stop all; SIGHUP: restart all)."""
     REAPED = "reaped"
     """Subreaper mode: an adopted orphan ``pid`` was reaped with ``returncode``."""
+    READY = "ready"
+    """The running instance (``pid``) is ready, by its ``ready`` mode (READY=1, a
+    newline on fd N, exit 0), or at once with ``ready="none"``."""
+    STATUS = "status"
+    """The program sent ``STATUS=`` (``text``)."""
+    RELOADING = "reloading"
+    """The program sent ``RELOADING=1`` (not ready until its next READY=1)."""
+    READY_TIMEOUT = "ready-timeout"
+    """Not ready within ``ready_timeout`` (``delay``): the instance is stopped, and the
+    start counts as failed (the restart policy applies)."""
+    WATCHDOG = "watchdog"
+    """No WATCHDOG=1 for ``delay`` seconds: the instance gets SIGABRT (then SIGKILL after
+    ``stop_timeout``) and the exit counts as a failure."""
+    MAINPID = "mainpid"
+    """The program named another process (``pid``) as its main process (MAINPID=)."""
 
 
 class ProgramState(_LooseStr):
@@ -112,6 +127,8 @@ class Event:
     error: str | None = None
     signal: signal.Signals | None = None
     returncode: int | None = None
+    text: str | None = None
+    """STATUS= text (STATUS events) or why (READY_TIMEOUT, WATCHDOG, a dependency)."""
 
     def describe(self) -> str:  # noqa: PLR0911 - one return per kind reads best
         """A one-line human description, as ``fdloop supervise`` logs it."""
@@ -135,7 +152,20 @@ class Event:
         if self.kind == EventKind.SIGNAL:
             name = self.signal.name if self.signal is not None else "?"
             return f"{who}: received {name}"
+        if self.kind in _NOTIFY_WORDS:
+            words = _NOTIFY_WORDS[self.kind].format(self=self)
+            return f"{who}: {words}" + (f": {self.text}" if self.text else "")
         return f"{who}: reaped orphan {self.pid} (returncode {self.returncode})"
+
+
+_NOTIFY_WORDS = {
+    EventKind.READY: "ready (pid {self.pid})",
+    EventKind.STATUS: "status",
+    EventKind.RELOADING: "reloading",
+    EventKind.READY_TIMEOUT: "not ready within {self.delay:.3g} s",
+    EventKind.WATCHDOG: "no watchdog ping for {self.delay:.3g} s",
+    EventKind.MAINPID: "main process is now pid {self.pid}",
+}
 
 
 def describe_status(status: ExitStatus | None) -> str:
@@ -164,6 +194,14 @@ class ProgramStatus:
     """How the most recent instance ended (None if none has ended yet)."""
     uptime: float | None
     """Seconds the current instance has been running, else None."""
+    ready: bool = False
+    """Ready by its ``ready`` mode (a ``ready="exit"`` program stays ready after exit 0)."""
+    status_text: str | None = None
+    """The last ``STATUS=`` the program sent (``ready="notify"``), else None."""
+    main_pid: int | None = None
+    """The main process: ``pid``, or the process named by MAINPID=."""
+    errno: int | None = None
+    """The last ``ERRNO=`` the program sent, else None."""
     cgroup: CgroupUsage | None = None
     """The program's whole tree (cgroup v2: CPU, memory.peak, processes) where the
     Supervisor runs programs in cgroups, else None (see fdloop.supervisor.cgroup)."""
@@ -175,10 +213,15 @@ class ProgramStatus:
 
     def __getitem__(self, key: str) -> object:
         """Mapping-style access, ``status["state"]``, for code that treats it as a dict."""
-        if key in ("name", "state", "pid", "restarts", "last_exit", "uptime", "last_status",
-                   "cgroup"):
+        if key in _STATUS_KEYS:
             return getattr(self, key)
         raise KeyError(key)
+
+
+_STATUS_KEYS = (
+    "name", "state", "pid", "restarts", "last_exit", "uptime", "last_status", "ready",
+    "status_text", "main_pid", "errno", "cgroup",
+)
 
 
 class EventStream:

@@ -18,6 +18,8 @@ from typing import Literal
 from .. import _validate
 
 RestartPolicy = Literal["on-failure", "always", "never"]
+ReadyMode = Literal["none", "notify", "fd", "exit"]
+READY_MODES: tuple[str, ...] = ("none", "notify", "exit", "fd:N")
 RESTART_POLICIES: tuple[str, ...] = ("on-failure", "always", "never")
 
 DEFAULT_BACKOFF = (0.5, 30.0)
@@ -44,6 +46,18 @@ class ProgramSpec:
     stderr: int | None = None
     die_with_supervisor: bool = True
     """Guard the program so that it cannot outlive a killed supervisor (lifeline.py)."""
+    ready: ReadyMode = "none"
+    """How the program says it is ready (see readiness.py); "none": once it runs."""
+    ready_fd: int | None = None
+    """For ``ready = "fd:N"``: N, the fd the program writes a newline to when ready."""
+    ready_timeout: float | None = None
+    """Seconds a start may take to become ready; beyond, it is a failed start."""
+    watchdog: float | None = None
+    """Seconds between WATCHDOG=1 pings that the program promises (``ready="notify"``)."""
+    depends_on: tuple[str, ...] = ()
+    """Programs that must be ready before this one starts (and stop after it)."""
+    pass_fds: tuple[int, ...] = field(default=(), compare=False)
+    """Set per start by the supervisor (the fd:N pipe), never by users."""
 
     def restart_delay(self, streak: int) -> float:
         """Seconds to wait before restart number ``streak + 1`` of a failing streak."""
@@ -81,9 +95,20 @@ def make_spec(
     stdout: object = None,
     stderr: object = None,
     die_with_supervisor: object = True,
+    ready: object = "none",
+    ready_timeout: object = None,
+    watchdog: object = None,
+    depends_on: object = (),
     where: Callable[[str], str] = _plain,
 ) -> ProgramSpec:
     """Check every option and return the spec; TypeError/ValueError name the option."""
+    mode, ready_fd = ready_mode(where("ready"), ready)
+    watchdog_seconds = optional_seconds(where("watchdog"), watchdog)
+    if watchdog_seconds is not None and mode != "notify":
+        raise ValueError(
+            f"{where('watchdog')}: a watchdog needs ready = \"notify\" (the pings are "
+            f"WATCHDOG=1 messages on $NOTIFY_SOCKET), not ready = {ready!r}"
+        )
     return ProgramSpec(
         name=program_name(where("name"), name),
         argv=command(where("argv"), argv),
@@ -100,7 +125,60 @@ def make_spec(
         stdout=output_fd(where("stdout"), stdout),
         stderr=output_fd(where("stderr"), stderr),
         die_with_supervisor=flag(where("die_with_supervisor"), die_with_supervisor),
+        ready=mode,
+        ready_fd=ready_fd,
+        ready_timeout=optional_seconds(where("ready_timeout"), ready_timeout),
+        watchdog=watchdog_seconds,
+        depends_on=dependency_names(where("depends_on"), depends_on, name),
     )
+
+
+def ready_mode(option: str, value: object) -> tuple[ReadyMode, int | None]:
+    """``"none"``, ``"notify"``, ``"exit"`` or ``"fd:N"`` (N >= 3) as (mode, N or None)."""
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{option} must be a str ({', '.join(READY_MODES)}), not {type(value).__name__}"
+        )
+    if value in ("none", "notify", "exit"):
+        return value, None  # type: ignore[return-value]
+    prefix, colon, number = value.partition(":")
+    if prefix == "fd" and colon:
+        if not number.isdigit() or not number.isascii():
+            raise ValueError(f"{option}: {value!r}: N in fd:N must be a decimal fd number")
+        fd = int(number)
+        if not 3 <= fd <= 1023:
+            raise ValueError(
+                f"{option}: {value!r}: N must be 3-1023 (fds 0-2 are the program's stdio)"
+            )
+        return "fd", fd
+    raise ValueError(f"{option} must be one of {', '.join(READY_MODES)}, not {value!r}")
+
+
+def optional_seconds(option: str, value: object) -> float | None:
+    """None, or a positive number of seconds."""
+    if value is None:
+        return None
+    return _validate.seconds(option, value, allow_zero=False)
+
+
+def dependency_names(option: str, value: object, own_name: object) -> tuple[str, ...]:
+    """A list of program names (checked to exist, and for cycles, by depends.py)."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{option} must be a list of program names, not {type(value).__name__}"
+        )
+    names: list[str] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise TypeError(f"{option}[{index}] must be a str, not {type(item).__name__}")
+        if not item:
+            raise ValueError(f"{option}[{index}] must be a program name, not ''")
+        if item == own_name:
+            raise ValueError(f"{option}: {item!r} cannot depend on itself")
+        if item in names:
+            raise ValueError(f"{option}: {item!r} is listed twice")
+        names.append(item)
+    return tuple(names)
 
 
 def flag(option: str, value: object) -> bool:

@@ -36,9 +36,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 import anyio.abc
 
+from .depends import await_dependants, await_dependencies
 from .events import FINAL_STATES, EventHub, EventKind, ProgramState, ProgramStatus
 from .lifeline import spawn_guarded
+from .notify import NotifySocket
 from .program import ProgramSpec
+from .readiness import NoticeBoard, Readiness
 
 if TYPE_CHECKING:
     from ..primitives.exitstatus import ExitStatus
@@ -78,6 +81,24 @@ class Shared:
     cgroup=PATH)`` for a program with a cgroup; None: spawn_guarded."""
     cgroups: CgroupTree | None = None
     """One cgroup per program (fdloop.supervisor.cgroup), or None: process groups."""
+    board: NoticeBoard = field(default_factory=NoticeBoard)
+    """The NOTIFY_SOCKET and who may speak on it (readiness.py)."""
+    programs: dict[str, ProgramRunner] = field(default_factory=dict)
+    """Every program by name (the Supervisor's own dict), for depends_on."""
+    changed: Callable[[], anyio.Event | None] = lambda: None
+    """The event the next ``notify()`` sets (None outside ``async with``)."""
+
+    async def wait_change(self) -> None:
+        """Wait for the next ``notify()``: a state, readiness or request change."""
+        changed = self.changed()
+        if changed is None:
+            raise RuntimeError("use the Supervisor in 'async with' first")
+        await changed.wait()
+
+    def start_notify_reader(self, notify_socket: NotifySocket) -> None:
+        if self.task_group is None:
+            raise RuntimeError("use the Supervisor in 'async with' first")
+        self.task_group.start_soon(notify_socket.serve, self.board.deliver)
 
     def forked(self) -> bool:
         """Whether this is a forked child's copy: its programs belong to the parent.
@@ -104,6 +125,8 @@ class Request:
     kind: RequestKind
     done: anyio.Event = field(default_factory=anyio.Event)
     error: BaseException | None = None
+    ordered: bool = False
+    """Part of stopping everything: first wait for the programs depending on this one."""
 
 
 class ProgramRunner:
@@ -131,6 +154,9 @@ class ProgramRunner:
         """The request worker task is running (it empties ``_requests``)."""
         self._cgroup: ProgramCgroup | None = None
         """The program's cgroup, once an instance was spawned into one."""
+        self.readiness = Readiness(
+            spec, shared.board, shared.start_notify_reader, self._emit, shared.notify
+        )
 
     # -- what the Supervisor asks ------------------------------------------------------------
 
@@ -145,6 +171,10 @@ class ProgramRunner:
             last_exit=self.last_exit,
             uptime=None if proc is None or self._started_at is None else now - self._started_at,
             cgroup=None if self._cgroup is None else self._cgroup.usage(),
+            ready=self.readiness.ready,
+            status_text=self.readiness.status_text,
+            main_pid=self.readiness.main_pid if proc is not None else None,
+            errno=self.readiness.errno,
         )
 
     def is_down(self) -> bool:
@@ -153,6 +183,26 @@ class ProgramRunner:
             self.state in FINAL_STATES and self._scope is None and not self._starting
             and not self._working
         )
+
+    def is_stopped(self) -> bool:
+        """No instance running or about to (a queued request may still start one)."""
+        return self.state in FINAL_STATES and self._scope is None and not self._starting
+
+    @property
+    def shared(self) -> Shared:
+        return self._shared
+
+    @property
+    def has_requests(self) -> bool:
+        """A request is queued behind the one under way."""
+        return bool(self._requests)
+
+    def dependency_failed(self, why: str) -> None:
+        """A start dropped because a dependency is down for good: a failed start."""
+        self.last_exit = None
+        self.failed = True
+        self._emit(EventKind.EXITED, error=why)
+        self._set_state(ProgramState.EXITED)
 
     @property
     def idle(self) -> bool:
@@ -164,14 +214,14 @@ class ProgramRunner:
             return False
         return not (self.state == ProgramState.EXITED and self.failed)
 
-    def submit(self, kind: RequestKind) -> Request:
+    def submit(self, kind: RequestKind, *, ordered: bool = False) -> Request:
         """Queue a request (never waits); it runs after every request queued before it.
 
         The caller awaits ``request.done``; cancelling that wait leaves the request to
         run to its end. Outside ``async with`` (no task group) there is nothing running
         to act on, and the request is done at once.
         """
-        request = Request(kind)
+        request = Request(kind, ordered=ordered)
         task_group = self._shared.task_group
         if task_group is None:
             request.done.set()
@@ -201,7 +251,7 @@ class ProgramRunner:
                     request = self._requests.popleft()
                     try:
                         self._shared.check_owner()
-                        await self._carry_out(request.kind)
+                        await self._carry_out(request)
                     except Exception as exc:  # handed to the asking task
                         request.error = exc
                     finally:
@@ -210,17 +260,21 @@ class ProgramRunner:
                 self._working = False
                 self._shared.notify()
 
-    async def _carry_out(self, kind: RequestKind) -> None:
+    async def _carry_out(self, request: Request) -> None:
+        kind = request.kind
         if kind == "stop":
+            if request.ordered:
+                await await_dependants(self)
             await self._stop_now()
         elif kind == "start":
             # Unless running or waiting to restart.
             if self._scope is None and not self._shared.closing:
                 self._streak = 0
-                await self._launch()
+                if await await_dependencies(self):
+                    await self._launch()
         else:
             await self._stop_now()
-            if not self._shared.closing:
+            if not self._shared.closing and await await_dependencies(self):
                 self.restarts += 1
                 self._streak = 0
                 await self._launch()
@@ -263,6 +317,7 @@ class ProgramRunner:
                 self.last_exit = status
                 self.failed = False
                 self._started_at = None
+            self.readiness.ended(None)
             self._emit(EventKind.STOPPED, status=status)
             self.state = ProgramState.STOPPED
         finally:
@@ -343,7 +398,7 @@ class ProgramRunner:
                     reported = True
                 if proc is not None:
                     try:
-                        status = await proc.wait()
+                        status = await self.readiness.run(proc)
                     except Exception:
                         if self._shared.forked():
                             return  # the parent's child: not ours to wait for
@@ -372,10 +427,13 @@ class ProgramRunner:
                 "guarded by PR_SET_PDEATHSIG dies with the thread that spawned it)"
             )
         spawn = self._shared.spawn or spawn_guarded
+        write_end: int | None = None
         try:
             cgroup = self._cgroup_to_join()
-            proc = spawn(self.spec) if cgroup is None else spawn(self.spec, cgroup=cgroup.path)
+            launch, write_end = self.readiness.prepare()  # NOTIFY_SOCKET, fd:N, watchdog
+            proc = spawn(launch) if cgroup is None else spawn(launch, cgroup=cgroup.path)
         except OSError as exc:
+            self.readiness.spawn_failed(write_end)
             self.last_exit = None
             self.failed = True
             self._started_at = None
@@ -386,6 +444,7 @@ class ProgramRunner:
         self._started_at = time.monotonic()
         self.state = ProgramState.RUNNING
         self._emit(EventKind.STARTED, pid=proc.pid)
+        self.readiness.spawned(proc, write_end)
         self._shared.notify()
         return proc
 
@@ -403,11 +462,12 @@ class ProgramRunner:
     def _record_exit(self, status: ExitStatus) -> None:
         started = self._started_at
         self.last_exit = status
-        self.failed = status.returncode != 0
+        self.failed = status.returncode != 0 or self.readiness.failed_start
         self._started_at = None
         if started is not None and time.monotonic() - started >= self.spec.healthy_after:
             self._streak = 0
         self._emit(EventKind.EXITED, pid=status.pid, status=status)
+        self.readiness.ended(status)
 
     def _next_delay(self) -> float | None:
         """Seconds until the next start, or None if the program stays down (state set)."""

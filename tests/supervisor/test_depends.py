@@ -1,0 +1,165 @@
+"""``depends_on``: start after the dependencies are ready, stop in reverse, bad graphs.
+
+Order is checked by the order of events, never by a stopwatch.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from fdloop.errors import SupervisorConfigError
+from fdloop.supervisor import Event, EventStream, Supervisor, parse_config
+from fdloop.supervisor.config import tomllib
+
+HANG = 20.0
+PY = sys.executable
+PEER = str(Path(__file__).with_name("notify_peer.py"))
+SLEEP = [PY, "-c", "import time; time.sleep(1000)"]
+
+
+def peer(*words: str) -> list[str]:
+    return [PY, PEER, *words]
+
+
+async def until(events: EventStream, wanted: Callable[[Event], bool]) -> list[Event]:
+    seen: list[Event] = []
+    with anyio.fail_after(HANG):
+        async for event in events:
+            seen.append(event)
+            if wanted(event):
+                return seen
+    raise AssertionError(f"events ended first: {[str(e.kind) for e in seen]}")
+
+
+def kind_is(kind: str, name: str) -> Callable[[Event], bool]:
+    return lambda event: event.kind == kind and event.name == name
+
+
+def steps(events: list[Event]) -> list[str]:
+    return [f"{event.name}:{event.kind}" for event in events if event.name]
+
+
+async def test_start_waits_for_ready_and_stop_goes_in_reverse() -> None:
+    events_seen: list[Event] = []
+    async with Supervisor() as sup:
+        # Added dependants first: the order comes from depends_on, not from add().
+        sup.add("web", SLEEP, depends_on=["db", "migrate"])
+        sup.add("migrate", [PY, "-c", "pass"], ready="exit", depends_on=["db"])
+        sup.add("db", peer("sleep:0.2", "send:READY=1"), ready="notify")
+        events = sup.events()
+        await sup.start()
+        events_seen += await until(events, kind_is("started", "web"))
+        order = steps(events_seen)
+        assert order.index("db:ready") < order.index("migrate:started")
+        assert order.index("migrate:ready") < order.index("web:started")
+        assert "web:started" not in order[: order.index("db:ready")]
+    events_seen += [event async for event in events]
+    order = steps(events_seen)
+    # web is down before db is asked to stop (migrate had already exited).
+    assert order.index("web:stopped") < order.index("db:stopping")
+
+
+async def test_stop_all_stops_dependants_first() -> None:
+    async with Supervisor() as sup:
+        sup.add("db", SLEEP)
+        sup.add("cache", SLEEP, depends_on=["db"])
+        sup.add("web", SLEEP, depends_on=["cache", "db"])
+        events = sup.events()
+        await sup.start()
+        await sup.stop()
+        seen = steps(await until(events, kind_is("stopped", "db")))
+        assert seen.index("web:stopped") < seen.index("cache:stopping")
+        assert seen.index("cache:stopped") < seen.index("db:stopping")
+
+
+async def test_starting_a_dependant_starts_its_dependencies() -> None:
+    async with Supervisor() as sup:
+        sup.add("db", peer("send:READY=1"), ready="notify")
+        sup.add("web", SLEEP, depends_on=["db"])
+        sup.add("other", SLEEP)
+        await sup.start("web")
+        status = sup.status()
+        assert status["db"].state == "running" and status["db"].ready
+        assert status["web"].state == "running"
+        assert status["other"].state == "stopped"
+
+
+async def test_dependency_given_up_fails_the_dependant() -> None:
+    async with Supervisor() as sup:
+        sup.add("db", [PY, "-c", "raise SystemExit(1)"], ready="exit", max_restarts=1,
+                backoff=0.01)
+        sup.add("web", SLEEP, depends_on=["db"])
+        events = sup.events()
+        await sup.start()
+        seen = await until(events, kind_is("exited", "web"))
+        assert seen[-1].error is not None and "'db'" in seen[-1].error
+        assert "web:started" not in steps(seen)
+        assert sup.status()["web"].state == "exited"
+
+
+async def test_shutdown_while_a_dependant_waits() -> None:
+    # db never becomes ready: leaving the block must not hang on web's pending start.
+    with anyio.fail_after(HANG):
+        async with Supervisor() as sup:
+            sup.add("db", SLEEP, ready="notify")
+            sup.add("web", SLEEP, depends_on=["db"])
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(sup.start)
+                await anyio.sleep(0.1)
+                task_group.cancel_scope.cancel()
+            assert sup.status()["web"].state == "stopped"
+
+
+def test_cycle_is_refused_naming_the_programs() -> None:
+    sup = Supervisor()
+    sup.add("a", SLEEP, depends_on=["b"])
+    sup.add("b", SLEEP, depends_on=["c"])
+    with pytest.raises(ValueError, match=r"a dependency cycle: a -> b -> c -> a"):
+        sup.add("c", SLEEP, depends_on=["a"])
+    assert sup.names == ["a", "b"]
+
+
+async def test_unknown_dependency_is_refused_before_anything_starts() -> None:
+    sup = Supervisor()
+    sup.add("web", SLEEP, depends_on=["db"])
+    with pytest.raises(ValueError, match=r"web\.depends_on: no program called 'db'"):
+        async with sup:
+            raise AssertionError("entered")
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ("db", TypeError, "list of program names"),
+        (None, TypeError, "list of program names"),
+        ([1], TypeError, r"depends_on\[0\] must be a str"),
+        ([""], ValueError, r"depends_on\[0\]"),
+        (["web"], ValueError, "cannot depend on itself"),
+        (["db", "db"], ValueError, "listed twice"),
+    ],
+)
+def test_bad_depends_on(value: object, error: type, message: str) -> None:
+    sup = Supervisor()
+    with pytest.raises(error, match=message):
+        sup.add("web", SLEEP, depends_on=value)  # type: ignore[arg-type]
+    assert sup.names == []
+
+
+@pytest.mark.parametrize(
+    ("tables", "message"),
+    [
+        ('[program.web]\ncommand = "true"\ndepends_on = ["db"]\n',
+         r"program\.web\.depends_on: no program called 'db'"),
+        ('[program.a]\ncommand = "true"\ndepends_on = ["b"]\n'
+         '[program.b]\ncommand = "true"\ndepends_on = ["a"]\n',
+         r"program\.a\.depends_on: a dependency cycle: a -> b -> a"),
+    ],
+)
+def test_config_graph_errors(tables: str, message: str) -> None:
+    with pytest.raises(SupervisorConfigError, match=message):
+        parse_config(tomllib.loads(tables))
