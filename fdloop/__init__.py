@@ -6,7 +6,7 @@ Works under asyncio (uvloop included), trio and anyio. See README.md for a tour.
 from __future__ import annotations
 
 from .backends import Capability, capabilities
-from .backends.fdlimit import raise_fd_limit
+from .backends.posix.fdlimit import raise_fd_limit
 from .errors import (
     BrokenResourceError,
     BusyResourceError,

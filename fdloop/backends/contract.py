@@ -1,7 +1,9 @@
-"""What a backend object promises to the portable primitives.
+"""What a backend promises to the portable primitives: :class:`Backend` and its objects.
 
-A backend object owns exactly one pollable fd and performs non-blocking operations on
-it: an operation that would block raises ``BlockingIOError`` and the primitive waits for
+A backend (``fdloop.backends.current()``) is one object satisfying :class:`Backend`:
+one factory per primitive, each returning an object of the Protocol below it. A backend
+object owns exactly one pollable fd and performs non-blocking operations on it: an
+operation that would block raises ``BlockingIOError`` and the primitive waits for
 readability through :mod:`fdloop._aio`, then retries. Backends never await and never
 know which async library runs; primitives never make a syscall of their own.
 
@@ -13,10 +15,28 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypedDict
 
 from ..errors import ClosedResourceError
+from .request import SpawnRequest
+
+PipeEnds = tuple[int | None, int | None, int | None]
+"""The parent's ends of a child's PIPE stdio (None where that stream is not piped)."""
+
+
+@dataclass(frozen=True)
+class Capability:
+    """How one primitive is provided by one backend."""
+
+    primitive: str
+    backend: str
+    native: bool
+    """True when a kernel object does the work; False when fdloop emulates it."""
+    kernel_object: str
+    """What the pollable fd is, e.g. ``eventfd`` or ``kqueue (EVFILT_USER)``."""
+    missing: tuple[str, ...] = field(default=())
+    """What the DESIGN contract asks for that this backend cannot provide here."""
 
 
 class OwnedFD:
@@ -204,7 +224,7 @@ class SigInfoFields(_SigInfoSigno, total=False):
 
 
 class SignalFDBackend(Protocol):
-    """Reads signals that were taken over from ordinary delivery (see backends/sigmask.py).
+    """Reads signals that were taken over from ordinary delivery (see backends/posix/sigmask.py).
 
     Creating one takes the signals over, ``close()`` and ``detach()`` give them back.
     """
@@ -281,20 +301,80 @@ class ProcessFDBackend(Protocol):
         ...
 
 
-class SpawnBackend(Protocol):
-    """Starts a child and returns its ProcessFDBackend (``is_child`` True)."""
+class ReadySetBackend(Protocol):
+    """A private poll set (epoll, kqueue) whose one fd the loop watches for many fds."""
 
-    def __call__(
-        self,
-        path: str,
-        argv: Sequence[bytes],
-        env: Sequence[bytes] | None,
-        *,
-        stdio: tuple[int | None, int | None, int | None],
-        cwd: bytes | None,
-        pass_fds: Sequence[int],
-        start_new_session: bool,
-        default_signals: Sequence[int],
-    ) -> tuple[ProcessFDBackend, tuple[int | None, int | None, int | None]]:
-        """The handle and the parent's ends of PIPE stdio (None where not piped)."""
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def detach(self) -> int: ...
+    def add(self, fd: int) -> None: ...
+    def discard(self, fd: int) -> None: ...
+    def ready(self) -> list[int]:
+        """The member fds readable now (never blocks)."""
+        ...
+
+
+class PollRequestsBackend(Protocol):
+    """A kernel ring of one-shot or multishot poll requests (io_uring, Linux AIO, kqueue)."""
+
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def detach(self) -> int: ...
+    def submit(self, token: int, fd: int, events: int, *, multishot: bool = False) -> None: ...
+    def cancel(self, token: int) -> None: ...
+    def completions(self) -> list[tuple[int, int, bool]]:
+        """(token, events, more to come) of each finished request (never blocks)."""
+        ...
+
+
+class VirtualFDBackend(Protocol):
+    """An fd whose poll events its owner sets."""
+
+    @property
+    def events(self) -> int: ...
+    @property
+    def kernel_object(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def set(self, events: int) -> int: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def detach(self) -> int: ...
+
+
+class Backend(Protocol):
+    """One backend: a factory per primitive, each returning the Protocol named.
+
+    ``fdloop.backends.current()`` gives the one in force. A factory raises the kernel's
+    OSError (EMFILE, ENOMEM, ...) with nothing left open, and UnsupportedOperation for
+    what the backend cannot do here (``capabilities()`` says what that is).
+    """
+
+    name: str
+    """``linux`` or ``kqueue``: the FDLOOP_BACKEND value that chooses it."""
+
+    def eventfd(self, initval: int, semaphore: bool) -> EventFDBackend: ...
+    def eventfd_from_fd(self, fd: int) -> EventFDBackend: ...
+    def timerfd(self, clock: str) -> TimerFDBackend: ...
+    def timerfd_from_fd(self, fd: int) -> TimerFDBackend: ...
+    def signalfd(self, signals: frozenset[int]) -> SignalFDBackend: ...
+    def signalfd_from_fd(self, fd: int) -> SignalFDBackend: ...
+    def memfd(self, name: str, size: int, allow_sealing: bool, hugetlb: bool) -> MemFDBackend: ...
+    def memfd_from_fd(self, fd: int) -> MemFDBackend: ...
+    def spawn_process(self, request: SpawnRequest) -> tuple[ProcessFDBackend, PipeEnds]:
+        """Start the child ``request`` describes: its handle (``is_child``) and the
+        parent's ends of its PIPE stdio. On failure nothing is left: no fd, no child."""
+        ...
+    def process_open(self, pid: int) -> ProcessFDBackend:
+        """A watch-only handle on a visible process; ProcessLookupError if there is none."""
+        ...
+    def process_from_fd(self, fd: int) -> ProcessFDBackend: ...
+    def ready_set(self) -> ReadySetBackend: ...
+    def virtual_fd(self, events: int) -> VirtualFDBackend: ...
+    def poll_requests(self) -> PollRequestsBackend: ...
+    def channel_refusal(self) -> str | None:
+        """Why a Channel cannot be built or adopted here, or None when it can."""
+        ...
+    def capabilities(self) -> list[Capability]:
+        """Per primitive: native or emulated, its kernel object, what is missing."""
         ...

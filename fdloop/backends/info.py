@@ -1,7 +1,8 @@
 """The text of ``fdloop info``: where we run, which loops are here, what each primitive is.
 
-Kept apart from backend selection so that the table format can grow without touching
-``fdloop.backends``; :func:`fdloop.backends.describe` is the entry point.
+This module owns the whole report (the ``fdloop info`` command only prints
+:func:`describe`); it asks :mod:`fdloop.backends` which backend is in force and what it
+can do, and nothing there imports this module back.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ _WIDTH = 100
 
 
 def describe(backend: str | None = None) -> str:
-    """A plain-text report: fdloop, kernel, Python, loop libraries, and one row per
-    primitive of ``backend`` (default: the one in force) with what it lacks."""
+    """A plain-text report: fdloop, kernel, Python, the loop libraries found (with
+    versions), the backend, and one row per primitive of ``backend`` (default: the one in
+    force) with its kernel object, native or emulated, and what it lacks.
+
+    ValueError naming ``backend`` (or FDLOOP_BACKEND) for a name that is no backend.
+    """
     name = selected_name() if backend is None else backend
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)} or None, got {name!r}")

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .. import _aio, _validate
-from ..backends import channel as os_channel
+from ..backends.posix import channel as os_channel
 from ..errors import BrokenResourceError, ClosedResourceError
 from . import channel_ring as ring
 from .channel_end import _End, close_mapping, refuse_if_unsupported

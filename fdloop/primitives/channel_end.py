@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from .. import _aio
-from ..backends import channel as os_channel
 from ..backends import current as current_backend
+from ..backends.posix import channel as os_channel
 from ..errors import NotThisKindOfFD, UnsupportedOperation
 from . import channel_ring as ring
 from .eventfd import EventFD
@@ -229,7 +229,7 @@ class _End(FDResource[Any]):
 
 
 def refuse_if_unsupported() -> None:
-    why = os_channel.refusal(current_backend().NAME)
+    why = current_backend().channel_refusal()
     if why is not None:
         raise UnsupportedOperation(why)
 

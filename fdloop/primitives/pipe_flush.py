@@ -18,7 +18,7 @@ import anyio
 
 from .. import _aio, _validate
 from .._aio.background import start_background
-from ..backends.pipe import PipeEnd
+from ..backends.posix.pipe import PipeEnd
 from ..errors import BrokenResourceError, ClosedResourceError
 from .pipe_outbox import Outbox
 from .resource import FDResource

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import collections
 
-from ..backends.pipe import PipeEnd
+from ..backends.posix.pipe import PipeEnd
 
 __all__ = ["CHUNK_SIZE", "COALESCE_BELOW", "Outbox"]
 

@@ -23,7 +23,7 @@ import anyio
 from anyio.abc import ByteReceiveStream
 
 from .. import _aio, _validate
-from ..backends.pipe import PipeEnd
+from ..backends.posix.pipe import PipeEnd
 from ..errors import (
     BusyResourceError,
     IncompleteReadError,

@@ -2,7 +2,7 @@
 
 A SignalFD takes its signals over from ordinary delivery (handlers, default actions) for
 as long as it is open, and gives them back when the last SignalFD for a signal closes;
-:mod:`fdloop.backends.sigmask` keeps those books. Each read returns a
+:mod:`fdloop.backends.posix.sigmask` keeps those books. Each read returns a
 :class:`SignalInfo`: who sent the signal, why, and what came with it, as far as the
 backend can tell (the Linux signalfd tells everything; the kqueue one only the number).
 """
@@ -19,8 +19,8 @@ from signal import Signals
 
 from .. import _aio
 from ..backends import current as current_backend
-from ..backends import sigmask
 from ..backends.contract import SignalFDBackend
+from ..backends.posix import sigmask
 from ..errors import ClosedResourceError, SignalDeliveryWarning, UnsupportedOperation
 from .resource import FDResource, naming_fd_limit
 

@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any, Union
 
 from .. import _validate
+from ..backends import current as current_backend
 from ..backends.request import SpawnRequest
 from . import reaper
 from . import spawn_options as options
 from .process_api import TextMode
-from .processfd import ProcessFD, process_backend, signal_number
+from .processfd import ProcessFD, signal_number
 from .resource import naming_fd_limit
 from .streams import DEFAULT_LIMIT, DEVNULL, PIPE, STDOUT, check_limit
 
@@ -161,7 +162,7 @@ def spawn(
     # EMFILE can hit any fd made here (pipes, /dev/null, the pidfd); the backend has
     # already closed what it made and killed a started child: say which limit it was.
     with naming_fd_limit(f"spawn({name!r})"):
-        handle, pipes = process_backend("spawn_process")(request)
+        handle, pipes = current_backend().spawn_process(request)
     proc = ProcessFD._wrap(
         handle, owner=True, daemon=daemon, kill_signal=kill_signal, kill_timeout=kill_timeout,
         new_session=start_new_session or process_group == 0, pipes=pipes, limit=limit,

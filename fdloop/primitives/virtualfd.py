@@ -5,35 +5,20 @@ another process) and it sees the fd ready exactly for the events the owner ``set
 The backend decides what the fd is (``capabilities()`` has a VirtualFD row saying, per
 event, what it can raise and clear): the kernel's own ``eventfd(EFD_VPOLL)`` or
 ``/dev/vpoll`` where they exist (probed), else a loopback TCP connection (see
-:mod:`fdloop.backends.vpoll_socket` for each event's construction and what a consumer's
+:mod:`fdloop.backends.posix.vpoll_socket` for each event's construction and what a consumer's
 ``read()``/``write()`` sees).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Protocol
 
 from .. import _aio
 from ..backends import current as current_backend
+from ..backends.contract import VirtualFDBackend
 from ..errors import UnsupportedOperation
 from .events import EVENT_NAMES, POLL_EVENTS, event_names, validate_events
 from .resource import FDResource, naming_fd_limit
-
-
-class VirtualFDBackend(Protocol):
-    """What the backends' ``virtual_fd()`` objects provide."""
-
-    @property
-    def events(self) -> int: ...
-    @property
-    def kernel_object(self) -> str: ...
-    @property
-    def closed(self) -> bool: ...
-    def set(self, events: int) -> int: ...
-    def fileno(self) -> int: ...
-    def close(self) -> None: ...
-    def detach(self) -> int: ...
 
 
 class VirtualFD(FDResource[VirtualFDBackend]):

@@ -38,7 +38,7 @@ from typing import BinaryIO, TextIO
 import anyio
 
 from .. import _aio
-from ..backends.pipe import PipeEnd
+from ..backends.posix.pipe import PipeEnd
 
 __all__ = ["CHUNK", "LIMIT", "LineSink"]
 

@@ -20,6 +20,7 @@ import pytest
 
 import fdloop
 from fdloop import backends
+from fdloop.backends import info
 
 from .. import kqueue_emulator
 
@@ -76,14 +77,14 @@ def test_linux_capabilities_are_listed_too() -> None:
 def test_describe_names_kernel_python_loops_and_every_primitive(
     kqueue_backend: str,
 ) -> None:
-    text = backends.describe()
+    text = info.describe()
     for words in ("kernel", "python", "trio", "uvloop", "backend    kqueue", *PRIMITIVES):
         assert words in text
     if kqueue_backend != "native":
         assert f"emulated ({kqueue_backend} rules" in text
-    assert "linux" in backends.describe("linux")
+    assert "linux" in info.describe("linux")
     with pytest.raises(ValueError, match="backend"):
-        backends.describe("epoll")
+        info.describe("epoll")
 
 
 def test_without_select_kqueue_the_backend_says_so(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,8 +29,8 @@ from typing import Any
 
 from ...errors import CounterOverflowError
 from ..contract import EventFDBackend, OwnedFD
-from ..linux import nowait
-from .platform import EV_ADD, EV_CLEAR, NOTE_TRIGGER
+from ..posix import nowait
+from .platform import EV_ADD, EV_CLEAR, NOTE_TRIGGER, host
 from .queue import KqueueHandle
 
 MAX_COUNTER = 2**64 - 2
@@ -39,7 +39,7 @@ _IDENT = 1  # one EVFILT_USER event per kqueue; each handle has its own kqueue
 
 def native_eventfd() -> bool:
     """True where the kernel has eventfd(2) beside kqueue (FreeBSD 13+)."""
-    return sys.platform.startswith("freebsd") and hasattr(os, "eventfd")
+    return host().native_eventfd
 
 
 def create(initval: int, semaphore: bool) -> EventFDBackend:
@@ -145,7 +145,7 @@ class NativeEventFD(OwnedFD):
     the kind or learn the semaphore flag: it assumes counter mode. It leaves the fd's
     O_NONBLOCK as it was (the flag belongs to the description the sender shares), so an
     adopted fd is read only after a zero-timeout poll shows it readable, and written
-    while blocking only after a poll shows room (``fdloop.backends.linux.nowait`` says
+    while blocking only after a poll shows room (``fdloop.backends.posix.nowait`` says
     which narrow windows remain: another reader between the poll and the read, a write
     of more than the room left).
     """

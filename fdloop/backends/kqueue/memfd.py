@@ -15,8 +15,8 @@ A MemFD needs no kqueue (it is never waited for), only an anonymous shared-memor
   an adopted fd reports its name as ``""`` (Linux test runs encode it in the shm name).
 
 The fd is a real kernel object, so unlike the kqueue-based primitives it crosses fork,
-exec and SCM_RIGHTS. The platform is read from ``sys.platform`` (not from ``select``),
-so a child process adopts the fd without any kqueue.
+exec and SCM_RIGHTS. The platform facts come from ``platform.host()`` (not from
+``select``), so a child process adopts the fd without any kqueue.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import fcntl
 import os
 import secrets
 import stat
-import sys
 from urllib.parse import quote, unquote
 
 from ...errors import NotThisKindOfFD, UnsupportedOperation
-from ..linux.memfd import LinuxMemFD
+from ..posix.shmfile import ShmFile
+from .platform import host
 from .queue import describe_fd
 
 # CPython's shm_open, imported now rather than at the first MemFD: importing an extension
@@ -48,19 +48,17 @@ _LINUX_SHM_DIR = "/dev/shm"
 
 def strategy() -> str:
     """``memfd_create``, ``SHM_ANON`` or ``shm_open``: how this platform makes a MemFD."""
-    if sys.platform.startswith("freebsd"):
-        return "memfd_create" if hasattr(os, "memfd_create") else "SHM_ANON"
-    return "shm_open"
+    return host().shared_memory
 
 
-def create(name: str, size: int, allow_sealing: bool, hugetlb: bool) -> LinuxMemFD:
+def create(name: str, size: int, allow_sealing: bool, hugetlb: bool) -> ShmFile:
     how = strategy()
     if how == "memfd_create":
         return FreeBSDMemFD.create(name, size, allow_sealing, hugetlb)
     if hugetlb:
         raise UnsupportedOperation(f"hugetlb=True: {how} objects cannot use huge pages here")
     fd = _shm_anon() if how == "SHM_ANON" else _shm_open_unlinked(name)
-    memfd: LinuxMemFD = UnsealableShm(fd, name, hugetlb=False, writable=True)
+    memfd: ShmFile = UnsealableShm(fd, name, hugetlb=False, writable=True)
     try:
         if size:
             memfd.truncate(size)
@@ -70,14 +68,14 @@ def create(name: str, size: int, allow_sealing: bool, hugetlb: bool) -> LinuxMem
     return memfd
 
 
-def adopt(fd: int) -> LinuxMemFD:
+def adopt(fd: int) -> ShmFile:
     """Take over an inherited or received shared-memory fd."""
     how = strategy()
     mode = os.fstat(_checked_fd(fd)).st_mode
     if not stat.S_ISREG(mode):
         raise NotThisKindOfFD(f"fd {fd} is {describe_fd(fd)}, not shared memory")
     name = ""
-    if os.path.isdir("/proc/self/fd"):  # Linux test runs: check and recover the name
+    if host().proc_fd_links:  # Linux test runs: check and recover the name
         link = describe_fd(fd)
         prefix = _LINUX_SHM_DIR + _SHM_PREFIX
         if not (link.startswith(prefix) and link.endswith(" (deleted)")):
@@ -111,10 +109,10 @@ def _shm_open_unlinked(name: str) -> int:
         raise UnsupportedOperation("this Python was built without shm_open (_posixshmem)")
     for _ in range(16):
         token = secrets.token_hex(6)
-        if sys.platform == "darwin":
-            path = _SHM_PREFIX + token  # PSHMNAMLEN: 31 characters at most
+        if host().shm_name_max < 64:  # macOS: no room for the MemFD's name
+            path = _SHM_PREFIX + token
         else:
-            path = f"{_SHM_PREFIX}{token}.{quote(name, safe='')}"[:250]
+            path = f"{_SHM_PREFIX}{token}.{quote(name, safe='')}"[:host().shm_name_max]
         try:
             fd: int = _posixshmem.shm_open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -138,24 +136,21 @@ def _shm_anon() -> int:
     return fd
 
 
-class FreeBSDMemFD(LinuxMemFD):
-    """FreeBSD's memfd_create: Linux's calls, without /proc to check an adopted fd."""
+class FreeBSDMemFD(ShmFile):
+    """FreeBSD's memfd_create: the POSIX shm file's calls, without /proc to check an
+    adopted fd."""
 
     __slots__ = ()
 
     @classmethod
-    def adopt(cls, fd: int) -> LinuxMemFD:
+    def adopt(cls, fd: int) -> ShmFile:
         return adopt(fd)
 
 
-class UnsealableShm(LinuxMemFD):
+class UnsealableShm(ShmFile):
     """An shm_open object (macOS, or SHM_ANON on old FreeBSD): no seals."""
 
     __slots__ = ()
-
-    def dup(self) -> LinuxMemFD:
-        return UnsealableShm(os.dup(self.fileno()), self.name, hugetlb=False,
-                             writable=self.writable)
 
     def seals(self) -> int:
         self.fileno()
@@ -173,9 +168,9 @@ def missing() -> tuple[str, ...]:
     """What MemFD lacks on this platform, for ``capabilities()``."""
     how = strategy()
     if how == "shm_open":
-        gaps = ("seals (SEAL_*): macOS shared memory has none", "hugetlb",
+        gaps: tuple[str, ...] = ("seals (SEAL_*): macOS shared memory has none", "hugetlb",
                 "the name of an adopted fd (macOS shm names are not readable back)")
-        if sys.platform == "darwin":
+        if host().darwin:
             gaps += ("read/write/seek may be refused by macOS shm (use mmap); "
                      "truncate works once",)
         return gaps

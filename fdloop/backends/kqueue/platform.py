@@ -19,10 +19,18 @@ The platform is read from ``sys.platform``, except when ``select.kqueue`` announ
 it emulates one (``fdloop_emulated_platform``, as the Linux test emulator does).
 ``select.kqueue`` is looked up on every call, never kept from import time, so an emulator
 installed later is seen.
+
+The kqueue numbers (:class:`Platform`) and the facts of the OS this process runs on
+(:class:`Host`: which shared memory it has, whether /proc shows fds and thread masks) are
+two questions: under the test emulator they differ (FreeBSD's kqueue rules on a Linux
+host). Every platform question of the kqueue backend is asked here, and only here is
+``sys.platform`` read.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import select
 import sys
 from dataclasses import dataclass
@@ -101,3 +109,47 @@ def current() -> Platform:
 def emulated() -> bool:
     """True when ``select.kqueue`` is a stand-in (the test emulator), not the kernel's."""
     return getattr(getattr(select, "kqueue", None), "fdloop_emulated_platform", None) is not None
+
+
+@dataclass(frozen=True)
+class Host:
+    """What the OS this process runs on offers the kqueue backend, beside kqueue itself.
+
+    Unlike :func:`current` this needs no ``select.kqueue``: a child process adopts a
+    MemFD without any kqueue.
+    """
+
+    name: str
+    """``sys.platform``: ``freebsd14``, ``darwin``, or ``linux`` under the test emulator."""
+    darwin: bool
+    native_eventfd: bool
+    """FreeBSD 13+: a real eventfd(2), shared across processes like Linux's."""
+    shared_memory: str
+    """How a MemFD is made: ``memfd_create`` (FreeBSD 13+), ``SHM_ANON`` (older FreeBSD)
+    or ``shm_open`` (a named object unlinked at once: macOS, and Linux test runs)."""
+    shm_name_max: int
+    """The longest shm_open name (macOS PSHMNAMLEN is 31)."""
+    maxrss_unit: int
+    """Bytes per unit of ``ru_maxrss``: 1 on macOS, 1024 (kilobytes) elsewhere."""
+    proc_fd_links: bool
+    """``/proc/self/fd/N`` names what fd N is (Linux test runs; not FreeBSD or macOS)."""
+    proc_thread_masks: bool
+    """``/proc/self/task/*/status`` shows each thread's signal mask (Linux test runs)."""
+
+
+@functools.cache
+def host() -> Host:
+    """The facts of the OS this process runs on (they cannot change while it runs)."""
+    name = sys.platform
+    freebsd = name.startswith("freebsd")
+    darwin = name == "darwin"
+    if freebsd:
+        memory = "memfd_create" if hasattr(os, "memfd_create") else "SHM_ANON"
+    else:
+        memory = "shm_open"
+    return Host(
+        name=name, darwin=darwin, native_eventfd=freebsd and hasattr(os, "eventfd"),
+        shared_memory=memory, shm_name_max=31 if darwin else 250,
+        maxrss_unit=1 if darwin else 1024, proc_fd_links=os.path.isdir("/proc/self/fd"),
+        proc_thread_masks=os.path.isdir("/proc/self/task"),
+    )

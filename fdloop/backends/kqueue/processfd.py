@@ -37,14 +37,13 @@ import copy
 import errno
 import os
 import signal
-import sys
 from typing import Any
 
-from ..contract import RawExit
+from ..contract import PipeEnds, RawExit
 from ..request import SpawnRequest
-from .platform import EV_ADD, EVFILT_PROC, NOTE_EXIT, NOTE_TRIGGER, kqueue_module
+from .platform import EV_ADD, EVFILT_PROC, NOTE_EXIT, NOTE_TRIGGER, host, kqueue_module
 from .queue import KqueueHandle
-from .spawn import start_child
+from .spawn import ChildStarter, start_child
 
 _EXITED_IDENT = 0  # the EVFILT_USER event that keeps the kqueue readable after the exit
 
@@ -106,10 +105,11 @@ class KqueueProcessFD(KqueueHandle):
 
     @classmethod
     def spawn(
-        cls, request: SpawnRequest
-    ) -> tuple[KqueueProcessFD, tuple[int | None, int | None, int | None]]:
-        """Start the child, then watch it; on failure nothing is left behind."""
-        pid, parent_ends = start_child(request)
+        cls, request: SpawnRequest, starter: ChildStarter | None = None
+    ) -> tuple[KqueueProcessFD, PipeEnds]:
+        """Start the child (see spawn.start_child), then watch it; on failure nothing is
+        left behind."""
+        pid, parent_ends = start_child(request, starter)
         try:
             return cls(pid, True), parent_ends
         except BaseException:
@@ -186,7 +186,7 @@ class KqueueProcessFD(KqueueHandle):
             return None
         self._reaped = True
         # ru_maxrss: kilobytes on FreeBSD (and Linux), bytes on macOS.
-        rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+        rss = usage.ru_maxrss * host().maxrss_unit
         return RawExit(pid, status, usage.ru_utime, usage.ru_stime, rss)
 
     def exit_info(self) -> int | None:

@@ -28,7 +28,7 @@ import threading
 from typing import Any, TypeVar
 
 from ...errors import ClosedResourceError, NotThisKindOfFD, UnsupportedOperation
-from .platform import Platform, current, kqueue_module
+from .platform import Platform, current, host, kqueue_module
 
 H = TypeVar("H", bound="KqueueHandle")
 
@@ -188,7 +188,7 @@ def _is_kqueue(fd: int) -> bool:
 
 def describe_fd(fd: int) -> str:
     """What ``fd`` is, in a few words (``pipe:[123]`` where /proc tells, else its type)."""
-    if os.path.isdir("/proc/self/fd"):
+    if host().proc_fd_links:
         try:
             return os.readlink(f"/proc/self/fd/{fd}")
         except OSError:

@@ -10,7 +10,7 @@ call to kevent(). This filter automatically sets the EV_CLEAR flag internally."
 
 So the kernel records a signal when it is *generated*, whatever the mask or the
 disposition says. fdloop therefore takes signals over from ordinary delivery exactly as
-on Linux, with :mod:`fdloop.backends.sigmask` (blocked in the creating thread, SIG_IGN
+on Linux, with :mod:`fdloop.backends.posix.sigmask` (blocked in the creating thread, SIG_IGN
 switched to SIG_DFL — which also keeps an ignored SIGCHLD recordable — restored on close,
 pending instances discarded then). That keeps one contract for both backends: handlers
 do not run while a SignalFD is open, spawned children get ordinary delivery back
@@ -40,9 +40,9 @@ import collections
 import os
 import threading
 
-from .. import sigmask
 from ..contract import SigInfoFields
-from .platform import EV_ADD, EV_CLEAR, EVFILT_SIGNAL, NOTE_TRIGGER
+from ..posix import sigmask
+from .platform import EV_ADD, EV_CLEAR, EVFILT_SIGNAL, NOTE_TRIGGER, host
 from .queue import KqueueHandle
 
 _PENDING_IDENT = 0  # the EVFILT_USER event that stands for "reads left over"
@@ -107,7 +107,7 @@ class KqueueSignalFD(KqueueHandle):
         Only where /proc shows per-thread masks (the Linux test emulator); FreeBSD and
         macOS offer no way to read another thread's mask, so there this returns ().
         """
-        if not os.path.isdir("/proc/self/task"):
+        if not host().proc_thread_masks:
             return ()
         me = threading.get_native_id()
         exposed = []

@@ -1,8 +1,7 @@
 """Starting a child for the kqueue backend.
 
-On Linux (test runs of this backend under the kqueue emulator) glibc's posix_spawn path of
-the Linux backend is used as is. On FreeBSD and macOS the stdlib's ``os.posix_spawn``
-does it, because its flag values are the platform's own: an empty signal mask for the
+On FreeBSD and macOS the stdlib's ``os.posix_spawn`` does it, because its flag values are
+the platform's own: an empty signal mask for the
 child (``setsigmask``; SignalFD blocks signals in the parent), SIGPIPE/SIGXFSZ and the
 signals fdloop took over back to SIG_DFL (``setsigdef``), ``setsid``, dup2 file actions
 for stdio. What ``os.posix_spawn`` lacks is handled here:
@@ -12,6 +11,11 @@ for stdio. What ``os.posix_spawn`` lacks is handled here:
   first, so the error still names it.
 * ``pass_fds``: made inheritable in the parent around the call (fds Python opens are
   close-on-exec); every other fd Python opened stays close-on-exec.
+
+A host whose own way of starting children is better can hand the backend a
+:data:`ChildStarter` instead (fdloop.backends.current() does so on Linux, where this
+backend runs over the test emulator: children are started the Linux way, then watched
+by pid like any other).
 """
 
 from __future__ import annotations
@@ -19,23 +23,29 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
+from collections.abc import Callable
 
 from ...errors import UnsupportedOperation
+from ..contract import PipeEnds
+from ..posix.exec_path import find_executable
 from ..request import SpawnRequest
 
 _PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
-_GLIBC_SPAWN = sys.platform.startswith("linux")
+
+ChildStarter = Callable[[SpawnRequest], tuple[int, "int | None", PipeEnds]]
+"""Starts the child of a request: its pid, a pidfd if the start made one, the parent's
+pipe ends; on failure it leaves nothing behind."""
 
 
-def start_child(request: SpawnRequest) -> tuple[int, tuple[int | None, int | None, int | None]]:
-    """Start the child; return its pid and the parent's ends of PIPE stdio."""
+def start_child(
+    request: SpawnRequest, starter: ChildStarter | None = None
+) -> tuple[int, PipeEnds]:
+    """Start the child (through ``starter`` if given); return its pid and the parent's
+    ends of PIPE stdio. UnsupportedOperation for an option this backend cannot carry."""
     if request.die_with_parent:
         raise UnsupportedOperation("die_with_parent=True is not available on the kqueue backend")
-    if _GLIBC_SPAWN:
-        from ..linux.spawn import spawn_child
-
-        pid, pidfd, ends = spawn_child(request)
+    if starter is not None:
+        pid, pidfd, ends = starter(request)
         if pidfd is not None:  # a kqueue ProcessFD watches by pid (EVFILT_PROC)
             os.close(pidfd)
         return pid, ends
@@ -51,9 +61,7 @@ def start_child(request: SpawnRequest) -> tuple[int, tuple[int | None, int | Non
     return _stdlib_spawn(request)
 
 
-def _stdlib_spawn(request: SpawnRequest) -> tuple[int, tuple[int | None, int | None, int | None]]:
-    from ..linux.spawn import find_executable  # portable: PATH search only
-
+def _stdlib_spawn(request: SpawnRequest) -> tuple[int, PipeEnds]:
     stdio, cwd, pass_fds = request.stdio, request.cwd, request.pass_fds
     made: list[int] = []
     parent_ends: list[int | None] = [None, None, None]

@@ -7,7 +7,7 @@ POLLHUP, POLLERR and POLLRDHUP (where poll(2) has it) can be waited for; POLLPRI
 EVFILT_EXCEPT with NOTE_OOB (FreeBSD 12+, macOS), which the Linux test emulator lacks:
 there, and wherever ``select`` has no such filter, it raises UnsupportedOperation.
 
-``virtual_fd()``: the loopback TCP construction of :mod:`fdloop.backends.vpoll_socket`
+``virtual_fd()``: the loopback TCP construction of :mod:`fdloop.backends.posix.vpoll_socket`
 (the BSDs have no EFD_VPOLL).
 """
 
@@ -18,7 +18,7 @@ import select
 from typing import Any
 
 from ...errors import UnsupportedOperation
-from ..vpoll_socket import SocketVirtualFD
+from ..posix.vpoll_socket import SocketVirtualFD
 from .platform import EV_ADD, EV_CLEAR, EV_DELETE, EVFILT_READ
 from .queue import KqueueHandle
 
@@ -113,8 +113,8 @@ def virtual_fd(events: int = 0) -> SocketVirtualFD:
 
 def capabilities(backend: str) -> list[Any]:
     """The VirtualFD and wait_events rows of the kqueue backend's ``capabilities()``."""
-    from .. import Capability
-    from ..vpoll_socket import fidelity
+    from ..contract import Capability
+    from ..posix.vpoll_socket import fidelity
 
     return [
         Capability("VirtualFD", backend, False, SocketVirtualFD.kernel_object, (

@@ -2,13 +2,15 @@
 
 The stdlib is used wherever it has the call (``os.eventfd``, ``os.memfd_create``,
 ``os.pidfd_open``, ``signal.pidfd_send_signal``); ctypes only where it does not.
-Each primitive's syscalls live in their own module below this package.
+Each primitive's syscalls live in their own module below this package; what Linux shares
+with the BSDs is in fdloop/backends/posix/. :class:`LinuxBackend` is the one object
+``fdloop.backends.current()`` hands to the primitives.
 """
 
 from __future__ import annotations
 
-from .. import Capability
-from ..channel import capability as _channel_capability
+from ..contract import Capability
+from ..posix import channel as _channel
 from . import vpoll as _vpoll
 from .eventfd import LinuxEventFD as _LinuxEventFD
 from .memfd import LinuxMemFD as _LinuxMemFD
@@ -21,29 +23,37 @@ from .timerfd import LinuxTimerFD as _LinuxTimerFD
 
 NAME = "linux"
 
-eventfd = _LinuxEventFD.create
-eventfd_from_fd = _LinuxEventFD.adopt
-memfd = _LinuxMemFD.create
-memfd_from_fd = _LinuxMemFD.adopt
-timerfd = _LinuxTimerFD.create
-timerfd_from_fd = _LinuxTimerFD.adopt
-signalfd = _LinuxSignalFD.create
-signalfd_from_fd = _LinuxSignalFD.adopt
-spawn_process = _LinuxPidFD.spawn
-process_open = _LinuxPidFD.open_pid
-process_from_fd = _LinuxPidFD.adopt
-ready_set = _LinuxReadySet.create
-virtual_fd = _vpoll.create
-poll_requests = _vpoll.poll_requests
 
+class LinuxBackend:
+    """The Linux backend as one object (a :class:`fdloop.backends.contract.Backend`)."""
 
-def capabilities() -> list[Capability]:
-    return [
-        _channel_capability(NAME),
-        Capability("EventFD", NAME, True, "eventfd"),
-        Capability("MemFD", NAME, True, "memfd", _memfd_missing()),
-        _process_capability(NAME),
-        Capability("SignalFD", NAME, True, "signalfd"),
-        Capability("TimerFD", NAME, True, "timerfd"),
-        *_vpoll.capabilities(NAME),
-    ]
+    name = NAME
+    eventfd = staticmethod(_LinuxEventFD.create)
+    eventfd_from_fd = staticmethod(_LinuxEventFD.adopt)
+    memfd = staticmethod(_LinuxMemFD.create)
+    memfd_from_fd = staticmethod(_LinuxMemFD.adopt)
+    timerfd = staticmethod(_LinuxTimerFD.create)
+    timerfd_from_fd = staticmethod(_LinuxTimerFD.adopt)
+    signalfd = staticmethod(_LinuxSignalFD.create)
+    signalfd_from_fd = staticmethod(_LinuxSignalFD.adopt)
+    spawn_process = staticmethod(_LinuxPidFD.spawn)
+    process_open = staticmethod(_LinuxPidFD.open_pid)
+    process_from_fd = staticmethod(_LinuxPidFD.adopt)
+    ready_set = staticmethod(_LinuxReadySet.create)
+    virtual_fd = staticmethod(_vpoll.create)
+    poll_requests = staticmethod(_vpoll.poll_requests)
+    channel_refusal = staticmethod(_channel.cpu_refusal)
+
+    def capabilities(self) -> list[Capability]:
+        return [
+            _channel.capability(NAME, self.channel_refusal()),
+            Capability("EventFD", NAME, True, "eventfd"),
+            Capability("MemFD", NAME, True, "memfd", _memfd_missing()),
+            _process_capability(NAME),
+            Capability("SignalFD", NAME, True, "signalfd"),
+            Capability("TimerFD", NAME, True, "timerfd"),
+            *_vpoll.capabilities(NAME),
+        ]
+
+    def __repr__(self) -> str:
+        return "<fdloop linux backend>"

@@ -7,10 +7,10 @@ EAGAIN on a non-blocking fd; a write adds its 8-byte value, fails with EINVAL fo
 0xfffffffffffffffe; the fd is shared across fork, exec and SCM_RIGHTS.
 
 An adopted fd (``from_fd``) shares its open file description, and with it O_NONBLOCK,
-with the sender: fdloop leaves that flag as it found it (see :mod:`.nowait`). Reads then
-use RWF_NOWAIT; a write to a description that is blocking first checks the counter in
-/proc/self/fdinfo (``eventfd-count``), because there a write that would overflow blocks
-instead of failing. A writer in another process that fills the counter between that
+with the sender: fdloop leaves that flag as it found it (see
+fdloop/backends/posix/nowait.py). Reads then use RWF_NOWAIT; a write to a description
+that is blocking first checks the counter in /proc/self/fdinfo (``eventfd-count``),
+because there a write that would overflow blocks instead of failing. A writer in another process that fills the counter between that
 check and the write could still make it block (until someone reads): the one window left.
 """
 
@@ -20,13 +20,14 @@ import os
 import sys
 
 from ...errors import CounterOverflowError
-from . import nowait
+from ..posix import nowait
+from .pollproxy import ProxiedFD
 from .procfs import fdinfo, require_kind
 
 _MAX_COUNTER = 2**64 - 2
 
 
-class LinuxEventFD(nowait.ProxiedFD):
+class LinuxEventFD(ProxiedFD):
     __slots__ = ("semaphore",)
 
     def __init__(self, fd: int, semaphore: bool, *, shared: bool = False) -> None:

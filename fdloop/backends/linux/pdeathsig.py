@@ -39,7 +39,7 @@ import subprocess
 from collections.abc import Sequence
 
 from ...errors import UnsupportedOperation
-from .spawn import find_executable
+from ..posix.exec_path import find_executable
 
 _SHELL = b"/bin/sh"
 _SCRIPT = '[ "$PPID" = "{ppid}" ] || exit 125; exec "$0" "$@"'

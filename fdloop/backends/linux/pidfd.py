@@ -33,8 +33,7 @@ import struct
 import threading
 from collections.abc import Callable
 
-from .. import Capability
-from ..contract import OwnedFD, RawExit
+from ..contract import Capability, OwnedFD, RawExit
 from ..request import SpawnRequest
 from .procfs import require_kind
 from .spawn import _clone_spawn as _extension

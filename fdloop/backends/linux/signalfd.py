@@ -10,7 +10,7 @@ per signal, signal n at bit n-1 of an array of unsigned longs) and passes the ke
 8 bytes it uses. The stdlib has no signalfd call, hence ctypes.
 
 Blocking the signals and adjusting dispositions is shared with the kqueue backend, in
-:mod:`fdloop.backends.sigmask`.
+:mod:`fdloop.backends.posix.sigmask`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import os
 import struct
 import threading
 
-from .. import sigmask
 from ..contract import SigInfoFields
-from . import nowait
+from ..posix import nowait, sigmask
+from .pollproxy import ProxiedFD
 from .procfs import fdinfo, require_kind
 
 # Values of ssi_code (si_code) for signals sent by a process, from <asm-generic/siginfo.h>.
@@ -68,14 +68,14 @@ def _signals_in_mask(hexmask: str) -> frozenset[int]:
     return frozenset(n + 1 for n in range(bits.bit_length()) if bits >> n & 1)
 
 
-class LinuxSignalFD(nowait.ProxiedFD):
+class LinuxSignalFD(ProxiedFD):
     __slots__ = ("_takeover", "signals")
 
     def __init__(self, fd: int, takeover: sigmask.Takeover, *, shared: bool = False) -> None:
         self._takeover = takeover
         self.signals = takeover.signals
         # Adopted (shared): the description (and its O_NONBLOCK) is the sender's, and
-        # the loop polls a proxy; see .nowait.
+        # the loop polls a proxy; see .pollproxy.
         super().__init__(fd, shared=shared)
 
     @classmethod

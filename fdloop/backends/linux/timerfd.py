@@ -30,7 +30,8 @@ import time
 from typing import ClassVar, Protocol
 
 from ...errors import ClockChanged
-from . import nowait
+from ..posix import nowait
+from .pollproxy import ProxiedFD
 from .procfs import fdinfo, require_kind
 
 TFD_TIMER_ABSTIME = 1
@@ -159,7 +160,7 @@ def available_calls() -> list[TimerfdCalls]:
 CALLS: TimerfdCalls = available_calls()[0]
 
 
-class LinuxTimerFD(nowait.ProxiedFD):
+class LinuxTimerFD(ProxiedFD):
     """One timerfd; times in and out are integer nanoseconds."""
 
     __slots__ = ("_calls", "_schedule", "clock", "clockid")
@@ -167,7 +168,7 @@ class LinuxTimerFD(nowait.ProxiedFD):
     def __init__(self, fd: int, clock: str, clockid: int, calls: TimerfdCalls, *,
                  shared: bool = False) -> None:
         # Adopted (shared): the description (and its O_NONBLOCK) is the sender's, and
-        # the loop polls a proxy; see .nowait.
+        # the loop polls a proxy; see .pollproxy.
         super().__init__(fd, shared=shared)
         self.clock = clock
         self.clockid = clockid

@@ -8,7 +8,7 @@ raised and cleared at will, nothing else attached, ``read``/``write`` harmless. 
 in mainline: on mainline ``eventfd2`` refuses the flag with EINVAL. They are *probed*
 (once per process: created, set to POLLPRI, and polled — a kernel that accepted the flag
 for something else fails the poll check), never assumed; without them
-:mod:`fdloop.backends.vpoll_socket` builds the fd from a loopback TCP connection.
+:mod:`fdloop.backends.posix.vpoll_socket` builds the fd from a loopback TCP connection.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import os
 import select
 import sys
 
-from .. import Capability
-from ..contract import OwnedFD
-from ..vpoll_socket import ALL, SocketVirtualFD
+from ..contract import Capability, OwnedFD
+from ..posix.vpoll_socket import ALL, SocketVirtualFD
 from .aiopoll import AIOPolls
 from .uring import URingPolls
 
@@ -144,7 +143,7 @@ def ring_kind() -> str:
 def capabilities(backend: str) -> list[Capability]:
     """The VirtualFD and wait_events rows of ``capabilities()``: per event what can be
     raised and cleared, and which poll requests serve wait_events."""
-    from ..vpoll_socket import fidelity
+    from ..posix.vpoll_socket import fidelity
 
     kind = implementation()
     if kind is SocketVirtualFD:

@@ -31,7 +31,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 
-from ..errors import SignalDeliveryWarning
+from ...errors import SignalDeliveryWarning
 
 __all__ = ["Takeover", "signal_name", "take", "taken_over"]
 

@@ -37,8 +37,8 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 
-from ..fdlimit import fd_limit
 from ..request import SpawnRequest
+from .fdlimit import fd_limit
 
 _POSIX_SPAWN_SETPGROUP = 0x02
 _POSIX_SPAWN_SETSIGDEF = 0x04

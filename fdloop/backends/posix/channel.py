@@ -8,21 +8,21 @@
   the sender is rebuilt in a process, ``C`` when such a copy is closed), which is how a
   clean close is told from a kill. Every call is non-blocking (``MSG_DONTWAIT``) and
   leaves the shared open file description's flags alone.
-* :func:`refusal` and :func:`capability`: whether this machine and backend can carry a
-  Channel, and the ``capabilities()`` row that says so.
+* :func:`cpu_refusal` and :func:`capability`: whether this CPU can carry a Channel (each
+  backend adds its own reasons in its ``channel_refusal()``), and the ``capabilities()``
+  row that says so.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import platform
 import socket
 import stat
 
-from ..errors import ClosedResourceError, NotThisKindOfFD
-from . import Capability
+from ...errors import ClosedResourceError, NotThisKindOfFD
+from ..contract import Capability
 
 OPENED = b"O"
 """Marker: a copy of the sender was rebuilt (``from_fds``) or first used in a process."""
@@ -121,33 +121,19 @@ class HangupSocket:
 
 # -- can this machine carry a Channel? ---------------------------------------------------
 
-def refusal(backend: str) -> str | None:
-    """Why a Channel cannot be built (or adopted) here, or None when it can."""
+def cpu_refusal() -> str | None:
+    """Why this CPU cannot carry a Channel, or None when it can."""
     machine = platform.machine().lower()
     if machine not in _TSO_MACHINES:
         return (f"fdloop.Channel needs an x86-64 CPU, this is {machine or 'unknown'}: its "
                 "shared ring publishes indices with plain 8-byte stores and relies on "
                 "the CPU keeping stores (and loads) in order, which Python cannot fence")
-    if backend == "kqueue":
-        # The package's own ``eventfd``/``memfd`` names are its factories: import the
-        # modules by their full names.
-        kqueue_eventfd = importlib.import_module(f"{__package__}.kqueue.eventfd")
-        kqueue_memfd = importlib.import_module(f"{__package__}.kqueue.memfd")
-
-        if not kqueue_eventfd.native_eventfd():
-            return ("fdloop.Channel needs eventfd doorbells that cross processes; the "
-                    "kqueue backend's EventFD here is an EVFILT_USER counter kept in this "
-                    "process (FreeBSD 13+ has a native eventfd)")
-        if kqueue_memfd.strategy() != "memfd_create":
-            return ("fdloop.Channel needs a memfd sealed with SEAL_SHRINK|SEAL_GROW (so "
-                    "a peer cannot truncate the ring and make us take SIGBUS); shared "
-                    f"memory here ({kqueue_memfd.strategy()}) cannot be sealed")
     return None
 
 
-def capability(backend: str) -> Capability:
-    """The ``Channel`` row of ``capabilities()`` for ``backend``."""
-    why = refusal(backend)
+def capability(backend: str, why: str | None) -> Capability:
+    """The ``Channel`` row of ``capabilities()`` for ``backend``, which refuses a Channel
+    for the reason ``why`` (None: it can carry one)."""
     what = "memfd ring + eventfd doorbells + socketpair hang-up"
     if why is not None:
         return Capability("Channel", backend, False, "not available",
@@ -155,4 +141,4 @@ def capability(backend: str) -> Capability:
     return Capability("Channel", backend, True, what)
 
 
-__all__ = ["CLOSED", "OPENED", "HangupSocket", "capability", "refusal"]
+__all__ = ["CLOSED", "OPENED", "HangupSocket", "capability", "cpu_refusal"]

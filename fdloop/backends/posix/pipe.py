@@ -16,8 +16,8 @@ import fcntl
 import os
 import stat
 
-from ..errors import NotThisKindOfFD
-from .contract import OwnedFD
+from ...errors import NotThisKindOfFD
+from ..contract import OwnedFD
 
 _POLLABLE = (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR)
 

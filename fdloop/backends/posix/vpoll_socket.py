@@ -52,7 +52,7 @@ import termios
 import threading
 import time
 
-from ..errors import ClosedResourceError, UnsupportedOperation
+from ...errors import ClosedResourceError, UnsupportedOperation
 
 IN, PRI, OUT, ERR, HUP = (select.POLLIN, select.POLLPRI, select.POLLOUT, select.POLLERR,
                           select.POLLHUP)
