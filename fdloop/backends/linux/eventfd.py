@@ -10,8 +10,9 @@ An adopted fd (``from_fd``) shares its open file description, and with it O_NONB
 with the sender: fdloop leaves that flag as it found it (see
 fdloop/backends/posix/nowait.py). Reads then use RWF_NOWAIT; a write to a description
 that is blocking first checks the counter in /proc/self/fdinfo (``eventfd-count``),
-because there a write that would overflow blocks instead of failing. A writer in another process that fills the counter between that
-check and the write could still make it block (until someone reads): the one window left.
+because there a write that would overflow blocks instead of failing. A writer in another
+process that fills the counter between that check and the write could still make it block
+(until someone reads): the one window left.
 """
 
 from __future__ import annotations
