@@ -1,8 +1,8 @@
-"""The ``fdloop`` command: ``info``, ``bench`` and ``supervise``.
+"""The ``fdloop`` command: ``info``, ``bench``, ``supervise`` and ``ctl``.
 
 ``info`` says what this machine offers (kernel, Python, loop libraries, and per
 primitive whether the kernel provides it natively). ``bench`` hands over to
-:mod:`fdloop.bench` and ``supervise`` to :mod:`fdloop.supervisor`; both are imported
+:mod:`fdloop.bench`, ``supervise`` and ``ctl`` to :mod:`fdloop.supervisor`; all are imported
 only when asked for, so ``fdloop info`` works with nothing else installed.
 """
 
@@ -53,6 +53,13 @@ def supervise_main(argv: list[str]) -> int:
     return run(argv)
 
 
+def ctl_main(argv: list[str]) -> int:
+    """``fdloop ctl ...``: talk to a running ``fdloop supervise`` (fdloop.supervisor.ctl)."""
+    from .supervisor.ctl import ctl_main as run
+
+    return run(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fdloop`` script; returns the exit status."""
     try:
@@ -75,11 +82,15 @@ def _dispatch(args: list[str]) -> int:
                         help="benchmarks against asyncio, uvloop, trio, anyio (see bench --help)")
     commands.add_parser("supervise", add_help=False,
                         help="run and watch programs (see supervise --help)")
+    commands.add_parser("ctl", add_help=False,
+                        help="control a running fdloop supervise (see ctl --help)")
     # bench and supervise own everything after their name, --help included.
     if args and args[0] == "bench":
         return bench_main(args[1:])
     if args and args[0] == "supervise":
         return supervise_main(args[1:])
+    if args and args[0] == "ctl":
+        return ctl_main(args[1:])
     parsed = parser.parse_args(args)
     if parsed.command == "info":
         return info_main()

@@ -7,7 +7,11 @@ pipe lives as long as the supervisor, so a restarted instance writes into the sa
 and nothing is lost between instances. Events go to stderr with a timestamp. Both are
 written through the event loop and never block it: a reader that stops reading loses
 lines (counted, and the count reported once it reads again), never the supervisor's
-restarts or signal handling (see :mod:`fdloop.supervisor.sink`). SIGTERM and
+restarts or signal handling (see :mod:`fdloop.supervisor.sink`). A program whose config
+names a ``log`` file writes there instead, rotated by size (:mod:`fdloop.supervisor.logfile`);
+a full disk is reported once on stderr and never stops anything. A CONFIG whose name does
+not end in ``.toml`` is read as a honcho/foreman Procfile, with ``-e``, ``-c`` and ``-p``
+(:mod:`fdloop.supervisor.procfile`). SIGTERM and
 SIGINT stop every program gracefully (a second one SIGKILLs), SIGHUP restarts them all —
 all read through a SignalFD, with no Python signal handler. Programs do not outlive
 even a SIGKILLed supervisor unless their config says ``die_with_supervisor = false``
@@ -24,12 +28,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -39,11 +43,14 @@ import anyio.abc
 from ..errors import SupervisorConfigError
 from . import pid1
 from .config import Config, check_executable, load_config
+from .control_socket import ControlPathTaken
 from .core import Supervisor
 from .events import Event, EventStream
 from .lifeline import CgroupGuard, autokill_note, pdeathsig_problem
-from .output import ProgramOutput
+from .output import ProgramOutputs
+from .procfile import load_procfile, parse_concurrency
 from .program import make_spec
+from .remote import JSON_EVENTS, Remote, event_record, message_record, say_json, tap_outputs
 from .sink import LineSink
 from .startup import EXIT_OUTPUT, fd_limit_problem, fill_closed_standard_fds, say
 
@@ -63,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fdloop supervise",
         usage="fdloop supervise [options] CONFIG.toml\n"
+        "       fdloop supervise [options] [-e .env] [-c web=2] [-p 5000] Procfile\n"
         "       fdloop supervise [options] -- CMD [ARGS...]",
         description="Run programs, restart them by policy, prefix their output with their "
         "name. SIGTERM/SIGINT stop all gracefully, SIGHUP restarts all.",
@@ -71,7 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "config", nargs="?",
-        help="TOML file with [program.NAME] tables; or, after --, one command to run",
+        help="TOML file with [program.NAME] tables (a name ending in .toml), or a "
+        "honcho/foreman Procfile (any other name); or, after --, one command to run",
+    )
+    parser.add_argument(
+        "-e", "--env", action="append", metavar="FILE[,FILE...]",
+        help="Procfile only: .env files to read (default: .env beside the Procfile)",
+    )
+    parser.add_argument(
+        "-c", "--concurrency", metavar="TYPE=N[,...]",
+        help="Procfile only: instances per process type, e.g. web=3,worker=2 (default 1)",
+    )
+    parser.add_argument(
+        "-p", "--port", type=int, metavar="PORT",
+        help="Procfile only: base of the PORT values (+100 per type, +1 per instance; "
+        "default PORT from .env or the environment, else 5000)",
     )
     parser.add_argument("--name", help="name of the -- program (default: its basename)")
     parser.add_argument("--restart", choices=("on-failure", "always", "never"))
@@ -90,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cgroup", action="store_true",
         help="do not put programs in a cgroup of their own (then only PR_SET_PDEATHSIG "
         "ends them if the supervisor is killed: their own children may live on)",
+    )
+    parser.add_argument(
+        "--control", metavar="PATH",
+        help="control socket for fdloop ctl (default: .fdloop.sock beside CONFIG; "
+        "none for -- CMD)",
+    )
+    parser.add_argument("--no-control", action="store_true", help="no control socket")
+    parser.add_argument(
+        "--events", choices=("text", "json"), default="text",
+        help="stderr as timestamped text (default) or one JSON object per line",
     )
     parser.add_argument("--loop", choices=LOOPS, default="asyncio", help="event loop to run on")
     return parser
@@ -118,6 +150,11 @@ def supervise_main(argv: list[str]) -> int:
     if problem is not None:
         say(problem)
         return EXIT_USAGE
+    try:
+        remote = _remote(args, command)
+    except SupervisorConfigError as exc:
+        say(f"fdloop supervise: {exc}")
+        return EXIT_USAGE
     backend, options = _backend(args.loop)
     # asyncio.Runner and trio.run install a Python handler for SIGINT when they find
     # Python's default one. The SignalFD reads SIGINT instead, so give them SIG_DFL: no
@@ -127,13 +164,44 @@ def supervise_main(argv: list[str]) -> int:
     previous = signal.getsignal(signal.SIGINT) if in_main_thread else None
     if in_main_thread:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+    json_events = JSON_EVENTS.set(args.events == "json")
     try:
         return pid1.exit_status(anyio.run(
-            _supervise, config, not args.no_cgroup, backend=backend, backend_options=options
+            _supervise, config, not args.no_cgroup, remote,
+            backend=backend, backend_options=options,
         ))
     finally:
+        JSON_EVENTS.reset(json_events)
+        if remote is not None:
+            remote.close()
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
+
+
+def _remote(args: argparse.Namespace, command: list[str]) -> Remote | None:
+    """The control socket, bound now (a live one there refuses the start: exit 2)."""
+    if args.no_control:
+        if args.control is not None:
+            raise SupervisorConfigError("give --control PATH or --no-control, not both")
+        return None
+    path = args.control or (None if command else Remote.default_path(args.config))
+    if path is None:
+        return None
+
+    def load() -> Config:
+        return _make_config(args, command)
+
+    try:
+        return Remote.bind(path, None if command else load)
+    except ControlPathTaken:
+        raise
+    except SupervisorConfigError as exc:
+        if args.control is not None:
+            raise
+        # The default place may be read-only (a config under /etc): run without.
+        say(f"fdloop supervise: {exc}; running without a control socket "
+            "(give --control PATH)")
+        return None
 
 
 def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -174,8 +242,32 @@ def _make_config(args: argparse.Namespace, command: list[str]) -> Config:
         raise SupervisorConfigError("give a CONFIG.toml, or -- CMD ARGS... for one program")
     if args.name is not None:
         raise SupervisorConfigError("--name applies only to -- CMD ARGS...")
+    if not args.config.endswith(".toml"):
+        config = load_procfile(
+            args.config, concurrency=_concurrency(args.concurrency), port=args.port,
+            env_files=_env_files(args.env), defaults=defaults,
+        )
+        return replace(config, subreaper=args.subreaper)
+    if args.env is not None or args.concurrency is not None or args.port is not None:
+        raise SupervisorConfigError(
+            "-e/--env, -c/--concurrency and -p/--port apply only to a Procfile "
+            "(use env and numprocs in CONFIG.toml)"
+        )
     config = load_config(args.config, defaults)
     return replace(config, subreaper=config.subreaper or args.subreaper)
+
+
+def _env_files(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    files = [item for value in values for item in value.split(",")]
+    if not all(files):
+        raise SupervisorConfigError(f"-e/--env: an empty file name in {values!r}")
+    return files
+
+
+def _concurrency(value: str | None) -> dict[str, int] | None:
+    return None if value is None else parse_concurrency(value)
 
 
 def _cli_option(option: str) -> str:
@@ -190,6 +282,9 @@ def _backend(loop: str) -> tuple[str, dict[str, Any]]:
 
 def log(message: str, sink: LineSink | None = None) -> None:
     """One timestamped line on stderr: queued on ``sink``, or printed if None."""
+    if JSON_EVENTS.get():
+        say_json(message_record(message), sink)
+        return
     now = time.time()
     stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
     line = f"{stamp} fdloop supervise: {message}"
@@ -199,9 +294,15 @@ def log(message: str, sink: LineSink | None = None) -> None:
         sink.put(line.encode(errors="replace"))
 
 
-async def _log_events(events: EventStream, sink: LineSink) -> None:
+async def _log_events(
+    events: EventStream, sink: LineSink, sup: Supervisor | None = None
+) -> None:
+    json_events = JSON_EVENTS.get()
     async for event in events:
-        log(_describe(event), sink)
+        if json_events:
+            say_json(event_record(event, sup), sink)
+        else:
+            log(_describe(event), sink)
 
 
 def _describe(event: Event) -> str:
@@ -212,22 +313,26 @@ def _describe(event: Event) -> str:
     return text
 
 
-async def _supervise(config: Config, cgroup: bool = True) -> int:
-    width = max(len(spec.name) for spec in config.programs)
+async def _supervise(config: Config, cgroup: bool = True, remote: Remote | None = None) -> int:
     out = LineSink.open(sys.stdout, "stdout", "output")
     err: LineSink | None = None
-    outputs: dict[str, ProgramOutput] = {}
+    outputs: ProgramOutputs | None = None
     try:
         err = LineSink.open(sys.stderr, "stderr", "event")
         _report_failures(out, err)
         try:
-            for spec in config.programs:
-                outputs[spec.name] = ProgramOutput(spec.name, width, out)
+            outputs = ProgramOutputs(
+                config.programs, config.logs, out,
+                on_problem=functools.partial(log, sink=err),
+            )
+        except SupervisorConfigError as exc:
+            say(f"fdloop supervise: {exc}: nothing was started")
+            return EXIT_USAGE
         except OSError as exc:
             if exc.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
             say(
-                f"fdloop supervise: out of file descriptors after {len(outputs)} of "
+                f"fdloop supervise: out of file descriptors for the "
                 f"{len(config.programs)} programs' pipes ({exc.strerror}; RLIMIT_NOFILE or "
                 "the system-wide fs.file-max): nothing was started"
             )
@@ -235,13 +340,13 @@ async def _supervise(config: Config, cgroup: bool = True) -> int:
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(out.run)
             task_group.start_soon(err.run)
-            for output in outputs.values():
+            for output in outputs:
                 task_group.start_soon(output.copy_lines)
-            clean = await _run_programs(config, outputs, task_group, err, cgroup)
-            for output in outputs.values():
-                output.close_write_end()
+            clean = await _run_programs(
+                config, outputs, task_group, err, cgroup, remote=remote, console=out)
+            outputs.close_write_ends()
             with anyio.move_on_after(DRAIN_SECONDS):
-                await _drained(outputs.values())
+                await outputs.drained()
             task_group.cancel_scope.cancel()
         # The writers are stopped (a LineSink writer is only ever cancelled where no
         # chunk is half accounted for): give the readers a last, bounded chance.
@@ -249,8 +354,10 @@ async def _supervise(config: Config, cgroup: bool = True) -> int:
             flushing.start_soon(out.flush, FLUSH_SECONDS)
             flushing.start_soon(err.flush, FLUSH_SECONDS)
     finally:
-        for output in outputs.values():
-            output.close()
+        if outputs is not None:
+            outputs.close()
+        if remote is not None:
+            remote.close_outputs()
         out.close()
         if err is not None:
             err.close()
@@ -276,10 +383,13 @@ def _report_failures(out: LineSink, err: LineSink) -> None:
 
 async def _run_programs(
     config: Config,
-    outputs: dict[str, ProgramOutput],
+    outputs: ProgramOutputs,
     task_group: anyio.abc.TaskGroup,
     err: LineSink,
     cgroup: bool,
+    *,
+    remote: Remote | None = None,
+    console: LineSink | None = None,
 ) -> bool:
     guard, why_not = (None, "no program asks for it")
     if not cgroup:
@@ -290,18 +400,30 @@ async def _run_programs(
         # PID 1 of a pid namespace adopts every orphan in it: reap them (pid1.py).
         subreaper = config.subreaper or pid1.is_pid1()
         async with Supervisor(handle_signals=True, subreaper=subreaper) as sup:
-            task_group.start_soon(_log_events, sup.events(), err)
+            task_group.start_soon(_log_events, sup.events(), err, sup)
             if guard is not None:
                 guard.attach(sup)  # one cgroup per program, inside the guarded one
             if pid1.is_pid1():
                 log(pid1.NOTE, err)
             for spec in config.programs:
-                fd = outputs[spec.name].write_fd
-                sup.add_spec(replace(spec, stdout=fd, stderr=fd))
+                stdout, stderr = outputs.fds(spec.name)
+                sup.add_spec(replace(spec, stdout=stdout, stderr=stderr))
             log(f"supervising {', '.join(sup.names)} (pid {os.getpid()})", err)
+            serving = None
+            if remote is not None:
+                tap_outputs(outputs, remote.taps)
+                assert console is not None
+                serving = await remote.serve(
+                    sup, config=config, outputs=outputs, console=console,
+                    task_group=task_group, log=functools.partial(log, sink=err),
+                )
+                log(f"control socket {remote.path} (fdloop ctl --control PATH ...)", err)
             await sup.start()
             log(_lifeline_note(config, guard, why_not), err)  # the spawns know now
             await sup.wait()
+            if remote is not None and serving is not None:
+                serving.cancel()  # ctl shutdown's client sees the end now
+                remote.close_write_ends()
             clean = sup.all_clean()
             pid1.remember(sup.status())
     finally:
@@ -328,7 +450,3 @@ def _lifeline_note(config: Config, guard: CgroupGuard | None, why_not: str) -> s
         text += f"; except {', '.join(kept)} (die_with_supervisor = false)"
     return text
 
-
-async def _drained(outputs: Iterable[ProgramOutput]) -> None:
-    for output in outputs:
-        await output.done.wait()

@@ -71,6 +71,8 @@ if TYPE_CHECKING:
 
 TAIL_BUFFER = 1024 * 1024
 """Bytes of output lines a ``tail`` client may be behind before it is dropped."""
+REFUSAL_GRACE = 1.0
+"""How long a refused client's request is waited for before its connection closes."""
 MAX_CLIENTS = 64
 """Clients served at once; one more is told so and closed."""
 COMMANDS = ("status", "start", "stop", "restart", "signal", "tail", "reload", "shutdown")
@@ -227,6 +229,10 @@ class ControlServer:
             "error": f"permission denied: this supervisor runs as uid {ours}, and only that "
             f"uid may control it (you are uid {uid})",
         }))
+        # Take its request (briefly) before closing: closing on unread data would reset
+        # the connection, and the client might never read why.
+        with anyio.move_on_after(REFUSAL_GRACE):
+            await read_line(client, bytearray())
         return True
 
     async def _converse(self, client: socket.socket) -> None:

@@ -36,6 +36,10 @@ wait_writable: Callable[[socket.socket], Awaitable[None]] = getattr(
     anyio, "wait_writable", None) or anyio.wait_socket_writable
 
 
+class ControlPathTaken(SupervisorConfigError):
+    """The control path is in use: a live supervisor listens there, or it is no socket."""
+
+
 class ClientGone(Exception):
     """The client stopped reading (SEND_TIMEOUT) or closed its end."""
 
@@ -59,8 +63,9 @@ def bind_control_socket(path: str) -> socket.socket:
     """A listening, non-blocking AF_UNIX socket at ``path``, mode 0600.
 
     A socket already at ``path`` is replaced if stale (nobody listens: connect says
-    ECONNREFUSED). Raises SupervisorConfigError naming the path if a live process
-    listens there, if ``path`` is anything but a socket, or if it cannot be bound.
+    ECONNREFUSED). Raises ControlPathTaken (a SupervisorConfigError) naming the path if
+    a live process listens there or ``path`` is anything but a socket, and
+    SupervisorConfigError if it cannot be bound.
     """
     try:
         existing = os.lstat(path)
@@ -70,11 +75,11 @@ def bind_control_socket(path: str) -> socket.socket:
         raise SupervisorConfigError(f"control socket {path}: {exc.strerror}") from None
     if existing is not None:
         if not stat.S_ISSOCK(existing.st_mode):
-            raise SupervisorConfigError(
+            raise ControlPathTaken(
                 f"control socket {path}: exists and is not a socket (refusing to replace it)"
             )
         if _answers(path):
-            raise SupervisorConfigError(
+            raise ControlPathTaken(
                 f"control socket {path}: another supervisor is listening there "
                 "(stop it, or give --control another path)"
             )

@@ -15,6 +15,7 @@ denied, or the connection was lost before the answer); 130 ``tail`` ended by Ctr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -81,7 +82,9 @@ def ctl_main(argv: list[str]) -> int:
     try:
         with connect(path) as sock:
             replies = sock.makefile("rb")
-            sock.sendall(encode(request))
+            # Closed on us (a refused uid)? Its reason may still be there to read.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(encode(request))
             response = read_response(replies, path)
             if not response.get("ok"):
                 print(f"fdloop ctl: {response.get('error', response)}", file=sys.stderr)
@@ -114,7 +117,10 @@ def connect(path: str) -> socket.socket:
 
 
 def read_response(replies: BinaryIO, path: str) -> dict[str, Any]:
-    line = replies.readline()
+    try:
+        line = replies.readline()
+    except ConnectionResetError:
+        line = b""
     if not line:
         raise Unreachable(f"{path}: the supervisor closed the connection without an answer")
     message = json.loads(line)

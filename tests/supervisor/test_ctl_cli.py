@@ -1,0 +1,242 @@
+"""``fdloop ctl`` against a running ``fdloop supervise`` (a real process), as a user runs it.
+
+The supervisor is always a subprocess. Most ``fdloop ctl`` calls run the command's own
+entry point (``fdloop.cli.main(["ctl", ...])``) in this process, which saves an
+interpreter start (about a second here) per call; ``tail`` (ended by Ctrl-C) and the
+client of another uid run as processes of their own. Every wait is bounded (HANG) only to
+turn a hang into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import fdloop.cli
+
+from .supervise_harness import HANG, LOOPS, Supervise, run_to_end, write
+
+PY = sys.executable
+TICKER = (
+    '''["python3", "-c", '''
+    '''"import time\\nwhile True:\\n print('tick', flush=True); time.sleep(0.05)"]'''
+)
+CONFIG = f"""
+[program.ticker]
+command = {TICKER}
+
+[program.sleeper]
+command = "sleep 1000"
+stop_timeout = 5
+
+[program.doomed]
+command = "sleep 1000"
+"""
+RELOADED = f"""
+[program.ticker]
+command = {TICKER}
+
+[program.sleeper]
+command = "sleep 999"
+stop_timeout = 5
+
+[program.newcomer]
+command = "sleep 1000"
+"""
+AS_NOBODY = """
+import os, sys
+from fdloop.supervisor.ctl import ctl_main  # imported as root: /root is 0700
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+sys.exit(ctl_main(sys.argv[1:]))
+"""
+
+
+def ctl(capsys: pytest.CaptureFixture[str], control: Path, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = fdloop.cli.main(["ctl", "--control", str(control), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def pids(capsys: pytest.CaptureFixture[str], control: Path) -> dict[str, int | None]:
+    code, out, err = ctl(capsys, control, "status", "--json")
+    assert code == 0, err
+    return {program["name"]: program["pid"] for program in json.loads(out)}
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory another uid can reach (pytest's tmp_path lives under a 0700 one)."""
+    path = Path(tempfile.mkdtemp(prefix="fdloop-ctl-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("loop", [loop for loop in LOOPS if loop != "uvloop"])
+def test_every_ctl_command(
+    tmp_path: Path, loop: str, started: list[Supervise], capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write(tmp_path, CONFIG)
+    control = tmp_path / ".fdloop.sock"  # the default: beside the config
+    # A stale socket left by a supervisor that was killed: replaced.
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(control))
+    stale.close()
+    sup = Supervise(tmp_path, "--loop", loop, str(config))
+    started.append(sup)
+    sup.wait_for(r"control socket .*\.fdloop\.sock")
+    for name in ("ticker", "sleeper", "doomed"):
+        sup.started_pid(name)
+    assert control.stat().st_mode & 0o777 == 0o600
+
+    code, out, err = ctl(capsys, control, "status")
+    assert code == 0, err
+    assert re.search(r"^NAME\s+STATE\s+PID\s+UPTIME\s+RESTARTS\s+LAST EXIT$", out, re.M)
+    assert re.search(r"^sleeper\s+running\s+\d+\s", out, re.M), out
+    before = pids(capsys, control)
+
+    assert ctl(capsys, control, "stop", "sleeper")[:2] == (0, "sleeper: stop done\n")
+    assert pids(capsys, control)["sleeper"] is None
+    assert ctl(capsys, control, "start", "sleeper")[0] == 0
+    assert ctl(capsys, control, "restart", "ticker")[0] == 0
+    now = pids(capsys, control)
+    assert now["ticker"] not in (None, before["ticker"])
+    assert now["sleeper"] not in (None, before["sleeper"])
+    assert now["doomed"] == before["doomed"]
+    assert ctl(capsys, control, "signal", "doomed", "USR1")[:2] == (0, "doomed: sent SIGUSR1\n")
+    sup.wait_for(r"doomed: exited \(killed by SIGUSR1\)")
+
+    # Bad input: the supervisor says what is wrong; nothing changes.
+    code, _out, err = ctl(capsys, control, "start", "nope")
+    assert (code, err) == (1, "fdloop ctl: name: no program called 'nope'\n")
+    code, _out, err = ctl(capsys, control, "signal", "ticker", "SIGFOO")
+    assert code == 1 and "no signal called 'SIGFOO'" in err
+    code, _out, err = ctl(capsys, control, "tail", "nope")
+    assert code == 1 and "no program called 'nope'" in err
+    assert ctl(capsys, control, "frobnicate")[0] == 2
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.settimeout(HANG)
+        raw.connect(str(control))
+        raw.sendall(b'{"command": "status"\n{"command": "launch"}\n')
+        replies = raw.makefile("rb")
+        assert "malformed request" in json.loads(replies.readline())["error"]
+        assert "unknown command 'launch'" in json.loads(replies.readline())["error"]
+
+    # tail streams the program's lines until Ctrl-C.
+    tail = subprocess.Popen(
+        [PY, "-m", "fdloop.cli", "ctl", "--control", str(control), "tail", "ticker"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert tail.stdout is not None
+        assert tail.stdout.readline() == "tick\n"
+        assert tail.stdout.readline() == "tick\n"
+        tail.send_signal(signal.SIGINT)
+        assert tail.wait(timeout=HANG) == 130
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait()
+        tail.stdout.close() if tail.stdout else None
+        tail.stderr.close() if tail.stderr else None
+
+    # A second supervisor of the same config: refused, the first one is untouched.
+    code, _out, err = run_to_end(tmp_path, str(config))
+    assert code == 2 and "another supervisor is listening there" in err, err
+
+    # reload: a bad config is refused whole; then added, removed, changed, unchanged.
+    before = pids(capsys, control)
+    config.write_text(RELOADED + '\n[program.broken]\ncommand = "sleep 1"\nrestart = "sometimes"\n')
+    code, _out, err = ctl(capsys, control, "reload")
+    assert code == 1 and "reload refused, nothing changed" in err and "restart" in err, err
+    assert pids(capsys, control) == before
+    config.write_text(RELOADED)
+    code, out, err = ctl(capsys, control, "reload")
+    assert (code, out) == (
+        0, "reloaded; added: newcomer; removed: doomed; changed: sleeper; unchanged: ticker\n",
+    ), err
+    now = pids(capsys, control)
+    assert list(now) == ["ticker", "sleeper", "newcomer"]
+    assert now["ticker"] == before["ticker"]
+    assert now["sleeper"] not in (None, before["sleeper"])
+    assert now["newcomer"] is not None
+    assert ctl(capsys, control, "start", "doomed")[0] == 1
+
+    # shutdown returns once every program is down; the supervisor exits 0.
+    code, out, err = ctl(capsys, control, "shutdown")
+    assert (code, out) == (0, "stopping ticker, sleeper, newcomer\nevery program is down\n"), err
+    assert sup.finish() == 0, sup.stderr
+    assert not control.exists()
+    code, _out, err = ctl(capsys, control, "status")
+    assert code == 3 and "no control socket there" in err
+
+
+def test_a_client_of_another_uid_is_refused(
+    tmp_path: Path, open_dir: Path, started: list[Supervise],
+) -> None:
+    control = open_dir / "ctl.sock"
+    config = write(tmp_path, '[program.sleeper]\ncommand = "sleep 1000"\n')
+    sup = Supervise(tmp_path, "--control", str(control), str(config))
+    started.append(sup)
+    sup.wait_for("control socket")
+    nobody = [PY, "-c", AS_NOBODY, "--control", str(control), "status"]
+    # Mode 0600: the kernel refuses the connect itself.
+    result = subprocess.run(nobody, capture_output=True, text=True, timeout=HANG, check=False)
+    assert result.returncode == 3, result
+    assert "permission denied (the socket is mode 0600" in result.stderr
+    # Opened up by hand: SO_PEERCRED still refuses, and the supervisor logs it.
+    control.chmod(0o666)
+    result = subprocess.run(nobody, capture_output=True, text=True, timeout=HANG, check=False)
+    assert result.returncode == 1, result
+    assert ("permission denied: this supervisor runs as uid 0, and only that uid may "
+            "control it (you are uid 65534)") in result.stderr
+    sup.wait_for(r"control: refused a client of uid 65534 \(pid \d+\)")
+    sup.signal(signal.SIGTERM)
+    assert sup.finish() == 0
+
+
+def test_a_control_path_that_is_no_socket_is_refused(tmp_path: Path) -> None:
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me")
+    config = write(tmp_path, '[program.sleeper]\ncommand = "sleep 1000"\n')
+    code, out, err = run_to_end(tmp_path, "--control", str(precious), str(config))
+    assert code == 2
+    assert f"control socket {precious}: exists and is not a socket" in err
+    assert out == "" and "started" not in err
+    assert precious.read_text() == "keep me"
+    code, _out, err = run_to_end(tmp_path, "--control", "x", "--no-control", str(config))
+    assert code == 2 and "not both" in err
+
+
+def test_events_json(tmp_path: Path) -> None:
+    code, out, err = run_to_end(
+        tmp_path, "--events", "json", "--restart", "never", "--",
+        "sh", "-c", "echo hello; exit 3",
+    )
+    assert code == 1, err
+    assert out.endswith("| hello\n")
+    records = [json.loads(line) for line in err.splitlines()]  # every line is JSON
+    events = [record for record in records if record["kind"] != "message"]
+    assert [record["kind"] for record in events] == ["started", "exited"]
+    started_event, exited = events
+    assert started_event["program"] == "sh" and started_event["state"] == "running"
+    assert isinstance(started_event["pid"], int) and isinstance(started_event["time"], float)
+    assert exited["exit"] == {"returncode": 3, "exit_code": 3, "signal": None,
+                              "core_dumped": False}
+    assert exited["state"] == "exited" and exited["pid"] == started_event["pid"]
+    messages = [record["message"] for record in records if record["kind"] == "message"]
+    assert any(message.startswith("supervising sh") for message in messages)
+    assert not (tmp_path / ".fdloop.sock").exists()  # -- CMD: no control socket by default
+    assert not any(name.endswith(".sock") for name in os.listdir(tmp_path))
