@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -103,6 +104,13 @@ def make_spec(
 ) -> ProgramSpec:
     """Check every option and return the spec; TypeError/ValueError name the option."""
     mode, ready_fd = ready_mode(where("ready"), ready)
+    if mode == "notify" and not sys.platform.startswith("linux"):
+        from ..errors import UnsupportedOperation
+
+        raise UnsupportedOperation(
+            f"{where('ready')}: \"notify\" needs Linux (SCM_CREDENTIALS and SCM_PIDFD "
+            "name the sender); use \"fd:N\" here"
+        )
     watchdog_seconds = optional_seconds(where("watchdog"), watchdog)
     if watchdog_seconds is not None and mode != "notify":
         raise ValueError(

@@ -32,6 +32,9 @@ def peer(*words: str) -> list[str]:
     return [PY, PEER, *words]
 
 
+SLEEP_PEER = peer()
+
+
 async def until(events: EventStream, wanted: Callable[[Event], bool]) -> list[Event]:
     seen: list[Event] = []
     with anyio.fail_after(HANG):
@@ -313,3 +316,24 @@ def test_readiness_config_keys() -> None:
     db, web = parse_config(document).programs
     assert (db.ready, db.ready_timeout, db.watchdog) == ("notify", 5.0, 2.5)
     assert (web.ready, web.ready_fd, web.depends_on) == ("fd", 3, ("db",))
+
+
+async def test_a_datagram_counts_only_with_the_programs_own_pidfd() -> None:
+    # The check a recycled pid would meet: the right pid with another process's pidfd
+    # inode is refused. The inodes are real (pidfs), taken from live processes.
+    from fdloop.supervisor.notify import Notice, pidfs, process_inode
+
+    if not pidfs():
+        pytest.skip("no pidfs here: senders are told apart by pid only")
+    async with Supervisor() as sup:
+        sup.add("p", SLEEP_PEER, ready="notify")
+        await sup.start()
+        pid = sup.status()["p"].pid
+        assert pid is not None
+        board = sup._shared.board
+        other = process_inode(os.getpid())
+        board.deliver(Notice({"READY": "1"}, pid, other))
+        board.deliver(Notice({"READY": "1"}, pid, None))
+        assert not sup.status()["p"].ready
+        board.deliver(Notice({"READY": "1"}, os.getpid(), process_inode(pid)))
+        assert sup.status()["p"].ready
