@@ -159,7 +159,8 @@ class ControlServer:
 
     ``reload``: called for a ``reload`` request, returns what changed (None: reload is
     refused as not available). ``taps``: where ``tail`` finds output lines (None: tail
-    is refused). ``log``: told about refused and dropped clients.
+    is refused). ``log``: told about refused and dropped clients. ``send_timeout``:
+    seconds a client may take none of an answer before it is dropped.
     """
 
     def __init__(
@@ -167,12 +168,14 @@ class ControlServer:
         reload: Callable[[], Awaitable[Changes]] | None = None,
         taps: OutputTaps | None = None,
         log: Callable[[str], None] = lambda message: None,
+        send_timeout: float = SEND_TIMEOUT,
     ) -> None:
         self._supervisor = supervisor
         self._sock = sock
         self._reload = reload
         self._taps = taps
         self._log = log
+        self._send_timeout = send_timeout
         self._reloading = anyio.Lock()
         self._clients = 0
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -203,18 +206,22 @@ class ControlServer:
         try:
             with client:
                 if self._clients > MAX_CLIENTS:
-                    await send(client, encode({"ok": False, "error": "too many clients"}))
+                    await self._send(client, encode({"ok": False, "error": "too many clients"}))
                     return
                 if await self._refused(client):
                     return
                 await self._converse(client)
         except ClientGone:
-            self._log(f"control: dropped a client that took no answer for {SEND_TIMEOUT} s")
+            self._log(f"control: dropped a client that took no answer for "
+                      f"{self._send_timeout} s")
         except OSError as exc:
             if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
                 raise
         finally:
             self._clients -= 1
+
+    async def _send(self, client: socket.socket, data: bytes) -> None:
+        await send(client, data, self._send_timeout)
 
     async def _refused(self, client: socket.socket) -> bool:
         """Refuse (answer, log) a client whose uid is not ours; True if refused."""
@@ -224,7 +231,7 @@ class ControlServer:
             return False
         self._log(f"control: refused a client of uid {uid} (pid {pid}): only uid {ours} "
                   "may control this supervisor")
-        await send(client, encode({
+        await self._send(client, encode({
             "ok": False,
             "error": f"permission denied: this supervisor runs as uid {ours}, and only that "
             f"uid may control it (you are uid {uid})",
@@ -242,7 +249,7 @@ class ControlServer:
             if line is None:
                 return
             if len(line) > REQUEST_LIMIT:
-                await send(client, encode({
+                await self._send(client, encode({
                     "ok": False, "error": f"request longer than {REQUEST_LIMIT} bytes"}))
                 return
             if not line.strip():
@@ -250,7 +257,7 @@ class ControlServer:
             try:
                 request = parse_request(line)
             except ValueError as exc:
-                await send(client, encode({"ok": False, "error": str(exc)}))
+                await self._send(client, encode({"ok": False, "error": str(exc)}))
                 continue
             command = request["command"]
             if command == "tail":
@@ -258,7 +265,7 @@ class ControlServer:
                     return  # it streamed until the client hung up (or was dropped)
                 continue
             response = await self._answer(request)
-            await send(client, encode(response))
+            await self._send(client, encode(response))
             if command == "shutdown" and response["ok"]:
                 await anyio.sleep_forever()  # closed with the server, once all are down
 
@@ -303,11 +310,11 @@ class ControlServer:
     async def _tail(self, client: socket.socket, name: str) -> bool:
         """Stream ``name``'s lines until the client hangs up; False if refused at once."""
         if self._taps is None:
-            await send(client, encode({
+            await self._send(client, encode({
                 "ok": False, "error": "tail: this supervisor does not capture output"}))
             return False
         if name not in self._supervisor.names:
-            await send(client, encode({"ok": False, "error": f"no program called {name!r}"}))
+            await self._send(client, encode({"ok": False, "error": f"no program called {name!r}"}))
             return False
         lines: deque[bytes] = deque()
         queued = [0]  # bytes in ``lines``
@@ -328,7 +335,7 @@ class ControlServer:
 
             stop_listening = self._taps.listen(name, on_line)
             try:
-                await send(client, encode({"ok": True, "tail": name}))
+                await self._send(client, encode({"ok": True, "tail": name}))
                 async with anyio.create_task_group() as task_group:
                     task_group.start_soon(until_hangup, client, task_group.cancel_scope)
                     while True:
@@ -337,7 +344,7 @@ class ControlServer:
                             wake[0] = anyio.Event()
                         batch = _take_all(lines)
                         queued[0] -= sum(map(len, batch))
-                        await send(client, b"".join(
+                        await self._send(client, b"".join(
                             encode({"program": name, "line": line.rstrip(b"\n").decode(
                                 errors="replace")})
                             for line in batch

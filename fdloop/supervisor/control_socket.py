@@ -164,14 +164,14 @@ async def read_line(sock: socket.socket, pending: bytearray) -> bytes | None:
         pending += data
 
 
-async def send(sock: socket.socket, data: bytes) -> None:
-    """Send all of ``data``; ClientGone if the client takes none of it for SEND_TIMEOUT."""
+async def send(sock: socket.socket, data: bytes, timeout: float = SEND_TIMEOUT) -> None:
+    """Send all of ``data``; ClientGone if the client takes none of it for ``timeout`` s."""
     view = memoryview(data)
     while view:
         try:
             sent = sock.send(view, _NO_SIGPIPE)
         except (BlockingIOError, InterruptedError):
-            with anyio.move_on_after(SEND_TIMEOUT) as scope:
+            with anyio.move_on_after(timeout) as scope:
                 await wait_writable(sock)
             if scope.cancelled_caught:
                 raise ClientGone from None

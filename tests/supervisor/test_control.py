@@ -8,6 +8,7 @@ hang into a failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +25,13 @@ import pytest
 
 from fdloop.errors import NoSuchProgram, SupervisorConfigError
 from fdloop.supervisor import ProgramState, Supervisor, make_spec
-from fdloop.supervisor.control import TAIL_BUFFER, ControlServer, OutputTaps, to_json
+from fdloop.supervisor.control import (
+    MAX_CLIENTS,
+    TAIL_BUFFER,
+    ControlServer,
+    OutputTaps,
+    to_json,
+)
 from fdloop.supervisor.control_socket import REQUEST_LIMIT, bind_control_socket
 
 HANG = 30.0
@@ -63,12 +70,12 @@ class Client:
 
 @asynccontextmanager
 async def served(
-    tmp_path: Path, sup: Supervisor, taps: OutputTaps | None = None, reload: Any = None,
-    logged: list[str] | None = None,
+    tmp_path: Path, sup: Supervisor, *, taps: OutputTaps | None = None, reload: Any = None,
+    logged: list[str] | None = None, send_timeout: float = 5.0,
 ) -> AsyncIterator[Path]:
     path = tmp_path / "ctl.sock"
     sock = bind_control_socket(str(path))
-    server = ControlServer(sup, sock, taps=taps, reload=reload,
+    server = ControlServer(sup, sock, taps=taps, reload=reload, send_timeout=send_timeout,
                            log=(logged.append if logged is not None else lambda m: None))
     try:
         async with anyio.create_task_group() as task_group:
@@ -185,6 +192,45 @@ async def test_tail_streams_lines_and_drops_a_reader_that_falls_behind(tmp_path:
                 assert not taps._listeners
             async with client(path) as ctl:
                 assert (await ctl.ask(command="status"))["ok"]
+
+
+async def test_a_client_that_stops_reading_answers_is_dropped(tmp_path: Path) -> None:
+    logged: list[str] = []
+    async with Supervisor() as sup:
+        sup.add("web", SLEEPER)
+        await sup.start()
+        async with served(tmp_path, sup, logged=logged, send_timeout=0.2) as path, \
+                client(path) as stalled:
+
+            async def flood() -> None:  # requests, and never a read of the answers
+                with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                    for _ in range(100):
+                        await stalled.send_raw(b'{"command": "status"}\n' * 1000)
+
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(flood)
+                # Meanwhile the supervisor and other clients are served as usual.
+                async with client(path) as other:
+                    assert (await other.ask(command="restart", name="web")) == {"ok": True}
+                with anyio.fail_after(HANG):
+                    while not any("took no answer for 0.2 s" in line for line in logged):
+                        await anyio.sleep(0.01)
+                task_group.cancel_scope.cancel()
+            async with client(path) as other:
+                assert (await other.ask(command="status"))["ok"]
+
+
+async def test_one_client_too_many_is_told_so(tmp_path: Path) -> None:
+    async with Supervisor() as sup:
+        sup.add("web", SLEEPER)
+        async with served(tmp_path, sup) as path, contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(client(path))
+                       for _ in range(MAX_CLIENTS)]
+            assert (await clients[-1].ask(command="status"))["ok"]  # all 64 accepted
+            async with client(path) as extra:
+                reply = await extra.line()
+                assert reply == {"ok": False, "error": "too many clients"}
+            assert (await clients[0].ask(command="status"))["ok"]
 
 
 async def test_reload_applies_added_removed_changed_and_leaves_the_rest(tmp_path: Path) -> None:
