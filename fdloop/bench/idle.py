@@ -22,10 +22,9 @@ from typing import Any
 
 from .probe import Probe, rss_kib, thread_count
 from .registry import Column, Contender, Metrics, Params, Workload, contender, workload
-from .spawn import TRUE
+from .spawn import SLEEP, TRUE
 from .tasks import Gate, run_all, settle
 
-SLEEP = "/bin/sleep" if os.path.exists("/bin/sleep") else "/usr/bin/sleep"
 ARGV = [SLEEP, "3600"]
 
 Started = tuple[int, Callable[[], Awaitable[int]]]

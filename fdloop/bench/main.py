@@ -68,13 +68,13 @@ def _list(workloads: list[str]) -> None:
             print(f"  - {name}" + (f"  [skipped here: {reason}]" if reason else ""))
 
 
-def _print_results(results: list[WorkloadResult]) -> None:
+def _print_results(results: list[WorkloadResult], env: dict[str, Any]) -> None:
     for result in results:
         print()
         print(report.markdown_table(result))
     print()
     print("ratios: each figure ÷ fdloop's on the same loop (the floor ÷ fdloop/asyncio)")
-    checks = report.targets(results)
+    checks = report.targets(results, env.get("spawn_path", ""))
     if checks:
         print("\ntargets:")
         for check in checks:
@@ -99,7 +99,7 @@ def _replay(args: argparse.Namespace) -> int:
     if wanted:
         results = [r for r in results if r.spec.name in wanted]
     print(f"fdloop bench (saved run {args.from_json}): {report.header(env)}")
-    _print_results(results)
+    _print_results(results, env)
     _chart(args, results, env)
     return 0
 
@@ -126,7 +126,7 @@ def bench_main(argv: list[str]) -> int:
     began = time.monotonic()
     results = run_workloads(planned, serial=args.serial)
     elapsed = time.monotonic() - began
-    _print_results(results)
+    _print_results(results, env)
     document = report.document(results, env, args.quick)
     document["elapsed_s"] = round(elapsed, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,8 @@ def draw(results: list[WorkloadResult], path: Path, caption: str) -> bool:
             if o.status == "ok" and not result.contenders[n].baseline
         }
         for key in result.spec.plot:
-            if ok and key in columns:
+            # A saved run from before a column existed has no bars for it: no panel.
+            if key in columns and any(key in median for median in ok.values()):
                 panels.append((result.spec.name, columns[key], ok))
     if not panels:
         return False

@@ -163,7 +163,23 @@ def run_once(workload: str, contender: str, params: dict[str, Any]) -> dict[str,
     return collect(launch(workload, contender, params))
 
 
-def _record(outcome: Outcome, result: dict[str, Any]) -> bool:
+def settle(
+    spec: Workload,
+    params: dict[str, Any],
+    outcomes: dict[str, Outcome],
+    contenders: dict[str, Contender],
+    elapsed_s: float = 0.0,
+) -> WorkloadResult:
+    """A workload's result once every run is in: adds the figures that several
+    contenders' medians give (``Workload.derive``, e.g. fdloop ÷ a floor)."""
+    if spec.derive is not None:
+        medians = {n: o.median for n, o in outcomes.items() if o.status == "ok"}
+        for name, extra in spec.derive(medians, contenders).items():
+            outcomes[name].derived = extra
+    return WorkloadResult(spec, params, outcomes, contenders, elapsed_s)
+
+
+def record(outcome: Outcome, result: dict[str, Any]) -> bool:
     """File one run's result; False when the contender is out (skipped or failed)."""
     if "figures" in result:
         outcome.runs.append(result["figures"])
@@ -199,20 +215,16 @@ def run_workloads(
                 workers = {name: launch(spec.name, name, params) for name in active}
                 for name, worker in workers.items():
                     progress.advance()
-                    if not _record(outcomes[name], collect(worker)):
+                    if not record(outcomes[name], collect(worker)):
                         progress.shrink(repeats - attempt - 1)
                 continue
             for name in active:
                 progress.step(f"{spec.name} · {name} ({attempt + 1}/{repeats})")
                 result = run_once(spec.name, name, params)
                 progress.advance()
-                if not _record(outcomes[name], result):
+                if not record(outcomes[name], result):
                     progress.shrink(repeats - attempt - 1)
-        if spec.derive is not None:
-            medians = {n: o.median for n, o in outcomes.items() if o.status == "ok"}
-            for name, extra in spec.derive(medians, contenders).items():
-                outcomes[name].derived = extra
         elapsed = time.monotonic() - began
-        results.append(WorkloadResult(spec, params, outcomes, contenders, elapsed))
+        results.append(settle(spec, params, outcomes, contenders, elapsed))
     progress.finish()
     return results

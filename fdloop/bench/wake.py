@@ -4,19 +4,39 @@ The thread stamps the time and fires; the loop task, on waking, takes the stamp 
 hands the turn back through a ``queue.SimpleQueue`` (the same hand-back for every
 contender). Latency is fire → task running; wake-ups/s is round trips per second; CPU
 counts both threads.
+
+Each run measures twice: unpinned (the scheduler puts the two threads where it likes,
+usually on two CPUs) and pinned (both threads on one CPU with ``os.sched_setaffinity``,
+where every wake-up is a context switch and the cost of the wake path shows most).
+Unpinned ratios swing with the machine's load; the pinned ones are steadier.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from .probe import Probe, latency_summary
-from .registry import Column, Workload, contender, workload
+from .probe import Probe, latency_summary, percentile
+from .registry import Column, Params, Workload, contender, workload
+
+_unpinned = latency_summary("wake-ups", "wakeups_per_s", "cpu_us_per_wakeup")
+
+
+def _summarize(raw: dict[str, Any], params: Params) -> dict[str, float]:
+    figures = _unpinned(raw, params)
+    pinned: list[float] = raw["pinned_latencies"]
+    if len(pinned) != params["n"]:
+        raise RuntimeError(f"expected {params['n']} pinned wake-ups, saw {len(pinned)}")
+    figures["pinned_wakeups_per_s"] = params["n"] / raw["pinned_wall_s"]
+    figures["pinned_p50_us"] = percentile(pinned, 0.50) * 1e6
+    return figures
+
 
 WAKE = workload(
     Workload(
@@ -29,18 +49,55 @@ WAKE = workload(
             Column("p50_us", "p50 µs", "lower", digits=1),
             Column("p99_us", "p99 µs", "lower", digits=1),
             Column("cpu_us_per_wakeup", "CPU µs/wake-up", "lower", digits=1),
+            Column("pinned_wakeups_per_s", "wake-ups/s on one CPU", "higher"),
+            Column("pinned_p50_us", "p50 µs on one CPU", "lower", digits=1),
         ),
-        summarize=latency_summary("wake-ups", "wakeups_per_s", "cpu_us_per_wakeup"),
-        plot=("wakeups_per_s",),
+        summarize=_summarize,
+        plot=("wakeups_per_s", "pinned_wakeups_per_s"),
     )
 )
+
+
+@contextlib.contextmanager
+def _one_cpu() -> Iterator[None]:
+    """Pin the calling thread, and the threads it starts meanwhile, to one CPU.
+
+    Where the OS has no ``sched_setaffinity`` (macOS, the BSDs' Python) nothing is
+    pinned, and the "one CPU" figures are a second unpinned run."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    allowed = os.sched_getaffinity(0)  # 0: the calling thread, on Linux
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 async def _ping_pong(
     probe: Probe, fire: Callable[[], object], wait: Callable[[], Awaitable[object]]
 ) -> dict[str, Any]:
-    """N rounds of: loop hands the turn over, thread stamps + ``fire()``, loop ``wait()``s."""
+    """N round trips unpinned (measured by the probe), then N with both threads on one
+    CPU (timed here)."""
     n = probe.params["n"]
+    latencies = await _rounds(n, probe, fire, wait)
+    with _one_cpu():
+        began = time.perf_counter()
+        pinned = await _rounds(n, None, fire, wait)
+        wall = time.perf_counter() - began
+    return {"latencies": latencies, "pinned_latencies": pinned, "pinned_wall_s": wall}
+
+
+async def _rounds(
+    n: int,
+    probe: Probe | None,
+    fire: Callable[[], object],
+    wait: Callable[[], Awaitable[object]],
+) -> list[float]:
+    """``n`` rounds of: loop hands the turn over, thread stamps + ``fire()``, loop
+    ``wait()``s; the probe (if any) brackets them. The thread is started here, so it
+    takes the caller's CPU affinity."""
     turn: queue.SimpleQueue[None] = queue.SimpleQueue()
     stamps = [0.0] * n
 
@@ -53,14 +110,16 @@ async def _ping_pong(
     latencies: list[float] = []
     thread = threading.Thread(target=thread_side, daemon=True)
     thread.start()
-    probe.start()
+    if probe is not None:
+        probe.start()
     for i in range(n):
         turn.put(None)
         await wait()
         latencies.append(time.perf_counter() - stamps[i])
-    probe.stop()
+    if probe is not None:
+        probe.stop()
     thread.join()
-    return {"latencies": latencies}
+    return latencies
 
 
 @contender("wake", "fdloop EventFD", loops=("asyncio", "uvloop", "trio"))

@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
-from fdloop.bench import WORKLOADS
+from fdloop.bench import WORKLOADS, report
+from fdloop.bench.main import _print_results
 from fdloop.bench.registry import load
-from fdloop.bench.runner import collect, launch, run_once
+from fdloop.bench.runner import Outcome, WorkloadResult, collect, launch, record, run_once, settle
 
 TINY = {
     "spawn": {"n": 12, "concurrency": 3},
+    "spawn_live": {"n": 6, "concurrency": 3, "live": 5, "held": 4, "fds": 40},
     "idle": {"k": 5},
     "wake": {"n": 50},
     "timer": {"ticks": 30, "period_ms": 1.0},
@@ -91,3 +93,58 @@ def test_floor_and_fdloop_keep_one_thread_for_idle_children() -> None:
 def test_unknown_contender_is_an_error_not_a_crash() -> None:
     result = run_once("wake", "no such contender", {"n": 1})
     assert "no such contender" in result["error"]
+
+
+LOOPS = ("asyncio", "uvloop", "trio")
+ISSUE_16 = ("issue 16.1", "issue 16.2", "issue 16.3", "issue 16.4", "issue 16.5")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(results: dict[tuple[str, str], dict[str, Any]]) -> list[WorkloadResult]:
+    """The tiny runs put together as ``fdloop bench`` does (medians, derived figures)."""
+    built = []
+    for workload in WORKLOADS:
+        spec, contenders = load(workload)
+        outcomes = {name: Outcome(name, entry.loop) for name, entry in contenders.items()}
+        for name, outcome in outcomes.items():
+            record(outcome, results[workload, name])
+        built.append(settle(spec, dict(TINY[workload]), outcomes, contenders))
+    return built
+
+
+def test_spawn_shows_fdloop_over_each_floor(tiny_run: list[WorkloadResult]) -> None:
+    """The per-loop hand-written floors run beside the no-loop floor, and fdloop's rows
+    carry CPU ÷ each (the numbers themselves are not judged at this size)."""
+    spawn = next(r for r in tiny_run if r.spec.name == "spawn")
+    for loop in LOOPS:
+        assert spawn.outcomes[f"floor: posix_spawn+pidfd+loop/{loop}"].status == "ok"
+        median = spawn.outcomes[f"fdloop/{loop}"].median
+        assert median["cpu_vs_loop_floor"] > 0
+        assert median["cpu_vs_floor"] > 0
+    table = report.markdown_table(spawn)
+    assert "CPU ÷ its loop's floor" in table
+    assert "floor: posix_spawn+pidfd+loop/trio" in table
+
+
+def test_every_issue_16_target_is_marked_for_every_loop(
+    tiny_run: list[WorkloadResult], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run of every workload (the default) prints each issue-16 target per loop with
+    PASS or MISS (not n/a: the data is there), and its JSON holds the same."""
+    checks = report.targets(tiny_run, "compiled")
+    for source in ISSUE_16:
+        for loop in LOOPS:
+            mine = [c for c in checks if c.source == source and c.subject.endswith(loop)]
+            assert mine, (source, loop)
+            assert all(c.passed is not None for c in mine), mine
+    env = report.environment()
+    assert env["spawn_path"] != "unknown"
+    _print_results(tiny_run, env)
+    printed = capsys.readouterr().out
+    for source in ISSUE_16:
+        assert f"[{source}]" in printed
+    assert "PASS" in printed or "MISS" in printed
+    document = report.document(tiny_run, env, quick=True)
+    saved = [t for t in document["targets"] if t["source"] in ISSUE_16]
+    assert {t["source"] for t in saved} == set(ISSUE_16)
+    assert all(t["passed"] in (True, False) for t in saved)
