@@ -9,7 +9,7 @@ backend or which OS is in force.
 
 What the backends share (posix_spawn, pipes, shm files, fd limits, signal masks) is in
 :mod:`.posix`; :mod:`.linux` and :mod:`.kqueue` hold only what is theirs. The text of
-``fdloop info`` is :mod:`.info`'s.
+``fdloop info`` is :mod:`fdloop.info`'s, which reads this module (never the other way).
 """
 
 from __future__ import annotations

@@ -19,8 +19,7 @@ import anyio
 import pytest
 
 import fdloop
-from fdloop import backends
-from fdloop.backends import info
+from fdloop import backends, info
 
 from .. import kqueue_emulator
 

@@ -2,7 +2,7 @@
 
 This module owns the whole report (the ``fdloop info`` command only prints
 :func:`describe`); it asks :mod:`fdloop.backends` which backend is in force and what it
-can do, and nothing there imports this module back.
+can do, and nothing there imports this module back: cli -> info -> backends.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import select
 import sys
 import textwrap
 
-from . import BACKENDS, Capability, capabilities, native_name, selected_name
+from .backends import BACKENDS, Capability, capabilities, native_name, selected_name
 
 _LOOP_LIBRARIES = ("uvloop", "trio", "anyio", "sniffio", "matplotlib")
 _WIDTH = 100
@@ -53,7 +53,7 @@ def describe(backend: str | None = None) -> str:
 
 
 def _spawn_path() -> str:
-    from .linux.spawn import spawns_with_pidfd
+    from .backends.linux.spawn import spawns_with_pidfd
 
     if spawns_with_pidfd():
         return "clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD), compiled (_clone_spawn)"
