@@ -1,10 +1,10 @@
 """Starting a child for the kqueue backend.
 
 On FreeBSD and macOS the stdlib's ``os.posix_spawn`` does it, because its flag values are
-the platform's own: an empty signal mask for the
-child (``setsigmask``; SignalFD blocks signals in the parent), SIGPIPE/SIGXFSZ and the
-signals fdloop took over back to SIG_DFL (``setsigdef``), ``setsid``, dup2 file actions
-for stdio. What ``os.posix_spawn`` lacks is handled here:
+the platform's own: an empty signal mask for the child (``setsigmask``; SignalFD blocks
+signals in the parent), SIGPIPE/SIGXFSZ and the signals fdloop took over back to SIG_DFL
+(``setsigdef``), ``setsid``, dup2 file actions for stdio. What ``os.posix_spawn`` lacks
+is handled here:
 
 * ``cwd``: no chdir action before Python 3.14, so the program is started through
   ``/bin/sh -c 'cd -- "$0" && exec "$@"'``; a missing directory is refused in the parent
@@ -32,7 +32,7 @@ from ..request import SpawnRequest
 
 _PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
 
-ChildStarter = Callable[[SpawnRequest], tuple[int, "int | None", PipeEnds]]
+ChildStarter = Callable[[SpawnRequest], tuple[int, int | None, PipeEnds]]
 """Starts the child of a request: its pid, a pidfd if the start made one, the parent's
 pipe ends; on failure it leaves nothing behind."""
 
