@@ -37,7 +37,8 @@ import os
 from collections import deque
 from typing import Any
 
-from ..errors import ClosedResourceError, UnsupportedOperation
+from ..backends.contract import PollRequestsBackend
+from ..errors import ClosedResourceError
 from . import forks
 from .library import _quietly, current_library
 
@@ -47,13 +48,10 @@ _tokens = itertools.count(1)
 _ALWAYS = 0x008 | 0x010 | 0x020  # POLLERR | POLLHUP | POLLNVAL: poll(2) always reports them
 
 
-def _new_ring() -> Any:
+def _new_ring() -> PollRequestsBackend:
     from ..backends import current
 
-    make = getattr(current(), "poll_requests", None)
-    if make is None:
-        raise UnsupportedOperation("this backend cannot wait for poll events")
-    return make()
+    return current().poll_requests()
 
 
 class _Poll:
