@@ -242,7 +242,7 @@ def _make_config(args: argparse.Namespace, command: list[str]) -> Config:
         raise SupervisorConfigError("give a CONFIG.toml, or -- CMD ARGS... for one program")
     if args.name is not None:
         raise SupervisorConfigError("--name applies only to -- CMD ARGS...")
-    if not args.config.endswith(".toml"):
+    if not args.config.lower().endswith(".toml"):
         config = load_procfile(
             args.config, concurrency=_concurrency(args.concurrency), port=args.port,
             env_files=_env_files(args.env), defaults=defaults,
