@@ -24,7 +24,8 @@
 
 With ``numprocs = N`` (N > 1) the instances are programs called ``NAME.1`` ... ``NAME.N``,
 as honcho and foreman name them, each with ``FDLOOP_PROCESS_NAME`` in its environment;
-their log files are shared, lines prefixed with the instance's name. Log paths are
+their log files are shared, lines prefixed with the instance's name; ``depends_on =
+["NAME"]`` elsewhere waits for every instance. Log paths are
 relative to the config file's directory (see :mod:`fdloop.supervisor.logfile`).
 
 Every error names the table and key (``program.web.restart: ...``) and is raised before
@@ -129,10 +130,13 @@ def parse_config(
         raise SupervisorConfigError("no programs: add at least one [program.NAME] table")
     specs: list[ProgramSpec] = []
     logs: dict[str, LogSettings] = {}
+    groups: dict[str, tuple[str, ...]] = {}
     for name, table in programs.items():
         instances, settings = program_instances(
             name, table, base_dir=Path(base_dir), defaults=defaults or {}
         )
+        if instances[0].name != name:
+            groups[name] = tuple(spec.name for spec in instances)
         for spec in instances:
             if any(spec.name == other.name for other in specs):
                 raise SupervisorConfigError(
@@ -142,11 +146,29 @@ def parse_config(
             specs.append(spec)
             if settings is not None:
                 logs[spec.name] = settings
+    specs = _expand_groups(specs, groups)
     try:  # unknown names and cycles, named (depends.py)
         check_graph(specs, where=lambda program: f"{_prefix(program)}.depends_on")
     except ValueError as exc:
         raise SupervisorConfigError(str(exc)) from None
     return Config(tuple(specs), subreaper, logs)
+
+
+def _expand_groups(
+    specs: list[ProgramSpec], groups: Mapping[str, tuple[str, ...]]
+) -> list[ProgramSpec]:
+    """``depends_on = ["web"]`` with ``numprocs`` on web means every instance of web."""
+    if not groups:
+        return specs
+    expanded = []
+    for spec in specs:
+        names: list[str] = []
+        for dependency in spec.depends_on:
+            for each in groups.get(dependency, (dependency,)):
+                if each not in names:
+                    names.append(each)
+        expanded.append(replace(spec, depends_on=tuple(names)))
+    return expanded
 
 
 def program_instances(

@@ -15,6 +15,7 @@ import pytest
 import fdloop
 from fdloop.errors import SupervisorConfigError
 from fdloop.supervisor.cli import supervise_main
+from fdloop.supervisor.config import parse_config
 from fdloop.supervisor.dotenv import parse_dotenv
 from fdloop.supervisor.procfile import load_procfile, parse_concurrency, parse_procfile
 
@@ -185,6 +186,22 @@ restart = "never"
     assert sorted((tmp_path / "jobs.log").read_text().splitlines()) == [
         "job.1 | job job.1", "job.2 | job job.2",
     ]
+
+
+def test_depending_on_a_numprocs_program_means_every_instance() -> None:
+    config = parse_config({"program": {
+        "web": {"command": "true", "numprocs": 2},
+        "lb": {"command": "true", "depends_on": ["web"]},
+        "probe": {"command": "true", "depends_on": ["web.2", "lb"]},
+    }})
+    assert [(spec.name, spec.depends_on) for spec in config.programs] == [
+        ("web.1", ()), ("web.2", ()), ("lb", ("web.1", "web.2")), ("probe", ("web.2", "lb")),
+    ]
+    with pytest.raises(SupervisorConfigError, match=r"web\.3"):
+        parse_config({"program": {
+            "web": {"command": "true", "numprocs": 2},
+            "lb": {"command": "true", "depends_on": ["web.3"]},
+        }})
 
 
 # -- bad input --------------------------------------------------------------------------------
