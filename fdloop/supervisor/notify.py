@@ -152,13 +152,17 @@ class NotifySocket:
                 if self.closed:
                     return
                 raise
-            while True:
-                try:
-                    notice = self._receive()
-                except BlockingIOError:
-                    break
-                if notice is not None:
-                    deliver(notice)
+            self.receive_pending(deliver)
+
+    def receive_pending(self, deliver: Callable[[Notice], None]) -> None:
+        """``deliver`` every datagram already queued, without waiting."""
+        while not self._closed:
+            try:
+                notice = self._receive()
+            except BlockingIOError:
+                return
+            if notice is not None:
+                deliver(notice)
 
     def _receive(self) -> Notice | None:
         """One datagram, or None if it is to be ignored; BlockingIOError when none is left."""

@@ -102,6 +102,11 @@ class NoticeBoard:
         if owner is not None:
             owner.receive(notice)
 
+    def receive_pending(self) -> None:
+        """Deliver the datagrams already queued (the reader task may not have run yet)."""
+        if self.socket is not None:
+            self.socket.receive_pending(self.deliver)
+
     def close(self) -> None:
         if self.socket is not None:
             self.socket.close()
@@ -128,6 +133,8 @@ class Readiness:
         self.failed_start = False
         """The instance that just ended missed ready_timeout or a watchdog ping."""
         self._keys: list[tuple[str, int]] = []
+        self._main_proc: ProcessFD | None = None
+        """The process MAINPID= named (watch-only: never killed by closing it)."""
         self._pipe: int | None = None
         self._became_ready = anyio.Event()
         self._pinged = anyio.Event()
@@ -191,6 +198,9 @@ class Readiness:
             self._board.unregister(key)
         self._keys.clear()
         self._close_pipe()
+        if self._main_proc is not None:
+            self._main_proc.close()
+            self._main_proc = None
         self.main_pid = None
         exit_ready = (
             self.spec.ready == "exit" and status is not None and status.returncode == 0
@@ -201,6 +211,23 @@ class Readiness:
         else:
             self.ready = False
             self._changed()
+
+    def successor(self, exited_pid: int) -> ProcessFD | None:
+        """After the spawned process ``exited_pid`` ended: the MAINPID process it handed
+        over to, if that one has not ended too (then it is what the program is); else None.
+
+        This is systemd's MAINPID= handover (a daemon that forks and lets the parent go).
+        The successor is not our child: its exit is known once its new parent reaps it
+        (us with ``subreaper=True``, else init), read through its pidfd."""
+        if self.spec.ready != "notify":
+            return None
+        # A MAINPID= sent just before the exit may still be queued: read it first.
+        self._board.receive_pending()
+        main = self._main_proc
+        if main is None or main.pid == exited_pid or main.poll() is not None:
+            return None
+        self._main_proc = None
+        return main
 
     # -- while one instance runs ---------------------------------------------------------------
 
@@ -322,6 +349,15 @@ class Readiness:
         if key is None:
             return  # already gone
         self._keys.append(key)
+        from ..primitives.processfd import ProcessFD
+
+        try:
+            watched = ProcessFD.open(pid)
+        except OSError:
+            watched = None  # gone meanwhile: messages only, no handover
+        if self._main_proc is not None:
+            self._main_proc.close()
+        self._main_proc = watched
         self.main_pid = pid
         self._emit(EventKind.MAINPID, pid=pid)
 

@@ -318,7 +318,8 @@ class ProgramRunner:
                 if not reported:
                     task_status.started()
                     reported = True
-                if proc is not None:
+                ran = proc is not None
+                while proc is not None:
                     try:
                         status = await self.readiness.run(proc)
                     except Exception:
@@ -330,6 +331,9 @@ class ProgramRunner:
                     self._proc = None
                     self._shared.managed.pop(proc.pid, None)
                     proc.close()  # already reaped: closing only releases the pidfd
+                    # MAINPID= handed the program over to another process: watch that.
+                    self._proc = proc = self.readiness.successor(proc.pid)
+                if ran:
                     self._record_exit(status)
                 delay = self._next_delay()
                 if delay is None:

@@ -5,8 +5,9 @@ sd_notify(3) describes; ``sleep:S``; ``fd:N`` writes a newline to fd N; ``close:
 closes fd N; ``env:PATH`` writes NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID and the pid
 to PATH (atomically, by rename); ``ping:S:K`` sends WATCHDOG=1 K times, S seconds apart;
 ``fork`` forks: the parent sends MAINPID=<child> and sleeps, the child runs the rest;
-``term-exits-0`` makes SIGTERM a clean exit; ``exit:N`` exits N. After the last word it
-sleeps until killed.
+``daemonize`` forks: the parent sends MAINPID=<child> and exits 0 at once, the child
+runs the rest; ``term-exits-0`` makes SIGTERM a clean exit; ``exit:N`` exits N. After the
+last word it sleeps until killed.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def main(words: list[str]) -> None:
                 send(f"MAINPID={child}")
                 os.waitpid(child, 0)
                 time.sleep(1000)
+        elif action == "daemonize":
+            child = os.fork()
+            if child:
+                send(f"MAINPID={child}")
+                os._exit(0)
         elif action == "term-exits-0":
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         elif action == "exit":

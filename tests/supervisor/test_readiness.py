@@ -337,3 +337,64 @@ async def test_a_datagram_counts_only_with_the_programs_own_pidfd() -> None:
         assert not sup.status()["p"].ready
         board.deliver(Notice({"READY": "1"}, os.getpid(), process_inode(pid)))
         assert sup.status()["p"].ready
+
+
+HANDOVER_SCRIPT = """
+import os, sys, anyio
+from fdloop.supervisor import Supervisor
+
+async def main():
+    async with Supervisor(subreaper=True) as sup:
+        events = sup.events()
+        sup.add("p", [sys.executable, sys.argv[2], "daemonize", "send:READY=1|STATUS=daemon"],
+                ready="notify", ready_timeout=10, stop_timeout=5)
+        await sup.start()
+        first = sup.status()["p"].pid
+        seen = []
+        with anyio.fail_after(20):
+            async for event in events:
+                seen.append(str(event.kind))
+                if event.kind == "ready":
+                    break
+        # The parent exited 0 after MAINPID=: the program is its successor now.
+        with anyio.fail_after(20):
+            while sup.status()["p"].pid == first:
+                await anyio.sleep(0.01)
+        status = sup.status()["p"]
+        assert seen[:2] == ["started", "mainpid"], seen
+        assert "exited" not in seen, seen
+        assert status.state == "running" and status.ready, status
+        assert status.pid == status.main_pid != first, status
+        assert status.status_text == "daemon", status
+        successor = status.pid
+        await sup.stop("p")
+        stopped = sup.status()["p"]
+        assert stopped.state == "stopped", stopped
+        assert stopped.last_exit is not None and stopped.last_exit.returncode == -15, stopped
+        try:
+            os.kill(successor, 0)
+        except ProcessLookupError:
+            pass
+        else:
+            raise AssertionError("the successor still runs")
+    print("OK")
+
+anyio.run(main, backend=sys.argv[1] if sys.argv[1] == "trio" else "asyncio",
+          backend_options={"use_uvloop": True} if sys.argv[1] == "uvloop" else {})
+"""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", "trio"])
+def test_mainpid_handover_when_the_parent_exits(loop: str) -> None:
+    # A daemon that forks, names its child MAINPID= and exits: the child is the program
+    # from then on (watched through its pidfd; reaped by us as subreaper), and stop()
+    # stops it. In a fresh interpreter: subreaper mode reads SIGCHLD for the process.
+    import subprocess
+
+    result = subprocess.run(
+        [PY, "-c", HANDOVER_SCRIPT, loop, PEER], capture_output=True, text=True,
+        timeout=HANG * 2, check=False,
+    )
+    assert result.returncode == 0 and result.stdout.strip().endswith("OK"), (
+        result.stdout + result.stderr
+    )
