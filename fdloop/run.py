@@ -35,7 +35,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from . import _aio, _validate
+from . import _validate
 from .errors import CalledProcessError, TimeoutExpired
 from .primitives.exitstatus import ExitStatus
 from .primitives.process_api import Collector, TextMode, as_input
@@ -290,7 +290,7 @@ async def _deliver(proc: ProcessFD, deliver_cancel: DeliverCancel) -> None:
         with scope:
             await deliver_cancel(proc)
 
-    with _aio.shielded():
+    with anyio.CancelScope(shield=True):
         async with anyio.create_task_group() as tasks:
             killing = anyio.CancelScope()
             tasks.start_soon(killer, killing)
@@ -316,7 +316,7 @@ async def _end(
     """Make sure the child (and, with a new session, its group) is gone and reaped, and
     that the streams run() took off the ProcessFD (see _take_streams) are closed."""
     try:
-        with _aio.shielded():
+        with anyio.CancelScope(shield=True):
             if proc.status is None and spawn_kwargs.get("start_new_session"):
                 await _end_group(proc, outputs, spawn_kwargs)
             await proc.aclose()

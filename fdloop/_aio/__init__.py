@@ -3,13 +3,16 @@
 Everything else awaits through the names re-exported here, and never asks which library
 is running. Each module owns one concern:
 
-* :mod:`.library` — which library runs (``current_library``, ``loop_running``) and the
-  small awaits and cancel scopes that differ between the two (``checkpoint``, ``sleep``,
-  ``move_on_after``, ``shielded``);
+* :mod:`.library` — :class:`AsyncLibrary`, what fdloop asks of an async library (the
+  anyio ``AsyncBackend`` model), and ``running()``, the one function that decides which
+  library runs (``current_library``, ``loop_running``, ``checkpoint``, ``sleep`` ask it);
+* :mod:`.asyncio_library`, :mod:`.trio_library` — one implementation per library
+  (uvloop is asyncio's): waits, watches, background tasks, small awaits;
 * :mod:`.waiter` — :class:`FDWaiter` (alias ``ReadableWaiter``): any number of tasks wait
   until one fd is readable or writable, through the running loop's own poll;
 * :mod:`.readyset` — one private epoll/kqueue per loop that watches many fds (ProcessFD's
   pidfds) behind a single loop registration, for ``FDWaiter(fd, shared=True)``;
+* :mod:`.background` — ``start_background``: a task with no caller awaiting it;
 * :mod:`.watch` — ``watch_in_running_loop``: call a function when a fd becomes readable,
   with nobody awaiting it (the reaper's watch on a closed ProcessFD's child);
 * :mod:`.threads` — ``loop_thread``/:class:`LoopThread`: run a call (a close) in the
@@ -20,11 +23,11 @@ is running. Each module owns one concern:
 
 from . import forks
 from .library import (
+    AsyncLibrary,
     checkpoint,
     current_library,
     loop_running,
-    move_on_after,
-    shielded,
+    running,
     sleep,
 )
 from .threads import LoopThread, loop_thread
@@ -32,6 +35,7 @@ from .waiter import FDWaiter, ReadableWaiter
 from .watch import Watch, watch_in_running_loop
 
 __all__ = [
+    "AsyncLibrary",
     "FDWaiter",
     "LoopThread",
     "ReadableWaiter",
@@ -41,8 +45,7 @@ __all__ = [
     "forks",
     "loop_running",
     "loop_thread",
-    "move_on_after",
-    "shielded",
+    "running",
     "sleep",
     "watch_in_running_loop",
 ]

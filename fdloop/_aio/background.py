@@ -14,15 +14,11 @@ escapes a system task ends the whole run.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import sniffio
+from .library import running_or_none
 
 __all__ = ["start_background"]
-
-_running: set[asyncio.Task[Any]] = set()
 
 
 def start_background(
@@ -37,55 +33,5 @@ def start_background(
     anything, when no asyncio or trio loop runs here (e.g. a finalizer, plain
     synchronous code): the caller must then do without.
     """
-    try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
-        library = None
-    if library == "trio":
-        return _start_trio(function, name, on_end)
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    if loop.is_closed():
-        return None
-
-    async def run() -> None:
-        await function()
-
-    def ended(task: asyncio.Task[None]) -> None:
-        _running.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: the function reports its own errors
-        on_end()
-
-    task = loop.create_task(run(), name=name)
-    _running.add(task)
-    task.add_done_callback(ended)
-
-    def cancel() -> None:
-        task.cancel()
-
-    return cancel
-
-
-def _start_trio(
-    function: Callable[[], Awaitable[None]], name: str, on_end: Callable[[], None]
-) -> Callable[[], None] | None:
-    import trio
-
-    scope = trio.CancelScope()
-
-    async def run() -> None:
-        # A trio task always starts running its body; cancellation arrives at an await.
-        try:
-            with scope:
-                await function()
-        finally:
-            on_end()
-
-    try:
-        trio.lowlevel.spawn_system_task(run, name=name)
-    except RuntimeError:
-        return None
-    return scope.cancel
+    library = running_or_none()
+    return None if library is None else library.start_background(function, name, on_end)

@@ -1,42 +1,132 @@
-"""Which async library runs in this thread, and the small pieces of glue that differ
-between asyncio and trio.
+"""Which async library runs in this thread, decided in one function, and the interface
+that each library's glue implements.
 
-``current_library()`` is asked at every wait, so it is cheaper than sniffio's own;
+The model is anyio's ``AsyncBackend``: :class:`AsyncLibrary` states once what fdloop asks
+of an event loop (wait on a fd for an :class:`~fdloop._aio.waiter.FDWaiter`, watch a fd
+for the reaper, run a background task, a checkpoint, a sleep), and one object per library
+provides it — :mod:`.asyncio_library` (the stdlib loop, uvloop, any loop with
+``add_reader``) and :mod:`.trio_library`. :func:`running` is the only place that decides
+which one runs; nothing else in fdloop asks.
+
 ``loop_running()`` tells code that may run outside any task (a finalizer, a garbage
-collection callback) whether a loop is there at all. ``checkpoint()`` and ``sleep()`` call
-the running library's own; ``move_on_after()`` and ``shielded()`` are anyio cancel scopes,
-which work on both. ``_quietly`` is for calls into a loop that may already be torn down.
+collection callback) whether a loop is there at all. ``_quietly`` is for calls into a
+loop that may already be torn down. Cancel scopes are anyio's own
+(``anyio.move_on_after``, ``anyio.CancelScope(shield=True)``), which work on both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-import anyio
 import sniffio
 
+if TYPE_CHECKING:
+    from .waiter import FDWaiter
+    from .watch import Watch
+
 __all__ = [
+    "AsyncLibrary",
     "checkpoint",
     "current_library",
     "loop_running",
-    "move_on_after",
-    "shielded",
+    "running",
+    "running_or_none",
     "sleep",
 ]
 
 
+class AsyncLibrary:
+    """What fdloop needs from one async library; one instance per library."""
+
+    name: str
+    """sniffio's name for the library: ``"asyncio"`` or ``"trio"``."""
+
+    def wait(self, waiter: FDWaiter, drained: bool) -> Awaitable[None]:
+        """Return what the caller awaits, at once, until ``waiter``'s fd may be ready
+        (``drained``: see :meth:`FDWaiter.wait`).
+
+        Raises (or the awaitable raises) ClosedResourceError if the waiter is closed
+        before or while waiting, RuntimeError if another loop or run waits on it now.
+        """
+        raise NotImplementedError
+
+    def release(self, waiter: FDWaiter, fd: int) -> None:
+        """At ``waiter.close()``: drop this library's registration of ``fd`` and wake
+        the tasks waiting on it with ClosedResourceError (``fd`` is still open)."""
+        raise NotImplementedError
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> Watch | None:
+        """Call ``callback()`` once, from this thread's loop, when ``fd`` is readable
+        (see :func:`fdloop._aio.watch.watch_in_running_loop`); None if the loop cannot."""
+        raise NotImplementedError
+
+    def start_background(
+        self, function: Callable[[], Awaitable[None]], name: str, on_end: Callable[[], None]
+    ) -> Callable[[], None] | None:
+        """Run ``function()`` with nobody awaiting it (see
+        :func:`fdloop._aio.background.start_background`); its cancel function or None."""
+        raise NotImplementedError
+
+    async def checkpoint(self) -> None:
+        """Let other tasks run and deliver a pending cancellation."""
+        raise NotImplementedError
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` on this library's clock."""
+        raise NotImplementedError
+
+
+_trio: AsyncLibrary | None = None
+
+
+def _trio_library() -> AsyncLibrary:
+    global _trio
+    if _trio is None:
+        from .trio_library import TRIO  # imports trio: only once a trio run asks
+
+        _trio = TRIO
+    return _trio
+
+
+def running() -> AsyncLibrary:
+    """The library running in this thread: the one place fdloop decides it.
+
+    sniffio's own order (its thread-local, then its context variable) names trio; any
+    other thread is taken for asyncio, whose calls then raise
+    ``sniffio.AsyncLibraryNotFoundError`` (a RuntimeError) when no loop runs here. The
+    asyncio loop itself is looked up once, by the call that needs it: this runs at
+    every wait, and each lookup costs a getpid() on Python before 3.12.
+    """
+    name = sniffio.thread_local.name or sniffio.current_async_library_cvar.get()
+    if name == "trio":
+        return _trio_library()
+    from .asyncio_library import ASYNCIO
+
+    return ASYNCIO
+
+
+def running_or_none() -> AsyncLibrary | None:
+    """:func:`running` if a loop or run is running in this thread, else None."""
+    name = sniffio.thread_local.name or sniffio.current_async_library_cvar.get()
+    if name == "trio":
+        return _trio_library()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    if loop.is_closed():
+        return None
+    from .asyncio_library import ASYNCIO
+
+    return ASYNCIO
+
+
 def current_library() -> str:
     """Name of the running async library: ``"asyncio"`` or ``"trio"``."""
-    # sniffio's own order (thread-local, context variable, then asyncio), with a running
-    # loop instead of asyncio.current_task(): this runs at every wait.
-    name = sniffio.thread_local.name or sniffio.current_async_library_cvar.get()
-    if name is not None:
-        return name
-    if asyncio._get_running_loop() is not None:
-        return "asyncio"
-    return sniffio.current_async_library()
+    return running().name
 
 
 def loop_running() -> bool:
@@ -55,40 +145,14 @@ def loop_running() -> bool:
     return True
 
 
-async def checkpoint() -> None:
-    """Let other tasks run and deliver a pending cancellation."""
-    if current_library() == "trio":
-        import trio
-
-        await trio.lowlevel.checkpoint()
-    else:
-        await asyncio.sleep(0)
+def checkpoint() -> Awaitable[None]:
+    """Let other tasks run and deliver a pending cancellation (await it at once)."""
+    return running().checkpoint()
 
 
-async def sleep(seconds: float) -> None:
-    """Sleep on whichever library is running."""
-    if current_library() == "trio":
-        import trio
-
-        await trio.sleep(seconds)
-    else:
-        await asyncio.sleep(seconds)
-
-
-# -- timeouts and shielding (ProcessFD's close path) --------------------------------------
-
-
-def move_on_after(seconds: float) -> anyio.CancelScope:
-    """``with move_on_after(t) as scope:`` — leave the block after ``t`` seconds;
-    ``scope.cancelled_caught`` says whether it timed out. Works on asyncio and trio."""
-    return anyio.move_on_after(seconds)
-
-
-def shielded() -> anyio.CancelScope:
-    """``with shielded():`` — the enclosed awaits are not interrupted by the cancellation
-    of an enclosing trio/anyio scope. A bare asyncio ``Task.cancel()`` is not a scope and
-    still gets through, so code using this must also clean up on CancelledError."""
-    return anyio.CancelScope(shield=True)
+def sleep(seconds: float) -> Awaitable[None]:
+    """Sleep on whichever library is running (await it at once)."""
+    return running().sleep(seconds)
 
 
 def _quietly(call: Any, *args: Any) -> None:

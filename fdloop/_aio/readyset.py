@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Callable
+from collections.abc import Awaitable
 from typing import Any
 
+from ..errors import ClosedResourceError
 from . import forks
 from .library import _quietly
+from .waiter import TRIO_BUSY, WOKEN, FDWaiter
 
 
 def _new_ready_set() -> Any:
@@ -54,12 +56,13 @@ class _AsyncioHub:
         self._loop = loop
         self._set = ready_set
         self._pid = forks.pid
-        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._callbacks: dict[int, FDWaiter] = {}
         loop.add_reader(ready_set.fileno(), self._dispatch)
 
-    def add(self, fd: int, callback: Callable[[], None]) -> None:
+    def add(self, fd: int, waiter: FDWaiter) -> None:
+        """Watch ``fd``; wake ``waiter`` (``asyncio_library.wake``) when it is ready."""
         self._set.add(fd)
-        self._callbacks[fd] = callback
+        self._callbacks[fd] = waiter
 
     def remove(self, fd: int) -> None:
         if self._callbacks.pop(fd, None) is None or self._pid != forks.pid:
@@ -81,14 +84,16 @@ class _AsyncioHub:
         ready_set = self._set
         if ready_set.closed:
             return
+        from .asyncio_library import wake
+
         for fd in ready_set.ready():
-            callback = self._callbacks.get(fd)
-            if callback is None:
+            waiter = self._callbacks.get(fd)
+            if waiter is None:
                 if not ready_set.closed:
                     ready_set.discard(fd)
                 continue
             try:
-                callback()  # FDWaiter._wake_all, which removes fd
+                wake(waiter)  # which removes fd
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:  # as the loop would for a reader callback
@@ -145,8 +150,11 @@ def _asyncio_hub(loop: asyncio.AbstractEventLoop) -> _AsyncioHub | None:
 class _TrioHub:
     """One trio run's ready set, watched by a system task for as long as the run lasts.
 
-    ``wait_readable(fd)`` behaves like trio's (one waiting task per fd, ClosedResourceError
-    after ``notify_closing``); the set is closed when the run ends.
+    ``park(waiter)`` parks the waiter's leader task on its fd (one task per fd, as
+    trio's own ``wait_readable``) and returns trio's ``wait_task_rescheduled`` for the
+    caller to await. The hub itself ends the leader's turn when it wakes the task (the
+    fd is ready), when the wait is cancelled, at ``notify_closing`` (ClosedResourceError)
+    and when the run ends (ClosedResourceError); the set is closed with the run.
     """
 
     def __init__(self, ready_set: Any) -> None:
@@ -154,35 +162,29 @@ class _TrioHub:
 
         self._set = ready_set
         self._pid = forks.pid
-        self._tasks: dict[int, Any] = {}
+        self._parked: dict[int, _Parked] = {}
         trio.lowlevel.spawn_system_task(self._watch, name="fdloop ready set")
 
-    async def wait_readable(self, fd: int) -> None:
+    def park(self, waiter: FDWaiter) -> Awaitable[None]:
         import trio
 
-        if fd in self._tasks:
+        fd = waiter._fd
+        if fd in self._parked:
             raise trio.BusyResourceError("another task is already waiting on this fd")
-        task = trio.lowlevel.current_task()
+        parked = _Parked(self, waiter, fd, trio.lowlevel.current_task())
         self._set.add(fd)
-        self._tasks[fd] = task
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            if self._tasks.get(fd) is task:
-                del self._tasks[fd]
-                self._set.discard(fd)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        self._parked[fd] = parked
+        waiter._hub = self
+        return trio.lowlevel.wait_task_rescheduled(parked)
 
     def notify_closing(self, fd: int) -> None:
         import outcome
-        import trio
 
-        task = self._tasks.pop(fd, None)
-        if task is not None and self._pid == forks.pid:  # (a child's copy: leave the set)
+        parked = self._parked.pop(fd, None)
+        if parked is not None and self._pid == forks.pid:  # (a child's copy: leave the set)
             self._set.discard(fd)
-            error = trio.ClosedResourceError("another task closed this fd")
-            trio.lowlevel.reschedule(task, outcome.Error(error))
+            parked.wake(outcome.Error(ClosedResourceError(
+                "the object was closed while waiting")))
 
     async def _watch(self) -> None:
         import outcome
@@ -194,18 +196,55 @@ class _TrioHub:
                 await trio.lowlevel.wait_readable(ready_set.fileno())
                 for fd in ready_set.ready():
                     ready_set.discard(fd)
-                    task = self._tasks.pop(fd, None)
-                    if task is not None:
-                        trio.lowlevel.reschedule(task)
+                    parked = self._parked.pop(fd, None)
+                    if parked is not None:
+                        parked.waiter._flags |= WOKEN
+                        parked.wake(outcome.Value(None))
         finally:
             # The run is ending: nobody may stay parked on a set that is going away.
-            tasks, self._tasks = self._tasks, {}
-            for task in tasks.values():
-                error = trio.ClosedResourceError("the trio run is ending")
-                trio.lowlevel.reschedule(task, outcome.Error(error))
+            everyone, self._parked = self._parked, {}
+            for parked in everyone.values():
+                parked.wake(outcome.Error(ClosedResourceError("the trio run is ending")))
             with contextlib.suppress(RuntimeError):
                 trio.lowlevel.notify_closing(ready_set.fileno())
             ready_set.close()
+
+
+class _Parked:
+    """A leader task parked in a :class:`_TrioHub`; called by trio to abort the wait."""
+
+    __slots__ = ("fd", "hub", "task", "waiter")
+
+    def __init__(self, hub: _TrioHub, waiter: FDWaiter, fd: int, task: Any) -> None:
+        self.hub = hub
+        self.waiter = waiter
+        self.fd = fd
+        self.task = task
+
+    def wake(self, result: Any) -> None:
+        import trio
+
+        end_trio_turn(self.waiter)
+        trio.lowlevel.reschedule(self.task, result)
+
+    def __call__(self, _raise_cancel: Any) -> Any:
+        import trio
+
+        hub, fd = self.hub, self.fd
+        if hub._parked.get(fd) is self:
+            del hub._parked[fd]
+            hub._set.discard(fd)
+        end_trio_turn(self.waiter)
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+def end_trio_turn(waiter: FDWaiter) -> None:
+    """A trio leader's wait is over (for any reason): wake the followers, if any came."""
+    waiter._flags &= ~TRIO_BUSY
+    waiter._hub = None
+    done, waiter._trio_done = waiter._trio_done, None
+    if done is not None:
+        done.set()
 
 
 _trio_hub_var: Any = None

@@ -1,18 +1,16 @@
 """Per-fd waiters: any number of tasks wait until one fd is readable (or writable).
 
 Everything fdloop awaits is "this fd became readable" (or, for pipes to a child,
-"writable"). An :class:`FDWaiter` owns that question for one fd and one direction and
-answers it through the running loop's own poll:
+"writable"). An :class:`FDWaiter` owns that question for one fd and one direction; the
+running library's glue (see :mod:`.library`) answers it through the loop's own poll:
 
-* asyncio (the stdlib loop, uvloop, any loop with ``add_reader``): the fd is added with
-  ``add_reader`` (``add_writer``) when the first task starts waiting and removed when
-  the callback fires or the last waiter leaves, so the registration stays exactly while
-  waiters exist. One callback wakes every waiting task at once.
-* trio: ``trio.lowlevel.wait_readable`` (``wait_writable``) accepts a single waiter per
-  fd, so the first task to arrive becomes the *leader* and makes that call; later tasks
-  wait on an event that the leader sets when it returns for any reason (ready,
-  cancelled, closed). Whoever wakes simply retries its non-blocking operation, which is
-  why a leader that is cancelled costs the others nothing but a retry.
+* asyncio (:mod:`.asyncio_library`; the stdlib loop, uvloop, any loop with
+  ``add_reader``): the fd is added with ``add_reader`` (``add_writer``) when the first
+  task starts waiting and stays registered while tasks keep coming back; one callback
+  wakes every waiting task at once.
+* trio (:mod:`.trio_library`): ``trio.lowlevel.wait_readable`` accepts a single waiter
+  per fd, so the first task to arrive becomes the *leader* and makes that call; later
+  tasks wait on an event that the leader sets when it returns for any reason.
 
 Waking is only a hint: callers always retry their non-blocking syscall and wait again on
 ``EAGAIN``. Nothing is consumed while waiting, so a cancelled wait loses nothing.
@@ -30,6 +28,10 @@ pending). Waiting again at once would go round wake, check, wait at full speed; 
 such wait first sleeps, 1 ms the first time and twice as long each time after, up to
 50 ms, which bounds a misbehaving kernel's cost to a few wake-ups a second.
 
+One waiter exists per ProcessFD, EventFD, stream...: it is kept small (slots, the
+booleans in one int) and a wait adds no coroutine frame of ours where the library lets
+the caller await its own object (an asyncio future, trio's ``wait_task_rescheduled``).
+
 Threads and processes (see :mod:`.threads` and :mod:`.forks`):
 
 * ``wait()`` runs in the loop's thread, and one object is awaited from one loop (or trio
@@ -43,22 +45,29 @@ Threads and processes (see :mod:`.threads` and :mod:`.forks`):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import Any
 
 from ..errors import ClosedResourceError
 from . import forks
-from .library import _quietly, current_library
-from .readyset import _asyncio_hub, _AsyncioHub, _trio_hub, _TrioHub
+from .library import running
 from .threads import LoopThread, loop_thread
 
-if TYPE_CHECKING:
-    import trio
-
 __all__ = ["FDWaiter", "ReadableWaiter"]
+
+WRITABLE = 1
+SHARED = 2
+REGISTERED = 4
+"""asyncio: the fd is registered with ``_loop`` (add_reader/add_writer, or its hub)."""
+TRIO_BUSY = 8
+"""trio: a leader task waits right now, in the run of ``_trio_token``."""
+TRIO_USED = 16
+"""trio: trio's own poll has seen the fd (``notify_closing`` is owed at close)."""
+WOKEN = 32
+"""shared: the last wait ended with a wake-up (see the back-off in the docstring)."""
+STALE = 64
+"""asyncio: readiness reported now predates the caller's draining read (see wait())."""
 
 _registering = threading.RLock()
 """Held while a wait adds a registration and while close() decides where it must run,
@@ -69,242 +78,90 @@ object from a finalizer."""
 
 
 class FDWaiter:
-    """Lets any number of tasks wait until one fd is readable (or writable)."""
+    """Lets any number of tasks wait until one fd is readable (or writable).
+
+    The state of a wait lives here, in plain slots; what they mean to each library is
+    up to that library's glue (:mod:`.asyncio_library`, :mod:`.trio_library`).
+    """
 
     __slots__ = (
         "_backoff",
         "_fd",
+        "_flags",
         "_futures",
         "_hub",
         "_loop",
         "_pid",
-        "_registered",
-        "_shared",
-        "_trio_busy",
         "_trio_done",
-        "_trio_hub",
         "_trio_token",
-        "_trio_used",
-        "_woken",
-        "_writable",
     )
 
     def __init__(self, fd: int, *, writable: bool = False, shared: bool = False) -> None:
         """``shared=True`` (readable only): wait through the loop's ready set (see
-        :class:`_AsyncioHub`), for fds that are waited on once each, many at a time."""
+        :mod:`.readyset`), for fds that are waited on once each, many at a time."""
         self._fd = fd
-        self._writable = writable
-        self._shared = shared and not writable
+        self._flags = WRITABLE if writable else (SHARED if shared else 0)
         self._pid = forks.pid
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._futures: list[asyncio.Future[None]] = []
-        self._hub: _AsyncioHub | None = None
-        self._registered = False
-        self._trio_busy = False
-        self._trio_done: trio.Event | None = None
-        self._trio_used = False
-        self._trio_hub: _TrioHub | None = None
-        self._trio_token: Any = None
-        self._woken = False  # shared: the last wait ended with a wake-up
+        self._loop: Any = None  # asyncio: the loop of the registration (kept between waits)
+        # asyncio: the waiting tasks' futures: None, one future, or a list of them (one
+        # waiting task, the usual case, costs no list)
+        self._futures: Any = None
+        self._hub: Any = None  # the ready set's hub of the current wait (shared)
+        self._trio_token: Any = None  # trio: the run of the leader, while TRIO_BUSY
+        self._trio_done: Any = None  # trio: the followers' event, if any came
         self._backoff = 0.0
 
     @property
     def waiting(self) -> int:
         """How many asyncio tasks wait right now (trio: 0 or more, leader counted)."""
-        return len(self._futures) + (1 if self._trio_busy else 0)
+        return len(self.pending_futures()) + (1 if self._flags & TRIO_BUSY else 0)
 
-    def wait(self) -> Coroutine[Any, Any, None]:
+    def pending_futures(self) -> list[Any]:
+        """asyncio: the futures of the tasks waiting now (not those of cancelled waits)."""
+        futures = self._futures
+        if futures is None:
+            return []
+        if type(futures) is not list:
+            futures = [futures]
+        return [future for future in futures if not future.done()]
+
+    def wait(self, drained: bool = False) -> Awaitable[None]:
         """Return once the fd may be ready; raise ClosedResourceError if closed.
 
-        Await it at once. It hands back the running library's own waiting coroutine,
-        which saves a coroutine frame on every wait. RuntimeError if another event loop
-        or trio run is waiting on this object at the same time.
+        Await the result at once: it is the running library's own awaitable (no
+        coroutine frame of ours). RuntimeError if another event loop or trio run is
+        waiting on this object at the same time. ``drained=True``: the caller's read
+        has just emptied the fd, in this loop pass, so readiness that the loop
+        collected at the start of the pass is stale and wakes nobody (asyncio's
+        selector loop would deliver it right after this task's step).
         """
         if self._fd < 0:
             raise ClosedResourceError("the object was closed")
         if self._pid != forks.pid:
             self._forget_inherited()
-        if current_library() == "trio":
-            return self._wait_trio()
-        return self._wait_asyncio()
+        return running().wait(self, drained)
 
     def _forget_inherited(self) -> None:
         # A forked child: everything registered so far lives in the parent's loop and
         # ready set, whose epoll sets we share. Forget it all; touch nothing.
         self._pid = forks.pid
+        self._flags &= WRITABLE | SHARED
         self._loop = None
-        self._futures = []
+        self._futures = None
         self._hub = None
-        self._registered = False
-        self._trio_busy = False
         self._trio_done = None
-        self._trio_used = False
-        self._trio_hub = None
         self._trio_token = None
-
-    # -- asyncio -------------------------------------------------------------------------
-
-    async def _wait_asyncio(self) -> None:
-        if self._shared and (delay := self._no_progress_delay()):
-            await asyncio.sleep(delay)
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            self._move_to(loop)
-        future: asyncio.Future[None] = loop.create_future()
-        if not self._registered:
-            self._register(loop)
-        self._futures.append(future)
-        try:
-            await future
-        finally:
-            if future.cancelled():
-                self._forget(future)
-        if self._shared:
-            self._woken = True
 
     def _no_progress_delay(self) -> float:
         """How long a shared wait sleeps first: 0 unless the last wait ended with a
         wake-up (which, for a waiter woken once per event, brought nothing), then
         1 ms doubling to 50 ms while that repeats (see the module docstring)."""
-        if not self._woken:
+        if not self._flags & WOKEN:
             self._backoff = 0.0
             return 0.0
-        self._woken = False
+        self._flags &= ~WOKEN
         self._backoff = min(max(self._backoff * 2, 0.001), 0.05)
-        if self._fd < 0:
-            raise ClosedResourceError("the object was closed")
         return self._backoff
-
-    def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._futures:
-            raise RuntimeError(
-                "this fdloop object is being awaited from two event loops at once (an "
-                "event loop polls its own fds): await it from one loop at a time"
-            )
-        if self._trio_busy:
-            raise RuntimeError(
-                "this fdloop object is being awaited from trio and from an asyncio loop "
-                "at once: await it from one event loop at a time"
-            )
-        if self._registered:
-            # Kept from a wait on a previous loop: that loop drops it, in its own thread.
-            there = loop_thread(self._loop, None)
-            if there is None or not there.call(self._drop_registration):
-                self._drop_registration()
-        self._loop = loop
-
-    def _register(self, loop: asyncio.AbstractEventLoop) -> None:
-        with _registering:
-            if self._fd < 0:  # closed from another thread since wait() checked
-                raise ClosedResourceError("the object was closed")
-            if self._writable:
-                loop.add_writer(self._fd, self._wake_all)
-            elif self._shared and (hub := _asyncio_hub(loop)) is not None:
-                hub.add(self._fd, self._wake_all)
-                self._hub = hub
-            else:
-                loop.add_reader(self._fd, self._wake_all)
-            self._registered = True
-
-    def _forget(self, future: asyncio.Future[None]) -> None:
-        try:
-            self._futures.remove(future)
-        except ValueError:
-            return
-        if not self._futures and self._hub is not None:
-            self._drop_registration()
-
-    def _wake_all(self) -> None:
-        # An add_reader/add_writer registration outlives the wake-up: a task that reads
-        # and waits again (a counter, a timer, a stream) then pays no add/remove pair per
-        # await (on uvloop each add_reader makes a libuv poll handle). It ends the first
-        # time the fd is ready with nobody waiting, since a fd that stays readable (a
-        # counter nobody reads) would otherwise call us on every loop pass. Shared
-        # (hub) waiters wait once each and leave at once, as before.
-        futures, self._futures = self._futures, []
-        if not futures or self._hub is not None:
-            self._drop_registration()
-        for future in futures:
-            if not future.done():
-                future.set_result(None)
-
-    def _drop_registration(self) -> None:
-        if self._registered and self._loop is not None and self._fd >= 0:
-            _quietly(self._unregister, self._loop, self._fd)
-        self._registered = False
-
-    def _unregister(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
-        if self._pid != forks.pid:
-            return  # the parent's registration, in an epoll set we share: leave it
-        if self._hub is not None:
-            hub, self._hub = self._hub, None
-            hub.remove(fd)
-        elif self._writable:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
-
-    # -- trio ----------------------------------------------------------------------------
-
-    async def _wait_trio(self) -> None:
-        import trio
-
-        token = trio.lowlevel.current_trio_token()
-        if self._trio_busy:
-            if self._trio_token is not token:
-                # The leader waits in another run's poll, and its event cannot wake a
-                # task of this run (trio would fail an assertion deep inside).
-                raise RuntimeError(
-                    "this fdloop object is being awaited from two trio runs at once "
-                    "(each trio.run polls its own fds): await it from one run at a time"
-                )
-            # A follower: the leader sets this event when its wait ends, for any reason.
-            done = self._trio_done
-            if done is None:
-                done = self._trio_done = trio.Event()
-            await done.wait()
-            if self._fd < 0:
-                raise ClosedResourceError("the object was closed while waiting")
-            return
-        if self._futures:
-            raise RuntimeError(
-                "this fdloop object is being awaited from an asyncio loop and from trio "
-                "at once: await it from one event loop at a time"
-            )
-        if self._registered:
-            # An asyncio registration kept from earlier waits: its loop drops it first, so
-            # that a close only ever has one loop's thread to visit.
-            there = loop_thread(self._loop, None)
-            if there is None or not there.call(self._drop_registration):
-                self._drop_registration()
-        with _registering:
-            if self._fd < 0:
-                raise ClosedResourceError("the object was closed")
-            self._trio_busy = True
-            self._trio_token = token
-        try:
-            if self._shared and (hub := _trio_hub()) is not None:
-                if delay := self._no_progress_delay():
-                    await trio.sleep(delay)
-                    if self._fd < 0:
-                        raise ClosedResourceError("the object was closed while waiting")
-                self._trio_hub = hub
-                await hub.wait_readable(self._fd)
-                self._woken = True
-            else:
-                self._trio_used = True
-                if self._writable:
-                    await trio.lowlevel.wait_writable(self._fd)
-                else:
-                    await trio.lowlevel.wait_readable(self._fd)
-        except trio.ClosedResourceError:
-            raise ClosedResourceError("the object was closed while waiting") from None
-        finally:
-            self._trio_busy = False
-            # The event exists only if a follower came (most waits have none).
-            done, self._trio_done = self._trio_done, None
-            if done is not None:
-                done.set()
 
     # -- closing -------------------------------------------------------------------------
 
@@ -333,9 +190,9 @@ class FDWaiter:
             return self._home_elsewhere()
 
     def _home_elsewhere(self) -> LoopThread | None:
-        if self._registered or self._futures:
+        if self._flags & REGISTERED or self._futures:
             return loop_thread(self._loop, None)
-        if self._trio_busy:
+        if self._flags & TRIO_BUSY:
             return loop_thread(None, self._trio_token)
         return None
 
@@ -354,41 +211,15 @@ class FDWaiter:
                 if there is not None:
                     return there
             self._fd = -1  # from here on no wait can register (they check under the lock)
-        self._close_here(fd)
-        return None
+        from .asyncio_library import ASYNCIO
 
-    def _close_here(self, fd: int) -> None:
-        futures, self._futures = self._futures, []
-        if self._registered and self._loop is not None:
-            _quietly(self._unregister, self._loop, fd)
-        self._registered = False
-        # A closed loop runs nothing: its waiting tasks can never be woken (and
-        # set_exception would raise, e.g. in a finalizer after loop.close()).
-        if futures and self._loop is not None and not self._loop.is_closed():
-            for future in futures:
-                if not future.done():
-                    future.set_exception(
-                        ClosedResourceError("the object was closed while waiting")
-                    )
-        self._loop = None
-        if self._trio_hub is not None:
-            # Outside the run (a finalizer, or after it ended) nobody is waiting any more.
-            with contextlib.suppress(RuntimeError):
-                self._trio_hub.notify_closing(fd)
-        if self._trio_used:
-            _notify_trio_closing(fd)
+        ASYNCIO.release(self, fd)
+        if self._flags & (TRIO_USED | TRIO_BUSY) or self._trio_token is not None:
+            from .trio_library import TRIO
+
+            TRIO.release(self, fd)
+        return None
 
 
 ReadableWaiter = FDWaiter
 """The readable direction is the default; the alias reads better at most call sites."""
-
-
-def _notify_trio_closing(fd: int) -> None:
-    try:
-        import trio
-
-        trio.lowlevel.notify_closing(fd)
-    except RuntimeError:
-        # Not inside trio right now (e.g. a finalizer): trio then has nobody waiting, and
-        # its epoll drops the registration by itself when the fd is closed.
-        pass

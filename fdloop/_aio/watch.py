@@ -8,14 +8,11 @@ moment it exits after its owner closed without waiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import sniffio
-
 from . import forks
-from .library import _quietly
+from .library import running_or_none
 from .threads import LoopThread, loop_thread
 
 __all__ = ["Watch", "watch_in_running_loop"]
@@ -62,59 +59,5 @@ def watch_in_running_loop(fd: int, callback: Callable[[], None]) -> Watch | None
     any user nursery; it ends quietly when the run ends (nothing is called then).
     Stopping must happen before ``fd`` is closed.
     """
-    try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
-        library = None
-    if library == "trio":
-        return _watch_trio(fd, callback)
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    if loop.is_closed():
-        return None
-
-    def fire() -> None:
-        _quietly(loop.remove_reader, fd)
-        callback()
-
-    try:
-        loop.add_reader(fd, fire)
-    except (RuntimeError, ValueError, OSError):
-        return None
-    return Watch(lambda: _quietly(loop.remove_reader, fd), loop, None, lambda: True)
-
-
-def _watch_trio(fd: int, callback: Callable[[], None]) -> Watch | None:
-    import trio
-
-    state = {"active": True}
-
-    async def watch() -> None:
-        if not state["active"]:
-            # Stopped before this task first ran: the fd may be closed and its number
-            # already reused by someone else's waiter (trio would raise BusyResourceError
-            # in a system task, which crashes the whole run).
-            return
-        try:
-            await trio.lowlevel.wait_readable(fd)
-        except (trio.Cancelled, trio.ClosedResourceError):
-            return
-        finally:
-            active, state["active"] = state["active"], False
-        if active:
-            callback()
-
-    def stop() -> None:
-        if state["active"]:
-            state["active"] = False
-            with contextlib.suppress(RuntimeError):
-                trio.lowlevel.notify_closing(fd)
-
-    try:
-        trio.lowlevel.spawn_system_task(watch, name=f"fdloop reaper fd {fd}")
-    except RuntimeError:
-        return None
-    # The watch task ends with the run, which says when a run in another thread is over.
-    return Watch(stop, None, trio.lowlevel.current_trio_token(), lambda: state["active"])
+    library = running_or_none()
+    return None if library is None else library.watch(fd, callback)

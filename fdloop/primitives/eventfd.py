@@ -27,6 +27,9 @@ class EventFD(FDResource[EventFDBackend]):
     this process has no fd left; nothing is left open then.
     """
 
+    _drained: bool
+    """True after a read() that took the whole counter (see read())."""
+
     def __init__(self, initval: int = 0, *, semaphore: bool = False) -> None:
         initval = _validate.integer("initval", initval, low=0, high=2**32 - 1)
         if not isinstance(semaphore, bool):
@@ -34,6 +37,7 @@ class EventFD(FDResource[EventFDBackend]):
         with naming_fd_limit("EventFD()"):
             handle = current_backend().eventfd(initval, semaphore)
         super().__init__(handle)
+        self._drained = False
 
     @classmethod
     def from_fd(cls, fd: int) -> EventFD:
@@ -53,6 +57,7 @@ class EventFD(FDResource[EventFDBackend]):
     def _wrap(cls, handle: EventFDBackend) -> EventFD:
         self = cls.__new__(cls)
         FDResource.__init__(self, handle)
+        self._drained = False
         # An adopted fd shares its flags with the sender: the loop polls the backend's
         # proxy for it instead (uvloop would make the fd itself non-blocking).
         if (poll_fileno := getattr(handle, "poll_fileno", None)) is not None:
@@ -82,11 +87,21 @@ class EventFD(FDResource[EventFDBackend]):
         A cancelled read takes nothing. Raises ClosedResourceError if the EventFD is
         closed before or while waiting.
         """
+        if self._drained:
+            # Our last read took the whole counter, so a read now would fail (EAGAIN,
+            # a raised BlockingIOError): wait on the reader, kept registered from the
+            # last wait, and read once when the loop says the counter is non-zero.
+            self._drained = False
+            await self._waiter.wait(drained=True)
         while True:
             try:
-                return self._handle.read()
+                value = self._handle.read()
             except BlockingIOError:
                 await self._wait_readable()
+                continue
+            # In semaphore mode a read takes 1: the counter may still be non-zero.
+            self._drained = not self._handle.semaphore
+            return value
 
     def read_nowait(self) -> int:
         """Take the counter now; BlockingIOError if it is 0."""

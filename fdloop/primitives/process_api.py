@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .. import _aio, _validate
+from .. import _validate
 from ..errors import TimeoutExpired
 from .streams import PipeReceiveStream, PipeSendStream
 
@@ -188,7 +188,7 @@ class ProcessAPI(anyio.abc.Process):
         """``wait()`` bounded by ``timeout`` seconds: TimeoutExpired if still running
         then (the process keeps running; nothing is reaped or lost)."""
         seconds = _validate.seconds("timeout", timeout)
-        with _aio.move_on_after(seconds):
+        with anyio.move_on_after(seconds):
             return await self.wait()
         raise TimeoutExpired(self.args, seconds)
 
@@ -226,7 +226,7 @@ class ProcessAPI(anyio.abc.Process):
         if limit is None:
             await self._finish(exchange)
         else:
-            with _aio.move_on_after(limit):
+            with anyio.move_on_after(limit):
                 await self._finish(exchange)
             if self._exchange is exchange:
                 raise TimeoutExpired(

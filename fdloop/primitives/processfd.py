@@ -17,10 +17,9 @@ a child that is not dead yet goes to :mod:`fdloop.primitives.reaper`. Handles fr
 
 from __future__ import annotations
 
-import os
 import signal as _signal
-from types import ModuleType
-from typing import Any
+
+import anyio
 
 from .. import _aio, _validate
 from ..backends import current as current_backend
@@ -128,7 +127,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         """
         pid = _validate.integer("pid", pid, low=1)
         with naming_fd_limit(f"ProcessFD.open({pid})"):
-            return cls._wrap(process_backend("process_open")(pid))
+            return cls._wrap(current_backend().process_open(pid))
 
     @classmethod
     def from_fd(cls, fd: int) -> ProcessFD:
@@ -138,7 +137,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         open but not a process fd, OSError if it is not open.
         """
         with naming_fd_limit(f"ProcessFD.from_fd({fd!r})"):
-            return cls._wrap(process_backend("process_from_fd")(fd))
+            return cls._wrap(current_backend().process_from_fd(fd))
 
     # -- state ---------------------------------------------------------------------------
 
@@ -229,26 +228,22 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         while self._status is None:
             self._check_open()
             self._refuse_in_forked_child("wait()")
-            if self._handle.is_child:
-                # The pidfd stays readable once the child has exited, so waiting first
-                # costs nothing then, and saves a waitid while it still runs.
-                await self._wait_or_status()
-                if self._status is None:
-                    self._collect_child()
-            elif not self._handle.has_exited():
-                await self._wait_or_status()
-            else:
+            # The pidfd stays readable once a child has exited, so waiting first costs
+            # nothing then, and saves a waitid while it still runs. (Awaited here, not
+            # in a helper: a coroutine frame per waiting child is memory per child.)
+            is_child = self._handle.is_child
+            if not is_child and self._handle.has_exited():
                 return await self._wait_for_foreign_reap()
+            try:
+                await self._waiter.wait()
+            except ClosedResourceError:
+                # aclose() collected the status, then closed: a waiter woken by that
+                # close (before it saw the exit itself) gets the status like the others.
+                if self._status is None:
+                    raise
+            if is_child and self._status is None:
+                self._collect_child()
         return self._status
-
-    async def _wait_or_status(self) -> None:
-        try:
-            await self._waiter.wait()
-        except ClosedResourceError:
-            # aclose() collected the status, then closed: a waiter woken by that close
-            # (before it saw the exit itself) gets the status like every other waiter.
-            if self._status is None:
-                raise
 
     async def read(self) -> ExitStatus:
         """The exit status, read from the process fd: the same as :meth:`wait`."""
@@ -262,7 +257,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
             # Polled instead of the pidfd, which stays readable during the zombie window.
             with naming_fd_limit("ProcessFD.wait()"):
                 self._hup_waiter = _aio.FDWaiter(self._handle.hup_fileno())
-        with _aio.move_on_after(REAP_GRACE_SECONDS) as scope:
+        with anyio.move_on_after(REAP_GRACE_SECONDS) as scope:
             await self._hup_waiter.wait()
         if self._collect_watched():
             assert self._status is not None
@@ -321,7 +316,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
             if self._owner and not self._daemon and self._status is None and (
                 _aio.loop_running()
             ):
-                with _aio.shielded():
+                with anyio.CancelScope(shield=True):
                     await self._end_child()
         finally:
             self.close()
@@ -335,11 +330,11 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         self._handle.send_signal(self._kill_signal, group=self._new_session)
         if self.stdin is not None:  # only now: see aclose()
             self.stdin.close()
-        with _aio.move_on_after(self._kill_timeout):
+        with anyio.move_on_after(self._kill_timeout):
             await self.wait()
         if self._status is None:
             self._handle.send_signal(_signal.SIGKILL, group=self._new_session)
-            with _aio.move_on_after(SIGKILL_GRACE_SECONDS):
+            with anyio.move_on_after(SIGKILL_GRACE_SECONDS):
                 await self.wait()
 
     def close(self) -> None:
@@ -434,32 +429,3 @@ def signal_number(name: str, value: object, *, allow_zero: bool = False) -> int:
     if number and number not in _VALID_SIGNALS:
         raise ValueError(f"{name}: {number} is not a valid signal number")
     return number
-
-
-_backend_modules: dict[object, ModuleType] = {}
-_ENV_NAME = "FDLOOP_BACKEND"
-# os.environ.get of a missing key raises and catches a KeyError inside (~2 µs); os.environ
-# keeps its entries in a plain dict (bytes keys on POSIX), read directly where it exists.
-_ENV_DATA: dict[object, object] | None = getattr(os.environ, "_data", None)
-_ENV_KEY: object = os.fsencode(_ENV_NAME) if os.name == "posix" else _ENV_NAME
-if not isinstance(_ENV_DATA, dict):
-    _ENV_DATA = None
-
-
-def process_backend(operation: str) -> Any:
-    """The backend's ``operation`` factory; UnsupportedOperation if it has no ProcessFD."""
-    # backends.current() re-imports by name on every call, and spawn is a hot path: the
-    # module is remembered per raw FDLOOP_BACKEND value (which tests and users may change).
-    choice = _ENV_DATA.get(_ENV_KEY) if _ENV_DATA is not None else os.environ.get(_ENV_NAME)
-    backend = _backend_modules.get(choice)
-    if backend is None:
-        # importlib, not sys.modules: a module another thread is still importing sits in
-        # sys.modules half made, and import_module waits for it to be complete.
-        backend = current_backend()
-        _backend_modules[choice] = backend
-    factory = getattr(backend, operation, None)
-    if factory is None:
-        raise UnsupportedOperation(
-            f"ProcessFD is not available on the {backend.__name__.rsplit('.', 1)[-1]} backend"
-        )
-    return factory

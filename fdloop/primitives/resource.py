@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
 from .._aio import ReadableWaiter
 from .._aio import events as poll_events
-from ..backends.fdlimit import out_of_fds
+from ..backends.posix.fdlimit import out_of_fds
 from ..errors import ClosedResourceError
 
 
@@ -49,7 +49,7 @@ Self = TypeVar("Self", bound="FDResource[Any]")
 class naming_fd_limit:  # lower case, as contextlib.suppress: it reads as a clause
     """``with naming_fd_limit("EventFD()"):`` around the step that makes a new fd.
 
-    An EMFILE or ENFILE raised inside leaves as :func:`fdloop.backends.fdlimit.out_of_fds`
+    An EMFILE or ENFILE raised inside leaves as :func:`fdloop.backends.posix.fdlimit.out_of_fds`
     words it (same errno; names the call, RLIMIT_NOFILE with its soft and hard values, and
     ``fdloop.raise_fd_limit()``), chained to the kernel's error; anything else passes
     unchanged. It only rewords: whatever the step made must already be undone by the step
@@ -163,8 +163,8 @@ class FDResource(Generic[H]):
         if self._handle.closed:
             raise ClosedResourceError(f"{type(self).__name__} is closed")
 
-    def _wait_readable(self) -> Coroutine[Any, Any, None]:
-        """Await it at once: the waiter's own coroutine, without a frame of ours."""
+    def _wait_readable(self) -> Awaitable[None]:
+        """Await it at once: the running library's own awaitable, without a frame of ours."""
         return self._waiter.wait()
 
     # -- context management, finalization, repr -------------------------------------------

@@ -96,8 +96,11 @@ async def test_the_ready_set_fd_lives_only_while_someone_waits(anyio_backend_nam
     r, w = os.pipe()
     waiter = _aio.FDWaiter(r, shared=True)
     try:
+        async def wait() -> None:
+            await waiter.wait()
+
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(waiter.wait)
+            tasks.start_soon(wait)
             await anyio.sleep(0.05)
             during = open_fds() - before - {r, w}
             assert len(during) == 1  # the ready set itself

@@ -1,0 +1,135 @@
+"""EventFD wake-ups read the counter once (issue 16.5).
+
+A reader that took the whole counter knows the next read would fail (EAGAIN, raised as
+BlockingIOError), so it waits on the reader the loop keeps registered and reads once
+when woken. These tests count the reads a real EventFD makes (its backend handle wrapped
+in a counter of calls: the syscalls are the real ones) while a thread wakes a task, as
+``fdloop bench wake`` does, on asyncio, uvloop and trio and on both backends.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+import anyio
+
+import fdloop
+
+ROUNDS = 200
+HANG_GUARD = 10.0
+
+
+class CountingHandle:
+    """The EventFD's own backend handle, counting ``read()`` calls and EAGAINs."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.reads = 0
+        self.empty_reads = 0
+
+    def read(self) -> int:
+        self.reads += 1
+        try:
+            value: int = self.handle.read()
+        except BlockingIOError:
+            self.empty_reads += 1
+            raise
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+
+def counting(efd: fdloop.EventFD) -> CountingHandle:
+    handle = CountingHandle(efd._handle)
+    efd._handle = handle  # type: ignore[assignment]
+    return handle
+
+
+async def ping_pong(efd: fdloop.EventFD, rounds: int) -> None:
+    """``rounds`` times: hand a thread the turn, the thread writes 1, the task reads it."""
+    turn: queue.SimpleQueue[bool] = queue.SimpleQueue()
+
+    def writer() -> None:
+        while turn.get(timeout=HANG_GUARD):
+            efd.write(1)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        with anyio.fail_after(HANG_GUARD):
+            for _ in range(rounds):
+                turn.put(True)
+                assert await efd.read() == 1
+    finally:
+        turn.put(False)
+        thread.join(HANG_GUARD)
+
+
+async def test_each_wake_up_reads_the_counter_once() -> None:
+    with fdloop.EventFD() as efd:
+        handle = counting(efd)
+        await ping_pong(efd, ROUNDS)
+    # Before: every round tried a read first, which failed (2 reads per wake-up). The
+    # first read still tries; a wake-up that finds the counter taken may retry.
+    assert handle.reads <= ROUNDS + 2, (handle.reads, handle.empty_reads)
+    assert handle.empty_reads <= 2
+
+
+async def test_a_counter_already_non_zero_is_read_at_once() -> None:
+    with fdloop.EventFD(3) as efd:
+        handle = counting(efd)
+        assert await efd.read() == 3
+        assert handle.reads == 1 and handle.empty_reads == 0
+
+
+async def test_a_write_between_reads_is_not_missed() -> None:
+    # The read after a draining read waits on the loop's poll first: a write made
+    # before that wait (here, by this same task) must still wake it.
+    with fdloop.EventFD() as efd:
+        for value in (1, 5, 2**40):
+            efd.write(value)
+            with anyio.fail_after(HANG_GUARD):
+                assert await efd.read() == value
+
+
+async def test_semaphore_mode_reads_until_the_counter_is_empty() -> None:
+    # A semaphore read takes 1 and leaves the rest: the next read must try at once.
+    with fdloop.EventFD(3, semaphore=True) as efd:
+        handle = counting(efd)
+        with anyio.fail_after(HANG_GUARD):
+            assert [await efd.read() for _ in range(3)] == [1, 1, 1]
+        assert handle.empty_reads == 0
+
+
+async def test_a_cancelled_read_after_a_draining_read_takes_nothing() -> None:
+    with fdloop.EventFD() as efd:
+        efd.write(1)
+        assert await efd.read() == 1
+        with anyio.move_on_after(0.02) as scope:
+            await efd.read()
+        assert scope.cancelled_caught
+        efd.write(7)
+        with anyio.fail_after(HANG_GUARD):
+            assert await efd.read() == 7
+
+
+async def test_close_wakes_a_reader_waiting_after_a_draining_read() -> None:
+    efd = fdloop.EventFD(1)
+    assert await efd.read() == 1
+    errors: list[BaseException] = []
+
+    async def reader() -> None:
+        try:
+            await efd.read()
+        except fdloop.ClosedResourceError as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(reader)
+            await anyio.sleep(0.02)
+            efd.close()
+    assert len(errors) == 1
