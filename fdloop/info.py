@@ -48,8 +48,16 @@ def describe(backend: str | None = None) -> str:
     ]
     if sys.platform.startswith("linux"):
         lines.append(f"{'spawn':<10} {_spawn_path()}")
+    lines.append(f"{'supervise':<10} {_process_trees()}")
     lines += ["", _table(capabilities(name))]
     return "\n".join(lines)
+
+
+def _process_trees() -> str:
+    """What a Supervisor stops as one program here: a cgroup, or a process group."""
+    from .supervisor.cgroup import describe_support
+
+    return describe_support()
 
 
 def _spawn_path() -> str:

@@ -227,7 +227,7 @@ class CgroupTree:
         """Make the root directory under our own cgroup; (None, why not) where we cannot.
 
         ``name`` defaults to ``fdloop-supervise-PID`` for the first tree of this process,
-        with ``-N`` after it for later ones.
+        with ``-N`` after it for later ones; ``.N`` is added to a name already taken.
         """
         parent, why = support()
         if parent is None:
@@ -235,11 +235,19 @@ class CgroupTree:
         if name is None:
             serial = next(_serial)
             name = f"fdloop-supervise-{os.getpid()}" + ("" if serial == 1 else f"-{serial}")
-        root = os.path.join(parent, name)
-        try:
-            os.mkdir(root)
-        except OSError as exc:
-            return None, f"cannot create {root}: {exc.strerror}"
+        # Taken already: another pid namespace's PID 1 (every container's init is pid
+        # 1), or what a SIGKILLed supervisor of a recycled pid left.
+        for attempt in itertools.count(1):
+            root = os.path.join(parent, name if attempt == 1 else f"{name}.{attempt}")
+            try:
+                os.mkdir(root)
+                break
+            except FileExistsError:
+                if attempt < 100:
+                    continue
+                return None, f"cannot create {root}: 100 names taken"
+            except OSError as exc:
+                return None, f"cannot create {root}: {exc.strerror}"
         if not os.path.exists(os.path.join(root, "cgroup.kill")):
             os.rmdir(root)
             return None, f"{root} has no cgroup.kill (Linux 5.14+)"

@@ -196,7 +196,7 @@ class CgroupGuard:
 
     def describe(self) -> str:
         return (
-            f"one cgroup per program under {shlex.quote(self.path)}, cgroup.kill by "
+            f"cgroup.kill of {shlex.quote(self.path)} (one cgroup per program inside) by "
             f"guardian pid {self._guardian.pid}"
         )
 

@@ -8,8 +8,10 @@ skip and the fallback tests run: process groups, and the reason said.
 
 from __future__ import annotations
 
+import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,17 @@ def _pid_from(path: Path) -> int:
 async def _written(path: Path) -> int:
     assert await eventually(lambda: path.exists() and path.read_text().endswith("\n"), HANG)
     return _pid_from(path)
+
+
+def _commands(cgroup: str) -> list[str]:
+    """The command names of the processes in a cgroup now."""
+    names = []
+    for pid in Path(cgroup, "cgroup.procs").read_text().split():
+        try:
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+        except OSError:
+            continue  # gone meanwhile
+    return names
 
 
 def _exited(process: fdloop.ProcessFD) -> bool:
@@ -114,6 +127,11 @@ async def test_stopped_only_once_the_cgroup_is_empty(tmp_path: Path) -> None:
                 stop_timeout=5)
         await sup.start()
         child_pid = await _written(pidfile)
+        usage = sup.status()["linger"].cgroup
+        assert usage is not None
+        # Both sleeps exec'd (a shell's child signalled between its fork and its exec
+        # may lose the signal: a race of the test program, not the supervisor).
+        assert await eventually(lambda: _commands(usage.path).count("sleep") == 2, HANG)
         with fdloop.ProcessFD.open(child_pid) as child:
             with anyio.fail_after(HANG):
                 await sup.stop("linger")
@@ -236,3 +254,46 @@ def test_unprivileged_supervisor_falls_back_to_process_groups() -> None:
     assert lines[1].startswith("trees: process groups (no cgroups: ") and lines[1].endswith(
         " None"), lines
     assert lines[2] == "grandchild: ended None", lines
+
+
+def test_fdloop_info_says_what_a_program_is() -> None:
+    from fdloop.info import describe
+
+    line = next(line for line in describe().splitlines() if line.startswith("supervise "))
+    if CGROUPS:
+        assert "cgroup v2 per program, under " in line, line
+    else:
+        assert "process groups (no cgroup: " in line, line
+
+
+CLI_GRANDCHILD = "setsid sh -c 'trap \"\" TERM; echo grandchild=$$; exec sleep 30'"
+CLI_TREE = f"""
+[program.tree]
+command = {json.dumps(["sh", "-c", CLI_GRANDCHILD + " & exec sleep 30"])}
+stop_timeout = 0.3
+"""
+
+
+@needs_cgroups
+def test_fdloop_supervise_stops_a_whole_tree_on_sigterm(tmp_path: Path) -> None:
+    from .supervise_harness import Supervise
+
+    config = tmp_path / "tree.toml"
+    config.write_text(CLI_TREE)
+    sup = Supervise(tmp_path, str(config))
+    try:
+        grandchild_pid = int(sup.wait_for(r"grandchild=(\d+)", stream="stdout")[0])
+        with fdloop.ProcessFD.open(grandchild_pid) as grandchild:
+            note = sup.wait_for(r"programs die with the supervisor through (.*)$")[0]
+            root = note.split("cgroup.kill of ", 1)[1].split(" ", 1)[0]
+            assert "(one cgroup per program inside)" in note
+            assert os.path.isdir(os.path.join(root, "tree"))
+            sup.signal(signal.SIGTERM)
+            assert sup.finish() == 0, sup.stderr
+            # Out of its session and deaf to SIGTERM, it still went with its program.
+            assert _exited(grandchild), sup.stderr
+        assert not os.path.exists(root), "the cgroup tree outlived the supervisor"
+    finally:
+        if sup.proc.poll() is None:
+            sup.proc.kill()
+            sup.proc.wait()
