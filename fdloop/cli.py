@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 
 def info_main() -> int:
     """``fdloop info``: machine, interpreter, libraries, backend and capabilities."""
-    from . import backends
+    from . import info
 
     try:
-        print(backends.describe())
+        print(info.describe())
     except ValueError as error:  # a bad FDLOOP_BACKEND value
         print(f"fdloop info: {error}", file=sys.stderr)
         return 2
