@@ -3,8 +3,8 @@
 The library half drives :class:`fdloop.supervisor.logfile.LogFile` directly and through
 a real child's pipe (:class:`~fdloop.supervisor.output.ProgramOutput`, on asyncio,
 uvloop and trio); the command half runs ``fdloop supervise`` with ``log`` keys. The full
-disk is a 64 KiB tmpfs mounted in a private mount namespace (``unshare -m``), so nothing
-outside the test sees it.
+disk is a small tmpfs, nearly filled, mounted in a private mount namespace
+(``unshare -m``), so nothing outside the test sees it.
 """
 
 from __future__ import annotations
@@ -161,14 +161,16 @@ stderr_log = "logs/errfile.err"
 def test_a_full_disk_is_reported_once_and_writing_resumes(
     tmp_path: Path, started: list[Supervise]
 ) -> None:
-    """A 64 KiB tmpfs, mostly filled: the program prints 200 KB into its log. One report;
-    the supervisor goes on (another program's line reaches the console after it); once the
-    filler file is gone, lines get through again after a note of how many were lost."""
+    """A 1 MiB tmpfs with 16 KiB left: the program prints 200 KB into its log. One report;
+    the supervisor goes on (another program's line reaches the console while the disk is
+    still full); once the filler file is gone, lines get through again after a note of
+    how many were lost. (The filler is far larger than the 64 KiB pipe the supervisor may
+    still be copying when it goes: the disk cannot fill up a second time.)"""
     if shutil.which("unshare") is None:
         pytest.skip("needs util-linux unshare")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    go = tmp_path / "go"
+    go, go_on = tmp_path / "go", tmp_path / "go-on"
     chatty = (
         "import os, sys, time\n"
         "for i in range(2000): print(f'{i:05d} ' + 'x' * 94)\n"
@@ -177,7 +179,7 @@ def test_a_full_disk_is_reported_once_and_writing_resumes(
         "import fcntl, struct, termios\n"
         "while struct.unpack('i', fcntl.ioctl(1, termios.FIONREAD, bytes(4)))[0]:\n"
         "    time.sleep(0.01)\n"
-        f"while not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
+        f"while not os.path.exists({str(go_on)!r}): time.sleep(0.01)\n"
         f"os.remove({str(mnt / 'filler')!r})\n"
         "print('after-space', flush=True)\n"
         "time.sleep(60)\n"
@@ -198,8 +200,8 @@ log_max_bytes = 0
 command = [{PY!r}, "-c", {witness!r}]
 """)
     script = (
-        'mount -t tmpfs -o size=64k fdloop-test "$1" && '
-        'head -c 49152 /dev/zero > "$1/filler" && shift && exec "$@"'
+        'mount -t tmpfs -o size=1m fdloop-test "$1" && '
+        'head -c 1032192 /dev/zero > "$1/filler" && shift && exec "$@"'
     )
     sup = _InNamespace(
         tmp_path, ["unshare", "-m", "sh", "-c", script, "sh", str(mnt),
@@ -208,7 +210,8 @@ command = [{PY!r}, "-c", {witness!r}]
     started.append(sup)
     sup.wait_for(r"cannot write to log '.*chatty\.log' \(No space left on device\)")
     go.touch()
-    sup.wait_for(r"^witness \| still-here", stream="stdout")
+    sup.wait_for(r"^witness \| still-here", stream="stdout")  # the disk is still full
+    go_on.touch()
     sup.wait_for(r"writing to log '.*chatty\.log' again \(\d+ lines dropped\)")
     inside = Path(f"/proc/{sup.proc.pid}/root") / str(mnt).lstrip("/") / "chatty.log"
     text = inside.read_text()
