@@ -9,7 +9,11 @@ status snapshots), ``runner`` (one program's lifecycle task, request worker and 
 stop), ``core`` (the Supervisor), ``lifeline`` (programs that die with a killed
 supervisor), ``orphans`` (subreaper mode), ``config`` (TOML files), ``cli`` (the
 command), with ``startup`` (fds 0-2, RLIMIT_NOFILE), ``output`` (bounded lines) and
-``sink`` (non-blocking stdout/stderr).
+``sink`` (non-blocking stdout/stderr). ``fdloop ctl``: ``changes`` (signal, remove,
+replace, apply and shutdown on a running Supervisor), ``control`` (the control socket's
+JSON protocol and server), ``control_socket`` (its file, peer uid and line I/O),
+``remote`` (the supervise command's side: reload, ``--events json``) and ``ctl`` (the
+client command).
 """
 
 from __future__ import annotations

@@ -16,11 +16,15 @@ SIGINT stop every program gracefully (a second one SIGKILLs), SIGHUP restarts th
 all read through a SignalFD, with no Python signal handler. Programs do not outlive
 even a SIGKILLed supervisor unless their config says ``die_with_supervisor = false``
 (PR_SET_PDEATHSIG, and a cgroup where one can be made: :mod:`fdloop.supervisor.lifeline`).
+``fdloop ctl`` controls it through a control socket (``--control PATH``, by default
+``.fdloop.sock`` beside CONFIG: :mod:`fdloop.supervisor.remote`); ``--events json``
+writes every stderr line as a JSON object.
 
 Exit status: 0 if every program ended cleanly (exit code 0, or stopped by a signal to
-the supervisor), 1 if any did not (gave up, or failed and stays down), 2 for a bad
-command line or config, or more programs than RLIMIT_NOFILE allows (nothing is started
-then), 3 if stdout or stderr was closed at start (nothing started) or a write to one of
+the supervisor or by ``fdloop ctl shutdown``), 1 if any did not (gave up, or failed and
+stays down), 2 for a bad command line or config, a control path in use (a live
+supervisor there, or not a socket), or more programs than RLIMIT_NOFILE allows (nothing
+is started then), 3 if stdout or stderr was closed at start (nothing started) or a write to one of
 them failed (reported once on the other; this takes precedence over 0 and 1).
 """
 
@@ -30,6 +34,7 @@ import argparse
 import errno
 import functools
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -417,7 +422,8 @@ async def _run_programs(
                     sup, config=config, outputs=outputs, console=console,
                     task_group=task_group, log=functools.partial(log, sink=err),
                 )
-                log(f"control socket {remote.path} (fdloop ctl --control PATH ...)", err)
+                log(f"control socket {remote.path} (fdloop ctl --control "
+                    f"{shlex.quote(remote.path)} status)", err)
             await sup.start()
             log(_lifeline_note(config, guard, why_not), err)  # the spawns know now
             await sup.wait()

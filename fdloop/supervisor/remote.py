@@ -168,6 +168,7 @@ class Reloader:
         self._supervisor = supervisor
         self._load = load
         self._logs: Mapping[str, Any] = dict(config.logs)
+        self._subreaper = config.subreaper
         self._fds = {spec.name: outputs.fds(spec.name) for spec in config.programs}
         self._console = console
         self._task_group = task_group
@@ -209,6 +210,8 @@ class Reloader:
             specs.append(replace(spec, stdout=stdout, stderr=stderr))
         changes = await self._supervisor.apply(specs)
         self._logs = dict(config.logs)
+        if config.subreaper != self._subreaper:
+            self._log("reload: [supervisor] subreaper applies only at start; unchanged")
         self._log(
             "reloaded: " + "; ".join(f"{key} {', '.join(names) or '-'}"
                                      for key, names in changes.as_dict().items())
