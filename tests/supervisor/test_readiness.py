@@ -149,7 +149,9 @@ async def test_ready_timeout_is_a_failed_start() -> None:
         seen = await until(events, kind_is("gave-up"))
         assert [str(e.kind) for e in seen] == ["started", "ready-timeout", "exited", "gave-up"]
         assert seen[1].delay == 0.3
-        assert seen[2].status is not None and seen[2].status.returncode == 0
+        # Exit 0 (the handler was in place) is still a failure; under heavy load the
+        # SIGTERM may come before Python installed it (-15): a failure all the same.
+        assert seen[2].status is not None and seen[2].status.returncode in (0, -signal.SIGTERM)
         assert not sup.status()["p"].ready
         assert not sup.all_clean()
 
@@ -346,7 +348,8 @@ from fdloop.supervisor import Supervisor
 async def main():
     async with Supervisor(subreaper=True) as sup:
         events = sup.events()
-        sup.add("p", [sys.executable, sys.argv[2], "daemonize", "send:READY=1|STATUS=daemon"],
+        sup.add("p", [sys.executable, sys.argv[2], "daemonize", "sleep:0.2",
+                "send:READY=1|STATUS=daemon"],
                 ready="notify", ready_timeout=10, stop_timeout=5)
         await sup.start()
         first = sup.status()["p"].pid
@@ -370,7 +373,10 @@ async def main():
         await sup.stop("p")
         stopped = sup.status()["p"]
         assert stopped.state == "stopped", stopped
-        assert stopped.last_exit is not None and stopped.last_exit.returncode == -15, stopped
+        assert stopped.last_exit is not None, stopped
+        if os.environ.get("FDLOOP_BACKEND") != "kqueue":
+            # (the kqueue backend watches a non-child by pid: no exit status for it)
+            assert stopped.last_exit.returncode == -15, stopped
         try:
             os.kill(successor, 0)
         except ProcessLookupError:
