@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +53,8 @@ command = "sleep 999"
 stop_timeout = 5
 
 [program.newcomer]
-command = "sleep 1000"
+command = "sh -c 'echo hello from newcomer; exec sleep 1000'"
+log = "newcomer.log"
 """
 AS_NOBODY = """
 import os, sys
@@ -87,6 +89,7 @@ def open_dir() -> Iterator[Path]:
 @pytest.mark.parametrize("loop", [loop for loop in LOOPS if loop != "uvloop"])
 def test_every_ctl_command(
     tmp_path: Path, loop: str, started: list[Supervise], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = write(tmp_path, CONFIG)
     control = tmp_path / ".fdloop.sock"  # the default: beside the config
@@ -106,6 +109,15 @@ def test_every_ctl_command(
     assert re.search(r"^NAME\s+STATE\s+PID\s+UPTIME\s+RESTARTS\s+LAST EXIT$", out, re.M)
     assert re.search(r"^sleeper\s+running\s+\d+\s", out, re.M), out
     before = pids(capsys, control)
+    # Without --control: $FDLOOP_CONTROL, else .fdloop.sock in the current directory.
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert fdloop.cli.main(["ctl", "status"]) == 0
+    monkeypatch.chdir("/")
+    monkeypatch.setenv("FDLOOP_CONTROL", str(control))
+    assert fdloop.cli.main(["ctl", "status"]) == 0
+    monkeypatch.delenv("FDLOOP_CONTROL")
+    assert fdloop.cli.main(["ctl", "status"]) == 3  # no /.fdloop.sock
 
     assert ctl(capsys, control, "stop", "sleeper")[:2] == (0, "sleeper: stop done\n")
     assert pids(capsys, control)["sleeper"] is None
@@ -172,6 +184,12 @@ def test_every_ctl_command(
     assert now["ticker"] == before["ticker"]
     assert now["sleeper"] not in (None, before["sleeper"])
     assert now["newcomer"] is not None
+    log = tmp_path / "newcomer.log"  # an added program gets a pipe (and log file) of its own
+    for _ in range(int(HANG / 0.02)):
+        if log.exists() and log.read_text() == "hello from newcomer\n":
+            break
+        time.sleep(0.02)
+    assert log.read_text() == "hello from newcomer\n"
     assert ctl(capsys, control, "start", "doomed")[0] == 1
 
     # shutdown returns once every program is down; the supervisor exits 0.
