@@ -22,14 +22,15 @@ import os
 import resource
 import signal
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from types import ModuleType
 
 from ...errors import UnsupportedOperation
-from ..pipe import blocking_opening
+from ..posix.exec_path import find_executable
+from ..posix.pipe import blocking_opening
+from ..posix.posix_spawn import posix_spawn
 from ..request import SpawnRequest
 from .lowfds import LOW_SLOTS
-from .posix_spawn import posix_spawn
 
 _clone_spawn: ModuleType | None
 try:
@@ -48,27 +49,6 @@ StdioSpec = int | None
 def spawns_with_pidfd() -> bool:
     """True when children are started by clone(CLONE_PIDFD) (the compiled extension)."""
     return _clone_spawn is not None
-
-
-def find_executable(program: str, env: Mapping[bytes, bytes] | None) -> str:
-    """The path posix_spawn should exec for ``program``, searching the child's PATH.
-
-    A name with a slash is used as given (relative to the child's cwd, as execve does).
-    Raises FileNotFoundError / PermissionError naming the program.
-    """
-    if "/" in program:
-        return program
-    denied = False
-    # get_exec_path reads a bytes b"PATH" key too; its stub only admits str keys.
-    for directory in os.get_exec_path(env):  # type: ignore[arg-type]
-        candidate = os.path.join(directory, program)
-        if os.path.isfile(candidate):
-            if os.access(candidate, os.X_OK):
-                return candidate
-            denied = True
-    if denied:
-        raise PermissionError(13, "Permission denied", program)
-    raise FileNotFoundError(2, "No such file or directory", program)
 
 
 def spawn_child(
