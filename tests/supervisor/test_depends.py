@@ -5,6 +5,7 @@ Order is checked by the order of events, never by a stopwatch.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,8 @@ import pytest
 from fdloop.errors import SupervisorConfigError
 from fdloop.supervisor import Event, EventStream, Supervisor, parse_config
 from fdloop.supervisor.config import tomllib
+
+from .supervise_harness import Supervise
 
 HANG = 20.0
 PY = sys.executable
@@ -163,3 +166,35 @@ def test_bad_depends_on(value: object, error: type, message: str) -> None:
 def test_config_graph_errors(tables: str, message: str) -> None:
     with pytest.raises(SupervisorConfigError, match=message):
         parse_config(tomllib.loads(tables))
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+def test_fdloop_supervise_with_readiness_and_dependencies(loop: str, tmp_path: Path) -> None:
+    # The command as a user runs it: a TOML file with ready/depends_on; the log shows db
+    # ready before web starts, and on SIGTERM web stopped before db is asked to stop.
+    config = tmp_path / "supervise.toml"
+    config.write_text(
+        f'[program.web]\ncommand = ["sleep", "1000"]\ndepends_on = ["db"]\n'
+        f'[program.db]\ncommand = ["{PY}", "{PEER}", "sleep:0.2", "send:READY=1|STATUS=up"]\n'
+        'ready = "notify"\nready_timeout = 30\n'
+    )
+    run = Supervise(tmp_path, "--loop", loop, str(config))
+    try:
+        run.wait_for(r"web: started")
+        run.signal(signal.SIGTERM)
+        assert run.finish() == 0
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait()
+    lines = [line.split(" ", 2)[-1] if line[:1].isdigit() else line
+             for line in run.stderr.splitlines()]
+    text = "\n".join(lines)
+
+    def at(fragment: str) -> int:
+        assert fragment in text, text
+        return text.index(fragment)
+
+    assert at("db: ready") < at("web: started")
+    assert at("db: status: up") < at("web: started")
+    assert at("web: stopped") < at("db: stopping")
