@@ -216,7 +216,9 @@ class ControlServer:
                       f"{self._send_timeout} s")
         except OSError as exc:
             if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
-                raise
+                self._log(f"control: dropped a client after an error: {exc}")
+        except Exception as exc:  # a bug of ours must cost one client, not the supervisor
+            self._log(f"control: dropped a client after an internal error: {exc!r}")
         finally:
             self._clients -= 1
 
@@ -290,12 +292,18 @@ class ControlServer:
             elif command == "shutdown":
                 stopping = sup.names
                 assert self._task_group is not None
-                self._task_group.start_soon(sup.shutdown)
+                self._task_group.start_soon(self._shut_down)
                 return {"ok": True, "stopping": stopping}
         except (LookupError, ValueError, TypeError, RuntimeError) as exc:
             text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             return {"ok": False, "error": text}
         return {"ok": True}
+
+    async def _shut_down(self) -> None:
+        try:
+            await self._supervisor.shutdown()
+        except Exception as exc:  # in the server's task group: must not end the server
+            self._log(f"control: shutdown failed: {exc}")
 
     async def _reload_config(self) -> dict[str, Any]:
         if self._reload is None:

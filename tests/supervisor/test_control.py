@@ -276,6 +276,23 @@ async def test_refused_reload_changes_nothing(tmp_path: Path) -> None:
         assert sup.status()["web"].pid == pid
 
 
+async def test_an_internal_error_costs_one_client_not_the_server(tmp_path: Path) -> None:
+    async def reload() -> Any:
+        raise ZeroDivisionError("a bug")
+
+    logged: list[str] = []
+    async with Supervisor() as sup:
+        sup.add("web", SLEEPER)
+        async with served(tmp_path, sup, reload=reload, logged=logged) as path:
+            async with client(path) as ctl:
+                await ctl.send_raw(b'{"command": "reload"}\n')
+                assert await ctl.line() is None  # dropped
+            assert logged == [
+                "control: dropped a client after an internal error: ZeroDivisionError('a bug')"]
+            async with client(path) as ctl:
+                assert (await ctl.ask(command="status"))["ok"]
+
+
 async def test_replacing_the_only_program_does_not_end_wait(tmp_path: Path) -> None:
     async with Supervisor() as sup:
         sup.add("only", SLEEPER)
