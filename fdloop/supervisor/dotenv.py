@@ -10,9 +10,14 @@ One assignment per line::
 ``KEY`` is a shell variable name (letters, digits, ``_``, not starting with a digit).
 Single quotes keep everything literally; double quotes turn ``\\n``, ``\\t``, ``\\"`` and
 ``\\\\`` into a newline, a tab, a quote and a backslash (any other backslash stays);
-nothing is expanded (``$OTHER`` stays as written, as in honcho and foreman). Where
-honcho and foreman silently skip a line they cannot read, we refuse it, naming the file
-and line number: a typo in a secret's line should not start the app without it.
+nothing is expanded (``$OTHER`` stays as written, as in honcho and foreman).
+
+Checked against honcho 2.0.0: the same values for unquoted, double-quoted and spaced
+lines. The differences: ``export KEY=...`` is read here (honcho 2.0 and foreman skip the
+line); single quotes are literal, as in foreman (honcho turns ``\n`` into a newline even
+there); and where honcho and foreman silently skip a line they cannot read, we refuse
+it, naming the file and line number: a typo in a secret's line should not start the app
+without it.
 """
 
 from __future__ import annotations
