@@ -1,7 +1,8 @@
 """Procfiles, as honcho and foreman read them, turned into a supervisor :class:`Config`.
 
-A Procfile has one process type per line, ``NAME: COMMAND`` (honcho's and foreman's
-pattern ``^([A-Za-z0-9_]+):\\s*(.+)$``; we also allow ``-`` in names). Blank lines and
+A Procfile has one process type per line, ``NAME: COMMAND`` (foreman's pattern
+``^([A-Za-z0-9_]+):\\s*(.+)$``, with ``-`` allowed in names as honcho 2.0 allows it;
+checked side by side with honcho 2.0.0, PORT values included). Blank lines and
 ``#`` comment lines are skipped; any other line is refused with its number (honcho and
 foreman skip it silently), and so is a name given twice. Each command runs through
 ``/bin/sh -c``, as both do, in the Procfile's directory.
