@@ -163,12 +163,17 @@ class ProgramCgroup:
                 continue
             try:
                 handle = ProcessFD.open(pid)
-            except ProcessLookupError:
+            except OSError:  # gone already; or out of fds: cgroup.kill still ends it
                 continue
             with handle:
-                if pid in self.pids():
+                if pid not in self.pids():
+                    continue
+                try:
                     handle.send_signal(signo, group=False)
-                    sent += 1
+                except PermissionError:
+                    # A set-user-ID member: kill(2) refuses us, cgroup.kill does not.
+                    continue
+                sent += 1
         return sent
 
     def kill(self) -> None:
