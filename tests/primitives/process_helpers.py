@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import select
-import time
 
 import pytest
 import sniffio
@@ -32,14 +31,19 @@ def members_of_group(pgid: int) -> set[int]:
     return {pid for pid, f in processes().items() if int(f[2]) == pgid and f[0] != "Z"}
 
 
-def wait_until(predicate: object, timeout: float = 5.0) -> bool:
-    """Poll ``predicate()`` (sync, for tests without a loop) until true or timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.01)
-    return bool(predicate())  # type: ignore[operator]
+def ended_by(pid: int) -> int | None:
+    """Block until our child ``pid`` has exited, reaping nothing (waitid WNOWAIT), and
+    return the signal that ended it (0 for an exit); None if it was reaped already.
+
+    For tests with no loop running: after it, one reaper sweep must reap the child.
+    Spawn such children with a bounded life (``sleep 30``) so that a missing kill fails
+    the test instead of hanging it."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    except ChildProcessError:
+        return None
+    assert info is not None
+    return info.si_status if info.si_code != os.CLD_EXITED else 0
 
 
 def no_children() -> bool:

@@ -102,40 +102,6 @@ async def test_cancelling_one_waiter_leaves_the_others_waiting() -> None:
     assert got == [9]
 
 
-async def test_close_wakes_every_waiter_with_closed_resource_error() -> None:
-    efd = fdloop.EventFD()
-    errors: list[BaseException] = []
-
-    async def reader() -> None:
-        try:
-            await efd.read()
-        except fdloop.ClosedResourceError as exc:
-            errors.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(3):
-            tg.start_soon(reader)
-        await anyio.sleep(0.05)
-        efd.close()
-    assert len(errors) == 3
-    assert isinstance(errors[0], anyio.ClosedResourceError)
-
-
-async def test_async_for_yields_values_and_ends_on_close() -> None:
-    seen: list[int] = []
-    async with fdloop.EventFD() as efd, anyio.create_task_group() as tg:
-        async def consume() -> None:
-            async for value in efd:
-                seen.append(value)
-
-        tg.start_soon(consume)
-        for n in (1, 2, 3):
-            efd.write(n)
-            await anyio.sleep(0.02)
-        efd.close()
-    assert seen == [1, 2, 3]
-
-
 async def test_write_from_another_thread_wakes_the_loop() -> None:
     async with fdloop.EventFD() as efd:
         thread = threading.Thread(target=lambda: [efd.write(1) for _ in range(1000)])
@@ -207,18 +173,6 @@ async def test_closed_object_refuses_everything_and_double_close_is_fine() -> No
     with pytest.raises(fdloop.ClosedResourceError):
         with efd:
             pass
-
-
-def test_detach_hands_over_the_fd_and_from_fd_adopts_it() -> None:
-    efd = fdloop.EventFD(2, semaphore=True)
-    fd = efd.detach()
-    assert efd.closed
-    with fdloop.EventFD.from_fd(fd) as adopted:
-        assert adopted.semaphore
-        assert adopted.fileno() == fd
-        assert adopted.read_nowait() == 1
-    with pytest.raises(OSError):
-        os.fstat(fd)
 
 
 def test_dup_shares_the_counter() -> None:
@@ -294,21 +248,6 @@ async def test_an_adopted_blocking_eventfd_is_awaited_through_the_loop() -> None
         assert os.get_blocking(theirs)
     finally:
         os.close(theirs)
-
-
-def test_from_fd_refuses_other_kinds_of_fd() -> None:
-    read_end, write_end = os.pipe()
-    try:
-        with pytest.raises(fdloop.NotThisKindOfFD, match="pipe"):
-            fdloop.EventFD.from_fd(read_end)
-        os.fstat(read_end)  # still open: a refused fd is not taken over
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-    with pytest.raises(OSError, match="not open"):
-        fdloop.EventFD.from_fd(read_end)
-    with pytest.raises(TypeError, match="fd"):
-        fdloop.EventFD.from_fd("3")  # type: ignore[arg-type]
 
 
 def test_garbage_collected_open_eventfd_warns_and_closes() -> None:

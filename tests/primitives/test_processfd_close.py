@@ -20,9 +20,11 @@ from fdloop import spawn
 from fdloop.backends.linux import pidfd as linux_pidfd
 from fdloop.primitives import reaper
 
+from ..helpers import eventually
 from ..leaks import children_of
 from .process_helpers import (
     alive,
+    ended_by,
     members_of_group,
     needs_backend_in_child_interpreters,
     no_children,
@@ -30,19 +32,10 @@ from .process_helpers import (
     pidfd_fact,
     process_backend_only,  # noqa: F401  (autouse)
     state_of,
-    wait_until,
 )
 
 PY = sys.executable
 IGNORE_TERM = ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"]
-
-
-async def eventually(predicate: Any, timeout: float = 5.0) -> bool:
-    """Let the loop run until ``predicate()`` is true (or give up after ``timeout``)."""
-    with anyio.move_on_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
-    return bool(predicate())
 
 
 async def test_aclose_terminates_a_running_child_and_reaps_it() -> None:
@@ -103,7 +96,7 @@ async def test_sync_close_sigkills_and_the_loop_reaps_it() -> None:
 def test_reaper_children_names_every_child_fdloop_will_reap() -> None:
     # What another reaper in this process (the Supervisor's subreaper) must leave alone:
     # open spawning handles, closed-but-unreaped children; not watch-only handles.
-    running = spawn(["sleep", "100"])
+    running = spawn(["sleep", "30"])
     watched = fdloop.ProcessFD.open(os.getpid())
     try:
         # close() SIGKILLs and reaps with WNOHANG at once: a child that died quickly
@@ -112,7 +105,7 @@ def test_reaper_children_names_every_child_fdloop_will_reap() -> None:
         # scheduler, so the test checks the rule for whichever it got, and closes until
         # the table case has been seen (almost always at the first try).
         for _attempt in range(50):
-            closed = spawn(["sleep", "100"])
+            closed = spawn(["sleep", "30"])
             closed.close()
             children = reaper.children()
             assert running.pid in children
@@ -123,7 +116,10 @@ def test_reaper_children_names_every_child_fdloop_will_reap() -> None:
             pytest.fail("close() reaped the SIGKILLed child at once 50 times out of 50")
         assert os.getpid() not in reaper.children()
         running.close()
-        assert wait_until(lambda: (reaper.sweep(), not reaper.children())[1])
+        assert ended_by(running.pid) in (signal.SIGKILL, None)  # None: reaped at once
+        assert ended_by(closed.pid) == signal.SIGKILL
+        reaper.sweep()  # both have exited: one sweep takes them
+        assert not reaper.children()
     finally:
         watched.close()
         running.close()
@@ -139,25 +135,6 @@ def _unreaped_child(pid: int) -> bool:
     return True
 
 
-async def test_close_wakes_waiters_with_closed_resource_error() -> None:
-    proc = spawn(["sleep", "100"])
-    errors: list[BaseException] = []
-
-    async def waiter() -> None:
-        try:
-            await proc.wait()
-        except fdloop.ClosedResourceError as exc:
-            errors.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(3):
-            tg.start_soon(waiter)
-        await anyio.sleep(0.05)
-        proc.close()
-    assert len(errors) == 3
-    assert await eventually(lambda: not children_of(os.getpid()))
-
-
 def test_sync_close_never_blocks_and_reaps_with_wnohang_only(monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
     pidfd_fact()  # instruments the Linux backend's waitid
@@ -169,11 +146,13 @@ def test_sync_close_never_blocks_and_reaps_with_wnohang_only(monkeypatch: pytest
         return real(fd, options)
 
     monkeypatch.setattr(linux_pidfd, "_waitid", recording)
-    proc = spawn(["sleep", "100"])
+    proc = spawn(["sleep", "30"])
     proc.close()  # no loop runs here: the child goes to the reaper's table
     assert options_seen and all(o & os.WNOHANG for o in options_seen)
     # Swept at the next spawn (or explicitly): nothing blocks, the zombie goes away.
-    assert wait_until(lambda: (reaper.sweep(), no_children())[1])
+    assert ended_by(proc.pid) in (signal.SIGKILL, None)
+    reaper.sweep()
+    assert no_children()
     assert all(o & os.WNOHANG for o in options_seen)
 
 
@@ -333,24 +312,10 @@ def test_interpreter_exit_kills_children_and_leaves_daemons(tmp_path: Any) -> No
     os.kill(daemon, signal.SIGKILL)
 
 
-def test_detach_disarms_kill_on_close() -> None:
-    proc = spawn(["sh", "-c", "exit 6"])
-    fd = proc.detach()
-    assert proc.closed
-    if fdloop.backends.selected_name() != "linux":  # a kqueue fd: wait by pid instead
-        assert os.waitid(os.P_PID, proc.pid, os.WEXITED).si_status == 6
-        fdloop.ProcessFD.from_fd(fd).close()  # the kqueue backend adopts its own fd back
-        return
-    try:
-        assert os.waitid(os.P_PIDFD, fd, os.WEXITED).si_status == 6
-    finally:
-        os.close(fd)
-
-
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_copy_never_kills_or_reaps_the_parents_children() -> None:
-    proc = spawn(["sleep", "100"])
-    orphan = spawn(["sleep", "100"])
+    proc = spawn(["sleep", "30"])
+    orphan = spawn(["sleep", "30"])
     orphan.close()  # SIGKILLed, pending in the reaper table (no loop here)
     pid = os.fork()
     if pid == 0:  # the forked child: closing, collecting and exiting must touch nothing
@@ -367,7 +332,10 @@ def test_a_forked_copy_never_kills_or_reaps_the_parents_children() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert proc.poll() is None  # still running, still ours
     proc.kill()
-    assert wait_until(lambda: proc.poll() is not None)
+    assert ended_by(proc.pid) == signal.SIGKILL
+    assert proc.poll() is not None
     assert proc.returncode == -signal.SIGKILL
     proc.close()
-    assert wait_until(lambda: (reaper.sweep(), no_children())[1])
+    assert ended_by(orphan.pid) in (signal.SIGKILL, None)
+    reaper.sweep()
+    assert no_children()

@@ -110,18 +110,6 @@ async def test_watch_only_handles_can_signal_but_never_reap() -> None:
             assert (await watcher.wait()).returncode == -signal.SIGTERM
 
 
-def test_from_fd_refuses_other_kinds_of_fd() -> None:
-    read_end, write_end = os.pipe()
-    try:
-        with pytest.raises(fdloop.NotThisKindOfFD):
-            ProcessFD.from_fd(read_end)
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-    with pytest.raises(OSError):
-        ProcessFD.from_fd(987654)
-
-
 async def test_from_fd_adopts_a_dup_of_our_own_pidfd() -> None:
     async with spawn(["sh", "-c", "sleep 0.1; exit 4"]) as proc:
         if kqueue_lacks("passable across processes"):  # a kqueue's state is not in the fd

@@ -301,21 +301,6 @@ async def test_wait_events_sees_every_event(event: int, fdloop_backend: str) -> 
         assert got[0] & event
 
 
-async def test_close_wakes_wait_events_with_closed_resource_error(
-    fdloop_backend: str,
-) -> None:
-    vfd = fdloop.VirtualFD()
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            async def waiter() -> None:
-                with pytest.raises(fdloop.ClosedResourceError):
-                    await fdloop.wait_events(vfd, IN)
-
-            tg.start_soon(waiter)
-            await anyio.sleep(0.02)
-            vfd.close()
-
-
 async def test_data_does_not_pass_for_urgent(fdloop_backend: str) -> None:
     # A socket wakes its readers with IN|PRI|RDNORM|RDBAND for any data, and the kernel's
     # poll requests answer with that key: unchecked, ordinary data would pass for POLLPRI.
