@@ -240,15 +240,20 @@ async def test_watchdog_trigger() -> None:
         assert "watchdog" in [str(e.kind) for e in seen]
 
 
-async def test_reloading_and_errno() -> None:
+async def test_reloading_stopping_and_errno() -> None:
     async with Supervisor() as sup:
         sup.add("p", peer("send:READY=1", "sleep:0.05", "send:RELOADING=1|ERRNO=5",
-                          "sleep:0.05", "send:READY=1"), ready="notify")
+                          "sleep:0.05", "send:READY=1", "sleep:0.05",
+                          "send:STOPPING=1|STATUS=shutting down"), ready="notify")
         events = sup.events()
         await sup.start()
-        await until(events, kind_is("reloading"))
         await until(events, kind_is("ready"))
-        assert sup.status()["p"].errno == 5 and sup.status()["p"].ready
+        await until(events, kind_is("reloading"))  # not ready again until its READY=1
+        await until(events, kind_is("ready"))
+        assert sup.status()["p"].errno == 5
+        await until(events, kind_is("status"))
+        status = sup.status()["p"]
+        assert not status.ready and status.status_text == "shutting down"
 
 
 # -- bad input -------------------------------------------------------------------------------
