@@ -28,6 +28,19 @@ def send(text: str) -> None:
         sock.sendto(text.replace("|", "\n").encode(), address)
 
 
+def hand_over() -> bool:
+    """Fork; the parent sends MAINPID=<child> and returns True; the child returns False
+    once that datagram is sent (before, its own messages would rightly be ignored)."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child:
+        send(f"MAINPID={child}")
+        os.write(write_end, b"sent")
+        return True
+    os.read(read_end, 4)
+    return False
+
+
 def main(words: list[str]) -> None:
     for word in words:
         action, _, argument = word.partition(":")
@@ -54,15 +67,11 @@ def main(words: list[str]) -> None:
                 send("WATCHDOG=1")
                 time.sleep(float(interval))
         elif action == "fork":
-            child = os.fork()
-            if child:
-                send(f"MAINPID={child}")
-                os.waitpid(child, 0)
+            if hand_over():
+                os.wait()
                 time.sleep(1000)
         elif action == "daemonize":
-            child = os.fork()
-            if child:
-                send(f"MAINPID={child}")
+            if hand_over():
                 os._exit(0)
         elif action == "term-exits-0":
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

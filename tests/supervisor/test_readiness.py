@@ -127,7 +127,7 @@ async def test_mainpid_handover() -> None:
     # The program forks; the parent names the child MAINPID; only then may the child
     # speak: its READY=1 and STATUS= count.
     async with Supervisor() as sup:
-        sup.add("p", peer("fork", "sleep:0.2", "send:READY=1|STATUS=child speaking"),
+        sup.add("p", peer("fork", "send:READY=1|STATUS=child speaking"),
                 ready="notify")
         events = sup.events()
         await sup.start()
@@ -353,7 +353,7 @@ from fdloop.supervisor import Supervisor
 async def main():
     async with Supervisor(subreaper=True) as sup:
         events = sup.events()
-        sup.add("p", [sys.executable, sys.argv[2], "daemonize", "sleep:0.2",
+        sup.add("p", [sys.executable, sys.argv[2], "daemonize",
                 "send:READY=1|STATUS=daemon"],
                 ready="notify", ready_timeout=10, stop_timeout=5)
         await sup.start()
