@@ -14,7 +14,8 @@ no helper threads. The program-output task writes each line with one ``write(2)`
 ``O_APPEND`` fd as it comes out of the line splitter: at most 64 KiB plus a timestamp,
 which lands in the page cache (microseconds; writeback happens later, in the kernel).
 The supervisor never calls fsync. What this cannot cover is a file system whose writes
-stall (a hung NFS server): keep logs on local disks.
+stall (a hung NFS server): keep logs on local disks. A rotation is one rename per
+existing backup and an open, also done on the spot (hence at most 100 backups).
 
 Write errors never escape :meth:`LogFile.put`. The first failure (ENOSPC on a full
 disk, EDQUOT, EIO, EFBIG, an unwritable directory at rotation) is reported once through
@@ -40,6 +41,7 @@ from .. import _validate
 __all__ = [
     "DEFAULT_BACKUPS",
     "DEFAULT_MAX_BYTES",
+    "MAX_BACKUPS",
     "LOG_KEYS",
     "LogFile",
     "LogSettings",
@@ -51,6 +53,9 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 """Rotate past 50 MiB, as supervisord's ``stdout_logfile_maxbytes`` does by default."""
 DEFAULT_BACKUPS = 10
 """Keep PATH.1 ... PATH.10, as supervisord's ``stdout_logfile_backups`` does by default."""
+MAX_BACKUPS = 100
+"""A rotation renames every backup while the loop waits (about 0.1 ms each on a busy
+disk): at most 100 keeps that under ~10-20 ms, once per ``max_bytes``."""
 LOG_KEYS = ("log", "stderr_log", "log_max_bytes", "log_backups", "log_timestamps")
 """The program keys this module reads (config.py accepts them in ``[program.NAME]``)."""
 
@@ -96,7 +101,8 @@ def log_settings(
         f"{prefix}.log_max_bytes", table.get("log_max_bytes", DEFAULT_MAX_BYTES), low=0
     )
     backups = _validate.integer(
-        f"{prefix}.log_backups", table.get("log_backups", DEFAULT_BACKUPS), low=0, high=1000
+        f"{prefix}.log_backups", table.get("log_backups", DEFAULT_BACKUPS), low=0,
+        high=MAX_BACKUPS,
     )
     timestamps = table.get("log_timestamps", False)
     if not isinstance(timestamps, bool):

@@ -257,7 +257,7 @@ class _InNamespace(Supervise):
         ("log = 'w.log'\nlog_max_bytes = true", "program.web.log_max_bytes must be an int"),
         ("log = 'w.log'\nlog_backups = 1.5", "program.web.log_backups must be an int"),
         ("log = 'w.log'\nlog_backups = -1", "program.web.log_backups must be >= 0"),
-        ("log = 'w.log'\nlog_backups = 1001", "program.web.log_backups must be <= 1000"),
+        ("log = 'w.log'\nlog_backups = 101", "program.web.log_backups must be <= 100"),
         ("log = 'w.log'\nlog_timestamps = 'yes'", "program.web.log_timestamps must be true"),
         ("log_max_bytes = 10", "need log or stderr_log"),
         ("log_timestamps = true", "need log or stderr_log"),
