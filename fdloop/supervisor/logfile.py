@@ -18,11 +18,13 @@ stall (a hung NFS server): keep logs on local disks. A rotation is one rename pe
 existing backup and an open, also done on the spot (hence at most 100 backups).
 
 Write errors never escape :meth:`LogFile.put`. The first failure (ENOSPC on a full
-disk, EDQUOT, EIO, EFBIG, an unwritable directory at rotation) is reported once through
-``on_problem``; lines are dropped and counted while it lasts, and every later line tries
-again, so writing resumes by itself when space returns. The first line that gets
-through is preceded, in the file, by ``fdloop supervise: N lines dropped (REASON)``,
-and ``on_problem`` hears that writing resumed.
+disk, EDQUOT, EIO, EFBIG) is reported once through ``on_problem``; lines are dropped and
+counted while it lasts, and every later line tries again, so writing resumes by itself
+when space returns. The first line that gets through is preceded, in the file, by
+``fdloop supervise: N lines dropped (REASON)``, and ``on_problem`` hears that writing
+resumed. A rotation that fails (a rename refused) is reported once too; the file then
+grows past the limit rather than lose lines, and rotation is tried again every
+``max_bytes``.
 """
 
 from __future__ import annotations
@@ -169,6 +171,8 @@ class LogFile:
         self.dropped = 0
         """Lines dropped since writing last failed (reset once it works again)."""
         self._partial = False  # the failed write left half a line in the file
+        self._limit = self.max_bytes  # pushed on while rotating fails (_try_rotate)
+        self._rotation_failed = False
         self._fd = -1
         self._size = 0
         self._open()
@@ -243,9 +247,9 @@ class LogFile:
             while view:
                 room = len(view)
                 if self.max_bytes:
-                    if self._size + room > self.max_bytes and self._size > 0:
-                        self._rotate()
-                    room = min(room, self.max_bytes - self._size)
+                    if self._size + room > self._limit and self._size > 0:
+                        self._try_rotate()
+                    room = min(room, self._limit - self._size)
                 written = os.write(self._fd, view[:room])
                 self._size += written
                 view = view[written:]
@@ -253,6 +257,30 @@ class LogFile:
             if len(view) < len(data):
                 self._partial = True  # short write, then ENOSPC: half a line is there
             raise
+
+    def _try_rotate(self) -> None:
+        """Rotate; if that fails but the file is still open, write on past the limit.
+
+        Losing lines because a rename is refused (an immutable directory, say) would be
+        worse than a file that grows: the next try comes ``max_bytes`` later.
+        """
+        try:
+            self._rotate()
+        except OSError as exc:
+            if self._fd < 0:
+                raise  # nowhere to write: the line is dropped, the next one reopens
+            self._limit = self._size + self.max_bytes
+            if not self._rotation_failed:
+                self._rotation_failed = True
+                self._report(
+                    f"cannot rotate log {str(self.path)!r} ({exc.strerror or exc}): it "
+                    "grows past log_max_bytes; trying again each log_max_bytes"
+                )
+            return
+        self._limit = self.max_bytes
+        if self._rotation_failed:
+            self._rotation_failed = False
+            self._report(f"rotating log {str(self.path)!r} again")
 
     def _rotate(self) -> None:
         """PATH.N-1 -> PATH.N, ..., PATH -> PATH.1 (or PATH emptied without backups)."""

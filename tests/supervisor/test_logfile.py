@@ -119,6 +119,38 @@ def test_timestamps_start_every_line(tmp_path: Path) -> None:
     assert re.fullmatch(STAMP, timestamp(0.5).decode())
 
 
+def test_a_refused_rotation_keeps_the_lines_and_is_reported_once(tmp_path: Path) -> None:
+    """An immutable directory (chattr +i) refuses the renames but not writes to the open
+    file: the log grows past its limit, nothing is dropped, one report; once renames work
+    again, the next try (max_bytes later) rotates and says so."""
+    if shutil.which("chattr") is None:
+        pytest.skip("needs chattr")
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    problems: list[str] = []
+    log = LogFile(directory / "app.log", max_bytes=100, backups=2, on_problem=problems.append)
+    try:
+        if subprocess.run(["chattr", "+i", str(directory)], check=False).returncode:
+            pytest.skip("this file system has no immutable attribute")
+        try:
+            for number in range(30):  # 300 bytes: two failed tries (at 100 and 200)
+                log.put(f"{number:09d}".encode())
+        finally:
+            subprocess.run(["chattr", "-i", str(directory)], check=True)
+        assert log.dropped == 0 and log.failure is None
+        assert len(problems) == 1 and "cannot rotate log" in problems[0], problems
+        assert _files(directory) == {"app.log": 300}
+        for number in range(30, 40):  # the next try is due at 300 bytes
+            log.put(f"{number:09d}".encode())
+    finally:
+        log.close()
+    assert problems[1:] == [f"rotating log {str(directory / 'app.log')!r} again"]
+    assert _files(directory) == {"app.log": 100, "app.log.1": 300}
+    assert (directory / "app.log").read_text() == "".join(
+        f"{number:09d}\n" for number in range(30, 40)
+    )
+
+
 def test_a_fifo_in_the_files_place_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "app.log")
     with pytest.raises(OSError, match=r"not a regular file|No such device"):  # ENXIO: no reader
