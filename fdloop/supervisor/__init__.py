@@ -9,8 +9,10 @@ status snapshots), ``runner`` (one program's lifecycle task, request worker and 
 stop), ``core`` (the Supervisor), ``lifeline`` (programs that die with a killed
 supervisor), ``orphans`` (subreaper mode), ``config`` (TOML files), ``cli`` (the
 command), with ``startup`` (fds 0-2, RLIMIT_NOFILE), ``output`` (bounded lines) and
-``sink`` (non-blocking stdout/stderr). ``fdloop ctl``: ``changes`` (signal, remove,
-replace, apply and shutdown on a running Supervisor), ``control`` (the control socket's
+``sink`` (non-blocking stdout/stderr), ``logfile`` (log files with rotation),
+``procfile`` and ``dotenv`` (honcho/foreman Procfiles and .env files). ``fdloop ctl``:
+``changes`` (signal, remove, replace, apply and shutdown on a running Supervisor),
+``control`` (the control socket's
 JSON protocol and server), ``control_socket`` (its file, peer uid and line I/O),
 ``remote`` (the supervise command's side: reload, ``--events json``) and ``ctl`` (the
 client command).
@@ -22,6 +24,8 @@ from .cli import supervise_main
 from .config import Config, load_config, parse_config
 from .core import Supervisor
 from .events import Event, EventKind, EventStream, ProgramState, ProgramStatus
+from .logfile import LogFile
+from .procfile import load_procfile
 from .program import ProgramSpec, make_spec
 
 __all__ = [
@@ -29,11 +33,13 @@ __all__ = [
     "Event",
     "EventKind",
     "EventStream",
+    "LogFile",
     "ProgramSpec",
     "ProgramState",
     "ProgramStatus",
     "Supervisor",
     "load_config",
+    "load_procfile",
     "make_spec",
     "parse_config",
     "supervise_main",
