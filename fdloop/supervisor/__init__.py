@@ -12,10 +12,9 @@ command), with ``startup`` (fds 0-2, RLIMIT_NOFILE), ``output`` (bounded lines) 
 ``sink`` (non-blocking stdout/stderr), ``logfile`` (log files with rotation),
 ``procfile`` and ``dotenv`` (honcho/foreman Procfiles and .env files). ``fdloop ctl``:
 ``changes`` (signal, remove, replace, apply and shutdown on a running Supervisor),
-``control`` (the control socket's
-JSON protocol and server), ``control_socket`` (its file, peer uid and line I/O),
-``remote`` (the supervise command's side: reload, ``--events json``) and ``ctl`` (the
-client command).
+``control`` (the control socket's JSON protocol and server), ``control_socket`` (its
+file, peer uid and line I/O), ``remote`` (the supervise command's side: reload,
+``--events json``) and ``ctl`` (the client command).
 """
 
 from __future__ import annotations
