@@ -315,3 +315,23 @@ def test_a_bad_log_key_starts_nothing(tmp_path: Path) -> None:
     assert code == 2 and "program.web.log: directory" in err and out == ""
     assert "Traceback" not in err
     assert not (tmp_path / "STARTED").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"max_bytes": "1M"}, TypeError, "max_bytes must be an int"),
+        ({"max_bytes": -1}, ValueError, "max_bytes must be >= 0"),
+        ({"backups": 2.0}, TypeError, "backups must be an int"),
+        ({"backups": -1}, ValueError, "backups must be >= 0"),
+        ({"timestamps": 1}, TypeError, "timestamps must be a bool"),
+    ],
+)
+def test_bad_logfile_arguments_create_nothing(
+    tmp_path: Path, kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        LogFile(tmp_path / "app.log", **kwargs)  # type: ignore[arg-type]
+    assert not (tmp_path / "app.log").exists()
+    with pytest.raises(FileNotFoundError):
+        LogFile(tmp_path / "absent" / "app.log")
