@@ -46,7 +46,7 @@ import json
 import os
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -113,7 +113,7 @@ class OutputTaps:
 # -- JSON views --------------------------------------------------------------------------------
 
 
-def to_json(value: object) -> Any:
+def to_json(value: object) -> Any:  # noqa: PLR0911 - one return per kind of value
     """Events, statuses and exit statuses as JSON-ready values (every dataclass field)."""
     if isinstance(value, enum.Enum):
         return value.name if isinstance(value, int) else str(value)
@@ -122,7 +122,9 @@ def to_json(value: object) -> Any:
                 for field in dataclasses.fields(value)}
     if isinstance(value, float):
         return round(value, 6)
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, Mapping):
+        return {str(key): to_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [to_json(item) for item in value]
     if value is None or isinstance(value, (bool, int, str)):
         return value

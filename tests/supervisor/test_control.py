@@ -357,6 +357,7 @@ def test_to_json_of_status_and_exit() -> None:
     assert to_json(status)["returncode"] == -9
     assert to_json(signal.SIGTERM) == "SIGTERM"
     assert to_json(ProgramState.GAVE_UP) == "gave-up"
+    assert to_json({"a": (1, 2.0000001), 3: None}) == {"a": [1, 2.0], "3": None}
 
 
 # -- the socket file --------------------------------------------------------------------------
