@@ -1,21 +1,15 @@
-"""What every primitive promises alike, written once and run over each of them.
+"""What every primitive promises alike about waiting, written once and run over each.
 
 * close() wakes every task waiting on the object with ClosedResourceError (fdloop's, which
   is anyio's): EventFD, TimerFD, SignalFD, ProcessFD, VirtualFD (through wait_events),
   the Channel's receiving end and a pipe stream.
 * ``async for`` ends, without an error, when the object is closed (EventFD, TimerFD,
   SignalFD) or when the other end closes (Channel, pipe stream), after every item fed in.
-* detach() hands the fd over open and leaves the object closed; from_fd() takes it back
-  with its state (EventFD, TimerFD on each clock, SignalFD, MemFD, ProcessFD); from_fd()
-  refuses a pipe (leaving it open), a closed fd number and a non-int.
-* repr names the class and the fd while open, and says ``closed`` after.
 
-Like tests/primitives/test_signalfd.py, async bodies run through ``anyio.run`` on asyncio,
-uvloop and trio (see signal_harness.py: the pytest plugin's trio guest mode polls in a
-worker thread that a process-directed signal could be delivered to), and everything here
-runs on each backend (tests/conftest.py). What is particular to one primitive (which
-state from_fd keeps beyond the fd, what else its repr shows) is in that primitive's own
-test module.
+Async bodies run through ``anyio.run`` on asyncio, uvloop and trio (contract_helpers.run),
+and everything here runs on each backend (tests/conftest.py). What the fd itself promises
+(detach/from_fd, repr, the garbage collector's warning) is test_contract_fd.py; what is
+particular to one primitive stays in that primitive's own test module.
 """
 
 from __future__ import annotations
@@ -33,86 +27,28 @@ import pytest
 import fdloop
 
 from ..helpers import eventually
-from ..leaks import children_of
+from .contract_helpers import (
+    Run,
+    alone,
+    anywhere,
+    channel_backend,
+    channel_receiver,
+    no_children_left,
+    nothing_more,
+    pipe_reader,
+    run,
+    signals_given_back,
+)
 from .signal_harness import (
-    SIGRT,
     SIGUSR1,
     SIGUSR2,
-    TIMEOUT,
-    blocked,
-    require_alone,
     send,
     signal_state_is_left_as_found,  # noqa: F401  (autouse: SignalFD cases share the module)
-    thread_directed_reach_signalfd,
 )
 
 # Idle threads of earlier tests draw SignalFD's warning; harmless here: every send aims at
 # the main thread, or waits until no other thread could take it (signal_harness.send).
 pytestmark = pytest.mark.filterwarnings("ignore::fdloop.SignalDeliveryWarning")
-
-Run = tuple[str, dict[str, Any]]
-
-
-def run(anyio_backend: Run, body: Callable[[], Awaitable[None]], signals: bool) -> None:
-    """Run ``body`` on the loop ``anyio_backend`` names, bounded by TIMEOUT (a hang guard).
-
-    A body that sends signals first waits to be the only thread that could take a
-    process-directed one, where sends go to the process (signal_harness.send)."""
-    if signals and not thread_directed_reach_signalfd():
-        require_alone()
-
-    async def bounded() -> None:
-        with anyio.fail_after(TIMEOUT):
-            await body()
-
-    name, options = anyio_backend
-    anyio.run(bounded, backend=name, backend_options=options)
-
-
-def _pipe_reader() -> tuple[fdloop.PipeReceiveStream, Callable[[], None]]:
-    read_end, write_end = os.pipe()
-    return fdloop.PipeReceiveStream(read_end), lambda: os.close(write_end)
-
-
-def _pipe_writer() -> tuple[fdloop.PipeSendStream, Callable[[], None]]:
-    read_end, write_end = os.pipe()
-    return fdloop.PipeSendStream(write_end), lambda: os.close(read_end)
-
-
-def _channel_receiver() -> tuple[fdloop.ChannelReceiver, Callable[[], None]]:
-    sender, receiver = fdloop.channel(capacity=64)
-    return receiver, sender.close
-
-
-def _channel_sender() -> tuple[fdloop.ChannelSender, Callable[[], None]]:
-    sender, receiver = fdloop.channel(capacity=64)
-    return sender, receiver.close
-
-
-def _alone(obj: Any) -> tuple[Any, Callable[[], None]]:
-    return obj, lambda: None
-
-
-def _signals_given_back() -> None:
-    assert not {SIGUSR1, SIGUSR2, SIGRT} & blocked()
-
-
-async def _no_children_left() -> None:
-    assert await eventually(lambda: not children_of(os.getpid()))
-
-
-async def _nothing_more() -> None:
-    return None
-
-
-def _anywhere() -> None:
-    return None
-
-
-def _channel_backend() -> None:
-    """Skip where there is no Channel (test_channel.py checks that it is refused there)."""
-    if fdloop.backends.selected_name() != "linux":
-        pytest.skip("no Channel on this backend")
 
 
 # -- close() wakes every waiter ------------------------------------------------------------
@@ -124,34 +60,34 @@ class Waited:
 
     make: Callable[[], tuple[Any, Callable[[], None]]]  # the object, and its companions' close
     wait: Callable[[Any], Awaitable[object]]
-    after_close: Callable[[], Awaitable[None]] = _nothing_more
+    after_close: Callable[[], Awaitable[None]] = nothing_more
     signals: bool = False
     waiters: int = 3  # a pipe stream takes one reader at a time (BusyResourceError)
-    needs: Callable[[], None] = _anywhere  # skips where the backend has no such object
+    needs: Callable[[], None] = anywhere  # skips where the backend has no such object
 
 
 async def _signalfd_given_back() -> None:
-    _signals_given_back()
+    signals_given_back()
 
 
 WAITED = {
-    "EventFD": Waited(lambda: _alone(fdloop.EventFD()), lambda efd: efd.read()),
-    "TimerFD": Waited(lambda: _alone(fdloop.TimerFD()), lambda timer: timer.wait()),
+    "EventFD": Waited(lambda: alone(fdloop.EventFD()), lambda efd: efd.read()),
+    "TimerFD": Waited(lambda: alone(fdloop.TimerFD()), lambda timer: timer.wait()),
     "SignalFD": Waited(
-        lambda: _alone(fdloop.SignalFD({SIGUSR1})), lambda sfd: sfd.read(),
+        lambda: alone(fdloop.SignalFD({SIGUSR1})), lambda sfd: sfd.read(),
         after_close=_signalfd_given_back, signals=True,
     ),
     "ProcessFD": Waited(
-        lambda: _alone(fdloop.spawn(["sleep", "100"])), lambda proc: proc.wait(),
-        after_close=_no_children_left,
+        lambda: alone(fdloop.spawn(["sleep", "100"])), lambda proc: proc.wait(),
+        after_close=no_children_left,
     ),
     "VirtualFD": Waited(
-        lambda: _alone(fdloop.VirtualFD()), lambda vfd: fdloop.wait_events(vfd, select.POLLIN)
+        lambda: alone(fdloop.VirtualFD()), lambda vfd: fdloop.wait_events(vfd, select.POLLIN)
     ),
     "ChannelReceiver": Waited(
-        _channel_receiver, lambda receiver: receiver.receive(), needs=_channel_backend
+        channel_receiver, lambda receiver: receiver.receive(), needs=channel_backend
     ),
-    "PipeReceiveStream": Waited(_pipe_reader, lambda reader: reader.read(), waiters=1),
+    "PipeReceiveStream": Waited(pipe_reader, lambda reader: reader.read(), waiters=1),
 }
 
 
@@ -201,7 +137,7 @@ class Iterated:
     expected: list[object]
     end: Callable[[Any, Any], Awaitable[None]]
     signals: bool = False
-    needs: Callable[[], None] = _anywhere
+    needs: Callable[[], None] = anywhere
 
 
 async def _write_counter(efd: fdloop.EventFD, _: None, i: int) -> None:
@@ -261,7 +197,7 @@ ITERATED = {
     ),
     "ChannelReceiver": Iterated(
         _channel_pair, _send_message, lambda message: message,
-        [b"message 0", b"message 1", b"message 2"], _close_sender, needs=_channel_backend,
+        [b"message 0", b"message 1", b"message 2"], _close_sender, needs=channel_backend,
     ),
     "PipeReceiveStream": Iterated(
         _pipe_pair, _write_line, lambda line: line, [b"line 0\n", b"line 1\n", b"line 2\n"],
@@ -299,166 +235,64 @@ def test_async_for_yields_each_item_and_ends_on_close(kind: str, anyio_backend: 
             obj.close()
         assert seen == case.expected
         if case.signals:
-            _signals_given_back()
+            signals_given_back()
 
     run(anyio_backend, body, case.signals)
 
 
-# -- detach() and from_fd() ------------------------------------------------------------------
+# -- a closed object refuses -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Adopted:
-    """A primitive whose fd can be detached and adopted back, keeping its state."""
+class Refusing:
+    """A primitive's calls that must raise ClosedResourceError once it is closed."""
 
-    cls: Any
     make: Callable[[], Any]
-    keeps: Callable[[Any, Any], None]  # (adopted, what ``remember`` noted) -> assertions
-    remember: Callable[[Any], Any] = lambda obj: None
-    when_detached: Callable[[], None] = lambda: None
-    finish: Callable[[Any], None] = lambda noted: None
-    refusals_match: bool = True  # from_fd's messages say "pipe" and "not open"
+    calls: Callable[[Any], list[Callable[[], object]]]
+    wait: Callable[[Any], Awaitable[object]]
 
 
-def _eventfd_keeps(adopted: fdloop.EventFD, _: None) -> None:
-    assert adopted.semaphore
-    assert adopted.read_nowait() == 1  # semaphore mode: one of the counter's 2
-
-
-def _timer_keeps(adopted: fdloop.TimerFD, clock: str) -> None:
-    assert adopted.clock == clock
-    remaining, interval = adopted.get()
-    assert 90 < remaining <= 100
-    assert interval == 5
-
-
-def _timer(clock: str) -> fdloop.TimerFD:
-    timer = fdloop.TimerFD(clock)  # type: ignore[arg-type]
-    timer.set(100, 5)
-    return timer
-
-
-def _signalfd_keeps(adopted: fdloop.SignalFD, _: None) -> None:
-    assert adopted.signals == {SIGUSR1, SIGRT}
-    assert {SIGUSR1, SIGRT} <= blocked()  # taken over again
-    send(SIGRT)
-    assert adopted.read_nowait().signo == SIGRT
-
-
-def _memfd_keeps(adopted: fdloop.MemFD, _: None) -> None:
-    assert (adopted.name, adopted.read()) == ("round trip", b"kept")
-
-
-def _process_keeps(adopted: fdloop.ProcessFD, pid: int) -> None:
-    assert adopted.pid == pid
-
-
-def _process_reaped_as_it_exited(pid: int) -> None:
-    """detach() disarmed kill-on-close: the child ran to its own exit, still ours to reap."""
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 6
-
-
-ADOPTED = {
-    "EventFD": Adopted(
-        fdloop.EventFD, lambda: fdloop.EventFD(2, semaphore=True), _eventfd_keeps,
+REFUSING = {
+    "EventFD": Refusing(
+        fdloop.EventFD,
+        lambda efd: [efd.fileno, lambda: efd.write(1), efd.read_nowait, efd.detach, efd.dup],
+        lambda efd: efd.read(),
     ),
-    **{
-        f"TimerFD-{clock}": Adopted(
-            fdloop.TimerFD, partial(_timer, clock), _timer_keeps,
-            remember=lambda timer: timer.clock,
-        )
-        for clock in ("monotonic", "realtime", "boottime")
-    },
-    "SignalFD": Adopted(
-        fdloop.SignalFD, lambda: fdloop.SignalFD({SIGUSR1, SIGRT}), _signalfd_keeps,
-        when_detached=_signals_given_back, finish=lambda _: _signals_given_back(),
+    "TimerFD": Refusing(
+        fdloop.TimerFD,
+        lambda timer: [timer.fileno, lambda: timer.set(1), timer.disarm, timer.get,
+                       timer.now, timer.wait_nowait, timer.detach],
+        lambda timer: timer.wait(),
     ),
-    "MemFD": Adopted(
-        fdloop.MemFD, lambda: fdloop.MemFD.from_bytes(b"kept", seal=False, name="round trip"),
-        _memfd_keeps,
-    ),
-    "ProcessFD": Adopted(
-        fdloop.ProcessFD, lambda: fdloop.spawn(["sh", "-c", "sleep 0.05; exit 6"]),
-        _process_keeps, remember=lambda proc: proc.pid, finish=_process_reaped_as_it_exited,
-        refusals_match=False,
+    "SignalFD": Refusing(
+        lambda: fdloop.SignalFD({SIGUSR1}),
+        lambda sfd: [sfd.fileno, sfd.read_nowait, sfd.detach],
+        lambda sfd: sfd.read(),
     ),
 }
-
-
-@pytest.mark.parametrize("kind", ADOPTED)
-def test_detach_hands_over_the_fd_and_from_fd_takes_it_back(kind: str) -> None:
-    case = ADOPTED[kind]
-    obj = case.make()
-    noted = case.remember(obj)
-    fd = obj.detach()
-    assert obj.closed
-    os.fstat(fd)  # still open: the caller's now
-    case.when_detached()
-    with case.cls.from_fd(fd) as adopted:
-        assert adopted.fileno() == fd
-        case.keeps(adopted, noted)
-    with pytest.raises(OSError):
-        os.fstat(fd)  # closed with the adopting object
-    case.finish(noted)
-
-
-REFUSING = {name: case for name, case in ADOPTED.items() if not name.startswith("TimerFD-")}
-REFUSING["TimerFD"] = ADOPTED["TimerFD-monotonic"]
 
 
 @pytest.mark.parametrize("kind", REFUSING)
-def test_from_fd_refuses_a_pipe_a_closed_fd_and_a_non_int(kind: str) -> None:
-    cls = REFUSING[kind].cls
-    words = REFUSING[kind].refusals_match
-    read_end, write_end = os.pipe()
-    try:
-        with pytest.raises(fdloop.NotThisKindOfFD, match="pipe" if words else None):
-            cls.from_fd(read_end)
-        os.fstat(read_end)  # still open: a refused fd is not taken over
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-    with pytest.raises(OSError, match="not open" if words else None):
-        cls.from_fd(read_end)
-    with pytest.raises(TypeError, match="fd"):
-        cls.from_fd("3")
-    _signals_given_back()
+def test_closed_object_refuses_everything_and_double_close_is_fine(
+    kind: str, anyio_backend: Run
+) -> None:
+    case = REFUSING[kind]
 
-
-# -- repr ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Shown:
-    make: Callable[[], tuple[Any, Callable[[], None]]]
-    needs: Callable[[], None] = _anywhere
-
-
-SHOWN = {
-    "EventFD": Shown(lambda: _alone(fdloop.EventFD())),
-    "TimerFD": Shown(lambda: _alone(fdloop.TimerFD())),
-    "SignalFD": Shown(lambda: _alone(fdloop.SignalFD({SIGUSR1}))),
-    "MemFD": Shown(lambda: _alone(fdloop.MemFD())),
-    "VirtualFD": Shown(lambda: _alone(fdloop.VirtualFD())),
-    "PipeReceiveStream": Shown(_pipe_reader),
-    "PipeSendStream": Shown(_pipe_writer),
-    "ChannelSender": Shown(_channel_sender, needs=_channel_backend),
-    "ChannelReceiver": Shown(_channel_receiver, needs=_channel_backend),
-}
-
-
-@pytest.mark.parametrize("kind", SHOWN)
-def test_repr_names_the_class_and_fd_then_says_closed(kind: str) -> None:
-    SHOWN[kind].needs()
-    obj, close_companions = SHOWN[kind].make()
-    try:
-        text = repr(obj)
-        assert text.startswith(f"<fdloop.{kind} "), text
-        assert f"fd={obj.fileno()}" in text
+    async def body() -> None:
+        obj = case.make()
         obj.close()
-        text = repr(obj)
-        assert "closed" in text and "fd=" not in text, text
-    finally:
         obj.close()
-        close_companions()
+        await obj.aclose()
+        assert obj.closed
+        assert "closed" in repr(obj)
+        for call in case.calls(obj):
+            with pytest.raises(fdloop.ClosedResourceError):
+                call()
+        with pytest.raises(fdloop.ClosedResourceError):
+            await case.wait(obj)
+        with pytest.raises(fdloop.ClosedResourceError):
+            with obj:
+                pass
+        signals_given_back()
+
+    run(anyio_backend, body, signals=False)

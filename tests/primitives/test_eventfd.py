@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import signal
 import subprocess
@@ -158,23 +157,6 @@ def test_bad_write_values_change_nothing(value: object, error: type[Exception]) 
         assert efd.read_nowait() == 5
 
 
-async def test_closed_object_refuses_everything_and_double_close_is_fine() -> None:
-    efd = fdloop.EventFD()
-    efd.close()
-    efd.close()
-    await efd.aclose()
-    assert efd.closed
-    assert "closed" in repr(efd)
-    for call in (efd.fileno, lambda: efd.write(1), efd.read_nowait, efd.detach, efd.dup):
-        with pytest.raises(fdloop.ClosedResourceError):
-            call()
-    with pytest.raises(fdloop.ClosedResourceError):
-        await efd.read()
-    with pytest.raises(fdloop.ClosedResourceError):
-        with efd:
-            pass
-
-
 def test_dup_shares_the_counter() -> None:
     with fdloop.EventFD() as efd, efd.dup() as other:
         assert other.fileno() != efd.fileno()
@@ -248,16 +230,6 @@ async def test_an_adopted_blocking_eventfd_is_awaited_through_the_loop() -> None
         assert os.get_blocking(theirs)
     finally:
         os.close(theirs)
-
-
-def test_garbage_collected_open_eventfd_warns_and_closes() -> None:
-    efd = fdloop.EventFD()
-    fd = efd.fileno()
-    with pytest.warns(ResourceWarning, match="unclosed"):
-        del efd
-        gc.collect()
-    with pytest.raises(OSError):
-        os.fstat(fd)
 
 
 def test_repr_shows_state() -> None:

@@ -8,7 +8,6 @@ provides MemFD. Seal tests are skipped where ``capabilities()`` says seals are m
 from __future__ import annotations
 
 import errno
-import gc
 import json
 import os
 import socket
@@ -407,16 +406,6 @@ async def test_closed_or_detached_memfd_refuses_everything() -> None:
         with pytest.raises(fdloop.ClosedResourceError):
             async with memfd:
                 pass
-
-
-def test_garbage_collected_open_memfd_warns_and_closes() -> None:
-    memfd = fdloop.MemFD()
-    fd = memfd.fileno()
-    with pytest.warns(ResourceWarning, match="unclosed"):
-        del memfd
-        gc.collect()
-    with pytest.raises(OSError):
-        os.fstat(fd)
 
 
 def test_repr_shows_name_size_and_seals() -> None:

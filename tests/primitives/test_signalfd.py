@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import gc
 import importlib
 import os
 import signal
@@ -33,7 +32,6 @@ from .signal_harness import (  # the fixtures are used by name
     SIGUSR2,
     alone,  # noqa: F401
     backend_has_signalfd,  # noqa: F401
-    blocked,
     linux,
     on_every_loop,
     send,
@@ -230,6 +228,9 @@ async def _read_into(got: list[int], sfd: fdloop.SignalFD) -> None:
     got.append((await sfd.read()).signo)
 
 
+# -- living next to the loops' own signal handling --------------------------------------------
+
+
 @on_every_loop
 async def test_coexists_with_the_loops_own_signal_handlers() -> None:
     """SIGUSR2 through the loop's handler while a SignalFD reads SIGUSR1: both arrive."""
@@ -327,35 +328,6 @@ async def test_from_fd_leaves_the_senders_blocking_flag_alone_and_never_blocks()
             assert os.get_blocking(theirs)
     finally:
         os.close(theirs)
-
-
-@on_every_loop
-async def test_closed_object_refuses_everything_and_double_close_is_fine() -> None:
-    sfd = fdloop.SignalFD({SIGUSR1})
-    sfd.close()
-    sfd.close()
-    await sfd.aclose()
-    assert sfd.closed
-    assert "closed" in repr(sfd)
-    for call in (sfd.fileno, sfd.read_nowait, sfd.detach):
-        with pytest.raises(fdloop.ClosedResourceError):
-            call()
-    with pytest.raises(fdloop.ClosedResourceError):
-        await sfd.read()
-    with pytest.raises(fdloop.ClosedResourceError):
-        with sfd:
-            pass
-
-
-def test_garbage_collected_open_signalfd_warns_and_gives_back() -> None:
-    sfd = fdloop.SignalFD({SIGUSR1})
-    fd = sfd.fileno()
-    with pytest.warns(ResourceWarning, match="unclosed"):
-        del sfd
-        gc.collect()
-    with pytest.raises(OSError):
-        os.fstat(fd)
-    assert SIGUSR1 not in blocked()
 
 
 def test_repr_lists_the_signals() -> None:

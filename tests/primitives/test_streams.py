@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 import os
 import subprocess
@@ -75,20 +74,6 @@ def test_bad_fd_is_refused_before_anything_changes(cls: type[PipeReceiveStream])
             cls(regular.fileno())
         assert os.get_blocking(regular.fileno())  # untouched, still open
         os.fstat(regular.fileno())
-
-
-def test_garbage_collected_open_stream_warns_and_closes() -> None:
-    read_fd, write_fd = os.pipe()
-    reader, writer = PipeReceiveStream(read_fd), PipeSendStream(write_fd)
-    with pytest.warns(ResourceWarning, match="unclosed"):
-        del reader
-        gc.collect()
-    with pytest.warns(ResourceWarning, match="unclosed"):
-        del writer
-        gc.collect()
-    for fd in (read_fd, write_fd):
-        with pytest.raises(OSError):
-            os.fstat(fd)
 
 
 # -- reading ---------------------------------------------------------------------------

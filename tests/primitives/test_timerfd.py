@@ -8,9 +8,7 @@ timer's own clock (``timer.now()``), never against how long something took.
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
-import os
 import select
 from fractions import Fraction
 
@@ -223,37 +221,6 @@ async def test_one_expiration_goes_to_one_of_many_waiters_and_close_wakes_the_re
     assert got == [1]
     assert len(closed) == 3
     assert isinstance(closed[0], anyio.ClosedResourceError)
-
-
-async def test_closed_timer_refuses_everything_and_double_close_is_fine() -> None:
-    timer = fdloop.TimerFD()
-    timer.close()
-    timer.close()
-    await timer.aclose()
-    assert timer.closed
-    assert "closed" in repr(timer)
-    for call in (
-        timer.fileno, lambda: timer.set(1), timer.disarm, timer.get, timer.now,
-        timer.wait_nowait, timer.detach,
-    ):
-        with pytest.raises(fdloop.ClosedResourceError):
-            call()
-    with pytest.raises(fdloop.ClosedResourceError):
-        await timer.wait()
-    with pytest.raises(fdloop.ClosedResourceError):
-        with timer:
-            pass
-
-
-def test_garbage_collected_open_timer_warns_and_closes() -> None:
-    timer = fdloop.TimerFD()
-    timer.set(100)
-    fd = timer.fileno()
-    with pytest.warns(ResourceWarning, match="unclosed"):
-        del timer
-        gc.collect()
-    with pytest.raises(OSError):
-        os.fstat(fd)
 
 
 # -- bad input: named, and the previous setting untouched ----------------------------------
