@@ -170,14 +170,17 @@ def _follow(replies: BinaryIO) -> None:
 
 def status_table(programs: list[dict[str, Any]]) -> str:
     """The ``status`` response as an aligned text table."""
-    rows = [("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")]
+    rows = [("NAME", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "STATUS")]
     for program in programs:
         uptime = program.get("uptime")
+        ready = program.get("ready")
         rows.append((
             str(program["name"]), str(program["state"]),
+            "-" if ready is None else ("yes" if ready else "no"),
             "-" if program.get("pid") is None else str(program["pid"]),
             "-" if uptime is None else _duration(uptime),
             str(program.get("restarts", 0)), _exit_text(program.get("last_exit")),
+            str(program.get("status_text") or ""),
         ))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     return "\n".join(

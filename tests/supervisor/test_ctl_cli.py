@@ -108,8 +108,9 @@ def test_every_ctl_command(
 
     code, out, err = ctl(capsys, control, "status")
     assert code == 0, err
-    assert re.search(r"^NAME\s+STATE\s+PID\s+UPTIME\s+RESTARTS\s+LAST EXIT$", out, re.M)
-    assert re.search(r"^sleeper\s+running\s+\d+\s", out, re.M), out
+    assert re.search(r"^NAME\s+STATE\s+READY\s+PID\s+UPTIME\s+RESTARTS\s+LAST EXIT\s+STATUS$",
+                     out, re.M), out
+    assert re.search(r"^sleeper\s+running\s+yes\s+\d+\s", out, re.M), out
     before = pids(capsys, control)
     # Without --control: $FDLOOP_CONTROL, else .fdloop.sock in the current directory.
     monkeypatch.chdir(tmp_path)
