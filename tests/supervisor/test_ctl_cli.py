@@ -226,25 +226,40 @@ def test_a_control_path_that_is_no_socket_is_refused(tmp_path: Path) -> None:
         _remote(args, [])
 
 
-def test_events_json(tmp_path: Path) -> None:
-    code, out, err = run_to_end(
-        tmp_path, "--events", "json", "--restart", "never", "--",
-        "sh", "-c", "echo hello; exit 3",
-    )
-    assert code == 1, err
-    assert out.endswith("| hello\n")
-    records = [json.loads(line) for line in err.splitlines()]  # every line is JSON
-    events = [record for record in records if record["kind"] != "message"]
-    assert [record["kind"] for record in events] == ["started", "exited"]
-    started_event, exited = events
-    assert started_event["program"] == "sh" and started_event["state"] == "running"
-    assert isinstance(started_event["pid"], int) and isinstance(started_event["time"], float)
+def test_events_json(tmp_path: Path, started: list[Supervise]) -> None:
+    config = write(tmp_path, """
+[program.once]
+command = "sh -c 'echo hello; exit 3'"
+restart = "never"
+
+[program.sleeper]
+command = "sleep 1000"
+""")
+    sup = Supervise(tmp_path, "--events", "json", "--no-control", str(config))
+    started.append(sup)
+    sup.wait_for(r'"kind":"exited","program":"once"')
+    sup.wait_for(r'"kind":"started","program":"sleeper"')
+    sup.signal(signal.SIGTERM)
+    assert sup.finish() == 1  # once failed and stays down
+    assert sup.stdout == "once    | hello\n"
+    records = [json.loads(line) for line in sup.stderr.splitlines()]  # every line is JSON
+    events = {(record["program"], record["kind"]): record for record in records}
+    started_event, exited = events["once", "started"], events["once", "exited"]
+    assert started_event["state"] == "running" and isinstance(started_event["pid"], int)
+    assert isinstance(started_event["time"], float)
     assert exited["exit"] == {"returncode": 3, "exit_code": 3, "signal": None,
                               "core_dumped": False}
     assert exited["state"] == "exited" and exited["pid"] == started_event["pid"]
+    received = events[None, "signal"]
+    assert received["signal"] == "SIGTERM" and "state" not in received
+    stopped = events["sleeper", "stopped"]
+    assert stopped["state"] == "stopped" and stopped["exit"]["signal"] == signal.SIGTERM
     messages = [record["message"] for record in records if record["kind"] == "message"]
-    assert any(message.startswith("supervising sh") for message in messages)
-    assert not (tmp_path / ".fdloop.sock").exists()  # -- CMD: no control socket by default
+    assert any(message.startswith("supervising once, sleeper") for message in messages)
+    assert not (tmp_path / ".fdloop.sock").exists()  # --no-control
+    # -- CMD mode has no control socket unless --control names one.
+    code, _out, err = run_to_end(tmp_path, "--events", "json", "--", "true")
+    assert code == 0 and all(json.loads(line) for line in err.splitlines())
     assert not any(name.endswith(".sock") for name in os.listdir(tmp_path))
 
 
