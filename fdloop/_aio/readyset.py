@@ -25,20 +25,18 @@ import gc
 from collections.abc import Awaitable
 from typing import Any
 
+from ..backends.contract import ReadySetBackend
 from ..errors import ClosedResourceError
 from . import forks
 from .library import _quietly
 from .waiter import TRIO_BUSY, WOKEN, FDWaiter
 
 
-def _new_ready_set() -> Any:
+def _new_ready_set() -> ReadySetBackend | None:
     from ..backends import current
 
-    make = getattr(current(), "ready_set", None)
-    if make is None:
-        return None
     try:
-        return make()
+        return current().ready_set()
     except OSError:  # out of fds: the loop's own registration still works
         return None
 
