@@ -187,6 +187,7 @@ def test_every_ctl_command(
     assert code == 3 and "no control socket there" in err
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become uid 65534")
 def test_a_client_of_another_uid_is_refused(
     tmp_path: Path, open_dir: Path, started: list[Supervise],
 ) -> None:
