@@ -4,6 +4,7 @@
   size RELIABILITY.md reports; CI's .ci/run sets 0.1), rounded, never below ``minimum``.
 * :func:`eventually` lets the running loop turn until a condition holds (a hang guard,
   not a timing assertion).
+* :func:`no_hang` turns a call that would block for good into a TimeoutError.
 
 Reading /proc for leaks is tests/leaks.py; process lookups are in
 tests/primitives/process_helpers.py.
@@ -11,8 +12,10 @@ tests/primitives/process_helpers.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 
 import anyio
 
@@ -40,3 +43,21 @@ async def eventually(predicate: Callable[[], object], timeout: float = 5.0) -> b
         while not predicate():
             await anyio.sleep(0.01)
     return bool(predicate())
+
+
+@contextlib.contextmanager
+def no_hang(seconds: float = 10.0) -> Iterator[None]:
+    """Turn a call that blocks for good into a TimeoutError (SIGALRM interrupts it).
+
+    For sync tests only, in the main thread: SIGALRM's handler is replaced meanwhile."""
+
+    def expired(signo: int, frame: object) -> None:
+        raise TimeoutError(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -5,6 +5,9 @@
   refuses a pipe (leaving it open), a closed fd number and a non-int.
 * repr names the class and the fd while open, and says ``closed`` after.
 * An object dropped open warns (ResourceWarning) and closes its fd.
+* On the Linux backend, from_fd() of a kernel object its sender made blocking leaves the
+  sender's flag alone and never blocks, waiting through the loop (EventFD, TimerFD,
+  SignalFD).
 
 Everything here runs on each backend (tests/conftest.py). Waiting (close wakes waiters,
 ``async for`` ends) is test_contract.py; what is particular to one primitive (which state
@@ -13,9 +16,14 @@ from_fd keeps beyond these, what else its repr shows) stays in its own test modu
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import importlib
 import os
-from collections.abc import Callable
+import select
+import threading
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -23,8 +31,11 @@ from typing import Any
 import pytest
 
 import fdloop
+from fdloop.backends import selected_name
 
+from ..helpers import no_hang
 from .contract_helpers import (
+    Run,
     alone,
     anywhere,
     channel_backend,
@@ -32,6 +43,7 @@ from .contract_helpers import (
     channel_sender,
     pipe_reader,
     pipe_writer,
+    run,
     signals_given_back,
 )
 from .signal_harness import (
@@ -239,3 +251,111 @@ def test_garbage_collected_open_object_warns_and_closes(kind: str) -> None:
         signals_given_back()  # a SignalFD gives its signals back too
     finally:
         close_companions()
+
+
+# -- adopting a blocking kernel fd (the Linux backend) ---------------------------------------
+
+
+def _blocking_timerfd() -> int:
+    """A monotonic timerfd without TFD_NONBLOCK, as a C sender might make it."""
+    from fdloop.backends.linux.timerfd import CALLS, TFD_CLOEXEC
+
+    return int(CALLS.create(time.CLOCK_MONOTONIC, TFD_CLOEXEC))
+
+
+def _blocking_signalfd() -> int:
+    """A signalfd for SIGUSR1 without SFD_NONBLOCK, as a C sender might make it."""
+    # (the package's ``signalfd`` name is the factory: import the module itself)
+    backend = importlib.import_module("fdloop.backends.linux.signalfd")
+    fd = backend._signalfd(-1, ctypes.byref(backend._sigset(frozenset({SIGUSR1}))),
+                           os.O_CLOEXEC)
+    assert fd >= 0
+    return int(fd)
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """A kernel object made blocking by its sender, then adopted with from_fd."""
+
+    cls: Any
+    make: Callable[[], int]  # the sender's blocking fd
+    event: Callable[[Any, int], None]  # (adopted, the sender's dup): make one event happen
+    read_nowait: Callable[[Any], object]
+    read: Callable[[Any], Awaitable[object]]
+    expected: object
+
+
+BLOCKING = {
+    "EventFD": Blocking(
+        fdloop.EventFD, lambda: os.eventfd(0, os.EFD_CLOEXEC),
+        lambda efd, theirs: os.eventfd_write(theirs, 3),
+        lambda efd: efd.read_nowait(), lambda efd: efd.read(), 3,
+    ),
+    "TimerFD": Blocking(
+        fdloop.TimerFD, _blocking_timerfd, lambda timer, theirs: timer.set(0.01),
+        lambda timer: timer.wait_nowait(), lambda timer: timer.wait(), 1,
+    ),
+    "SignalFD": Blocking(
+        fdloop.SignalFD, _blocking_signalfd, lambda sfd, theirs: send(SIGUSR1),
+        lambda sfd: sfd.read_nowait().signo, lambda sfd: _signo(sfd), SIGUSR1,
+    ),
+}
+
+
+async def _signo(sfd: fdloop.SignalFD) -> int:
+    return (await sfd.read()).signo
+
+
+def _linux_backend() -> None:
+    if selected_name() != "linux":
+        pytest.skip("adopting a kernel fd: the Linux backend's (kqueue: from_fd takes back "
+                    "only what was detached in this process)")
+
+
+@pytest.mark.parametrize("kind", BLOCKING)
+def test_from_fd_leaves_the_senders_blocking_flag_alone_and_never_blocks(kind: str) -> None:
+    """O_NONBLOCK lives on the open file description, which the adopted fd shares with
+    the sender (here: a dup, as after fork, exec or SCM_RIGHTS): from_fd must not turn
+    the sender's blocking fd non-blocking, and a read must still never block."""
+    _linux_backend()
+    case = BLOCKING[kind]
+    fd = case.make()
+    theirs = os.dup(fd)
+    try:
+        with case.cls.from_fd(fd) as adopted, no_hang():
+            assert os.get_blocking(theirs)
+            with pytest.raises(BlockingIOError):
+                case.read_nowait(adopted)  # would block for good on the blocking description
+            case.event(adopted, theirs)
+            assert select.select([fd], [], [], 10)[0], "the event never came"
+            assert case.read_nowait(adopted) == case.expected
+            assert os.get_blocking(theirs)
+    finally:
+        os.close(theirs)
+
+
+@pytest.mark.parametrize("kind", BLOCKING)
+def test_an_adopted_blocking_fd_is_awaited_through_the_loop(
+    kind: str, anyio_backend: Run
+) -> None:
+    """The loop's poll must not set O_NONBLOCK either (uvloop's add_reader would): the
+    event comes from another thread while the task waits."""
+    _linux_backend()
+    case = BLOCKING[kind]
+
+    async def body() -> None:
+        fd = case.make()
+        theirs = os.dup(fd)
+        try:
+            async with case.cls.from_fd(fd) as adopted:
+                later = threading.Timer(0.05, case.event, (adopted, theirs))
+                later.start()
+                try:
+                    assert await case.read(adopted) == case.expected
+                finally:
+                    later.join()
+            assert os.get_blocking(theirs)
+        finally:
+            os.close(theirs)
+
+    run(anyio_backend, body, signals=False)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -17,6 +14,8 @@ import pytest
 import fdloop
 from fdloop.backends import selected_name
 from fdloop.primitives.eventfd import MAX_COUNTER
+
+from ..helpers import no_hang
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "eventfd_across_processes.py"
 
@@ -164,43 +163,20 @@ def test_dup_shares_the_counter() -> None:
         assert efd.read_nowait() == 6
 
 
-@contextlib.contextmanager
-def no_hang(seconds: float = 10.0) -> Iterator[None]:
-    """Turn a call that blocks for good into a TimeoutError (SIGALRM interrupts it)."""
-
-    def expired(signo: int, frame: object) -> None:
-        raise TimeoutError(f"blocked for {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def linux_backend_only() -> None:
     if selected_name() != "linux":
         pytest.skip("adopting a kernel eventfd: the Linux backend's (kqueue: from_fd takes "
                     "back only what was detached in this process)")
 
 
-def test_from_fd_leaves_the_senders_blocking_flag_alone_and_never_blocks() -> None:
-    """O_NONBLOCK lives on the open file description, which the adopted fd shares with
-    the sender (here: a dup, as after fork, exec or SCM_RIGHTS): from_fd must not turn
-    the sender's blocking fd non-blocking, and still never block on a read or an
-    overflowing write."""
+def test_an_adopted_blocking_eventfd_never_blocks_on_an_overflowing_write() -> None:
+    """(That from_fd leaves the sender's blocking flag alone and reads never block, here
+    and for TimerFD and SignalFD: test_contract_fd.py.)"""
     linux_backend_only()
     fd = os.eventfd(0, os.EFD_CLOEXEC)  # blocking, as a C sender usually makes it
     theirs = os.dup(fd)
     try:
         with fdloop.EventFD.from_fd(fd) as efd, no_hang():
-            assert os.get_blocking(theirs)
-            with pytest.raises(BlockingIOError):
-                efd.read_nowait()
-            os.eventfd_write(theirs, 5)
-            assert efd.read_nowait() == 5
             os.eventfd_write(theirs, MAX_COUNTER - 1)
             with pytest.raises(fdloop.CounterOverflowError):
                 efd.write(2)  # a blocking description would block here
@@ -210,24 +186,6 @@ def test_from_fd_leaves_the_senders_blocking_flag_alone_and_never_blocks() -> No
                 with pytest.raises(BlockingIOError):
                     other.read_nowait()
             assert os.get_blocking(theirs)
-    finally:
-        os.close(theirs)
-
-
-async def test_an_adopted_blocking_eventfd_is_awaited_through_the_loop() -> None:
-    linux_backend_only()
-    fd = os.eventfd(0, os.EFD_CLOEXEC)
-    theirs = os.dup(fd)
-    try:
-        async with fdloop.EventFD.from_fd(fd) as efd:
-            timer = threading.Timer(0.05, os.eventfd_write, (theirs, 3))
-            timer.start()
-            try:
-                with anyio.fail_after(10):
-                    assert await efd.read() == 3
-            finally:
-                timer.join()
-        assert os.get_blocking(theirs)
     finally:
         os.close(theirs)
 

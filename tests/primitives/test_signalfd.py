@@ -8,8 +8,6 @@ threads) is tested in ``test_signalfd_takeover.py``.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import importlib
 import os
 import signal
 import subprocess
@@ -293,41 +291,6 @@ def test_a_signalfd_passed_to_another_program_reads_that_programs_signals() -> N
         with pytest.raises(BlockingIOError):
             sfd.read_nowait()  # the child's signal was the child's, not ours
     assert result.stdout.split() == ["SIGUSR1", "True", str(SIGUSR1.value), str(SIGUSR2.value)]
-
-
-def _blocking_signalfd(signals: set[int]) -> int:
-    """A signalfd without SFD_NONBLOCK, as a C sender might make it."""
-    # (the package's ``signalfd`` name is the factory: import the module itself)
-    backend = importlib.import_module("fdloop.backends.linux.signalfd")
-    fd = backend._signalfd(-1, ctypes.byref(backend._sigset(frozenset(signals))),
-                           os.O_CLOEXEC)
-    assert fd >= 0
-    return fd
-
-
-@on_every_loop
-async def test_from_fd_leaves_the_senders_blocking_flag_alone_and_never_blocks() -> None:
-    """O_NONBLOCK is the open file description's, shared with the sender (a dup here):
-    from_fd must not change it (nor may the loop's poll: uvloop's add_reader would),
-    and reads still never block."""
-    if not linux():
-        pytest.skip("adopting a kernel signalfd: the Linux backend's")
-    fd = _blocking_signalfd({SIGUSR1})
-    theirs = os.dup(fd)
-    try:
-        with fdloop.SignalFD.from_fd(fd) as sfd:
-            assert os.get_blocking(theirs)
-            with pytest.raises(BlockingIOError):
-                sfd.read_nowait()  # would block for good on a blocking description
-            sender = threading.Timer(0.02, send, (SIGUSR1,))
-            sender.start()
-            try:
-                assert (await sfd.read()).signo == SIGUSR1
-            finally:
-                sender.join()
-            assert os.get_blocking(theirs)
-    finally:
-        os.close(theirs)
 
 
 def test_repr_lists_the_signals() -> None:

@@ -6,7 +6,6 @@ Every test here skips unless the Linux backend is in force.
 
 from __future__ import annotations
 
-import os
 import select
 import subprocess
 import sys
@@ -20,7 +19,6 @@ import pytest
 import fdloop
 from fdloop.backends import selected_name
 
-from .test_eventfd import no_hang
 from .test_timerfd import TIMEOUT, until_fired
 
 
@@ -48,48 +46,6 @@ def test_a_child_process_adopts_the_timer_and_reads_its_count(linux_backend: Non
         assert result.stdout.split() == ["boottime", "1"]
         with pytest.raises(BlockingIOError):  # one kernel timer: the child took the count
             timer.wait_nowait()
-
-
-def _blocking_timerfd() -> int:
-    """A monotonic timerfd without TFD_NONBLOCK, as a C sender might make it."""
-    from fdloop.backends.linux.timerfd import CALLS, TFD_CLOEXEC
-
-    return CALLS.create(time.CLOCK_MONOTONIC, TFD_CLOEXEC)
-
-
-def test_from_fd_leaves_the_senders_blocking_flag_alone_and_never_blocks(
-    linux_backend: None,
-) -> None:
-    """O_NONBLOCK is the open file description's, shared with the sender (a dup here):
-    from_fd must not change it, and reads still never block."""
-    fd = _blocking_timerfd()
-    theirs = os.dup(fd)
-    try:
-        with fdloop.TimerFD.from_fd(fd) as timer, no_hang():
-            assert os.get_blocking(theirs)
-            with pytest.raises(BlockingIOError):
-                timer.wait_nowait()  # blocked here before, had the flag been left alone
-            timer.set(0)
-            until_fired(timer)
-            assert timer.wait_nowait() == 1
-            assert os.get_blocking(theirs)
-    finally:
-        os.close(theirs)
-
-
-async def test_an_adopted_blocking_timerfd_is_awaited_without_touching_its_flag(
-    linux_backend: None,
-) -> None:
-    fd = _blocking_timerfd()
-    theirs = os.dup(fd)
-    try:
-        async with fdloop.TimerFD.from_fd(fd) as timer:
-            timer.set(0.01)
-            with anyio.fail_after(TIMEOUT):
-                assert await timer.wait() >= 1
-            assert os.get_blocking(theirs)  # uvloop's add_reader would have set it
-    finally:
-        os.close(theirs)
 
 
 def test_every_syscall_implementation_does_the_same(linux_backend: None) -> None:
