@@ -18,13 +18,13 @@ import select
 from typing import Any
 
 from ...errors import UnsupportedOperation
+from ..posix.nowait import poll_now
 from ..posix.vpoll_socket import SocketVirtualFD
 from .platform import EV_ADD, EV_CLEAR, EV_DELETE, EVFILT_READ
 from .queue import KqueueHandle
 
 EVFILT_WRITE = -2
 _READS = select.POLLIN | select.POLLHUP | getattr(select, "POLLRDHUP", 0x2000)
-_ALWAYS = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
 class KqueuePolls(KqueueHandle):
@@ -83,7 +83,7 @@ class KqueuePolls(KqueueHandle):
             fired.update(self._filters.get((int(event.ident), int(event.filter)), ()))
         for token in sorted(fired):
             fd, events, multishot = self._requests[token]
-            mask = _poll_now(fd, events)
+            mask = poll_now(fd, events)
             if not mask:
                 continue
             out.append((token, mask, multishot))
@@ -93,14 +93,6 @@ class KqueuePolls(KqueueHandle):
 
     def detach(self) -> int:
         raise TypeError("a poll ring cannot be detached")
-
-
-def _poll_now(fd: int, events: int) -> int:
-    poller = select.poll()
-    poller.register(fd, events)
-    ready = poller.poll(0)
-    mask: int = ready[0][1] if ready else 0
-    return mask & (events | _ALWAYS)
 
 
 def poll_requests() -> Any:

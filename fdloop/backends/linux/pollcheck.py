@@ -23,7 +23,11 @@ import os
 import select
 import stat
 
-_ALWAYS = select.POLLERR | select.POLLHUP | select.POLLNVAL
+# The check itself is a plain zero-timeout poll(2), the same the kqueue backend makes.
+from ..posix.nowait import poll_now as checked_answer
+
+__all__ = ["checked_answer", "needs_check", "request_mask"]
+
 _HINT = select.POLLRDBAND
 
 
@@ -39,12 +43,3 @@ def needs_check(fd: int) -> bool:
 def request_mask(events: int, checked: bool) -> int:
     """The mask to ask the kernel for."""
     return events | _HINT if checked and events & select.POLLPRI else events
-
-
-def checked_answer(fd: int, events: int) -> int:
-    """What poll(2) says now about ``events`` on ``fd`` (0: nothing of them)."""
-    poller = select.poll()
-    poller.register(fd, events)
-    ready = poller.poll(0)
-    mask: int = ready[0][1] if ready else 0
-    return mask & (events | _ALWAYS)

@@ -54,9 +54,20 @@ def read(fd: int, size: int, kind: str) -> bytes:
 
 def readable_now(fd: int) -> bool:
     """Whether ``fd`` polls readable this instant (a zero-timeout poll)."""
+    return bool(poll_now(fd, select.POLLIN) & select.POLLIN)
+
+
+_ALWAYS = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+def poll_now(fd: int, events: int) -> int:
+    """What a zero-timeout poll(2) says about ``events`` on ``fd`` this instant: those
+    of them that are set, plus POLLERR/POLLHUP/POLLNVAL, which poll always reports."""
     poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return any(events & select.POLLIN for _fd, events in poller.poll(0))
+    poller.register(fd, events)
+    ready = poller.poll(0)
+    mask: int = ready[0][1] if ready else 0
+    return mask & (events | _ALWAYS)
 
 
 def is_blocking(fd: int) -> bool:
