@@ -1,4 +1,4 @@
-"""Running ``fdloop supervise`` as a real process, for tests/test_supervise_*.py.
+"""Running ``fdloop supervise`` as a real process, for the tests that drive it as one.
 
 :class:`Supervise` starts it with stdout and stderr in files the test polls as they
 grow; every wait is bounded by a generous timeout (HANG) only to turn a hang into a
