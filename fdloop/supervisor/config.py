@@ -129,6 +129,7 @@ def parse_config(
     if not programs:
         raise SupervisorConfigError("no programs: add at least one [program.NAME] table")
     specs: list[ProgramSpec] = []
+    taken: set[str] = set()
     logs: dict[str, LogSettings] = {}
     groups: dict[str, tuple[str, ...]] = {}
     for name, table in programs.items():
@@ -138,12 +139,13 @@ def parse_config(
         if instances[0].name != name:
             groups[name] = tuple(spec.name for spec in instances)
         for spec in instances:
-            if any(spec.name == other.name for other in specs):
+            if spec.name in taken:
                 raise SupervisorConfigError(
                     f"{_prefix(name)}: two programs would be called {spec.name!r} "
                     "(numprocs names instances NAME.1, NAME.2, ...)"
                 )
             specs.append(spec)
+            taken.add(spec.name)
             if settings is not None:
                 logs[spec.name] = settings
     specs = _expand_groups(specs, groups)
