@@ -135,6 +135,9 @@ class Readiness:
         self._keys: list[tuple[str, int]] = []
         self._main_proc: ProcessFD | None = None
         """The process MAINPID= named (watch-only: never killed by closing it)."""
+        self._main_key: tuple[str, int] | None = None
+        self._session: int | None = None
+        """The running instance's session id (its pid: it leads a new session)."""
         self._pipe: int | None = None
         self._became_ready = anyio.Event()
         self._pinged = anyio.Event()
@@ -185,6 +188,7 @@ class Readiness:
         if write_end is not None:
             os.close(write_end)  # the child has its own copy; EOF once it is gone
         self.main_pid = proc.pid
+        self._session = proc.pid
         if self.spec.ready == "notify":
             key = self._board.register(proc.pid, self)
             if key is not None:
@@ -202,6 +206,8 @@ class Readiness:
             self._main_proc.close()
             self._main_proc = None
         self.main_pid = None
+        self._main_key = None
+        self._session = None
         exit_ready = (
             self.spec.ready == "exit" and status is not None and status.returncode == 0
             and not self.failed_start
@@ -338,23 +344,40 @@ class Readiness:
         self._changed()
 
     def _main_pid(self, text: str) -> None:
+        """MAINPID=: accepted only for a live process of the program's own session.
+
+        Without that check a program could name any process — pid 1 — and have the
+        supervisor stop it later. The program runs as the leader of a new session
+        (spawn_guarded), and its children stay in it unless they call setsid(); the
+        session id outlives the leader, and no other session can take that id while a
+        member of ours lives. The pidfd is opened first and checked alive after /proc is
+        read, so /proc spoke about that very process (a live pid is never reused).
+        """
+        from ..primitives.processfd import ProcessFD
+
         if not text.isdigit() or not text.isascii() or int(text) <= 0:
             return
         pid = int(text)
-        if pid == self.main_pid:
+        if pid == self.main_pid or self._session is None:
             return
-        # Opened now, while the program that named it runs: from here on the inode (not
-        # the number) is what may speak, so a later process given this pid cannot.
-        key = self._board.register(pid, self)
-        if key is None:
-            return  # already gone
-        self._keys.append(key)
-        from ..primitives.processfd import ProcessFD
-
         try:
             watched = ProcessFD.open(pid)
         except OSError:
-            watched = None  # gone meanwhile: messages only, no handover
+            return  # gone already
+        if _session_of(pid) != self._session or watched.poll() is not None:
+            watched.close()
+            return
+        # From here on the inode (not the number) is what may speak, so a later
+        # process given this pid cannot.
+        key = self._board.register(pid, self)
+        if key is None:
+            watched.close()
+            return
+        if self._main_key is not None:
+            self._board.unregister(self._main_key)
+            self._keys.remove(self._main_key)
+        self._keys.append(key)
+        self._main_key = key
         if self._main_proc is not None:
             self._main_proc.close()
         self._main_proc = watched
@@ -368,6 +391,16 @@ class Readiness:
         if announce and not was:
             self._emit(EventKind.READY, pid=pid)
         self._changed()
+
+
+def _session_of(pid: int) -> int | None:
+    """The session id of process ``pid`` (/proc/PID/stat), None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _check_program(spec: ProgramSpec, env: dict[str, Any]) -> None:

@@ -139,6 +139,19 @@ async def test_mainpid_handover() -> None:
         assert status.ready and status.status_text == "child speaking"
 
 
+async def test_mainpid_outside_the_programs_session_is_refused() -> None:
+    # Else a program could name pid 1 (or its supervisor) and have it stopped later.
+    async with Supervisor() as sup:
+        sup.add("p", peer("send:MAINPID=1", f"send:MAINPID={os.getpid()}",
+                          "send:READY=1|STATUS=claimed"), ready="notify")
+        events = sup.events()
+        await sup.start()
+        seen = await until(events, kind_is("status"))
+        assert "mainpid" not in [str(e.kind) for e in seen]
+        status = sup.status()["p"]
+        assert status.main_pid == status.pid and status.ready
+
+
 async def test_ready_timeout_is_a_failed_start() -> None:
     # The program exits 0 on SIGTERM: only the missed readiness makes the end a failure.
     async with Supervisor() as sup:
