@@ -40,6 +40,7 @@ import signal
 from typing import Any
 
 from ..contract import PipeEnds, RawExit
+from ..posix.pipe import close_ends
 from ..request import SpawnRequest
 from .platform import EV_ADD, EVFILT_PROC, NOTE_EXIT, NOTE_TRIGGER, host, kqueue_module
 from .queue import KqueueHandle
@@ -119,9 +120,7 @@ class KqueueProcessFD(KqueueHandle):
                 os.waitpid(pid, 0)
             except (ChildProcessError, ProcessLookupError):
                 pass  # reaped by someone else already
-            for fd in parent_ends:
-                if fd is not None:
-                    os.close(fd)
+            close_ends(parent_ends)
             raise
 
     @classmethod

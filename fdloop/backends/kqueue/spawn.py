@@ -28,6 +28,7 @@ from collections.abc import Callable
 from ...errors import UnsupportedOperation
 from ..contract import PipeEnds
 from ..posix.exec_path import find_executable
+from ..posix.pipe import close_ends
 from ..request import SpawnRequest
 
 _PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
@@ -117,9 +118,7 @@ def _stdlib_spawn(request: SpawnRequest) -> tuple[int, PipeEnds]:
             for fd in pass_fds:
                 os.set_inheritable(fd, False)
     except BaseException:
-        for fd in parent_ends:
-            if fd is not None:
-                os.close(fd)
+        close_ends(parent_ends)
         raise
     finally:
         for fd in made:

@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable
 
 from ..contract import Capability, OwnedFD, RawExit
+from ..posix.pipe import close_ends
 from ..request import SpawnRequest
 from .procfs import require_kind
 from .spawn import _clone_spawn as _extension
@@ -156,9 +157,7 @@ class LinuxPidFD(OwnedFD):
         try:
             return cls.open_child(pid), parent_ends
         except BaseException:
-            for fd in parent_ends:
-                if fd is not None:
-                    os.close(fd)
+            close_ends(parent_ends)
             raise
 
     @classmethod

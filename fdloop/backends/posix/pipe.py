@@ -101,3 +101,10 @@ def blocking_opening(fd: int) -> int | None:
         low, copy = copy, fcntl.fcntl(copy, fcntl.F_DUPFD_CLOEXEC, 3)
         os.close(low)
     return copy
+
+
+def close_ends(ends: tuple[int | None, ...] | list[int | None]) -> None:
+    """Close the parent's pipe ends of a child that could not be had (None: not piped)."""
+    for fd in ends:
+        if fd is not None:
+            os.close(fd)
