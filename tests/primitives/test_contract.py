@@ -2,7 +2,7 @@
 
 * close() wakes every task waiting on the object with ClosedResourceError (fdloop's, which
   is anyio's): EventFD, TimerFD, SignalFD, ProcessFD, VirtualFD (through wait_events),
-  the Channel's receiving end and a pipe stream.
+  the Channel's receiving end and both pipe streams.
 * ``async for`` ends, without an error, when the object is closed (EventFD, TimerFD,
   SignalFD) or when the other end closes (Channel, pipe stream), after every item fed in.
 
@@ -36,6 +36,7 @@ from .contract_helpers import (
     no_children_left,
     nothing_more,
     pipe_reader,
+    pipe_writer,
     run,
     signals_given_back,
 )
@@ -88,6 +89,9 @@ WAITED = {
         channel_receiver, lambda receiver: receiver.receive(), needs=channel_backend
     ),
     "PipeReceiveStream": Waited(pipe_reader, lambda reader: reader.read(), waiters=1),
+    "PipeSendStream": Waited(
+        pipe_writer, lambda writer: writer.send(b"f" * (4 << 20)), waiters=1  # > a pipe
+    ),
 }
 
 
