@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import signal as _signal
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, Union
 
 from .. import _validate
 from ..backends import current as current_backend
+from ..backends.posix import sigmask
 from ..backends.request import SpawnRequest
 from . import reaper
 from . import spawn_options as options
@@ -271,16 +272,6 @@ def _pass_fds(pass_fds: object) -> tuple[int, ...]:
 
 
 def _signals_taken_over() -> tuple[int, ...]:
-    taken = _taken_over_probe()
+    """The signals a SignalFD took over here, which the child must get back at SIG_DFL."""
+    taken = sigmask.taken_over()
     return tuple(taken) if taken else ()
-
-
-def _load_taken_over() -> Callable[[], frozenset[int]]:
-    try:
-        from .signalfd import signals_taken_over
-    except ImportError:  # pragma: no cover - SignalFD is optional on some backends
-        return frozenset
-    return signals_taken_over
-
-
-_taken_over_probe = _load_taken_over()
