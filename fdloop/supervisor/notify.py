@@ -41,6 +41,8 @@ MESSAGE_MAX = 4096
 _FDS_MAX = 32
 """SCM_RIGHTS fds received per datagram; the kernel discards (closes) any beyond."""
 _UCRED = struct.Struct("iII")
+_BATCH = 64
+"""Datagrams handled per wake-up of the reader."""
 
 
 @dataclass(frozen=True)
@@ -152,15 +154,21 @@ class NotifySocket:
                 if self.closed:
                     return
                 raise
-            self.receive_pending(deliver)
+            # A bounded batch per wake-up: a program flooding the socket must not keep the
+            # loop from everything else (the next wait returns at once if more is queued).
+            self.receive_pending(deliver, limit=_BATCH)
 
-    def receive_pending(self, deliver: Callable[[Notice], None]) -> None:
-        """``deliver`` every datagram already queued, without waiting."""
-        while not self._closed:
+    def receive_pending(self, deliver: Callable[[Notice], None], limit: int = 1024) -> None:
+        """``deliver`` the datagrams already queued (at most ``limit``), without waiting."""
+        for _ in range(limit):
+            if self._closed:
+                return
             try:
                 notice = self._receive()
             except BlockingIOError:
                 return
+            except OSError:
+                continue  # one bad datagram (e.g. ENOBUFS for its fds) is dropped, not fatal
             if notice is not None:
                 deliver(notice)
 

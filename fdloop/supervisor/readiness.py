@@ -14,9 +14,10 @@ Per program, ``ready`` says how it tells us (``ProgramSpec.ready``):
 ``ready_timeout``: an instance not ready in time gets ``stop_signal`` (SIGKILL after
 ``stop_timeout``) and its end counts as a failed start, for the restart policy.
 ``watchdog = SECONDS`` (notify only) puts ``WATCHDOG_USEC`` and ``WATCHDOG_PID`` in the
-program's environment; an instance that goes that long without ``WATCHDOG=1`` (or that
-sends ``WATCHDOG=trigger``) gets SIGABRT, as systemd sends, then SIGKILL after
-``stop_timeout``, and its end counts as a failure.
+program's environment; an instance that, once ready, goes that long without
+``WATCHDOG=1`` (or that sends ``WATCHDOG=trigger``) gets SIGABRT, as systemd sends, then
+SIGKILL after ``stop_timeout``, and its end counts as a failure. MAINPID= is accepted
+only for a live process of the program's own session (see ``Readiness._main_pid``).
 
 fd N and ``WATCHDOG_PID`` need a step in the child before the program runs — fd N is
 usually taken in the supervisor (by the loop's own fds), and the pid is known only once

@@ -6,9 +6,9 @@ writes a newline to fd N; ``close:N`` closes fd N; ``env:PATH`` writes NOTIFY_SO
 WATCHDOG_USEC, WATCHDOG_PID and the pid to PATH (atomically, by rename); ``ping:S:K``
 sends WATCHDOG=1 K times, S seconds apart; ``fork`` forks: the parent sends
 MAINPID=<child> and sleeps, the child runs the rest; ``daemonize`` forks: the parent
-sends MAINPID=<child> and exits 0 at once, the child runs the rest; ``term-exits-0``
-makes SIGTERM a clean exit; ``exit:N`` exits N. After the last word it sleeps until
-killed.
+sends MAINPID=<child> and exits 0 at once, the child runs the rest; ``flood:K`` sends
+K datagrams STATUS=0 ... STATUS=K-1; ``term-exits-0`` makes SIGTERM a clean exit;
+``exit:N`` exits N. After the last word it sleeps until killed.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def main(words: list[str]) -> None:
             send(argument)
         elif action == "sleep":
             time.sleep(float(argument))
+        elif action == "flood":
+            for index in range(int(argument)):
+                send(f"STATUS={index}")
         elif action == "wait":
             while not os.path.exists(argument):
                 time.sleep(0.01)

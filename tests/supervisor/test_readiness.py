@@ -139,6 +139,19 @@ async def test_mainpid_handover() -> None:
         assert status.ready and status.status_text == "child speaking"
 
 
+async def test_a_flood_of_datagrams_is_read_whole_and_in_order() -> None:
+    # 1000 datagrams (more than the socket queue holds: the sender blocks, nothing is
+    # lost), read 64 per wake-up; READY=1 after them still counts, and is the last word.
+    async with Supervisor() as sup:
+        sup.add("p", peer("flood:1000", "send:READY=1|STATUS=done"), ready="notify")
+        events = sup.events()
+        await sup.start()
+        seen = await until(events, kind_is("ready"))
+        texts = [e.text for e in seen if e.kind == "status"]
+        assert texts == [*(str(index) for index in range(1000)), "done"]
+        assert sup.status()["p"].status_text == "done"
+
+
 async def test_mainpid_outside_the_programs_session_is_refused() -> None:
     # Else a program could name pid 1 (or its supervisor) and have it stopped later.
     async with Supervisor() as sup:
