@@ -106,11 +106,6 @@ def current() -> Platform:
     )
 
 
-def emulated() -> bool:
-    """True when ``select.kqueue`` is a stand-in (the test emulator), not the kernel's."""
-    return getattr(getattr(select, "kqueue", None), "fdloop_emulated_platform", None) is not None
-
-
 @dataclass(frozen=True)
 class Host:
     """What the OS this process runs on offers the kqueue backend, beside kqueue itself.
