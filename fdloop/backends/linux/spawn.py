@@ -5,9 +5,9 @@
   pidfd from the same system call, so the handle can never name a recycled pid. It also
   carries out what posix_spawn cannot: ``user``, ``group``, ``extra_groups``, ``umask``,
   and ``die_with_parent`` by a prctl in the child.
-* Otherwise glibc's posix_spawn (:mod:`.posix_spawn`), after which the caller opens a
-  pidfd from the pid (pidfd.open_child), and ``die_with_parent`` goes through an exec
-  wrapper (:mod:`.pdeathsig`).
+* Otherwise glibc's posix_spawn (fdloop/backends/posix/posix_spawn.py), after which the
+  caller opens a pidfd from the pid (pidfd.open_child), and ``die_with_parent`` goes
+  through an exec wrapper (:mod:`.pdeathsig`).
 
 Both report a failed exec or chdir in the parent, with no process left behind, and the
 OSError names what was wrong: the program, ``cwd``, or the option whose step failed.
@@ -227,7 +227,7 @@ def _posix(
 ) -> int:
     """Start the child with posix_spawn; its pid (the caller opens the pidfd)."""
     if request.die_with_parent:
-        from .pdeathsig import wrap_argv  # (it imports find_executable from here)
+        from .pdeathsig import wrap_argv  # only when asked for
 
         name, _path = _exec_target(request)
         _check_executable(name, request.cwd)  # the wrapper's own exec would hide it
