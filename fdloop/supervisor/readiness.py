@@ -137,6 +137,8 @@ class Readiness:
         self._main_proc: ProcessFD | None = None
         """The process MAINPID= named (watch-only: never killed by closing it)."""
         self._main_key: tuple[str, int] | None = None
+        self._notify_spec: ProgramSpec | None = None
+        """The spec a plain notify program is spawned with (``$NOTIFY_SOCKET`` added)."""
         self._session: int | None = None
         """The running instance's session id (its pid: it leads a new session)."""
         self._pipe: int | None = None
@@ -155,14 +157,18 @@ class Readiness:
         self._triggered = False
         self._became_ready = anyio.Event()
         self._pinged = anyio.Event()
+        if spec.ready in ("none", "exit"):
+            return spec, None
+        if self._notify_spec is not None:  # the socket's path never changes: made once
+            return self._notify_spec, None
         env = dict(spec.env or {})
         if spec.ready == "notify":
             env["NOTIFY_SOCKET"] = self._board.open(self._start_reader).path
             if spec.watchdog is not None:
                 env["WATCHDOG_USEC"] = str(max(1, round(spec.watchdog * 1_000_000)))
-        if spec.ready != "fd" and spec.watchdog is None:
-            return (spec if env == dict(spec.env or {}) else
-                    dataclasses.replace(spec, env=env)), None
+            else:
+                self._notify_spec = dataclasses.replace(spec, env=env)
+                return self._notify_spec, None
         _check_program(spec, env)
         write_end = -1
         if spec.ready == "fd":
@@ -241,7 +247,10 @@ class Readiness:
     async def run(self, proc: ProcessFD) -> ExitStatus:
         """Wait for the instance's exit, meanwhile watching its readiness and watchdog."""
         spec = self.spec
-        if spec.ready == "none" or (spec.ready == "exit" and spec.ready_timeout is None):
+        # Nothing to watch without a timer or a pipe: READY=1 is handled as it arrives,
+        # "exit" at the exit. (No task per instance then: restarts cost what they did.)
+        timed = spec.ready_timeout is not None or spec.watchdog is not None
+        if spec.ready == "none" or (spec.ready in ("notify", "exit") and not timed):
             return await proc.wait()
         result: list[ExitStatus] = []
         async with anyio.create_task_group() as task_group:
