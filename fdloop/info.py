@@ -61,11 +61,16 @@ def _process_trees() -> str:
 
 
 def _spawn_path() -> str:
+    from .backends.linux.pidfd import reaps_natively
     from .backends.linux.spawn import spawns_with_pidfd
 
     if spawns_with_pidfd():
-        return "clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD), compiled (_clone_spawn)"
-    return "posix_spawn + pidfd_open, pure Python (_clone_spawn not built)"
+        spawn = ("clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD|CLONE_FILES), compiled "
+                 "(_clone_spawn)")
+    else:
+        spawn = "posix_spawn + pidfd_open, pure Python (_clone_spawn not built)"
+    reap = "compiled" if reaps_natively() else "ctypes or os.waitid"
+    return f"{spawn}; reap: waitid(P_PIDFD) with rusage, {reap}"
 
 
 def _version(distribution: str) -> str:

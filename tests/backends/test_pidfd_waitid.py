@@ -115,3 +115,13 @@ def test_a_running_child_gives_none(way: str) -> None:
         os.close(read_end)
         os.waitid(os.P_PIDFD, fd, os.WEXITED)
         os.close(fd)
+
+
+def test_fdloop_info_names_the_spawn_and_reap_paths_in_force() -> None:
+    from fdloop.backends.linux.spawn import spawns_with_pidfd
+    from fdloop.info import describe
+
+    line = next(line for line in describe().splitlines() if line.startswith("spawn "))
+    assert ("CLONE_FILES" in line) == spawns_with_pidfd()
+    expected = "compiled" if linux_pidfd.reaps_natively() else "ctypes or os.waitid"
+    assert line.endswith(f"reap: waitid(P_PIDFD) with rusage, {expected}")

@@ -108,6 +108,11 @@ def _stdlib_waitid(fd: int, options: int) -> RawExit | None:
     return RawExit(result.si_pid, _wait_status(result.si_code, result.si_status))
 
 
+def reaps_natively() -> bool:
+    """True when children are reaped through the compiled extension (else ctypes)."""
+    return _native_reap is not None
+
+
 def _native_waitid(fd: int, options: int) -> RawExit | None:
     assert _native_reap is not None
     raw = _native_reap(fd, options)
