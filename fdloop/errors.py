@@ -69,6 +69,11 @@ class BusyResourceError(FdloopError, anyio.BusyResourceError):
     their bytes unpredictably; give each stream one owner task.
     """
 
+    def __init__(self, message: str) -> None:
+        # anyio's __init__ takes a verb ("reading from") and builds its own sentence
+        # around it; ours are whole sentences, kept as given.
+        Exception.__init__(self, message)
+
 
 class BrokenResourceError(FdloopError, BrokenPipeError, anyio.BrokenResourceError):
     """The reading end of a pipe is gone, so nothing written can arrive (EPIPE).

@@ -367,8 +367,9 @@ async def test_second_reader_or_writer_is_refused_while_one_waits() -> None:
     async with pipe() as (reader, writer), anyio.create_task_group() as tg:
         tg.start_soon(reader.readline)
         await anyio.sleep(0.02)
-        with pytest.raises(fdloop.BusyResourceError):
+        with pytest.raises(fdloop.BusyResourceError) as refused:
             await reader.receive()
+        assert str(refused.value) == "another task is already reading from this stream"
         with pytest.raises(anyio.BusyResourceError):
             await reader.read()
 
@@ -378,8 +379,9 @@ async def test_second_reader_or_writer_is_refused_while_one_waits() -> None:
         await writer.send(b"line\n")
         tg.start_soon(fill)
         await anyio.sleep(0.05)
-        with pytest.raises(fdloop.BusyResourceError):
+        with pytest.raises(fdloop.BusyResourceError) as refused:
             await writer.send(b"x")
+        assert str(refused.value) == "another task is already writing to this stream"
         tg.cancel_scope.cancel()
 
 
