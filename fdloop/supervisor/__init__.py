@@ -6,7 +6,10 @@ gives up on a program that keeps failing, and reports every step as an :class:`E
 
 Modules: ``program`` (validated options, restart delays), ``events`` (states, events,
 status snapshots), ``runner`` (one program's lifecycle task, request worker and graceful
-stop), ``core`` (the Supervisor), ``lifeline`` (programs that die with a killed
+stop) with ``shared`` (what the runners share, a queued request), ``readiness`` (ready
+modes, ready_timeout, watchdog, MAINPID handover), ``notify`` (the NOTIFY_SOCKET and
+sd_notify datagrams), ``depends`` (depends_on order and graph checks), ``core`` (the
+Supervisor), ``lifeline`` (programs that die with a killed
 supervisor), ``orphans`` (subreaper mode), ``config`` (TOML files), ``cli`` (the
 command), with ``startup`` (fds 0-2, RLIMIT_NOFILE), ``output`` (bounded lines) and
 ``sink`` (non-blocking stdout/stderr), ``logfile`` (log files with rotation),
