@@ -15,6 +15,9 @@ pidfd only the pid is compared (weaker: documented by :func:`sender_check`). A p
 sender (root, CAP_SYS_ADMIN) may state any live pid in its credentials, and the kernel
 then attaches that process's pidfd; no receiver can tell, systemd included.
 
+:class:`NoticeBoard` holds the socket (made at the first notify program's start) and
+who may speak on it: the sender keys of each running notify program.
+
 Every fd that arrives with a datagram (pidfds, SCM_RIGHTS such as systemd-notify's
 ``BARRIER=1`` pipe) is closed at once: closing is also what answers a barrier.
 """
@@ -30,6 +33,7 @@ import struct
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..primitives.events import POLLIN, notify_closing, wait_events
 
@@ -214,3 +218,60 @@ class NotifySocket:
             notify_closing(self._sock.fileno())
         self._sock.close()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class Listener(Protocol):
+    """What a NoticeBoard hands datagrams to (a program's Readiness)."""
+
+    def receive(self, notice: Notice) -> None: ...
+
+
+class NoticeBoard:
+    """The Supervisor's NotifySocket, created at the first notify program's start, and
+    who may speak on it: each running notify program's sender keys."""
+
+    def __init__(self) -> None:
+        self.socket: NotifySocket | None = None
+        self._by_key: dict[tuple[str, int], Listener] = {}
+
+    def open(self, start_reader: Callable[[NotifySocket], None]) -> NotifySocket:
+        if self.socket is None:
+            self.socket = NotifySocket()
+            start_reader(self.socket)
+        return self.socket
+
+    def register(self, pid: int, owner: Listener) -> tuple[str, int] | None:
+        """Let process ``pid`` speak for ``owner``; the key, or None if it is gone."""
+        if pidfs():
+            inode = process_inode(pid)
+            if inode is None:
+                return None
+            key = ("inode", inode)
+        else:
+            key = ("pid", pid)
+        self._by_key[key] = owner
+        return key
+
+    def unregister(self, key: tuple[str, int]) -> None:
+        self._by_key.pop(key, None)
+
+    def deliver(self, notice: Notice) -> None:
+        """Hand a datagram to the program that sent it; drop it if none did."""
+        if pidfs():
+            if notice.inode is None:
+                return  # no pidfd attached: we cannot tell who sent it
+            owner = self._by_key.get(("inode", notice.inode))
+        else:
+            owner = None if notice.pid is None else self._by_key.get(("pid", notice.pid))
+        if owner is not None:
+            owner.receive(notice)
+
+    def receive_pending(self) -> None:
+        """Deliver the datagrams already queued (the reader task may not have run yet)."""
+        if self.socket is not None:
+            self.socket.receive_pending(self.deliver)
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+        self._by_key.clear()

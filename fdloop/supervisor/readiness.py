@@ -41,7 +41,7 @@ import anyio
 
 from ..primitives.events import POLLIN, notify_closing, wait_events
 from .events import EventKind
-from .notify import Notice, NotifySocket, pidfs, process_inode
+from .notify import Notice, NoticeBoard, NotifySocket
 from .program import ProgramSpec
 
 if TYPE_CHECKING:
@@ -61,57 +61,6 @@ _LAUNCHER = (
 )
 _READ_LIMIT = 4096
 """Bytes read from an fd:N pipe before a newline; a program writing more is not ready."""
-
-
-class NoticeBoard:
-    """The Supervisor's NotifySocket, created at the first notify program's start, and
-    who may speak on it: each running notify program's sender keys."""
-
-    def __init__(self) -> None:
-        self.socket: NotifySocket | None = None
-        self._by_key: dict[tuple[str, int], Readiness] = {}
-
-    def open(self, start_reader: Callable[[NotifySocket], None]) -> NotifySocket:
-        if self.socket is None:
-            self.socket = NotifySocket()
-            start_reader(self.socket)
-        return self.socket
-
-    def register(self, pid: int, owner: Readiness) -> tuple[str, int] | None:
-        """Let process ``pid`` speak for ``owner``; the key, or None if it is gone."""
-        if pidfs():
-            inode = process_inode(pid)
-            if inode is None:
-                return None
-            key = ("inode", inode)
-        else:
-            key = ("pid", pid)
-        self._by_key[key] = owner
-        return key
-
-    def unregister(self, key: tuple[str, int]) -> None:
-        self._by_key.pop(key, None)
-
-    def deliver(self, notice: Notice) -> None:
-        """Hand a datagram to the program that sent it; drop it if none did."""
-        if pidfs():
-            if notice.inode is None:
-                return  # no pidfd attached: we cannot tell who sent it
-            owner = self._by_key.get(("inode", notice.inode))
-        else:
-            owner = None if notice.pid is None else self._by_key.get(("pid", notice.pid))
-        if owner is not None:
-            owner.receive(notice)
-
-    def receive_pending(self) -> None:
-        """Deliver the datagrams already queued (the reader task may not have run yet)."""
-        if self.socket is not None:
-            self.socket.receive_pending(self.deliver)
-
-    def close(self) -> None:
-        if self.socket is not None:
-            self.socket.close()
-        self._by_key.clear()
 
 
 class Readiness:

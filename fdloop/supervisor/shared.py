@@ -18,8 +18,7 @@ import anyio
 import anyio.abc
 
 from .events import EventHub
-from .notify import NotifySocket
-from .readiness import NoticeBoard
+from .notify import NoticeBoard, NotifySocket
 
 if TYPE_CHECKING:
     from ..primitives.processfd import ProcessFD
