@@ -7,8 +7,11 @@ backend's ready set (Linux: a private epoll; kqueue: a private kqueue), whose si
 the loop watches: per wait, one epoll_ctl each way, and one loop wake-up serves every fd
 that became ready meanwhile. Backends without a ready set use the loop directly.
 
-asyncio: one :class:`_AsyncioHub` per loop, kept in a table while it has members (a
-garbage collection callback drops the hubs of loops closed with waiters still in them).
+asyncio: one :class:`_AsyncioHub` per loop, made at the loop's first shared wait and
+kept, empty or not, for as long as the loop lives: a program that waits for one child
+at a time would otherwise create and close an epoll (and add and remove its loop
+reader) for every child. The table holds the loop weakly; a hub ends when its loop is
+freed, or at the first garbage collection after its loop was closed.
 trio: one :class:`_TrioHub` per run, watched by a system task until the run ends.
 
 A forked child shares the ready set's epoll with its parent (and the loop's, which
@@ -22,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Awaitable
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..backends.contract import ReadySetBackend
@@ -44,14 +48,17 @@ def _new_ready_set() -> ReadySetBackend | None:
 class _AsyncioHub:
     """One loop's ready set: ``add``/``remove`` act like ``add_reader``/``remove_reader``.
 
-    Exists while it has members: the last ``remove`` closes it (so no fd outlives the
-    waits, even if the loop is closed without running anything more).
+    Registered with its loop once and kept while the loop lives (see the module
+    docstring), also when it has no members: an empty epoll never wakes the loop.
     """
 
-    __slots__ = ("_callbacks", "_loop", "_pid", "_set")
+    __slots__ = ("__weakref__", "_callbacks", "_key", "_loop", "_pid", "_set")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ready_set: Any) -> None:
-        self._loop = loop
+        # Weakly: the table must not keep a dropped loop (and its fds) alive; when the
+        # loop is freed, its hub goes with it.
+        self._loop = weakref.ref(loop, self._loop_gone)
+        self._key = id(loop)
         self._set = ready_set
         self._pid = forks.pid
         self._callbacks: dict[int, FDWaiter] = {}
@@ -66,24 +73,25 @@ class _AsyncioHub:
         if self._callbacks.pop(fd, None) is None or self._pid != forks.pid:
             return  # (a forked child's copy: the set and the loop are the parent's)
         self._set.discard(fd)
-        if not self._callbacks:
-            _asyncio_hubs.pop(self._loop, None)
-            _quietly(self._loop.remove_reader, self._set.fileno())
-            self._set.close()
 
     def abandon(self) -> None:
-        """Forget every member and close the set (its loop is closed, or this is a
-        forked child's copy, where closing drops only the child's fd); never raises."""
+        """Leave the table, forget every member and close the set (its loop is closed or
+        gone, or this is a forked child's copy, where closing drops only the child's
+        fd); never raises."""
+        if _asyncio_hubs.get(self._key) is self:
+            del _asyncio_hubs[self._key]
         self._callbacks.clear()
         self._pid = -1  # never again: remove() must not reach the set or the loop
         _quietly(self._set.close)
+
+    def _loop_gone(self, _ref: object) -> None:
+        self.abandon()  # (the loop is being freed: nothing left to unregister from)
 
     def _dispatch(self) -> None:
         ready_set = self._set
         if ready_set.closed:
             return
-        from .asyncio_library import wake
-
+        wake = _wake if _wake is not None else _import_wake()
         for fd in ready_set.ready():
             waiter = self._callbacks.get(fd)
             if waiter is None:
@@ -95,24 +103,39 @@ class _AsyncioHub:
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:  # as the loop would for a reader callback
-                self._loop.call_exception_handler(
-                    {"message": "fdloop ready-set callback failed", "exception": exc}
-                )
+                loop = self._loop()
+                if loop is not None:
+                    loop.call_exception_handler(
+                        {"message": "fdloop ready-set callback failed", "exception": exc}
+                    )
 
 
-_asyncio_hubs: dict[asyncio.AbstractEventLoop, _AsyncioHub] = {}
+_asyncio_hubs: dict[int, _AsyncioHub] = {}
+"""id(loop) -> its hub (whose weak reference tells whether it is still that loop's)."""
+
+_wake: Callable[[FDWaiter], None] | None = None
+
+
+def _import_wake() -> Callable[[FDWaiter], None]:
+    # asyncio_library imports this module, so its wake() is fetched at first use (once:
+    # an import statement in _dispatch would cost a Python-level call on every wake).
+    global _wake
+    from .asyncio_library import wake
+
+    _wake = wake
+    return wake
 
 
 def _drop_hubs_of_closed_loops(phase: str, info: dict[str, int]) -> None:
-    # A loop closed while tasks still waited leaves its hub in the table above, and the
-    # hub's callbacks hold those tasks: they would never be collected, so their handles
-    # never closed and their children never killed. A closed loop runs nothing again:
-    # drop its hub as each collection starts, which lets that collection free the rest.
+    # A closed loop runs nothing again, and its hub's callbacks may hold tasks that still
+    # waited: they would never be collected, so their handles never closed and their
+    # children never killed. Drop such hubs as each collection starts, which lets that
+    # collection free the rest (and closes the set's fd).
     if phase != "start" or not _asyncio_hubs:
         return
-    for loop, hub in list(_asyncio_hubs.items()):
-        if loop.is_closed():
-            _asyncio_hubs.pop(loop, None)
+    for hub in list(_asyncio_hubs.values()):
+        loop = hub._loop()
+        if loop is None or loop.is_closed():
             hub.abandon()
 
 
@@ -131,17 +154,20 @@ forks.at_fork_in_child(_forget_hubs_after_fork)
 
 
 def _asyncio_hub(loop: asyncio.AbstractEventLoop) -> _AsyncioHub | None:
-    hub = _asyncio_hubs.get(loop)
-    if hub is None:
-        ready_set = _new_ready_set()
-        if ready_set is None:
-            return None
-        try:
-            hub = _AsyncioHub(loop, ready_set)
-        except BaseException:
-            ready_set.close()
-            raise
-        _asyncio_hubs[loop] = hub
+    hub = _asyncio_hubs.get(id(loop))
+    if hub is not None:
+        if hub._loop() is loop:
+            return hub
+        hub.abandon()  # a freed loop's, whose id this loop now has
+    ready_set = _new_ready_set()
+    if ready_set is None:
+        return None
+    try:
+        hub = _AsyncioHub(loop, ready_set)
+    except BaseException:
+        ready_set.close()
+        raise
+    _asyncio_hubs[id(loop)] = hub
     return hub
 
 
