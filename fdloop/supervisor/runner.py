@@ -13,7 +13,8 @@ for it to finish. So a cancelled request (a cancel scope, ``task.cancel()``,
 "running" with nobody watching it, or "stopping" with nobody stopping it, and a SIGHUP
 restart cannot interleave with a stop of the same program.
 
-``stop`` cancels the lifecycle task and takes over its ProcessFD. After a cancellation
+``stop`` cancels the lifecycle task and takes over its ProcessFD (how it then ends the
+instance and its tree: :mod:`fdloop.supervisor.stopping`). After a cancellation
 the task checks, at every resumption, whether it still owns the program (``self._scope
 is scope``) and otherwise returns without touching anything: under trio, a ``wait()``
 that had already completed resumes with its value even though its scope was cancelled,
@@ -28,8 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -40,6 +40,7 @@ from .lifeline import spawn_guarded
 from .program import ProgramSpec
 from .readiness import Readiness
 from .shared import ForkedCopy, Request, RequestKind, Shared
+from .stopping import stop_tree, terminate
 
 if TYPE_CHECKING:
     from ..primitives.exitstatus import ExitStatus
@@ -47,9 +48,6 @@ if TYPE_CHECKING:
     from .cgroup import ProgramCgroup
 
 __all__ = ["ForkedCopy", "ProgramRunner", "Request", "RequestKind", "Shared"]
-
-_T = TypeVar("_T")
-
 
 class ProgramRunner:
     """Runs one program by its spec; every method is called from the loop's thread."""
@@ -221,7 +219,9 @@ class ProgramRunner:
         scope = self._scope
         if scope is None:
             if self._cgroup is not None and self._cgroup.populated():
-                await self._stop_tree(self._cgroup, time.monotonic())  # its leftovers
+                await stop_tree(  # its leftovers
+                    self._cgroup, self.spec, self._shared.hurry, time.monotonic()
+                )
             return
         self._starting = True  # not down until the STOPPED state is set below
         try:
@@ -233,7 +233,7 @@ class ProgramRunner:
                 self.state = ProgramState.STOPPING
                 self._emit(EventKind.STOPPING, pid=proc.pid)
                 try:
-                    status = await self._terminate(proc)
+                    status = await terminate(proc, self.spec, self._shared, self._cgroup)
                 finally:
                     self._proc = None
                 self.last_exit = status
@@ -245,67 +245,6 @@ class ProgramRunner:
         finally:
             self._starting = False
             self._shared.notify()
-
-    async def _terminate(self, proc: ProcessFD) -> ExitStatus:
-        """stop_signal, up to stop_timeout (less if hurried), SIGKILL; always reaps.
-
-        With a cgroup, the whole tree: stop_signal to every process in it, SIGKILL by
-        cgroup.kill, and the stop ends only once the cgroup is empty.
-        """
-        cgroup = self._cgroup
-        began = time.monotonic()
-        try:
-            proc.send_signal(self.spec.stop_signal)
-            if cgroup is not None:
-                cgroup.signal_all(self.spec.stop_signal, skip=proc.pid)
-            status = await self._wait_or_hurry(proc.wait, self.spec.stop_timeout)
-            if status is None:
-                self._shared.check_owner()  # forked meanwhile: the process is not ours
-                if cgroup is not None:
-                    cgroup.kill()
-                proc.kill()
-                status = await proc.wait()
-            if cgroup is not None:
-                await self._stop_tree(cgroup, began, signalled=True)
-            return status
-        finally:
-            self._shared.managed.pop(proc.pid, None)
-            if not self._shared.forked():
-                await proc.aclose()
-
-    async def _stop_tree(
-        self, cgroup: ProgramCgroup, began: float, *, signalled: bool = False
-    ) -> None:
-        """End what is left in the cgroup: stop_signal (unless ``signalled``), the rest
-        of stop_timeout since ``began`` (less if hurried), cgroup.kill; wait until empty."""
-        if not signalled:
-            cgroup.signal_all(self.spec.stop_signal)
-        left = max(0.0, began + self.spec.stop_timeout - time.monotonic())
-
-        async def emptied() -> bool:
-            await cgroup.wait_empty()
-            return True
-
-        if await self._wait_or_hurry(emptied, left) is None:
-            await cgroup.kill_and_wait()
-
-    async def _wait_or_hurry(
-        self, waiting: Callable[[], Awaitable[_T]], timeout: float
-    ) -> _T | None:
-        """``await waiting()``, given up after ``timeout`` or once hurried (then None)."""
-        hurry = self._shared.hurry
-        result: list[_T] = []
-        with anyio.move_on_after(timeout):
-            async with anyio.create_task_group() as task_group:
-
-                async def on_hurry() -> None:
-                    await (hurry.wait() if hurry is not None else anyio.sleep_forever())
-                    task_group.cancel_scope.cancel()
-
-                task_group.start_soon(on_hurry)
-                result.append(await waiting())
-                task_group.cancel_scope.cancel()
-        return result[0] if result else None
 
     # -- the lifecycle task ----------------------------------------------------------------------
 
