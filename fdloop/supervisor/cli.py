@@ -18,7 +18,8 @@ even a SIGKILLed supervisor unless their config says ``die_with_supervisor = fal
 (PR_SET_PDEATHSIG, and a cgroup where one can be made: :mod:`fdloop.supervisor.lifeline`).
 ``fdloop ctl`` controls it through a control socket (``--control PATH``, by default
 ``.fdloop.sock`` beside CONFIG: :mod:`fdloop.supervisor.remote`); ``--events json``
-writes every stderr line as a JSON object.
+writes every stderr line as a JSON object. The options and the Config they make:
+:mod:`fdloop.supervisor.arguments`.
 
 Exit status: 0 if every program ended cleanly (exit code 0, or stopped by a signal to
 the supervisor or by ``fdloop ctl shutdown``), 1 if any did not (gave up, or failed and
@@ -40,21 +41,19 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from typing import Any
 
 import anyio
 import anyio.abc
 
 from ..errors import SupervisorConfigError
 from . import pid1
-from .config import Config, check_executable, load_config
+from .arguments import build_parser, loop_backend, make_config, split_command
+from .config import Config
 from .control_socket import ControlPathTaken
 from .core import Supervisor
 from .events import Event, EventStream
 from .lifeline import CgroupGuard, autokill_note, pdeathsig_problem
 from .output import ProgramOutputs
-from .procfile import load_procfile, parse_concurrency
-from .program import make_spec
 from .remote import JSON_EVENTS, Remote, event_record, message_record, say_json, tap_outputs
 from .sink import LineSink
 from .startup import EXIT_OUTPUT, fd_limit_problem, fill_closed_standard_fds, say
@@ -68,68 +67,6 @@ DRAIN_SECONDS = 1.0
 FLUSH_SECONDS = 1.0
 """At exit, how long to keep writing lines queued for a slow stdout/stderr reader (a
 reader that never reads again must not hold the exit)."""
-LOOPS = ("asyncio", "uvloop", "trio")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fdloop supervise",
-        usage="fdloop supervise [options] CONFIG.toml\n"
-        "       fdloop supervise [options] [-e .env] [-c web=2] [-p 5000] Procfile\n"
-        "       fdloop supervise [options] -- CMD [ARGS...]",
-        description="Run programs, restart them by policy, prefix their output with their "
-        "name. SIGTERM/SIGINT stop all gracefully, SIGHUP restarts all.",
-        epilog="Examples: fdloop supervise examples/supervise.toml ; "
-        "fdloop supervise --restart always -- python3 -m http.server",
-    )
-    parser.add_argument(
-        "config", nargs="?",
-        help="TOML file with [program.NAME] tables (a name ending in .toml), or a "
-        "honcho/foreman Procfile (any other name); or, after --, one command to run",
-    )
-    parser.add_argument(
-        "-e", "--env", action="append", metavar="FILE[,FILE...]",
-        help="Procfile only: .env files to read (default: .env beside the Procfile)",
-    )
-    parser.add_argument(
-        "-c", "--concurrency", metavar="TYPE=N[,...]",
-        help="Procfile only: instances per process type, e.g. web=3,worker=2 (default 1)",
-    )
-    parser.add_argument(
-        "-p", "--port", type=int, metavar="PORT",
-        help="Procfile only: base of the PORT values (+100 per type, +1 per instance; "
-        "default PORT from .env or the environment, else 5000)",
-    )
-    parser.add_argument("--name", help="name of the -- program (default: its basename)")
-    parser.add_argument("--restart", choices=("on-failure", "always", "never"))
-    parser.add_argument(
-        "--backoff", nargs=2, type=float, metavar=("INITIAL", "MAX"),
-        help="restart delay: first, and the most it doubles up to (seconds)",
-    )
-    parser.add_argument("--max-restarts", type=int, metavar="N")
-    parser.add_argument("--stop-signal", metavar="SIG", help="e.g. SIGINT (default SIGTERM)")
-    parser.add_argument("--stop-timeout", type=float, metavar="SECONDS")
-    parser.add_argument(
-        "--subreaper", action="store_true",
-        help="adopt and reap orphaned grandchildren (PR_SET_CHILD_SUBREAPER)",
-    )
-    parser.add_argument(
-        "--no-cgroup", action="store_true",
-        help="do not put programs in a cgroup of their own (then only PR_SET_PDEATHSIG "
-        "ends them if the supervisor is killed: their own children may live on)",
-    )
-    parser.add_argument(
-        "--control", metavar="PATH",
-        help="control socket for fdloop ctl (default: .fdloop.sock beside CONFIG; "
-        "none for -- CMD)",
-    )
-    parser.add_argument("--no-control", action="store_true", help="no control socket")
-    parser.add_argument(
-        "--events", choices=("text", "json"), default="text",
-        help="stderr as timestamped text (default) or one JSON object per line",
-    )
-    parser.add_argument("--loop", choices=LOOPS, default="asyncio", help="event loop to run on")
-    return parser
 
 
 def supervise_main(argv: list[str]) -> int:
@@ -141,13 +78,13 @@ def supervise_main(argv: list[str]) -> int:
         return EXIT_OUTPUT
     pid1.prepare()  # as PID 1, a SIGTERM from now on waits for the SignalFD
     parser = build_parser()
-    args_in, command = _split_command(list(argv))
+    args_in, command = split_command(list(argv))
     try:
         args = parser.parse_args(args_in)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        config = _make_config(args, command)
+        config = make_config(args, command)
     except (SupervisorConfigError, TypeError, ValueError) as exc:
         say(f"fdloop supervise: {exc}")
         return EXIT_USAGE
@@ -160,7 +97,7 @@ def supervise_main(argv: list[str]) -> int:
     except SupervisorConfigError as exc:
         say(f"fdloop supervise: {exc}")
         return EXIT_USAGE
-    backend, options = _backend(args.loop)
+    backend, options = loop_backend(args.loop)
     # asyncio.Runner and trio.run install a Python handler for SIGINT when they find
     # Python's default one. The SignalFD reads SIGINT instead, so give them SIG_DFL: no
     # Python handler is involved at all, and a Ctrl-C before the SignalFD exists simply
@@ -194,7 +131,7 @@ def _remote(args: argparse.Namespace, command: list[str]) -> Remote | None:
         return None
 
     def load() -> Config:
-        return _make_config(args, command)
+        return make_config(args, command)
 
     try:
         return Remote.bind(path, None if command else load)
@@ -207,82 +144,6 @@ def _remote(args: argparse.Namespace, command: list[str]) -> Remote | None:
         say(f"fdloop supervise: {exc}; running without a control socket "
             "(give --control PATH)")
         return None
-
-
-def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:
-    if "--" in argv:
-        index = argv.index("--")
-        return argv[:index], argv[index + 1 :]
-    return argv, []
-
-
-def _defaults(args: argparse.Namespace) -> dict[str, Any]:
-    defaults: dict[str, Any] = {}
-    if args.restart is not None:
-        defaults["restart"] = args.restart
-    if args.backoff is not None:
-        defaults["backoff"] = tuple(args.backoff)
-    if args.max_restarts is not None:
-        defaults["max_restarts"] = args.max_restarts
-    if args.stop_signal is not None:
-        defaults["stop_signal"] = args.stop_signal
-    if args.stop_timeout is not None:
-        defaults["stop_timeout"] = args.stop_timeout
-    return defaults
-
-
-def _make_config(args: argparse.Namespace, command: list[str]) -> Config:
-    defaults = _defaults(args)
-    # Check the command-line options once, with their own names in the messages.
-    make_spec("check", ["true"], where=lambda option: "--" + option.replace("_", "-"),
-              **defaults)
-    if command:
-        if args.config is not None:
-            raise SupervisorConfigError("give either CONFIG.toml or -- CMD ARGS..., not both")
-        name = args.name or os.path.basename(command[0]) or "program"
-        spec = make_spec(name, command, where=_cli_option, **defaults)
-        check_executable(spec, "command")
-        return Config((spec,), args.subreaper)
-    if args.config is None:
-        raise SupervisorConfigError("give a CONFIG.toml, or -- CMD ARGS... for one program")
-    if args.name is not None:
-        raise SupervisorConfigError("--name applies only to -- CMD ARGS...")
-    if not args.config.lower().endswith(".toml"):
-        config = load_procfile(
-            args.config, concurrency=_concurrency(args.concurrency), port=args.port,
-            env_files=_env_files(args.env), defaults=defaults,
-        )
-        return replace(config, subreaper=args.subreaper)
-    if args.env is not None or args.concurrency is not None or args.port is not None:
-        raise SupervisorConfigError(
-            "-e/--env, -c/--concurrency and -p/--port apply only to a Procfile "
-            "(use env and numprocs in CONFIG.toml)"
-        )
-    config = load_config(args.config, defaults)
-    return replace(config, subreaper=config.subreaper or args.subreaper)
-
-
-def _env_files(values: list[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    files = [item for value in values for item in value.split(",")]
-    if not all(files):
-        raise SupervisorConfigError(f"-e/--env: an empty file name in {values!r}")
-    return files
-
-
-def _concurrency(value: str | None) -> dict[str, int] | None:
-    return None if value is None else parse_concurrency(value)
-
-
-def _cli_option(option: str) -> str:
-    return {"name": "--name", "argv": "command"}.get(option, "--" + option.replace("_", "-"))
-
-
-def _backend(loop: str) -> tuple[str, dict[str, Any]]:
-    if loop == "uvloop":
-        return "asyncio", {"use_uvloop": True}
-    return loop, {}
 
 
 def log(message: str, sink: LineSink | None = None) -> None:
