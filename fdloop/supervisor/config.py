@@ -82,18 +82,26 @@ def load_config(path: str | os.PathLike[str], defaults: Mapping[str, Any] | None
     Raises SupervisorConfigError (a ValueError) naming the file, table and key.
     """
     path = Path(path)
+    text = read_text(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SupervisorConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise SupervisorConfigError(f"{path}: not UTF-8 text: {exc}") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SupervisorConfigError(f"{path}: invalid TOML: {exc}") from None
     try:
         return parse_config(data, base_dir=path.parent, defaults=defaults)
     except SupervisorConfigError as exc:
         raise SupervisorConfigError(f"{path}: {exc}") from None
+
+
+def read_text(path: Path) -> str:
+    """A config file's UTF-8 text (TOML, Procfile, .env); SupervisorConfigError names
+    the file and why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SupervisorConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SupervisorConfigError(f"{path}: not UTF-8 text: {exc}") from None
 
 
 def parse_config(

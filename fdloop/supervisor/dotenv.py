@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import SupervisorConfigError
+from .config import read_text
 
 __all__ = ["load_dotenv", "parse_dotenv"]
 
@@ -37,22 +39,22 @@ _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 def load_dotenv(path: str | os.PathLike[str]) -> dict[str, str]:
     """Read and parse ``path``; SupervisorConfigError names the file (and line)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SupervisorConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise SupervisorConfigError(f"{path}: not UTF-8 text: {exc}") from None
-    return parse_dotenv(text, str(path))
+    return parse_dotenv(read_text(path), str(path))
+
+
+def content_lines(text: str) -> Iterator[tuple[int, str, str]]:
+    """``(number, line as written, stripped)`` for every line of a .env file or a
+    Procfile that is neither blank nor a ``#`` comment; numbers count from 1."""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield number, raw, line
 
 
 def parse_dotenv(text: str, source: str = ".env") -> dict[str, str]:
     """The variables of a .env file's ``text``, in order (a later line wins)."""
     values: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, raw, line in content_lines(text):
         where = f"{source}:{number}"
         match = _ASSIGNMENT.match(line)
         if match is None:

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SupervisorConfigError
-from .config import Config, check_executable, instance
-from .dotenv import load_dotenv
+from .config import Config, check_executable, instance, read_text
+from .dotenv import content_lines, load_dotenv
 from .program import make_spec
 
 __all__ = [
@@ -47,10 +47,7 @@ _LINE = re.compile(r"([A-Za-z0-9_-]+):\s*(.+)\Z")
 def parse_procfile(text: str, source: str = "Procfile") -> dict[str, str]:
     """Process types and their commands, in file order; errors name ``source:LINE``."""
     processes: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, raw, line in content_lines(text):
         match = _LINE.match(line)
         if match is None:
             raise SupervisorConfigError(
@@ -103,13 +100,7 @@ def load_procfile(
     SupervisorConfigError naming the file and line, or the option.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SupervisorConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise SupervisorConfigError(f"{path}: not UTF-8 text: {exc}") from None
-    processes = parse_procfile(text, str(path))
+    processes = parse_procfile(read_text(path), str(path))
     if not processes:
         raise SupervisorConfigError(f"{path}: no process types (add lines 'NAME: COMMAND')")
     base_dir = path.parent
