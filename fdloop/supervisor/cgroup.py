@@ -287,6 +287,19 @@ class CgroupTree:
     def known(self, name: str) -> ProgramCgroup | None:
         return self._programs.get(name)
 
+    def forget(self, name: str) -> None:
+        """rmdir the cgroup of a program that is gone for good (removed from the
+        Supervisor, so its directory does not pile up over reloads); one still holding
+        a process stays (rmdir fails: EBUSY) and goes with the tree."""
+        cgroup = self._programs.get(name)
+        if cgroup is None:
+            return
+        try:
+            cgroup.remove()
+        except OSError:
+            return
+        del self._programs[name]
+
     async def aclose(self, timeout: float) -> None:
         """End what is left in every program's cgroup and remove the tree.
 

@@ -102,6 +102,9 @@ class ChangesMixin:
         self._busy += 1
         try:
             await self._request([program], "stop", shield=True)
+            cgroups = self._shared.cgroups
+            if cgroups is not None and name not in self._programs:  # not added again
+                cgroups.forget(name)
         finally:
             self._busy -= 1
             self._notify()

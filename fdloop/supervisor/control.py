@@ -344,6 +344,7 @@ class ControlServer:
                 wake[0].set()
 
             stop_listening = self._taps.listen(name, on_line)
+            failed: list[Exception] = []
             try:
                 await self._send(client, encode({"ok": True, "tail": name}))
                 async with anyio.create_task_group() as task_group:
@@ -354,13 +355,22 @@ class ControlServer:
                             wake[0] = anyio.Event()
                         batch = _take_all(lines)
                         queued[0] -= sum(map(len, batch))
-                        await self._send(client, b"".join(
-                            encode({"program": name, "line": line.rstrip(b"\n").decode(
-                                errors="replace")})
-                            for line in batch
-                        ))
+                        try:
+                            await self._send(client, b"".join(
+                                encode({"program": name, "line": line.rstrip(b"\n").decode(
+                                    errors="replace")})
+                                for line in batch
+                            ))
+                        except (OSError, ClientGone) as exc:
+                            # Raised out of the task group it would come wrapped in an
+                            # exception group, and be logged as an internal error.
+                            failed.append(exc)
+                            task_group.cancel_scope.cancel()
+                            break
             finally:
                 stop_listening()
+            if failed:
+                raise failed[0]
         return True
 
 

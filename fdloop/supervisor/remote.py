@@ -52,13 +52,16 @@ _STATE_AFTER = {
 def event_record(event: Event, supervisor: Supervisor | None = None) -> dict[str, Any]:
     """One event as a JSON-ready dict: ``time``, ``kind``, ``program`` (null for the
     supervisor's own), ``state`` (the program's state after it; for ``exited``, the
-    state the restart policy chose, read from ``supervisor``), ``exit`` (returncode,
+    state the restart policy chose, and for the readiness events the state they left
+    alone, both read from ``supervisor``), ``exit`` (returncode,
     exit_code, signal, core_dumped) and every other field the event has set."""
     record: dict[str, Any] = {
         "time": round(event.time, 6), "kind": str(event.kind), "program": event.name or None,
     }
     state = _STATE_AFTER.get(event.kind)
-    if state is None and event.kind == EventKind.EXITED and supervisor is not None:
+    # exited: the state the restart policy chose; ready, status, watchdog and the other
+    # readiness events leave the state as it was: read both from the supervisor.
+    if state is None and event.name and supervisor is not None:
         status = supervisor.status().get(event.name)
         state = None if status is None else str(status.state)
     if event.name:
