@@ -350,13 +350,26 @@ class Supervisor(ChangesMixin):
         await self._request(programs, "stop", shield=True, ordered=name is None)
 
     async def restart(self, name: str | None = None) -> None:
-        """Stop then start one program, or every program in parallel (``name=None``).
+        """Stop then start one program, or every program (``name=None``) as a shutdown
+        and a start would: dependants stopped first, each started again once what it
+        depends on is ready again.
 
         Counts as a restart in ``status()``, ends a failing streak and revives a program
         that was given up. Cancelled after its first checkpoint, the restart still runs
         to its end in the supervisor's task (as :meth:`start` describes).
         """
-        await self._request(self._select(name), "restart")
+        if name is not None:
+            await self._request(self._select(name), "restart")
+            return
+        self._select(None)  # raises as a request would
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        requests = self._restart_all()
+        self._notify()
+        for request in requests:
+            await request.done.wait()
+        for request in requests:
+            if request.error is not None:
+                raise request.error
 
     async def _request(
         self, programs: list[ProgramRunner], kind: RequestKind, *, shield: bool = False,
@@ -440,9 +453,11 @@ class Supervisor(ChangesMixin):
         if changed is not None:
             changed.set()
 
-    def _restart_all(self) -> None:
-        for program in self._programs.values():
-            program.submit("restart")
+    def _restart_all(self) -> list[Request]:
+        """Queue a restart on every program (never waits); the requests to wait for.
+        Ordered: each stop waits for the program's dependants to be down, and each
+        start for what it depends on to be ready again (runner.py, depends.py)."""
+        return [program.submit("restart", ordered=True) for program in self._programs.values()]
 
     # -- signals ---------------------------------------------------------------------------------
 

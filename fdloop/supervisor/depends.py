@@ -103,7 +103,8 @@ def dependants(name: str, by_name: Mapping[str, ProgramSpec]) -> list[str]:
 
 
 async def await_dependencies(program: ProgramRunner) -> bool:
-    """True once every ``depends_on`` program of ``program`` is ready; False to drop its
+    """True once every ``depends_on`` program of ``program`` is ready (and idle: no
+    request queued or under way for it); False to drop its
     start: shutting down, a later request queued for it, or a dependency down for good
     and not ready (recorded then as a failed start, with an ``exited`` event naming it).
     """
@@ -111,7 +112,9 @@ async def await_dependencies(program: ProgramRunner) -> bool:
     while True:
         needed = [shared.programs[name] for name in program.spec.depends_on
                   if name in shared.programs]
-        if all(other.readiness.ready for other in needed):
+        # Ready, and no request (a stop, a restart) queued or under way for it: a
+        # dependency about to be restarted is not ready for a new instance of ours.
+        if all(other.readiness.ready and other.idle for other in needed):
             return True
         if shared.closing or program.has_requests:
             return False

@@ -193,6 +193,8 @@ class ProgramRunner:
                 if await await_dependencies(self):
                     await self._launch()
         else:
+            if request.ordered:  # a restart of every program: dependants go down first
+                await await_dependants(self)
             await self._stop_now()
             if not self._shared.closing and await await_dependencies(self):
                 self.restarts += 1
