@@ -140,6 +140,7 @@ def parse_config(
     taken: set[str] = set()
     logs: dict[str, LogSettings] = {}
     groups: dict[str, tuple[str, ...]] = {}
+    table_of: dict[str, str] = {}  # instance name -> its [program.NAME] table
     for name, table in programs.items():
         instances, settings = program_instances(
             name, table, base_dir=Path(base_dir), defaults=defaults or {}
@@ -154,11 +155,13 @@ def parse_config(
                 )
             specs.append(spec)
             taken.add(spec.name)
+            table_of[spec.name] = name
             if settings is not None:
                 logs[spec.name] = settings
     specs = _expand_groups(specs, groups)
     try:  # unknown names and cycles, named (depends.py)
-        check_graph(specs, where=lambda program: f"{_prefix(program)}.depends_on")
+        check_graph(specs, where=lambda program: (
+            f"{_prefix(table_of.get(program, program))}.depends_on"))
     except ValueError as exc:
         raise SupervisorConfigError(str(exc)) from None
     return Config(tuple(specs), subreaper, logs)

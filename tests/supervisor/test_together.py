@@ -11,7 +11,9 @@ Each test here is a bug found by running readiness, dependencies, the control so
 * a program removed (by ``remove()``, so by a reload) left its cgroup directory behind
   until the supervisor exited;
 * a ``tail`` client whose socket failed mid-stream was logged as an "internal error"
-  (the send's error came wrapped in the tail's task group).
+  (the send's error came wrapped in the tail's task group);
+* a bad ``depends_on`` of a ``numprocs`` program named ``program.'web.1'``, a table
+  the config does not have, instead of ``program.web``.
 
 Order is checked by the order of events, never by a stopwatch; timeouts are hang guards.
 """
@@ -29,8 +31,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from fdloop.supervisor import Event, EventStream, Supervisor
+from fdloop.errors import SupervisorConfigError
+from fdloop.supervisor import Event, EventStream, Supervisor, parse_config
 from fdloop.supervisor.cgroup import support
+from fdloop.supervisor.config import tomllib
 from fdloop.supervisor.control import OutputTaps
 
 from ..helpers import eventually
@@ -141,3 +145,15 @@ depends_on = ["db"]
     order = [f"{r['program']}:{r['kind']}" for r in after_hup if r["program"]]
     assert order.index("web:stopped") < order.index("db:stopping"), order
     assert order.index("db:ready") < order.index("web:started"), order
+
+
+def test_a_bad_dependency_of_a_numprocs_program_names_its_table(tmp_path: Path) -> None:
+    text = f"""
+[program.web]
+command = {json.dumps(SLEEP)}
+numprocs = 2
+depends_on = ["nosuch"]
+"""
+    with pytest.raises(SupervisorConfigError) as caught:
+        parse_config(tomllib.loads(text), base_dir=tmp_path)
+    assert str(caught.value).startswith("program.web.depends_on: no program called 'nosuch'")
