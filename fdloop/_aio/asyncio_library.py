@@ -67,12 +67,13 @@ class AsyncioLibrary(AsyncLibrary):
         if waiter._flags & SHARED and (delay := waiter._no_progress_delay()):
             return self._wait_after(waiter, delay)
         if drained and waiter._flags & REGISTERED and isinstance(loop, _SelectorLoop):
-            # The stdlib loop collects every fd's readiness at the start of a pass and
-            # runs the callbacks after the tasks already queued: the read this task has
-            # just made emptied a fd whose (now stale) readiness may be queued behind
-            # it. Ignore wake-ups until the next pass, whose poll asks the kernel anew.
+            # The stdlib loop polls at the start of a pass and runs the I/O callbacks
+            # after the tasks already queued. A task woken by this fd reads it in the
+            # next pass, whose poll has already seen the fd still readable: that report
+            # is stale by the time its callback runs, after the read that emptied the
+            # fd. Skip one wake-up: the fd stays registered and level-triggered, so if
+            # it was a real one after all, the next poll reports it again.
             waiter._flags |= STALE
-            loop.call_soon(_fresh_again, waiter)
         return self._park(waiter, loop)
 
     async def _wait_after(self, waiter: FDWaiter, delay: float) -> None:
@@ -135,7 +136,7 @@ class AsyncioLibrary(AsyncLibrary):
     def _drop(self, waiter: FDWaiter) -> None:
         if waiter._flags & REGISTERED and waiter._loop is not None and waiter._fd >= 0:
             _quietly(self._unregister, waiter, waiter._loop, waiter._fd)
-        waiter._flags &= ~REGISTERED
+        waiter._flags &= ~(REGISTERED | STALE)
 
     def _unregister(self, waiter: FDWaiter, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         if waiter._pid != forks.pid:
@@ -154,7 +155,7 @@ class AsyncioLibrary(AsyncLibrary):
         loop = waiter._loop
         if waiter._flags & REGISTERED and loop is not None:
             _quietly(self._unregister, waiter, loop, fd)
-        waiter._flags &= ~REGISTERED
+        waiter._flags &= ~(REGISTERED | STALE)
         # A closed loop runs nothing: its waiting tasks can never be woken (and
         # set_exception would raise, e.g. in a finalizer after loop.close()).
         if futures and loop is not None and not loop.is_closed():
@@ -213,16 +214,14 @@ class AsyncioLibrary(AsyncLibrary):
 
 
 _SelectorLoop = asyncio.BaseEventLoop
-
-
-def _fresh_again(waiter: FDWaiter) -> None:
-    waiter._flags &= ~STALE
+"""The stdlib loops (uvloop's runs its callbacks in another order, and is not one)."""
 
 
 def wake(waiter: FDWaiter) -> None:
     """The loop's callback for a waiter's registration: wake every waiting task."""
     if waiter._flags & STALE:
-        return  # see AsyncioLibrary.wait(): the fd stays registered, level-triggered
+        waiter._flags &= ~STALE  # see AsyncioLibrary.wait()
+        return
     futures, waiter._futures = waiter._futures, None
     woken = False
     if futures is not None:

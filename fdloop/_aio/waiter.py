@@ -67,7 +67,7 @@ TRIO_USED = 16
 WOKEN = 32
 """shared: the last wait ended with a wake-up (see the back-off in the docstring)."""
 STALE = 64
-"""asyncio: readiness reported now predates the caller's draining read (see wait())."""
+"""asyncio: the next wake-up reports readiness from before the caller's draining read."""
 
 _registering = threading.RLock()
 """Held while a wait adds a registration and while close() decides where it must run,
@@ -131,9 +131,9 @@ class FDWaiter:
         Await the result at once: it is the running library's own awaitable (no
         coroutine frame of ours). RuntimeError if another event loop or trio run is
         waiting on this object at the same time. ``drained=True``: the caller's read
-        has just emptied the fd, in this loop pass, so readiness that the loop
-        collected at the start of the pass is stale and wakes nobody (asyncio's
-        selector loop would deliver it right after this task's step).
+        has just emptied the fd after a wake-up, so readiness that the loop collected
+        before that read is stale (asyncio's selector loop delivers one such report
+        right after the task's step) and may be skipped.
         """
         if self._fd < 0:
             raise ClosedResourceError("the object was closed")

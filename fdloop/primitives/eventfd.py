@@ -28,7 +28,8 @@ class EventFD(FDResource[EventFDBackend]):
     """
 
     _drained: bool
-    """True after a read() that took the whole counter (see read())."""
+    """The last read() emptied the counter right after a wake-up: the loop may still
+    hold that wake-up's readiness report (see FDWaiter.wait's ``drained``)."""
 
     def __init__(self, initval: int = 0, *, semaphore: bool = False) -> None:
         initval = _validate.integer("initval", initval, low=0, high=2**32 - 1)
@@ -87,20 +88,20 @@ class EventFD(FDResource[EventFDBackend]):
         A cancelled read takes nothing. Raises ClosedResourceError if the EventFD is
         closed before or while waiting.
         """
-        if self._drained:
-            # Our last read took the whole counter, so a read now would fail (EAGAIN,
-            # a raised BlockingIOError): wait on the reader, kept registered from the
-            # last wait, and read once when the loop says the counter is non-zero.
-            self._drained = False
-            await self._waiter.wait(drained=True)
+        # Try the read first: a writer in another thread or process has often been
+        # there already. Else wait on the reader, which stays registered across reads
+        # (see fdloop._aio.asyncio_library), and read once per wake-up.
+        stale, self._drained = self._drained, False
+        woken = False
         while True:
             try:
                 value = self._handle.read()
             except BlockingIOError:
-                await self._wait_readable()
+                await self._waiter.wait(drained=stale)
+                stale, woken = False, True
                 continue
-            # In semaphore mode a read takes 1: the counter may still be non-zero.
-            self._drained = not self._handle.semaphore
+            # In semaphore mode a read takes 1, and the counter may still be non-zero.
+            self._drained = woken and not self._handle.semaphore
             return value
 
     def read_nowait(self) -> int:
