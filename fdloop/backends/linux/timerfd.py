@@ -53,7 +53,6 @@ _ADOPTABLE_CLOCKS = {
     8: "realtime_alarm",
     9: "boottime_alarm",
 }
-_REALTIME_CLOCKS = ("realtime", "realtime_alarm")
 _NS = 1_000_000_000
 
 

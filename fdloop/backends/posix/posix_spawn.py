@@ -71,7 +71,6 @@ _fa_addclosefrom = getattr(_libc, "posix_spawn_file_actions_addclosefrom_np", No
 if _fa_addclosefrom is not None:
     _fa_addclosefrom.argtypes = [ctypes.c_void_p, ctypes.c_int]
 _attr_init = _libc.posix_spawnattr_init
-_attr_destroy = _libc.posix_spawnattr_destroy
 _attr_setflags = _libc.posix_spawnattr_setflags
 _attr_setflags.argtypes = [ctypes.c_void_p, ctypes.c_short]
 _attr_setsigmask = _libc.posix_spawnattr_setsigmask
@@ -201,6 +200,10 @@ def _file_actions(
 
 # posix_spawn only reads its attributes and file actions, so the common ones are built
 # once and shared by every call (and thread): this keeps ~10 ctypes calls off the hot path.
+# Never posix_spawnattr_destroy()ed: a spawn in another thread may still be using an
+# entry (ctypes lets go of the GIL during posix_spawn). With glibc an entry lives wholly in
+# its buffer; where the libc allocates behind it (the BSDs), clearing the cache leaves that
+# allocation behind.
 _attr_cache: dict[tuple[bool, int | None, tuple[int, ...]], ctypes.Array[ctypes.c_char]] = {}
 
 
