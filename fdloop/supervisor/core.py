@@ -2,10 +2,11 @@
 
 Each program is a :class:`~fdloop.supervisor.runner.ProgramRunner` (its lifecycle task,
 restart policy and graceful stop); this module holds the public object that owns them:
-configuration, the task group they run in, requests by name, status, events, and the
-two optional SignalFD readers — SIGTERM/SIGINT/SIGHUP (``handle_signals=True``) and
-SIGCHLD for orphans (``subreaper=True``, see :mod:`fdloop.supervisor.orphans`). An idle
-supervisor sleeps in the loop's poll until a pidfd or a signalfd becomes readable.
+configuration, the task group they run in, requests by name, status and events. How
+it winds down — leaving ``async with``, and the SignalFD reader of SIGTERM/SIGINT/SIGHUP
+(``handle_signals=True``) — is :mod:`fdloop.supervisor.shutdown`'s; SIGCHLD for orphans
+(``subreaper=True``) is :mod:`fdloop.supervisor.orphans`'. An idle supervisor sleeps in
+the loop's poll until a pidfd or a signalfd becomes readable.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 
 import anyio
 import anyio.abc
@@ -25,16 +25,14 @@ import anyio.lowlevel
 from ..errors import NoSuchProgram, UnsupportedOperation
 from .changes import ChangesMixin
 from .depends import check_graph, with_dependencies
-from .events import EventHub, EventKind, EventStream, ProgramStatus
+from .events import EventHub, EventStream, ProgramStatus
 from .orphans import OrphanReaper
 from .program import DEFAULT_BACKOFF, DEFAULT_STOP_TIMEOUT, ProgramSpec, make_spec
 from .runner import ProgramRunner, Request, RequestKind, Shared
-
-SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-RESTART_SIGNALS = (signal.SIGHUP,)
+from .shutdown import ShutdownMixin
 
 
-class Supervisor(ChangesMixin):
+class Supervisor(ShutdownMixin, ChangesMixin):
     """Runs programs, restarts them by policy with exponential backoff, and reports.
 
     Use as ``async with fdloop.Supervisor() as sup:``; leaving the block stops every
@@ -207,85 +205,6 @@ class Supervisor(ChangesMixin):
             raise
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        """Stop every program (and orphan) and close; ends every events() iterator.
-
-        Waits for the stops even if cancelled. A native asyncio cancellation (which a
-        shield cannot hold) is remembered, the stops are still waited for, and it is
-        raised at the end. In a forked child nothing is stopped: the programs are the
-        parent's.
-        """
-        task_group = self._shared.task_group
-        if task_group is None:
-            return None
-        cancelled: BaseException | None = None
-        stop_error: BaseException | None = None
-        if self._shared.forked():
-            try:
-                task_group.cancel_scope.cancel()
-            except RuntimeError:
-                # asyncio forgets the running loop in a forked child: this copy of it
-                # can never run again, nor can our tasks. Leave them all be.
-                self._shared.task_group = None
-                return None
-        else:
-            self._begin_shutdown()
-            shutdown = anyio.Event()
-            task_group.start_soon(self._shut_down, shutdown)
-            while not shutdown.is_set():
-                try:
-                    with anyio.CancelScope(shield=True):
-                        await shutdown.wait()
-                except anyio.get_cancelled_exc_class() as error:
-                    cancelled = error  # asyncio task.cancel(): finish the shutdown first
-            stop_error = self._shutdown_error
-        task_group.cancel_scope.cancel()
-        try:
-            suppressed = await task_group.__aexit__(exc_type, exc, tb)
-        finally:
-            self._shared.task_group = None
-            self._shared.board.close()
-            self._hub.close()
-            self._notify()
-        if stop_error is not None:
-            raise stop_error
-        if cancelled is not None:
-            raise cancelled
-        return suppressed
-
-    def _begin_shutdown(self) -> None:
-        """From now on nothing starts; every program's stop is queued (never waits)."""
-        if not self._shared.closing:
-            self._shared.closing = True
-            for program in self._programs.values():
-                program.submit("stop", ordered=True)  # dependants first (depends.py)
-            self._notify()
-
-    async def _shut_down(self, done: anyio.Event) -> None:
-        """Wait for every queued request to finish, then stop the orphans; set ``done``."""
-        try:
-            with anyio.CancelScope(shield=True):
-                await self._until_idle()
-                if self._orphans is not None:
-                    await self._orphans.stop_remaining(
-                        self._orphan_timeout(), self._shared.hurry
-                    )
-                if self._shared.cgroups is not None:
-                    await self._shared.cgroups.aclose(self._orphan_timeout())
-        except Exception as error:  # raised by __aexit__
-            self._shutdown_error = error
-        finally:
-            done.set()
-
-    async def _until_idle(self) -> None:
-        while not all(program.idle for program in self._programs.values()):
-            changed = self._changed
-            assert changed is not None
-            await changed.wait()
-
     def _make_cgroups(self) -> None:
         if self._cgroups_wanted is False:
             return
@@ -311,10 +230,6 @@ class Supervisor(ChangesMixin):
         if self._shared.cgroups is not None:
             return f"one cgroup per program under {self._shared.cgroups.root}"
         return f"process groups (no cgroups: {self._cgroups_why_not})"
-
-    def _orphan_timeout(self) -> float:
-        timeouts = [program.spec.stop_timeout for program in self._programs.values()]
-        return max(timeouts, default=DEFAULT_STOP_TIMEOUT)
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -458,25 +373,3 @@ class Supervisor(ChangesMixin):
         Ordered: each stop waits for the program's dependants to be down, and each
         start for what it depends on to be ready again (runner.py, depends.py)."""
         return [program.submit("restart", ordered=True) for program in self._programs.values()]
-
-    # -- signals ---------------------------------------------------------------------------------
-
-    async def _read_signals(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        from ..primitives.signalfd import SignalFD
-
-        async with SignalFD([*SHUTDOWN_SIGNALS, *RESTART_SIGNALS]) as signals:
-            task_status.started()
-            async for info in signals:
-                if self._shared.forked():
-                    continue  # the child's own signals: not for the parent's programs
-                signo = signal.Signals(info.signo)
-                self._hub.emit(EventKind.SIGNAL, "", signal=signo, pid=info.pid)
-                shared = self._shared
-                assert shared.task_group is not None and shared.hurry is not None
-                if signo in SHUTDOWN_SIGNALS:
-                    if shared.closing:
-                        shared.hurry.set()  # a second one: SIGKILL what is still stopping
-                    else:
-                        self._begin_shutdown()
-                elif not shared.closing:
-                    self._restart_all()
