@@ -1,6 +1,16 @@
 """fdloop: the kernel's fd primitives as async classes, awaited through one poll loop.
 
 Works under asyncio (uvloop included), trio and anyio. See README.md for a tour.
+
+Layout, every import pointing down: :mod:`fdloop.primitives` (the public classes, one
+module each, the pipe streams included; no syscalls of their own) calls the one typed
+backend of :mod:`fdloop.backends` (``posix/`` shared, ``linux/`` and ``kqueue/`` only
+their own) and waits through :mod:`fdloop._aio` (the only place that knows asyncio from
+trio). Beside them: ``errors`` (every exception), ``run`` (:func:`run` and its
+conveniences), ``compat`` (asyncio- and trio-shaped process calls), ``supervisor``
+(:class:`Supervisor`, ``fdloop supervise`` and ``fdloop ctl``), ``info`` (the ``fdloop
+info`` report), ``cli`` (the ``fdloop`` command), ``bench`` (the benchmarks) and
+``streams`` (the old import path of the pipe streams, for users).
 """
 
 from __future__ import annotations

@@ -5,19 +5,23 @@ gives up on a program that keeps failing, and reports every step as an :class:`E
 ``fdloop supervise`` (:func:`supervise_main`) drives it from a TOML file.
 
 Modules: ``program`` (validated options, restart delays), ``events`` (states, events,
-status snapshots), ``runner`` (one program's lifecycle task, request worker and graceful
-stop) with ``shared`` (what the runners share, a queued request), ``readiness`` (ready
-modes, ready_timeout, watchdog, MAINPID handover), ``notify`` (the NOTIFY_SOCKET and
-sd_notify datagrams), ``depends`` (depends_on order and graph checks), ``core`` (the
-Supervisor), ``lifeline`` (programs that die with a killed
-supervisor), ``orphans`` (subreaper mode), ``config`` (TOML files), ``cli`` (the
-command), with ``startup`` (fds 0-2, RLIMIT_NOFILE), ``output`` (bounded lines) and
-``sink`` (non-blocking stdout/stderr), ``logfile`` (log files with rotation),
-``procfile`` and ``dotenv`` (honcho/foreman Procfiles and .env files). ``fdloop ctl``:
-``changes`` (signal, remove, replace, apply and shutdown on a running Supervisor),
-``control`` (the control socket's JSON protocol and server), ``control_socket`` (its
-file, peer uid and line I/O), ``remote`` (the supervise command's side: reload,
-``--events json``) and ``ctl`` (the client command).
+status snapshots), ``core`` (the Supervisor: configuration, requests, status) with
+``shutdown`` (leaving ``async with``, the SIGTERM/SIGINT/SIGHUP SignalFD) and
+``changes`` (signal, remove, replace, apply and shutdown on a running Supervisor);
+``runner`` (one program's lifecycle task and request worker) with ``stopping`` (stop
+signal, timeout, SIGKILL, the program's tree) and ``shared`` (what the runners share, a
+queued request); ``readiness`` (ready modes, ready_timeout, watchdog, MAINPID handover),
+``notify`` (the NOTIFY_SOCKET and sd_notify datagrams), ``depends`` (depends_on order
+and graph checks); ``lifeline`` (programs that die with a killed supervisor), ``cgroup``
+(one cgroup v2 per program), ``orphans`` (subreaper mode), ``pid1`` (running as PID 1).
+``fdloop supervise``: ``cli`` (running the command) with ``arguments`` (its options and
+the Config they make), ``config`` (TOML files), ``procfile`` and ``dotenv``
+(honcho/foreman Procfiles and .env files), ``startup`` (fds 0-2, RLIMIT_NOFILE),
+``output`` (bounded lines), ``sink`` (non-blocking stdout/stderr), ``logfile`` (log
+files with rotation) and ``remote`` (its side of ``fdloop ctl``: the control socket,
+reload, ``--events json``). ``fdloop ctl``: ``control`` (the control socket's JSON
+protocol and server), ``control_socket`` (its file, peer uid and line I/O) and ``ctl``
+(the client command).
 """
 
 from __future__ import annotations
