@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import SupervisorConfigError
 from .config import Config, check_executable, load_config
 from .procfile import load_procfile, parse_concurrency
-from .program import make_spec
+from .program import make_spec, option_flag
 
 LOOPS = ("asyncio", "uvloop", "trio")
 
@@ -108,8 +108,7 @@ def _defaults(args: argparse.Namespace) -> dict[str, Any]:
 def make_config(args: argparse.Namespace, command: list[str]) -> Config:
     defaults = _defaults(args)
     # Check the command-line options once, with their own names in the messages.
-    make_spec("check", ["true"], where=lambda option: "--" + option.replace("_", "-"),
-              **defaults)
+    make_spec("check", ["true"], where=option_flag, **defaults)
     if command:
         if args.config is not None:
             raise SupervisorConfigError("give either CONFIG.toml or -- CMD ARGS..., not both")
@@ -150,7 +149,7 @@ def _concurrency(value: str | None) -> dict[str, int] | None:
 
 
 def _cli_option(option: str) -> str:
-    return {"name": "--name", "argv": "command"}.get(option, "--" + option.replace("_", "-"))
+    return {"name": "--name", "argv": "command"}.get(option) or option_flag(option)
 
 
 def loop_backend(loop: str) -> tuple[str, dict[str, Any]]:

@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import SupervisorConfigError
 from .config import Config, check_executable, instance, read_text
 from .dotenv import content_lines, load_dotenv
-from .program import make_spec
+from .program import make_spec, option_flag
 
 __all__ = [
     "DEFAULT_PORT",
@@ -124,8 +124,9 @@ def load_procfile(
         for number in range(1, counts[name] + 1):
             instance_name = f"{name}.{number}"
             try:
+                # Only the command line's options can be wrong here: named as it spells them.
                 spec = make_spec(
-                    name, [SHELL, "-c", command], cwd=str(base_dir), where=_cli_option,
+                    name, [SHELL, "-c", command], cwd=str(base_dir), where=option_flag,
                     **(defaults or {}),
                 )
             except (TypeError, ValueError) as exc:
@@ -136,11 +137,6 @@ def load_procfile(
         raise SupervisorConfigError("-c/--concurrency: every process type has 0 instances")
     check_executable(specs[0], f"{path}: {SHELL}")
     return Config(tuple(specs))
-
-
-def _cli_option(option: str) -> str:
-    # Only the command line's options can be wrong here: name them as it spells them.
-    return "--" + option.replace("_", "-")
 
 
 def _counts(wanted: Mapping[str, int], processes: Mapping[str, str], path: Path) -> dict[str, int]:

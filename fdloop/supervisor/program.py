@@ -82,6 +82,11 @@ def _plain(option: str) -> str:
     return option
 
 
+def option_flag(option: str) -> str:
+    """``where`` for options given on the command line: ``stop_timeout`` -> ``--stop-timeout``."""
+    return "--" + option.replace("_", "-")
+
+
 def make_spec(
     name: object,
     argv: object,
