@@ -130,7 +130,7 @@ class ChangesMixin:
         try:
             await self._request([old], "stop", shield=True)
             if was_up and not self._shared.closing:
-                await self.start(spec.name)
+                await self._start_unless_waiting(spec.name)
         finally:
             self._busy -= 1
             self._notify()
@@ -177,7 +177,7 @@ class ChangesMixin:
             if not self._shared.closing:
                 async with anyio.create_task_group() as task_group:
                     for spec in added:  # start() brings up what each depends on first
-                        task_group.start_soon(self.start, spec.name)
+                        task_group.start_soon(self._start_unless_waiting, spec.name)
         finally:
             self._busy -= 1
             self._notify()
@@ -192,6 +192,22 @@ class ChangesMixin:
                 if spec.name not in changed_names and spec.name not in added_names
             ),
         )
+
+    async def _start_unless_waiting(self, name: str) -> None:
+        """:meth:`start`, but return once the program waits for a dependency to be
+        ready: its start stays queued and happens then, and a reload must not hang
+        for as long as a dependency is not ready (for ever without ready_timeout)."""
+        program = self._programs[name]
+
+        async def leave_when_waiting(scope: anyio.CancelScope) -> None:
+            while not program.awaiting_dependencies:
+                await self._shared.wait_change()
+            scope.cancel()
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(leave_when_waiting, task_group.cancel_scope)
+            await self.start(name)
+            task_group.cancel_scope.cancel()
 
     async def shutdown(self) -> None:
         """Stop every program for good, as SIGTERM does with ``handle_signals=True``.

@@ -109,22 +109,28 @@ async def await_dependencies(program: ProgramRunner) -> bool:
     and not ready (recorded then as a failed start, with an ``exited`` event naming it).
     """
     shared = program.shared
-    while True:
-        needed = [shared.programs[name] for name in program.spec.depends_on
-                  if name in shared.programs]
-        # Ready, and no request (a stop, a restart) queued or under way for it: a
-        # dependency about to be restarted is not ready for a new instance of ours.
-        if all(other.readiness.ready and other.idle for other in needed):
-            return True
-        if shared.closing or program.has_requests:
-            return False
-        down = next((p for p in needed if p.is_down() and not p.readiness.ready), None)
-        if down is not None:
-            program.dependency_failed(
-                f"dependency {down.spec.name!r} is {down.state} and not ready"
-            )
-            return False
-        await shared.wait_change()
+    try:
+        while True:
+            needed = [shared.programs[name] for name in program.spec.depends_on
+                      if name in shared.programs]
+            # Ready, and no request (a stop, a restart) queued or under way for it: a
+            # dependency about to be restarted is not ready for a new instance of ours.
+            if all(other.readiness.ready and other.idle for other in needed):
+                return True
+            if shared.closing or program.has_requests:
+                return False
+            down = next((p for p in needed if p.is_down() and not p.readiness.ready), None)
+            if down is not None:
+                program.dependency_failed(
+                    f"dependency {down.spec.name!r} is {down.state} and not ready"
+                )
+                return False
+            if not program.awaiting_dependencies:  # a reload stops waiting for us now
+                program.awaiting_dependencies = True
+                shared.notify()
+            await shared.wait_change()
+    finally:
+        program.awaiting_dependencies = False
 
 
 async def await_dependants(program: ProgramRunner) -> None:

@@ -65,6 +65,8 @@ class ProgramRunner:
         """The running instance while the lifecycle task owns it."""
         self._scope: anyio.CancelScope | None = None
         """The lifecycle task's scope; None while no task runs the program."""
+        self.awaiting_dependencies = False
+        """A start of it waits for a ``depends_on`` program to be ready (depends.py)."""
         self._streak = 0
         """Restarts since the last healthy run (one of at least ``spec.healthy_after``)."""
         self._started_at: float | None = None

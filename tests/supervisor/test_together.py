@@ -13,7 +13,9 @@ Each test here is a bug found by running readiness, dependencies, the control so
 * a ``tail`` client whose socket failed mid-stream was logged as an "internal error"
   (the send's error came wrapped in the tail's task group);
 * a bad ``depends_on`` of a ``numprocs`` program named ``program.'web.1'``, a table
-  the config does not have, instead of ``program.web``.
+  the config does not have, instead of ``program.web``;
+* a reload (``apply()``, ``replace()``) that added or changed a dependant of a program
+  not ready yet hung until that program was ready (for ever without ready_timeout).
 
 Order is checked by the order of events, never by a stopwatch; timeouts are hang guards.
 """
@@ -32,7 +34,7 @@ import anyio
 import pytest
 
 from fdloop.errors import SupervisorConfigError
-from fdloop.supervisor import Event, EventStream, Supervisor, parse_config
+from fdloop.supervisor import Event, EventStream, Supervisor, make_spec, parse_config
 from fdloop.supervisor.cgroup import support
 from fdloop.supervisor.config import tomllib
 from fdloop.supervisor.control import OutputTaps
@@ -157,3 +159,22 @@ depends_on = ["nosuch"]
     with pytest.raises(SupervisorConfigError) as caught:
         parse_config(tomllib.loads(text), base_dir=tmp_path)
     assert str(caught.value).startswith("program.web.depends_on: no program called 'nosuch'")
+
+
+async def test_a_reload_does_not_wait_for_a_dependency_that_is_not_ready() -> None:
+    # fdloop ctl reload hung for as long as db was not ready: apply() and replace()
+    # waited for the start of every added or changed dependant of db.
+    async with Supervisor() as sup:
+        sup.add("db", SLEEP, ready="notify")  # never sends READY=1
+        sup.add("web", SLEEP, depends_on=["db"])
+        with anyio.fail_after(5):  # a hang guard: the fixed reload takes milliseconds
+            await sup.start("db")
+            sup._programs["web"].submit("start")  # what start() queues, unawaited
+            db = sup._programs["db"].spec
+            web = make_spec("web", SLEEP, depends_on=["db"], stop_timeout=3)
+            api = make_spec("api", SLEEP, depends_on=["db"])
+            changes = await sup.apply([db, web, api])
+        assert changes.added == ("api",) and changes.changed == ("web",)
+        status = sup.status()
+        assert status["db"].state == "running" and not status["db"].ready
+        assert status["web"].pid is None and status["api"].pid is None
