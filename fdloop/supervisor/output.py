@@ -161,8 +161,11 @@ class ProgramOutputs:
         console: LineDestination,
         *,
         on_problem: Callable[[str], None] | None = None,
+        width: int = 0,
     ) -> None:
-        """``on_problem`` hears a log file's write failures (see LogFile).
+        """``on_problem`` hears a log file's write failures (see LogFile). Names are
+        padded to the longest of ``programs``, or to ``width`` if that is more (the
+        programs already running, for the pipes a reload adds).
 
         Raises OSError (EMFILE/ENFILE: out of fds for the pipes), or
         SupervisorConfigError naming the program whose log file cannot be opened; what
@@ -173,7 +176,7 @@ class ProgramOutputs:
         self._fds: dict[str, tuple[int, int]] = {}
         self._console = console
         self._on_problem = on_problem
-        self._width = max((len(spec.name) for spec in programs), default=0)
+        self._width = max([width, *(len(spec.name) for spec in programs)])
         self._sharers: dict[Path, set[str]] = {}
         for name, settings in logs.items():
             for path in (settings.stdout, settings.stderr):

@@ -173,6 +173,7 @@ class Reloader:
         self._logs: Mapping[str, Any] = dict(config.logs)
         self._subreaper = config.subreaper
         self._fds = {spec.name: outputs.fds(spec.name) for spec in config.programs}
+        self._width = max((len(spec.name) for spec in config.programs), default=0)
         self._console = console
         self._task_group = task_group
         self._log = log
@@ -195,8 +196,9 @@ class Reloader:
         fresh = None
         if needs_pipes:
             try:
+                # Padded as the console's other lines are (to the names at start).
                 fresh = ProgramOutputs(needs_pipes, config.logs, self._console,
-                                       on_problem=self._log)
+                                       on_problem=self._log, width=self._width)
             except OSError as exc:
                 raise SupervisorConfigError(
                     f"cannot make pipes for {', '.join(s.name for s in needs_pipes)}: "

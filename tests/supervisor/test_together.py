@@ -15,7 +15,8 @@ Each test here is a bug found by running readiness, dependencies, the control so
 * a bad ``depends_on`` of a ``numprocs`` program named ``program.'web.1'``, a table
   the config does not have, instead of ``program.web``;
 * a reload (``apply()``, ``replace()``) that added or changed a dependant of a program
-  not ready yet hung until that program was ready (for ever without ready_timeout).
+  not ready yet hung until that program was ready (for ever without ready_timeout);
+* a program a reload added had its console prefix padded to its own name's width.
 
 Order is checked by the order of events, never by a stopwatch; timeouts are hang guards.
 """
@@ -26,6 +27,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -178,3 +180,25 @@ async def test_a_reload_does_not_wait_for_a_dependency_that_is_not_ready() -> No
         status = sup.status()
         assert status["db"].state == "running" and not status["db"].ready
         assert status["web"].pid is None and status["api"].pid is None
+
+
+def test_a_program_a_reload_adds_is_padded_as_the_others(tmp_path: Path) -> None:
+    base = f"""
+[program.longname]
+command = {json.dumps(SLEEP)}
+"""
+    config = write(tmp_path, base)
+    control = tmp_path / "ctl.sock"
+    run = Supervise(tmp_path, "--control", str(control), "--loop", "asyncio", str(config))
+    try:
+        run.wait_for(r"longname: started")
+        config.write_text(base + '[program.b]\ncommand = ["echo", "hi"]\nrestart = "never"\n')
+        reload = subprocess.run(
+            [PY, "-m", "fdloop.cli", "ctl", "--control", str(control), "reload"],
+            capture_output=True, text=True, timeout=HANG, check=False)
+        assert reload.returncode == 0, reload.stderr
+        run.wait_for(r"^b +\| hi$", stream="stdout")
+    finally:
+        run.signal(signal.SIGTERM)
+        run.finish()
+    assert "b        | hi\n" in run.stdout, run.stdout
