@@ -17,7 +17,6 @@ loop that may already be torn down. Cancel scopes are anyio's own
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -44,9 +43,8 @@ class AsyncLibrary:
     name: str
     """sniffio's name for the library: ``"asyncio"`` or ``"trio"``."""
 
-    def wait(self, waiter: FDWaiter, drained: bool) -> Awaitable[None]:
-        """Return what the caller awaits, at once, until ``waiter``'s fd may be ready
-        (``drained``: see :meth:`FDWaiter.wait`).
+    def wait(self, waiter: FDWaiter) -> Awaitable[None]:
+        """Return what the caller awaits, at once, until ``waiter``'s fd may be ready.
 
         Raises (or the awaitable raises) ClosedResourceError if the waiter is closed
         before or while waiting, RuntimeError if another loop or run waits on it now.
@@ -79,16 +77,28 @@ class AsyncLibrary:
         raise NotImplementedError
 
 
+# Each library's object, imported at first use (trio's imports trio: only once a trio
+# run asks), then kept here: an import statement costs a Python-level call every time.
 _trio: AsyncLibrary | None = None
+_asyncio: AsyncLibrary | None = None
 
 
 def _trio_library() -> AsyncLibrary:
     global _trio
     if _trio is None:
-        from .trio_library import TRIO  # imports trio: only once a trio run asks
+        from .trio_library import TRIO
 
         _trio = TRIO
     return _trio
+
+
+def _asyncio_library() -> AsyncLibrary:
+    global _asyncio
+    if _asyncio is None:
+        from .asyncio_library import ASYNCIO
+
+        _asyncio = ASYNCIO
+    return _asyncio
 
 
 def running() -> AsyncLibrary:
@@ -102,10 +112,8 @@ def running() -> AsyncLibrary:
     """
     name = sniffio.thread_local.name or sniffio.current_async_library_cvar.get()
     if name == "trio":
-        return _trio_library()
-    from .asyncio_library import ASYNCIO
-
-    return ASYNCIO
+        return _trio if _trio is not None else _trio_library()
+    return _asyncio if _asyncio is not None else _asyncio_library()
 
 
 def running_or_none() -> AsyncLibrary | None:
@@ -119,9 +127,7 @@ def running_or_none() -> AsyncLibrary | None:
         return None
     if loop.is_closed():
         return None
-    from .asyncio_library import ASYNCIO
-
-    return ASYNCIO
+    return _asyncio if _asyncio is not None else _asyncio_library()
 
 
 def current_library() -> str:
@@ -157,5 +163,9 @@ def sleep(seconds: float) -> Awaitable[None]:
 
 def _quietly(call: Any, *args: Any) -> None:
     # The loop may already be closed or torn down; it then holds no waiter of ours.
-    with contextlib.suppress(RuntimeError, ValueError, OSError):
+    # (try/except, not contextlib.suppress: this runs at every shared wait's end, and
+    # suppress costs three Python-level calls)
+    try:  # noqa: SIM105
         call(*args)
+    except (RuntimeError, ValueError, OSError):
+        pass

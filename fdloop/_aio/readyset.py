@@ -182,42 +182,35 @@ class _TrioHub:
     """
 
     def __init__(self, ready_set: Any) -> None:
-        import trio
-
         self._set = ready_set
         self._pid = forks.pid
         self._parked: dict[int, _Parked] = {}
-        trio.lowlevel.spawn_system_task(self._watch, name="fdloop ready set")
+        _trio.lowlevel.spawn_system_task(self._watch, name="fdloop ready set")
 
     def park(self, waiter: FDWaiter) -> Awaitable[None]:
-        import trio
-
         fd = waiter._fd
         if fd in self._parked:
-            raise trio.BusyResourceError("another task is already waiting on this fd")
-        parked = _Parked(self, waiter, fd, trio.lowlevel.current_task())
+            raise _trio.BusyResourceError("another task is already waiting on this fd")
+        lowlevel = _trio.lowlevel
+        parked = _Parked(self, waiter, fd, lowlevel.current_task())
         self._set.add(fd)
         self._parked[fd] = parked
         waiter._hub = self
-        return trio.lowlevel.wait_task_rescheduled(parked)
+        return lowlevel.wait_task_rescheduled(parked)  # type: ignore[no-any-return]
 
     def notify_closing(self, fd: int) -> None:
-        import outcome
-
         parked = self._parked.pop(fd, None)
         if parked is not None and self._pid == forks.pid:  # (a child's copy: leave the set)
             self._set.discard(fd)
-            parked.wake(outcome.Error(ClosedResourceError(
+            parked.wake(_outcome.Error(ClosedResourceError(
                 "the object was closed while waiting")))
 
     async def _watch(self) -> None:
-        import outcome
-        import trio
-
+        lowlevel, outcome = _trio.lowlevel, _outcome
         ready_set = self._set
         try:
             while True:
-                await trio.lowlevel.wait_readable(ready_set.fileno())
+                await lowlevel.wait_readable(ready_set.fileno())
                 for fd in ready_set.ready():
                     ready_set.discard(fd)
                     parked = self._parked.pop(fd, None)
@@ -230,7 +223,7 @@ class _TrioHub:
             for parked in everyone.values():
                 parked.wake(outcome.Error(ClosedResourceError("the trio run is ending")))
             with contextlib.suppress(RuntimeError):
-                trio.lowlevel.notify_closing(ready_set.fileno())
+                lowlevel.notify_closing(ready_set.fileno())
             ready_set.close()
 
 
@@ -246,20 +239,16 @@ class _Parked:
         self.task = task
 
     def wake(self, result: Any) -> None:
-        import trio
-
         end_trio_turn(self.waiter)
-        trio.lowlevel.reschedule(self.task, result)
+        _trio.lowlevel.reschedule(self.task, result)
 
     def __call__(self, _raise_cancel: Any) -> Any:
-        import trio
-
         hub, fd = self.hub, self.fd
         if hub._parked.get(fd) is self:
             del hub._parked[fd]
             hub._set.discard(fd)
         end_trio_turn(self.waiter)
-        return trio.lowlevel.Abort.SUCCEEDED
+        return _trio.lowlevel.Abort.SUCCEEDED
 
 
 def end_trio_turn(waiter: FDWaiter) -> None:
@@ -272,14 +261,25 @@ def end_trio_turn(waiter: FDWaiter) -> None:
 
 
 _trio_hub_var: Any = None
+# trio and outcome, imported by the first trio run that asks for a hub (an asyncio-only
+# program never imports trio), then kept here: an import statement in each method would
+# cost a Python-level call per wait.
+_trio: Any = None
+_outcome: Any = None
+
+
+def _import_trio() -> None:
+    global _trio_hub_var, _trio, _outcome
+    import outcome
+    import trio
+
+    _trio, _outcome = trio, outcome
+    _trio_hub_var = trio.lowlevel.RunVar("fdloop_ready_set", default=None)
 
 
 def _trio_hub() -> _TrioHub | None:
-    global _trio_hub_var
-    import trio
-
     if _trio_hub_var is None:
-        _trio_hub_var = trio.lowlevel.RunVar("fdloop_ready_set", default=None)
+        _import_trio()
     hub: _TrioHub | None = _trio_hub_var.get()
     if hub is None:
         ready_set = _new_ready_set()
