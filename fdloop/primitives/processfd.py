@@ -113,7 +113,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         self.stderr = PipeReceiveStream(stderr, limit=limit) if stderr is not None else None
         if owner:
             reaper.track(self)
-        self._owner_pid = reaper.process_id()
+        self._owner_pid = _aio.forks.pid  # (reaper.process_id(), without a call)
         return self
 
     # -- watching processes we did not start -----------------------------------------------
@@ -226,8 +226,10 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         if timeout is not None:
             return await self._wait_at_most(timeout)  # (process_api.py)
         while self._status is None:
-            self._check_open()
-            self._refuse_in_forked_child("wait()")
+            if self._handle.closed:
+                raise ClosedResourceError(f"{type(self).__name__} is closed")
+            if self._owner_pid != _aio.forks.pid:
+                self._refuse_in_forked_child("wait()")
             # The pidfd stays readable once a child has exited, so waiting first costs
             # nothing then, and saves a waitid while it still runs. (Awaited here, not
             # in a helper: a coroutine frame per waiting child is memory per child.)
@@ -345,18 +347,26 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         From another thread while a loop polls the handle, the close runs in the loop's
         thread (see FDResource.close). In a forked child it only drops this copy.
         """
-        super().close()
+        # FDResource.close, written out for this class's two waiters (every child's path).
+        there = self._waiter.elsewhere()
+        if there is None and self._hup_waiter is not None:
+            there = self._hup_waiter.elsewhere()
+        if there is None or not there.call(self.close):
+            self._close_once()
 
     def _close_here(self) -> None:
-        self._close_streams()
+        if self.stdin is not None or self.stdout is not None or self.stderr is not None:
+            self._close_streams()
         handle = self._handle
         if handle.closed:
             return
         self._waiter.close()
         if self._hup_waiter is not None:
             self._hup_waiter.close()
-        reaper.untrack(self)
-        if handle.is_child and self._status is None and not self._forked_copy():
+        if self._owner:
+            reaper.untrack(self)
+        if (handle.is_child and self._status is None
+                and self._owner_pid == _aio.forks.pid):  # (not a forked copy)
             self._collect_child()
             if self._status is None:
                 if not self._daemon:
@@ -382,10 +392,10 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
 
     def _forked_copy(self) -> bool:
         """True in a child forked after this handle was made (the handle is the parent's)."""
-        return self._owner_pid != reaper.process_id()
+        return self._owner_pid != _aio.forks.pid
 
     def _refuse_in_forked_child(self, doing: str) -> None:
-        if self._owner_pid == reaper.process_id():
+        if self._owner_pid == _aio.forks.pid:
             return
         whose = "child" if self._owner else "watched process"
         raise UnsupportedOperation(

@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 import weakref
-from typing import Protocol
+from typing import Any, Protocol
 
 from .. import _aio
 from ..backends.contract import ProcessFDBackend
@@ -64,7 +64,10 @@ class _Orphan:
 
 _orphans: dict[int, _Orphan] = {}
 _lock = threading.RLock()  # re-entrant: a GC finalizer may close a ProcessFD mid-sweep
-_live: weakref.WeakSet[SpawningHandle] = weakref.WeakSet()
+_live: set[weakref.ref[Any]] = set()
+"""Weak references to the open spawning handles. (Not a WeakSet: this is on every
+spawn's path, and a plain set of references is added to and removed from in C. A
+reference removes itself when its handle is freed.)"""
 
 
 def process_id() -> int:
@@ -93,11 +96,18 @@ _aio.forks.at_fork_in_child(_after_fork_in_child)
 
 def track(owner: SpawningHandle) -> None:
     """Remember a spawning ProcessFD so interpreter exit can close (and so kill) it."""
-    _live.add(owner)
+    _live.add(weakref.ref(owner, _live.discard))
 
 
 def untrack(owner: SpawningHandle) -> None:
-    _live.discard(owner)
+    # A reference to a live object equals every other reference to it (and hashes as
+    # it): a new one finds the tracked one.
+    _live.discard(weakref.ref(owner))
+
+
+def _live_owners() -> list[SpawningHandle]:
+    owners = (ref() for ref in list(_live))
+    return [owner for owner in owners if owner is not None]
 
 
 def pending() -> int:
@@ -116,7 +126,7 @@ def children() -> set[int]:
     with _lock:
         pids = {orphan.handle.pid for orphan in _orphans.values()}
         pids.update(
-            owner.pid for owner in list(_live) if owner.pid > 0 and owner.status is None
+            owner.pid for owner in _live_owners() if owner.pid > 0 and owner.status is None
         )
     return pids
 
@@ -206,7 +216,7 @@ gc.callbacks.append(_sweep_after_collection)
 
 @atexit.register
 def _at_exit() -> None:
-    for owner in list(_live):
+    for owner in _live_owners():
         with contextlib.suppress(Exception):
             owner.close()
     deadline = time.monotonic() + EXIT_GRACE_SECONDS
