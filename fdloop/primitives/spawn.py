@@ -17,12 +17,12 @@ from typing import IO, Any, Union
 from .. import _validate
 from ..backends import current as current_backend
 from ..backends.posix import sigmask
+from ..backends.posix.fdlimit import out_of_fds
 from ..backends.request import SpawnRequest
 from . import reaper
 from . import spawn_options as options
 from .process_api import TextMode
 from .processfd import ProcessFD, signal_number
-from .resource import naming_fd_limit
 from .streams import DEFAULT_LIMIT, DEVNULL, PIPE, STDOUT, check_limit
 
 __all__ = ["spawn"]
@@ -121,7 +121,7 @@ def spawn(
         )
     cwd_bytes = None if cwd is None else os.fsencode(cwd)
     env_list = None if env is None else tuple(_env(env))
-    fds = _pass_fds(pass_fds)
+    fds = () if pass_fds == () else _pass_fds(pass_fds)
     flags: tuple[object, ...] = (start_new_session, daemon, die_with_parent, shell, close_fds,
                                  restore_signals)
     if flags != _DEFAULT_FLAGS:
@@ -154,16 +154,22 @@ def spawn(
         group=None if group is None else options.group_id("group", group),
         extra_groups=None if extra_groups is None else options.group_ids(extra_groups),
         umask=None if umask == -1 else options.umask(umask),
-        restore_signals=restore_signals, default_signals=_signals_taken_over(),
+        restore_signals=restore_signals, default_signals=tuple(sigmask.taken_over()),
         pipesize=None if pipesize == -1 else options.pipesize(pipesize),
         die_with_parent=die_with_parent,
     )
 
     reaper.sweep()
     # EMFILE can hit any fd made here (pipes, /dev/null, the pidfd); the backend has
-    # already closed what it made and killed a started child: say which limit it was.
-    with naming_fd_limit(f"spawn({name!r})"):
+    # already closed what it made and killed a started child: say which limit it was
+    # (naming_fd_limit's rewording, written out: this is every spawn's path).
+    try:
         handle, pipes = current_backend().spawn_process(request)
+    except OSError as exc:
+        error = out_of_fds(exc, f"spawn({name!r})")
+        if error is not exc:
+            raise error from exc
+        raise
     proc = ProcessFD._wrap(
         handle, owner=True, daemon=daemon, kill_signal=kill_signal, kill_timeout=kill_timeout,
         new_session=start_new_session or process_group == 0, pipes=pipes, limit=limit,
@@ -188,11 +194,16 @@ _PREEXEC_REFUSED = (
 
 
 def _argv(argv: object) -> list[bytes]:
-    # The common case (a non-empty list of clean str), without the slow ABC checks.
-    if (type(argv) is list or type(argv) is tuple) and argv and all(
-        type(arg) is str and "\0" not in arg for arg in argv
-    ):
-        return [arg.encode(_FS_ENCODING, _FS_ERRORS) for arg in argv]
+    # The common case (a non-empty list of clean str), without the slow ABC checks (and
+    # without a generator or a comprehension: each is one more frame per spawn).
+    if (type(argv) is list or type(argv) is tuple) and argv:
+        fast: list[bytes] = []
+        for arg in argv:
+            if type(arg) is not str or "\0" in arg:
+                break
+            fast.append(arg.encode(_FS_ENCODING, _FS_ERRORS))
+        else:
+            return fast
     if isinstance(argv, (str, bytes, os.PathLike)):
         argv = [argv]
     if not isinstance(argv, Sequence):
@@ -270,8 +281,3 @@ def _pass_fds(pass_fds: object) -> tuple[int, ...]:
         raise ValueError("pass_fds must be >= 3 (fds 0-2 are set with stdin/stdout/stderr)")
     return fds
 
-
-def _signals_taken_over() -> tuple[int, ...]:
-    """The signals a SignalFD took over here, which the child must get back at SIG_DFL."""
-    taken = sigmask.taken_over()
-    return tuple(taken) if taken else ()

@@ -41,6 +41,8 @@ except ImportError:  # built without a C compiler: posix_spawn, then pidfd_open
 # Signals CPython itself leaves ignored, which exec would otherwise pass on.
 _PYTHON_IGNORED = (int(signal.SIGPIPE), int(signal.SIGXFSZ))
 _STDIO_NAMES = ("stdin", "stdout", "stderr")
+_INHERIT: tuple[int | None, int | None, int | None] = (None, None, None)
+_NO_STDIO = (-1, -1, -1)  # (_INHERIT as the extension takes it)
 
 StdioSpec = int | None
 """None (inherit), an fd >= 0, or subprocess's PIPE / DEVNULL / STDOUT."""
@@ -69,7 +71,8 @@ def spawn_child(
             "_clone_spawn extension, built at install time when a C compiler is present); "
             "posix_spawn cannot change a child's credentials or umask"
         )
-    _check_open("pass_fds", request.pass_fds)
+    if request.pass_fds:
+        _check_open("pass_fds", request.pass_fds)
     made: list[int] = []  # fds we created and close in the parent in any case
     parent_ends: list[int | None] = [None, None, None]
     child_fds: list[int | None] = [None, None, None]
@@ -105,8 +108,9 @@ def spawn_child(
                 copy = fcntl_dupfd_cloexec(fd)
                 made.append(copy)
                 child_fds[target] = copy
-        pass_sources = [_blocking(fd, made) for fd in request.pass_fds]
-        child_stdio = (child_fds[0], child_fds[1], child_fds[2])
+        pass_sources = [] if not request.pass_fds else [
+            _blocking(fd, made) for fd in request.pass_fds]
+        child_stdio = _INHERIT if inherit_all else (child_fds[0], child_fds[1], child_fds[2])
         default_signals = (
             (*_PYTHON_IGNORED, *request.default_signals) if request.restore_signals
             else request.default_signals
@@ -142,6 +146,13 @@ def _exec_target(request: SpawnRequest) -> tuple[str, str]:
     return name, path
 
 
+def _exec_path_bytes(request: SpawnRequest) -> bytes:
+    """The path of :func:`_exec_target`, as the bytes execve takes."""
+    if request.executable is None and b"/" in request.argv[0]:
+        return request.argv[0]  # (what fsencode(fsdecode(...)) would give back)
+    return os.fsencode(_exec_target(request)[1])
+
+
 def _clone(
     request: SpawnRequest,
     stdio: tuple[int | None, int | None, int | None],
@@ -156,6 +167,9 @@ def _clone(
     """
     if not request.close_fds:
         return _call_clone(request, stdio, pass_sources, default_signals, 0)
+    if stdio is _INHERIT and not pass_sources and LOW_SLOTS.numbers():
+        # Nothing to lend (the slots are reserved already, and lend() would yield None).
+        return _call_clone(request, stdio, pass_sources, default_signals, 3)
     needed = [fd for fd in (*stdio, *pass_sources) if fd is not None]
     with LOW_SLOTS.lend(needed) as lent:
         if lent:
@@ -178,11 +192,14 @@ def _call_clone(
     keep_below: int,
 ) -> tuple[int, int]:
     assert _clone_spawn is not None
-    _name, path = _exec_target(request)
+    path = _exec_path_bytes(request)
     try:
         pid, pidfd, error, step = _clone_spawn.spawn(
-            os.fsencode(path), request.argv, request.env,
-            tuple(-1 if fd is None else fd for fd in stdio), request.cwd, request.pass_fds,
+            path, request.argv, request.env,
+            _NO_STDIO if stdio is _INHERIT else (
+                -1 if stdio[0] is None else stdio[0], -1 if stdio[1] is None else stdio[1],
+                -1 if stdio[2] is None else stdio[2],
+            ), request.cwd, request.pass_fds,
             pass_sources, request.close_fds, max(keep_below, 3) if keep_below else 0,
             request.start_new_session,
             -1 if request.process_group is None else request.process_group,
@@ -190,7 +207,8 @@ def _call_clone(
             -1 if request.user is None else request.user,
             -1 if request.group is None else request.group,
             request.extra_groups,
-            int(signal.SIGKILL) if request.die_with_parent else 0, _spawner_pid(),
+            # (the parent's pid is only checked in the child with the death signal)
+            *((int(signal.SIGKILL), _spawner_pid()) if request.die_with_parent else (0, 0)),
         )
     except OSError as exc:  # the clone itself failed: EAGAIN (RLIMIT_NPROC), ENOMEM
         raise _named(exc, request.program) from None
