@@ -20,7 +20,7 @@ from .program import ProgramSpec, signal_number
 from .runner import ProgramRunner
 
 if TYPE_CHECKING:
-    from .runner import RequestKind, Shared
+    from .shared import RequestKind, Shared
 
 
 @dataclass(frozen=True)

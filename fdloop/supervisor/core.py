@@ -28,7 +28,8 @@ from .depends import check_graph, with_dependencies
 from .events import EventHub, EventStream, ProgramStatus
 from .orphans import OrphanReaper
 from .program import DEFAULT_BACKOFF, DEFAULT_STOP_TIMEOUT, ProgramSpec, make_spec
-from .runner import ProgramRunner, Request, RequestKind, Shared
+from .runner import ProgramRunner
+from .shared import Request, RequestKind, Shared
 from .shutdown import ShutdownMixin
 
 

@@ -39,7 +39,7 @@ from .events import FINAL_STATES, EventKind, ProgramState, ProgramStatus
 from .lifeline import spawn_guarded
 from .program import ProgramSpec
 from .readiness import Readiness
-from .shared import ForkedCopy, Request, RequestKind, Shared
+from .shared import Request, RequestKind, Shared
 from .stopping import stop_tree, terminate
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from ..primitives.processfd import ProcessFD
     from .cgroup import ProgramCgroup
 
-__all__ = ["ForkedCopy", "ProgramRunner", "Request", "RequestKind", "Shared"]
+__all__ = ["ProgramRunner"]
 
 class ProgramRunner:
     """Runs one program by its spec; every method is called from the loop's thread."""

@@ -22,7 +22,8 @@ from .program import DEFAULT_STOP_TIMEOUT
 
 if TYPE_CHECKING:
     from .orphans import OrphanReaper
-    from .runner import ProgramRunner, Request, Shared
+    from .runner import ProgramRunner
+    from .shared import Request, Shared
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RESTART_SIGNALS = (signal.SIGHUP,)
