@@ -62,18 +62,10 @@ class AsyncioLibrary(AsyncLibrary):
 
     # -- waits ---------------------------------------------------------------------------
 
-    def wait(self, waiter: FDWaiter, drained: bool) -> Awaitable[None]:
+    def wait(self, waiter: FDWaiter) -> Awaitable[None]:
         loop = _running_loop()
         if waiter._flags & SHARED and (delay := waiter._no_progress_delay()):
             return self._wait_after(waiter, delay)
-        if drained and waiter._flags & REGISTERED and isinstance(loop, _SelectorLoop):
-            # The stdlib loop polls at the start of a pass and runs the I/O callbacks
-            # after the tasks already queued. A task woken by this fd reads it in the
-            # next pass, whose poll has already seen the fd still readable: that report
-            # is stale by the time its callback runs, after the read that emptied the
-            # fd. Skip one wake-up: the fd stays registered and level-triggered, so if
-            # it was a real one after all, the next poll reports it again.
-            waiter._flags |= STALE
         return self._park(waiter, loop)
 
     async def _wait_after(self, waiter: FDWaiter, delay: float) -> None:
@@ -233,8 +225,18 @@ def wake(waiter: FDWaiter) -> None:
                 woken = True
     if not woken or waiter._hub is not None:
         ASYNCIO._drop(waiter)
-    if woken and waiter._flags & SHARED:
-        waiter._flags |= WOKEN
+    if woken:
+        if waiter._flags & SHARED:
+            waiter._flags |= WOKEN
+        elif waiter._flags & REGISTERED and isinstance(waiter._loop, _SelectorLoop):
+            # The stdlib loop polls at the start of a pass and runs the I/O callbacks
+            # after the tasks already queued. The tasks woken here read the fd in the
+            # next pass, whose poll still sees it readable: by the time that report's
+            # callback runs, after their reads, it is stale, and would wake a task that
+            # waits again for an empty read. Skip that one report: the fd stays
+            # registered and level-triggered, so if it was a real one after all (the
+            # fd still readable), the poll after reports it again.
+            waiter._flags |= STALE
 
 
 ASYNCIO = AsyncioLibrary()

@@ -34,9 +34,7 @@ class TrioLibrary(AsyncLibrary):
 
     # -- waits ---------------------------------------------------------------------------
 
-    def wait(self, waiter: FDWaiter, drained: bool) -> Awaitable[None]:
-        # (drained: trio's epoll registration is one-shot, re-armed by each wait: it
-        # never reports readiness from before the wait.)
+    def wait(self, waiter: FDWaiter) -> Awaitable[None]:
         token = trio.lowlevel.current_trio_token()
         if waiter._flags & TRIO_BUSY:
             return self._follow(waiter, token)

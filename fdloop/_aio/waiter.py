@@ -67,7 +67,7 @@ TRIO_USED = 16
 WOKEN = 32
 """shared: the last wait ended with a wake-up (see the back-off in the docstring)."""
 STALE = 64
-"""asyncio: the next wake-up reports readiness from before the caller's draining read."""
+"""asyncio: the next readiness report predates the woken task's read (skip it)."""
 
 _registering = threading.RLock()
 """Held while a wait adds a registration and while close() decides where it must run,
@@ -125,21 +125,18 @@ class FDWaiter:
             futures = [futures]
         return [future for future in futures if not future.done()]
 
-    def wait(self, drained: bool = False) -> Awaitable[None]:
+    def wait(self) -> Awaitable[None]:
         """Return once the fd may be ready; raise ClosedResourceError if closed.
 
         Await the result at once: it is the running library's own awaitable (no
         coroutine frame of ours). RuntimeError if another event loop or trio run is
-        waiting on this object at the same time. ``drained=True``: the caller's read
-        has just emptied the fd after a wake-up, so readiness that the loop collected
-        before that read is stale (asyncio's selector loop delivers one such report
-        right after the task's step) and may be skipped.
+        waiting on this object at the same time.
         """
         if self._fd < 0:
             raise ClosedResourceError("the object was closed")
         if self._pid != forks.pid:
             self._forget_inherited()
-        return running().wait(self, drained)
+        return running().wait(self)
 
     def _forget_inherited(self) -> None:
         # A forked child: everything registered so far lives in the parent's loop and

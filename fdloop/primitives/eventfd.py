@@ -27,10 +27,6 @@ class EventFD(FDResource[EventFDBackend]):
     this process has no fd left; nothing is left open then.
     """
 
-    _drained: bool
-    """The last read() emptied the counter right after a wake-up: the loop may still
-    hold that wake-up's readiness report (see FDWaiter.wait's ``drained``)."""
-
     def __init__(self, initval: int = 0, *, semaphore: bool = False) -> None:
         initval = _validate.integer("initval", initval, low=0, high=2**32 - 1)
         if not isinstance(semaphore, bool):
@@ -38,7 +34,6 @@ class EventFD(FDResource[EventFDBackend]):
         with naming_fd_limit("EventFD()"):
             handle = current_backend().eventfd(initval, semaphore)
         super().__init__(handle)
-        self._drained = False
 
     @classmethod
     def from_fd(cls, fd: int) -> EventFD:
@@ -58,7 +53,6 @@ class EventFD(FDResource[EventFDBackend]):
     def _wrap(cls, handle: EventFDBackend) -> EventFD:
         self = cls.__new__(cls)
         FDResource.__init__(self, handle)
-        self._drained = False
         # An adopted fd shares its flags with the sender: the loop polls the backend's
         # proxy for it instead (uvloop would make the fd itself non-blocking).
         if (poll_fileno := getattr(handle, "poll_fileno", None)) is not None:
@@ -88,21 +82,15 @@ class EventFD(FDResource[EventFDBackend]):
         A cancelled read takes nothing. Raises ClosedResourceError if the EventFD is
         closed before or while waiting.
         """
-        # Try the read first: a writer in another thread or process has often been
-        # there already. Else wait on the reader, which stays registered across reads
-        # (see fdloop._aio.asyncio_library), and read once per wake-up.
-        stale, self._drained = self._drained, False
-        woken = False
+        # Try the read first (a writer in another thread or process has often been
+        # there already), else wait on the reader, which the loop keeps registered
+        # across reads, and read once per wake-up (see fdloop._aio.asyncio_library for
+        # the stale readiness report that no longer wakes us for an empty counter).
         while True:
             try:
-                value = self._handle.read()
+                return self._handle.read()
             except BlockingIOError:
-                await self._waiter.wait(drained=stale)
-                stale, woken = False, True
-                continue
-            # In semaphore mode a read takes 1, and the counter may still be non-zero.
-            self._drained = woken and not self._handle.semaphore
-            return value
+                await self._wait_readable()
 
     def read_nowait(self) -> int:
         """Take the counter now; BlockingIOError if it is 0."""
