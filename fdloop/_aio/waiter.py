@@ -208,15 +208,27 @@ class FDWaiter:
                 if there is not None:
                     return there
             self._fd = -1  # from here on no wait can register (they check under the lock)
-        from .asyncio_library import ASYNCIO
-
-        ASYNCIO.release(self, fd)
+        (_LIBRARIES.get("asyncio") or _library("asyncio")).release(self, fd)
         if self._flags & (TRIO_USED | TRIO_BUSY) or self._trio_token is not None:
-            from .trio_library import TRIO
-
-            TRIO.release(self, fd)
+            (_LIBRARIES.get("trio") or _library("trio")).release(self, fd)
         return None
 
 
 ReadableWaiter = FDWaiter
 """The readable direction is the default; the alias reads better at most call sites."""
+
+
+_LIBRARIES: dict[str, Any] = {}
+
+
+def _library(name: str) -> Any:
+    """asyncio's or trio's library object, imported on first use and kept (they import
+    this module; an import statement on every close cost about 4 µs each). trio's is
+    asked for only once a waiter has used trio, so asyncio programs never import it."""
+    library: Any
+    if name == "asyncio":
+        from .asyncio_library import ASYNCIO as library
+    else:
+        from .trio_library import TRIO as library
+    _LIBRARIES[name] = library
+    return library
