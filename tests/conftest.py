@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -110,15 +109,6 @@ def spawn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 LEAK_GRACE_SECONDS = 2.0
 
 
-def _spawn_slots() -> set[int]:
-    """The low fds the Linux spawn path reserves once, for good (see lowfds)."""
-    if not sys.platform.startswith("linux"):
-        return set()
-    from fdloop.backends.linux.lowfds import LOW_SLOTS
-
-    return set(LOW_SLOTS.numbers())
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Create what loop libraries keep for the whole process before any fd is counted.
 
@@ -147,7 +137,7 @@ def no_leaked_fds_or_children(request: pytest.FixtureRequest) -> Iterator[None]:
     deadline = time.monotonic() + LEAK_GRACE_SECONDS
     while True:
         gc.collect()
-        new_fds = open_fds() - fds_before - _spawn_slots()
+        new_fds = open_fds() - fds_before
         new_children = {c for c in children_of(me) if c[0] not in children_before}
         if not (new_fds or new_children) or time.monotonic() > deadline:
             break

@@ -41,10 +41,7 @@ async def _one_child() -> None:
 
 
 def _new_fds(before: set[int]) -> set[int]:
-    # (the spawn path's low slots are made once, for good: see lowfds)
-    from fdloop.backends.linux.lowfds import LOW_SLOTS
-
-    return open_fds() - before - set(LOW_SLOTS.numbers())
+    return open_fds() - before
 
 
 def _hub_fd(loop: asyncio.AbstractEventLoop) -> int | None:

@@ -1,10 +1,10 @@
 """What a child gets of our fd table when many fds are open (Linux spawn paths).
 
-The compiled path starts the child sharing our table and keeps a private copy of only the
-low fds it needs; high sources pass through reserved low slots
-(:mod:`fdloop.backends.linux.lowfds`). Whatever the path, a child must get exactly its
-stdio and ``pass_fds``, a pipe must reach EOF once the child is gone (no slot may keep
-its write end), and our own table must come out of a spawn as it went in.
+The compiled path starts the child sharing our table (CLONE_FILES), and the child's first
+step keeps a private copy of only the fds below the highest one it needs. Whatever the
+path, a child must get exactly its stdio and ``pass_fds`` (a high one kept at its number),
+a pipe must reach EOF once the child is gone, and our own table must come out of a spawn
+as it went in.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 
 import anyio
@@ -22,7 +21,7 @@ from fdloop import PIPE, spawn
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux spawn")
 
-EXTRA_FDS = 600  # above lowfds.WORTH_IT, so the newest fds are "high"
+EXTRA_FDS = 600  # so the newest fds, the pipes made for the child, are high
 
 # The child lists its own open fds without opening one to do it.
 LIST_FDS = (
@@ -39,18 +38,7 @@ LIST_FDS = (
 
 @pytest.fixture
 def many_fds(spawn_path: str) -> Iterator[list[int]]:
-    """EXTRA_FDS more fds open, after a first spawn (where fdloop reserves its slots, as
-    in a program that spawns before its table grows)."""
-    from fdloop.backends.linux import spawn as linux_spawn
-    from fdloop.backends.request import SpawnRequest
-
-    pid, pidfd, _ends = linux_spawn.spawn_child(
-        SpawnRequest(program="/bin/true", argv=(b"/bin/true",)))
-    if pidfd is None:
-        os.waitpid(pid, 0)
-    else:
-        os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
-        os.close(pidfd)
+    """EXTRA_FDS more fds open (on the spawn path the test runs on)."""
     fds = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC) for _ in range(EXTRA_FDS)]
     try:
         yield fds
@@ -60,14 +48,9 @@ def many_fds(spawn_path: str) -> Iterator[list[int]]:
 
 
 def _table() -> dict[int, tuple[int, int]]:
-    from fdloop.backends.linux.lowfds import LOW_SLOTS
-
-    reserved = set(LOW_SLOTS.numbers())
     table = {}
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd in reserved:
-            continue
         try:
             st = os.fstat(fd)
         except OSError:
@@ -88,23 +71,13 @@ async def test_child_gets_its_stdio_and_pass_fds_and_nothing_else(
             status = await proc.wait()
     assert status.returncode == 0
     assert {int(fd) for fd in output.split()} == {0, 1, 2, passed}
-    _check_slots_served(spawn_path)
-
-
-def _check_slots_served(spawn_path: str) -> None:
-    """On the clone path the high sources went through low slots (not a full copy)."""
-    from fdloop.backends.linux.lowfds import LOW_SLOTS, WORTH_IT
-
-    if spawn_path == "clone":
-        assert LOW_SLOTS.numbers() and max(LOW_SLOTS.numbers()) < WORTH_IT
-        assert not LOW_SLOTS._broken
 
 
 async def _echo() -> bytes:
     async with spawn(["/bin/echo", "hello"], stdout=PIPE, stdin=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL) as proc:
         assert proc.stdout is not None
-        with anyio.fail_after(10):  # a slot holding the write end: no EOF, ever
+        with anyio.fail_after(10):  # a copy of the write end left anywhere: no EOF, ever
             output = b"".join([chunk async for chunk in proc.stdout])
             await proc.wait()
     return output
@@ -118,50 +91,3 @@ async def test_pipe_reaches_eof_and_our_table_is_unchanged(
     for _ in range(3):
         assert await _echo() == b"hello\n"
     assert _table() == before
-    _check_slots_served(spawn_path)
-
-
-def test_slots_taken_over_by_the_program_are_left_alone() -> None:
-    # In a fresh interpreter: the slots stop being used for the rest of its life.
-    script = textwrap.dedent(
-        """
-        import os, subprocess, sys
-        from fdloop.backends.linux import spawn as linux_spawn
-        from fdloop.backends.linux.lowfds import LOW_SLOTS
-        from fdloop.backends.request import SpawnRequest
-
-        if linux_spawn._clone_spawn is None:
-            print("no extension"); sys.exit(0)
-        request = SpawnRequest(program="/bin/true", argv=(b"/bin/true",),
-                               stdio=(None, subprocess.DEVNULL, None))
-
-        def run():
-            pid, pidfd, _ends = linux_spawn.spawn_child(request)
-            info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
-            os.close(pidfd)
-            assert info.si_status == 0, info
-
-        run()  # reserves the slots
-        extra = [os.open(os.devnull, os.O_RDONLY) for _ in range(600)]
-        run()  # uses them
-        slots = LOW_SLOTS.numbers()
-        assert len(slots) > 1, slots
-        # The program closes a slot it does not own and puts its own file there.
-        mine = os.open("/dev/zero", os.O_RDONLY)
-        os.dup2(mine, slots[1])
-        expected = os.fstat(mine).st_ino
-        run()
-        run()
-        assert os.fstat(slots[1]).st_ino == expected
-        assert LOW_SLOTS._broken  # seen, and given up
-        print("ok")
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
-                            text=True,
-                            timeout=60, cwd=os.path.dirname(os.path.dirname(
-                                os.path.dirname(os.path.abspath(__file__)))))
-    assert result.returncode == 0, result.stderr
-    if result.stdout.strip() == "no extension":
-        pytest.skip("the _clone_spawn extension is not built")
-    assert result.stdout.strip() == "ok"

@@ -30,7 +30,6 @@ from ..posix.exec_path import find_executable
 from ..posix.pipe import blocking_opening
 from ..posix.posix_spawn import posix_spawn
 from ..request import SpawnRequest
-from .lowfds import LOW_SLOTS
 
 _clone_spawn: ModuleType | None
 try:
@@ -162,26 +161,15 @@ def _clone(
     """Start the child through the extension; its pid and the pidfd the clone made.
 
     With ``close_fds`` the child shares our fd table and keeps only the fds below the
-    highest one it needs (see lowfds): high sources are first copied into low slots, so
-    the parent's wait does not grow with the number of fds it has open.
+    highest one it needs (``keep_below``): a clone that copied the whole table would
+    make the parent's CPU grow with the number of fds it has open.
     """
     if not request.close_fds:
         return _call_clone(request, stdio, pass_sources, default_signals, 0)
-    if stdio is _INHERIT and not pass_sources and LOW_SLOTS.numbers():
-        # Nothing to lend (the slots are reserved already, and lend() would yield None).
+    if stdio is _INHERIT and not pass_sources:
         return _call_clone(request, stdio, pass_sources, default_signals, 3)
-    needed = [fd for fd in (*stdio, *pass_sources) if fd is not None]
-    with LOW_SLOTS.lend(needed) as lent:
-        if lent:
-            stdio = (_moved(stdio[0], lent), _moved(stdio[1], lent), _moved(stdio[2], lent))
-            pass_sources = [lent.get(fd, fd) for fd in pass_sources]
-            needed = [lent.get(fd, fd) for fd in needed]
-        return _call_clone(request, stdio, pass_sources, default_signals,
-                           max(needed, default=2) + 1)
-
-
-def _moved(fd: int | None, lent: dict[int, int]) -> int | None:
-    return fd if fd is None else lent.get(fd, fd)
+    highest = max((fd for fd in (*stdio, *pass_sources) if fd is not None), default=2)
+    return _call_clone(request, stdio, pass_sources, default_signals, highest + 1)
 
 
 def _call_clone(
