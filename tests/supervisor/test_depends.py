@@ -14,9 +14,10 @@ import anyio
 import pytest
 
 from fdloop.errors import SupervisorConfigError
-from fdloop.supervisor import Event, EventStream, Supervisor, parse_config
+from fdloop.supervisor import Event, Supervisor, parse_config
 from fdloop.supervisor.config import tomllib
 
+from .event_helpers import steps, until
 from .supervise_harness import Supervise
 
 HANG = 20.0
@@ -29,22 +30,8 @@ def peer(*words: str) -> list[str]:
     return [PY, PEER, *words]
 
 
-async def until(events: EventStream, wanted: Callable[[Event], bool]) -> list[Event]:
-    seen: list[Event] = []
-    with anyio.fail_after(HANG):
-        async for event in events:
-            seen.append(event)
-            if wanted(event):
-                return seen
-    raise AssertionError(f"events ended first: {[str(e.kind) for e in seen]}")
-
-
 def kind_is(kind: str, name: str) -> Callable[[Event], bool]:
     return lambda event: event.kind == kind and event.name == name
-
-
-def steps(events: list[Event]) -> list[str]:
-    return [f"{event.name}:{event.kind}" for event in events if event.name]
 
 
 async def test_start_waits_for_ready_and_stop_goes_in_reverse() -> None:

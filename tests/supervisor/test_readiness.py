@@ -20,8 +20,10 @@ import pytest
 
 import fdloop
 from fdloop.errors import SupervisorConfigError
-from fdloop.supervisor import Event, EventStream, Supervisor, parse_config
+from fdloop.supervisor import Event, Supervisor, parse_config
 from fdloop.supervisor.config import tomllib
+
+from .event_helpers import until
 
 HANG = 20.0
 PY = sys.executable
@@ -33,16 +35,6 @@ def peer(*words: str) -> list[str]:
 
 
 SLEEP_PEER = peer()
-
-
-async def until(events: EventStream, wanted: Callable[[Event], bool]) -> list[Event]:
-    seen: list[Event] = []
-    with anyio.fail_after(HANG):
-        async for event in events:
-            seen.append(event)
-            if wanted(event):
-                return seen
-    raise AssertionError(f"events ended first: {[str(e.kind) for e in seen]}")
 
 
 def kind_is(kind: str, name: str = "p") -> Callable[[Event], bool]:

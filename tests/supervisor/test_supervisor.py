@@ -21,7 +21,9 @@ import pytest
 
 import fdloop
 from fdloop.backends.linux import subreaper
-from fdloop.supervisor import Event, EventKind, EventStream, ProgramState, Supervisor
+from fdloop.supervisor import Event, EventKind, ProgramState, Supervisor
+
+from .event_helpers import until
 
 HANG = 60.0
 """Seconds after which a wait counts as a hang (never reached by a passing test)."""
@@ -33,17 +35,6 @@ IGNORE_TERM = [
     "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
     "print('ready', flush=True); time.sleep(1000)",
 ]
-
-
-async def until(events: EventStream, wanted: Callable[[Event], bool]) -> list[Event]:
-    """Every event up to and including the first one ``wanted`` accepts."""
-    seen: list[Event] = []
-    with anyio.fail_after(HANG):
-        async for event in events:
-            seen.append(event)
-            if wanted(event):
-                return seen
-    raise AssertionError(f"the event stream ended first; saw {[str(e.kind) for e in seen]}")
 
 
 def kind_is(kind: str, name: str | None = None) -> Callable[[Event], bool]:

@@ -29,19 +29,19 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
 
 from fdloop.errors import SupervisorConfigError
-from fdloop.supervisor import Event, EventStream, Supervisor, make_spec, parse_config
+from fdloop.supervisor import Supervisor, make_spec, parse_config
 from fdloop.supervisor.cgroup import support
 from fdloop.supervisor.config import tomllib
 from fdloop.supervisor.control import OutputTaps
 
 from ..helpers import eventually
+from .event_helpers import steps, until
 from .supervise_harness import Supervise, write
 from .test_control import served
 
@@ -50,20 +50,6 @@ PY = sys.executable
 PEER = str(Path(__file__).with_name("notify_peer.py"))
 SLEEP = [PY, "-c", "import time; time.sleep(1000)"]
 needs_cgroups = pytest.mark.skipif(support()[0] is None, reason=f"no cgroups: {support()[1]}")
-
-
-async def until(events: EventStream, wanted: Callable[[Event], bool]) -> list[Event]:
-    seen: list[Event] = []
-    with anyio.fail_after(HANG):
-        async for event in events:
-            seen.append(event)
-            if wanted(event):
-                return seen
-    raise AssertionError(f"events ended first: {[str(e.kind) for e in seen]}")
-
-
-def steps(events: list[Event]) -> list[str]:
-    return [f"{event.name}:{event.kind}" for event in events if event.name]
 
 
 async def test_restart_of_every_program_keeps_the_dependency_order() -> None:
