@@ -161,6 +161,9 @@ def test_programs_do_not_outlive_a_sigkilled_supervisor(
     note = sup.wait_for(r"programs die with the supervisor through (.*)$")[0]
     cgroup = re.search(r"cgroup\.kill of (\S+)", note)
     try:
+        if "no PR_SET_PDEATHSIG" in note and not cgroup:
+            # (the kqueue backend: neither exists on the BSDs, and the note says so)
+            pytest.skip(f"nothing here can end a SIGKILLed supervisor's programs: {note}")
         sup.proc.kill()
         sup.proc.wait()
         # PR_SET_PDEATHSIG ends the direct children; the guardian's cgroup.kill ends the
