@@ -300,7 +300,7 @@ class _InNamespace(Supervise):
     ],
 )
 def test_bad_log_and_numprocs_keys_are_refused(tmp_path: Path, key: str, message: str) -> None:
-    import tomllib
+    from fdloop.supervisor.config import tomllib  # (tomli before Python 3.11)
 
     os.mkfifo(tmp_path / "fifo")
     data = tomllib.loads(f"[program.web]\ncommand = 'true'\n{key}\n")
