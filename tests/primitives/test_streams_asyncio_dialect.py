@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -195,30 +195,20 @@ async def test_a_child_that_stops_reading_breaks_a_pending_drain() -> None:
 # -- closing ---------------------------------------------------------------------------------
 
 
-async def test_close_while_drain_waits_wakes_it_and_still_flushes() -> None:
-    async with pipe() as (reader, writer):
-        payload = data(1 << 20)
-        writer.write(payload)
-        errors: list[BaseException] = []
-
-        async def drain() -> None:
-            try:
-                await writer.drain()
-            except fdloop.ClosedResourceError as exc:
-                errors.append(exc)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(drain)
-            await anyio.sleep(0.02)
-            writer.close()
-        assert len(errors) == 1
-        with pytest.raises(fdloop.ClosedResourceError):
-            await writer.drain()
-        with anyio.fail_after(20):
-            assert await reader.read() == payload  # the flush went on, then EOF
+async def close_in_the_loop(writer: PipeSendStream) -> None:
+    writer.close()
 
 
-async def test_close_from_another_thread_runs_in_the_loop_and_still_flushes() -> None:
+async def close_from_a_thread(writer: PipeSendStream) -> None:
+    await anyio.to_thread.run_sync(writer.close)
+
+
+@pytest.mark.parametrize("close", [close_in_the_loop, close_from_a_thread])
+async def test_close_while_drain_waits_wakes_it_and_still_flushes(
+    close: Callable[[PipeSendStream], Awaitable[None]],
+) -> None:
+    """close(), in the loop or from another thread (which hands it to the loop), wakes
+    the pending drain with ClosedResourceError and still flushes every byte, then EOF."""
     async with pipe() as (reader, writer):
         payload = data(1 << 20)
         writer.write(payload)
@@ -234,8 +224,10 @@ async def test_close_from_another_thread_runs_in_the_loop_and_still_flushes() ->
             async with anyio.create_task_group() as tg:
                 tg.start_soon(drain)
                 await anyio.sleep(0.02)
-                await anyio.to_thread.run_sync(writer.close)
+                await close(writer)
             assert len(errors) == 1 and writer.closed
+            with pytest.raises(fdloop.ClosedResourceError):
+                await writer.drain()
             assert await reader.read() == payload
 
 

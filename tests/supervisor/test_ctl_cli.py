@@ -35,29 +35,30 @@ TICKER = (
     '''["python3", "-c", '''
     '''"import time\\nwhile True:\\n print('tick', flush=True); time.sleep(0.05)"]'''
 )
-CONFIG = f"""
+
+
+def config(sleeper: str, last: str) -> str:
+    """The ticker, a sleeper with a 5 s stop timeout, and one more program (``last``)."""
+    return f"""
 [program.ticker]
 command = {TICKER}
 
 [program.sleeper]
-command = "sleep 1000"
+command = "{sleeper}"
 stop_timeout = 5
+{last}"""
 
-[program.doomed]
-command = "sleep 1000"
-"""
-RELOADED = f"""
-[program.ticker]
-command = {TICKER}
 
-[program.sleeper]
-command = "sleep 999"
-stop_timeout = 5
+# At start: ticker, sleeper, doomed. The reload changes the sleeper's command (a restart),
+# drops doomed and adds newcomer (with a log file).
+CONFIG = config("sleep 1000", '\n[program.doomed]\ncommand = "sleep 1000"\n')
+RELOADED = config(
+    "sleep 999",
+    "\n[program.newcomer]\n"
+    "command = \"sh -c 'echo hello from newcomer; exec sleep 1000'\"\n"
+    'log = "newcomer.log"\n',
+)
 
-[program.newcomer]
-command = "sh -c 'echo hello from newcomer; exec sleep 1000'"
-log = "newcomer.log"
-"""
 AS_NOBODY = """
 import os, sys
 from fdloop.supervisor.ctl import ctl_main  # imported as root: /root is 0700
