@@ -32,6 +32,10 @@ false when the program had no running instance. ``tail`` streams the program's o
 lines (as the supervisor copies them) until the client closes the connection; a client
 that falls :data:`TAIL_BUFFER` bytes behind, or does not take a response within
 :data:`SEND_TIMEOUT` seconds, is dropped, so no client can hold the supervisor up.
+A client that sends no complete request line for :data:`IDLE_TIMEOUT` seconds (connected
+and silent, or a line trickling in) is dropped as well and its slot freed: the
+:data:`MAX_CLIENTS` slots cannot be held by clients that do nothing. A client that
+keeps one connection for several commands must send the next within that time.
 After ``shutdown``'s response the connection stays open until every program is down
 and the supervisor closes it. ``reload`` re-reads the config file; a config with an
 error changes nothing.
@@ -75,6 +79,10 @@ REFUSAL_GRACE = 1.0
 """How long a refused client's request is waited for before its connection closes."""
 MAX_CLIENTS = 64
 """Clients served at once; one more is told so and closed."""
+IDLE_TIMEOUT = 60.0
+"""Seconds a client may take to send its next request line (the first included) before
+it is dropped, so that a silent client cannot keep one of the MAX_CLIENTS slots. Long
+enough for a person typing into ``socat``; ``fdloop ctl`` sends at once."""
 COMMANDS = ("status", "start", "stop", "restart", "signal", "tail", "reload", "shutdown")
 NAMED = ("start", "stop", "restart", "signal", "tail")
 
@@ -162,7 +170,8 @@ class ControlServer:
     ``reload``: called for a ``reload`` request, returns what changed (None: reload is
     refused as not available). ``taps``: where ``tail`` finds output lines (None: tail
     is refused). ``log``: told about refused and dropped clients. ``send_timeout``:
-    seconds a client may take none of an answer before it is dropped.
+    seconds a client may take none of an answer before it is dropped; ``idle_timeout``:
+    seconds it may take to send its next request line (:data:`IDLE_TIMEOUT`).
     """
 
     def __init__(
@@ -171,6 +180,7 @@ class ControlServer:
         taps: OutputTaps | None = None,
         log: Callable[[str], None] = lambda message: None,
         send_timeout: float = SEND_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self._supervisor = supervisor
         self._sock = sock
@@ -178,6 +188,7 @@ class ControlServer:
         self._taps = taps
         self._log = log
         self._send_timeout = send_timeout
+        self._idle_timeout = idle_timeout
         self._reloading = anyio.Lock()
         self._clients = 0
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -249,7 +260,13 @@ class ControlServer:
     async def _converse(self, client: socket.socket) -> None:
         pending = bytearray()
         while True:
-            line = await read_line(client, pending)
+            line: bytes | None = None
+            with anyio.move_on_after(self._idle_timeout) as idle:
+                line = await read_line(client, pending)
+            if idle.cancelled_caught:  # no whole line came in time
+                self._log(f"control: dropped a client that sent no request for "
+                          f"{self._idle_timeout} s")
+                return
             if line is None:
                 return
             if len(line) > REQUEST_LIMIT:

@@ -71,11 +71,12 @@ class Client:
 @asynccontextmanager
 async def served(
     tmp_path: Path, sup: Supervisor, *, taps: OutputTaps | None = None, reload: Any = None,
-    logged: list[str] | None = None, send_timeout: float = 5.0,
+    logged: list[str] | None = None, send_timeout: float = 5.0, idle_timeout: float = HANG,
 ) -> AsyncIterator[Path]:
     path = tmp_path / "ctl.sock"
     sock = bind_control_socket(str(path))
     server = ControlServer(sup, sock, taps=taps, reload=reload, send_timeout=send_timeout,
+                           idle_timeout=idle_timeout,
                            log=(logged.append if logged is not None else lambda m: None))
     try:
         async with anyio.create_task_group() as task_group:
