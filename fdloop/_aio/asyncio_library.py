@@ -29,7 +29,7 @@ import sniffio
 from ..errors import ClosedResourceError
 from . import forks
 from .library import AsyncLibrary, _quietly
-from .readyset import _asyncio_hub
+from .readyset import _asyncio_hub, _asyncio_hubs
 from .threads import loop_thread
 from .waiter import (
     REGISTERED,
@@ -46,6 +46,7 @@ from .watch import Watch
 __all__ = ["ASYNCIO"]
 
 _running_tasks: set[asyncio.Task[Any]] = set()
+_get_running_loop = asyncio._get_running_loop
 
 
 def _running_loop() -> asyncio.AbstractEventLoop:
@@ -63,10 +64,40 @@ class AsyncioLibrary(AsyncLibrary):
     # -- waits ---------------------------------------------------------------------------
 
     def wait(self, waiter: FDWaiter) -> Awaitable[None]:
-        loop = _running_loop()
-        if waiter._flags & SHARED and (delay := waiter._no_progress_delay()):
-            return self._wait_after(waiter, delay)
+        loop = _get_running_loop()
+        if loop is None:
+            loop = _running_loop()  # (raises)
+        if waiter._flags & SHARED:
+            if waiter._flags & WOKEN and (delay := waiter._no_progress_delay()):
+                return self._wait_after(waiter, delay)
+            return self._park_shared(waiter, loop)
         return self._park(waiter, loop)
+
+    def _park_shared(self, waiter: FDWaiter, loop: asyncio.AbstractEventLoop
+                     ) -> asyncio.Future[None]:
+        """_park for a shared waiter, written out for the usual case (a fresh wait from
+        the waiter's loop, nobody else waiting): this runs once per awaited child."""
+        waiter._backoff = 0.0  # (_no_progress_delay's reset: this wait starts afresh)
+        if waiter._futures is not None:
+            return self._park(waiter, loop)
+        if waiter._loop is not loop:
+            if waiter._loop is not None or waiter._flags & (REGISTERED | TRIO_BUSY):
+                return self._park(waiter, loop)  # (_move_to checks and moves)
+            waiter._loop = loop
+        future = loop.create_future()
+        if not waiter._flags & REGISTERED:
+            hub = _asyncio_hubs.get(id(loop))
+            if hub is None or hub._loop() is not loop:
+                return self._park(waiter, loop)  # (makes the hub, or falls back)
+            with _registering:
+                fd = waiter._fd
+                if fd < 0:  # closed from another thread since wait() checked
+                    raise ClosedResourceError("the object was closed")
+                hub.add(fd, waiter)
+                waiter._hub = hub
+                waiter._flags |= REGISTERED
+        waiter._futures = future
+        return future
 
     async def _wait_after(self, waiter: FDWaiter, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -210,7 +241,8 @@ _SelectorLoop = asyncio.BaseEventLoop
 
 
 def wake(waiter: FDWaiter) -> None:
-    """The loop's callback for a waiter's registration: wake every waiting task."""
+    """The loop's callback for a waiter's own registration: wake every waiting task.
+    (Shared waiters are woken by their ready set's hub: see readyset._AsyncioHub.)"""
     if waiter._flags & STALE:
         waiter._flags &= ~STALE  # see AsyncioLibrary.wait()
         return
@@ -223,20 +255,17 @@ def wake(waiter: FDWaiter) -> None:
             if not future.done():
                 future.set_result(None)
                 woken = True
-    if not woken or waiter._hub is not None:
+    if not woken:
         ASYNCIO._drop(waiter)
-    if woken:
-        if waiter._flags & SHARED:
-            waiter._flags |= WOKEN
-        elif waiter._flags & REGISTERED and isinstance(waiter._loop, _SelectorLoop):
-            # The stdlib loop polls at the start of a pass and runs the I/O callbacks
-            # after the tasks already queued. The tasks woken here read the fd in the
-            # next pass, whose poll still sees it readable: by the time that report's
-            # callback runs, after their reads, it is stale, and would wake a task that
-            # waits again for an empty read. Skip that one report: the fd stays
-            # registered and level-triggered, so if it was a real one after all (the
-            # fd still readable), the poll after reports it again.
-            waiter._flags |= STALE
+    elif waiter._flags & REGISTERED and isinstance(waiter._loop, _SelectorLoop):
+        # The stdlib loop polls at the start of a pass and runs the I/O callbacks
+        # after the tasks already queued. The tasks woken here read the fd in the
+        # next pass, whose poll still sees it readable: by the time that report's
+        # callback runs, after their reads, it is stale, and would wake a task that
+        # waits again for an empty read. Skip that one report: the fd stays
+        # registered and level-triggered, so if it was a real one after all (the
+        # fd still readable), the poll after reports it again.
+        waiter._flags |= STALE
 
 
 ASYNCIO = AsyncioLibrary()

@@ -26,14 +26,14 @@ import asyncio
 import contextlib
 import gc
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from ..backends.contract import ReadySetBackend
 from ..errors import ClosedResourceError
 from . import forks
 from .library import _quietly
-from .waiter import TRIO_BUSY, WOKEN, FDWaiter
+from .waiter import REGISTERED, TRIO_BUSY, WOKEN, FDWaiter
 
 
 def _new_ready_set() -> ReadySetBackend | None:
@@ -65,11 +65,13 @@ class _AsyncioHub:
         loop.add_reader(ready_set.fileno(), self._dispatch)
 
     def add(self, fd: int, waiter: FDWaiter) -> None:
-        """Watch ``fd``; wake ``waiter`` (``asyncio_library.wake``) when it is ready."""
-        self._set.add(fd)
+        """Watch ``fd`` for one report; then wake every task waiting on ``waiter``."""
+        self._set.add_once(fd)
         self._callbacks[fd] = waiter
 
     def remove(self, fd: int) -> None:
+        """Stop watching ``fd`` if it has not been reported yet (a reported member is
+        disarmed already: nothing to undo)."""
         if self._callbacks.pop(fd, None) is None or self._pid != forks.pid:
             return  # (a forked child's copy: the set and the loop are the parent's)
         self._set.discard(fd)
@@ -88,18 +90,32 @@ class _AsyncioHub:
         self.abandon()  # (the loop is being freed: nothing left to unregister from)
 
     def _dispatch(self) -> None:
+        # Each member was added for one report and the set has disarmed it: the waiter
+        # leaves the hub here, without a syscall, and its tasks are woken (the shared
+        # waiter's part of asyncio_library.wake, written out: this runs once per child).
         ready_set = self._set
         if ready_set.closed:
             return
-        wake = _wake if _wake is not None else _import_wake()
+        callbacks = self._callbacks
         for fd in ready_set.ready():
-            waiter = self._callbacks.get(fd)
+            waiter = callbacks.pop(fd, None)
             if waiter is None:
-                if not ready_set.closed:
-                    ready_set.discard(fd)
+                continue  # (removed meanwhile: nothing waits)
+            waiter._hub = None
+            waiter._flags &= ~REGISTERED
+            futures, waiter._futures = waiter._futures, None
+            if futures is None:
                 continue
             try:
-                wake(waiter)  # which removes fd
+                if type(futures) is not list:
+                    if not futures.done():
+                        futures.set_result(None)
+                        waiter._flags |= WOKEN
+                    continue
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
+                        waiter._flags |= WOKEN
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:  # as the loop would for a reader callback
@@ -112,19 +128,6 @@ class _AsyncioHub:
 
 _asyncio_hubs: dict[int, _AsyncioHub] = {}
 """id(loop) -> its hub (whose weak reference tells whether it is still that loop's)."""
-
-_wake: Callable[[FDWaiter], None] | None = None
-
-
-def _import_wake() -> Callable[[FDWaiter], None]:
-    # asyncio_library imports this module, so its wake() is fetched at first use (once:
-    # an import statement in _dispatch would cost a Python-level call on every wake).
-    global _wake
-    from .asyncio_library import wake
-
-    _wake = wake
-    return wake
-
 
 def _drop_hubs_of_closed_loops(phase: str, info: dict[str, int]) -> None:
     # A closed loop runs nothing again, and its hub's callbacks may hold tasks that still
@@ -193,7 +196,7 @@ class _TrioHub:
             raise _trio.BusyResourceError("another task is already waiting on this fd")
         lowlevel = _trio.lowlevel
         parked = _Parked(self, waiter, fd, lowlevel.current_task())
-        self._set.add(fd)
+        self._set.add_once(fd)
         self._parked[fd] = parked
         waiter._hub = self
         return lowlevel.wait_task_rescheduled(parked)  # type: ignore[no-any-return]
@@ -211,8 +214,7 @@ class _TrioHub:
         try:
             while True:
                 await lowlevel.wait_readable(ready_set.fileno())
-                for fd in ready_set.ready():
-                    ready_set.discard(fd)
+                for fd in ready_set.ready():  # (each one reported once, then disarmed)
                     parked = self._parked.pop(fd, None)
                     if parked is not None:
                         parked.waiter._flags |= WOKEN

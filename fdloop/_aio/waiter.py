@@ -177,6 +177,20 @@ class FDWaiter:
             # The loop can no longer run anything: nothing polls it, close here.
             self._close_or_elsewhere(here=True)
 
+    def close_if_idle(self) -> bool:
+        """Close now, from any thread, if nothing waits or is registered (the usual
+        state of a finished wait): True if closed (or already closed), else False and
+        nothing changed (then call :meth:`close`)."""
+        with _registering:
+            if self._fd < 0:
+                return True
+            if (self._flags & (REGISTERED | TRIO_BUSY | TRIO_USED) or self._futures is not None
+                    or self._trio_token is not None or self._pid != forks.pid):
+                return False
+            self._fd = -1
+            self._loop = None
+            return True
+
     def elsewhere(self) -> LoopThread | None:
         """The loop thread that must run this object's close, if not the calling one:
         the loop (or trio run) that holds a registration or a waiter, when it runs in

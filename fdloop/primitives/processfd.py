@@ -348,6 +348,9 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         thread (see FDResource.close). In a forked child it only drops this copy.
         """
         # FDResource.close, written out for this class's two waiters (every child's path).
+        if self._hup_waiter is None and self._waiter.close_if_idle():
+            self._close_once()  # (no loop holds the fd: close here, in any thread)
+            return
         there = self._waiter.elsewhere()
         if there is None and self._hup_waiter is not None:
             there = self._hup_waiter.elsewhere()

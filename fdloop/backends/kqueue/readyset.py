@@ -6,6 +6,8 @@ descriptor as the identifier, and returns whenever there is data available to re
 Without EV_CLEAR it is level-triggered, as the contract asks: whoever is told a member is
 ready must ``discard`` it. Members here are the kqueue fds of ProcessFDs, and a kqueue
 fd is itself readable while it has events pending, so a kqueue can watch kqueues.
+A member added with ``add_once`` is deleted by ``ready()`` as it is reported (one kevent
+call for all of them), as EPOLLONESHOT disarms it on Linux.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class KqueueReadySet(KqueueHandle):
     def __init__(self) -> None:
         super().__init__()
         self._members: set[int] = set()
+        self._once: set[int] = set()
 
     @classmethod
     def create(cls) -> KqueueReadySet:
@@ -33,10 +36,18 @@ class KqueueReadySet(KqueueHandle):
         """Watch ``fd`` for readability (re-adding an existing event only modifies it)."""
         self._control([self._kevent(fd, EVFILT_READ, EV_ADD)])
         self._members.add(fd)
+        self._once.discard(fd)
+
+    def add_once(self, fd: int) -> None:
+        """Watch ``fd`` until ``ready()`` has reported it once."""
+        self._control([self._kevent(fd, EVFILT_READ, EV_ADD)])
+        self._members.add(fd)
+        self._once.add(fd)
 
     def discard(self, fd: int) -> None:
         """Stop watching ``fd``; nothing happens if it was not watched (or is closed)."""
         self._members.discard(fd)
+        self._once.discard(fd)
         with contextlib.suppress(OSError, ValueError):
             self._control([self._kevent(fd, EVFILT_READ, EV_DELETE)])
 
@@ -47,7 +58,14 @@ class KqueueReadySet(KqueueHandle):
         on every call, so asking again for "the rest" would only repeat them.
         """
         events = self._control(None, max(1, len(self._members)))
-        return [int(event.ident) for event in events]
+        ready = [int(event.ident) for event in events]
+        once = [fd for fd in ready if fd in self._once]
+        if once:
+            self._once.difference_update(once)
+            self._members.difference_update(once)
+            with contextlib.suppress(OSError, ValueError):
+                self._control([self._kevent(fd, EVFILT_READ, EV_DELETE) for fd in once])
+        return ready
 
     def detach(self) -> int:
         raise TypeError("a ready set cannot be detached")

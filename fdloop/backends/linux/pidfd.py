@@ -33,6 +33,7 @@ import struct
 import threading
 from collections.abc import Callable
 
+from ...errors import ClosedResourceError
 from ..contract import Capability, OwnedFD, RawExit
 from ..posix.pipe import close_ends
 from ..request import SpawnRequest
@@ -139,7 +140,7 @@ class LinuxPidFD(OwnedFD):
     __slots__ = ("_hup_epoll", "is_child", "pid")
 
     def __init__(self, fd: int, pid: int, is_child: bool) -> None:
-        super().__init__(fd)
+        self._fd = fd  # (OwnedFD.__init__, written out: one of these per child)
         self.pid = pid
         self.is_child = is_child
         self._hup_epoll: select.epoll | None = None
@@ -238,13 +239,18 @@ class LinuxPidFD(OwnedFD):
         if self._hup_epoll is not None:
             self._hup_epoll.close()
             self._hup_epoll = None
-        super().close()
+        fd, self._fd = self._fd, -1  # (OwnedFD.close, written out: once per child)
+        if fd >= 0:
+            os.close(fd)
 
     # -- state ---------------------------------------------------------------------------
 
     def try_reap(self) -> RawExit | None:
         """Reap our child if it has exited; None while it runs. ECHILD → ChildProcessError."""
-        return _waitid(self.fileno(), _WEXITED | _WNOHANG)
+        fd = self._fd  # (fileno(), written out: this runs once per child)
+        if fd < 0:
+            raise ClosedResourceError(f"{type(self).__name__} is closed")
+        return _waitid(fd, _WEXITED | _WNOHANG)
 
     def has_exited(self) -> bool:
         """True once the process has exited (zombie or reaped); never blocks."""

@@ -6,7 +6,10 @@ an asyncio ``add_reader``/``remove_reader`` pair costs far more than the syscall
 one loop wake-up then serves every child that exited meanwhile.
 
 Members are watched for readability, level-triggered: whoever is told an fd is ready
-must ``discard`` it (a pidfd stays readable once its process has exited).
+must ``discard`` it (a pidfd stays readable once its process has exited). A member added
+with ``add_once`` is EPOLLONESHOT instead: the kernel disarms it as it reports it, which
+saves the ``epoll_ctl(EPOLL_CTL_DEL)`` per wait; the disarmed entry stays in the set
+until the fd is closed (closing removes it) or re-armed, and never reports again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import select
 
 from ..contract import OwnedFD
+
+_READABLE_ONCE = select.EPOLLIN | select.EPOLLONESHOT
 
 
 class LinuxReadySet(OwnedFD):
@@ -35,6 +40,13 @@ class LinuxReadySet(OwnedFD):
             self._epoll.register(fd, select.EPOLLIN)
         except FileExistsError:
             self._epoll.modify(fd, select.EPOLLIN)
+
+    def add_once(self, fd: int) -> None:
+        """Watch ``fd`` for one report (EPOLLONESHOT); re-arm it if it is already in."""
+        try:
+            self._epoll.register(fd, _READABLE_ONCE)
+        except FileExistsError:
+            self._epoll.modify(fd, _READABLE_ONCE)
 
     def discard(self, fd: int) -> None:
         """Stop watching ``fd``; nothing happens if it was not watched (or is closed)."""

@@ -64,6 +64,12 @@ def spawn_child(
     parent before returning, and on failure everything is closed: the OSError then
     names what was wrong. UnsupportedOperation for an option only the clone path has.
     """
+    if _clone_spawn is not None and request.stdio == _INHERIT and not request.pass_fds:
+        # The common case (nothing to set up in the parent), straight to the clone.
+        started = _call_clone(
+            request, _INHERIT, (), _child_default_signals(request),
+            3 if request.close_fds else 0)
+        return started[0], started[1], _INHERIT
     if _clone_spawn is None and request.needs_clone:
         raise UnsupportedOperation(
             f"{', '.join(request.needs_clone)}: needs fdloop's compiled spawn path (the "
@@ -110,10 +116,7 @@ def spawn_child(
         pass_sources = [] if not request.pass_fds else [
             _blocking(fd, made) for fd in request.pass_fds]
         child_stdio = _INHERIT if inherit_all else (child_fds[0], child_fds[1], child_fds[2])
-        default_signals = (
-            (*_PYTHON_IGNORED, *request.default_signals) if request.restore_signals
-            else request.default_signals
-        )
+        default_signals = _child_default_signals(request)
         if _clone_spawn is not None:
             pid, pidfd = _clone(request, child_stdio, pass_sources, default_signals)
         else:
@@ -128,6 +131,15 @@ def spawn_child(
         for fd in made:
             os.close(fd)
     return pid, pidfd, (parent_ends[0], parent_ends[1], parent_ends[2])
+
+
+def _child_default_signals(request: SpawnRequest) -> tuple[int, ...]:
+    """The signals the child must start with at SIG_DFL even where we ignore them."""
+    if not request.restore_signals:
+        return request.default_signals
+    if not request.default_signals:
+        return _PYTHON_IGNORED
+    return (*_PYTHON_IGNORED, *request.default_signals)
 
 
 def _spawner_pid() -> int:
@@ -180,7 +192,8 @@ def _call_clone(
     keep_below: int,
 ) -> tuple[int, int]:
     assert _clone_spawn is not None
-    path = _exec_path_bytes(request)
+    path = (request.argv[0] if request.executable is None and b"/" in request.argv[0]
+            else _exec_path_bytes(request))
     try:
         pid, pidfd, error, step = _clone_spawn.spawn(
             path, request.argv, request.env,
@@ -260,9 +273,7 @@ def _check_executable(name: str, cwd: bytes | None) -> None:
 
 
 def _replace_argv(request: SpawnRequest, program: str, argv: list[bytes]) -> SpawnRequest:
-    from dataclasses import replace
-
-    return replace(request, argv=tuple(argv), executable=os.fsencode(program))
+    return request._replace(argv=tuple(argv), executable=os.fsencode(program))
 
 
 def _blocking(fd: int, made: list[int]) -> int:
