@@ -1,0 +1,77 @@
+"""A ready set's one-shot members (``add_once``), on each backend.
+
+The loop's hub adds every awaited process fd for one report: the kernel (EPOLLONESHOT) or
+the kqueue set itself then stops reporting it, so a woken child costs no removal call.
+Pinned here on real eventfds and a real child: reported once, silent afterwards though
+still readable, re-armed by another ``add_once``, and ``discard`` of a member that has
+not fired yet keeps it quiet.
+"""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Iterator
+
+import pytest
+
+import fdloop
+from fdloop import backends
+from fdloop.backends.contract import ReadySetBackend
+
+
+@pytest.fixture
+def ready_set() -> Iterator[ReadySetBackend]:
+    ready = backends.current().ready_set()
+    yield ready
+    ready.close()
+
+
+def test_a_once_member_is_reported_once_then_rearmed_on_request(
+    ready_set: ReadySetBackend,
+) -> None:
+    with fdloop.EventFD() as quiet, fdloop.EventFD() as loud:
+        loud.write(1)
+        ready_set.add_once(quiet.fileno())
+        ready_set.add_once(loud.fileno())
+        assert ready_set.ready() == [loud.fileno()]
+        assert ready_set.ready() == []  # still readable, no longer watched
+        ready_set.add_once(loud.fileno())  # re-armed
+        assert ready_set.ready() == [loud.fileno()]
+        quiet.write(1)
+        assert ready_set.ready() == [quiet.fileno()]
+        assert ready_set.ready() == []
+
+
+def test_discarding_an_armed_once_member_keeps_it_quiet(ready_set: ReadySetBackend) -> None:
+    with fdloop.EventFD() as efd:
+        ready_set.add_once(efd.fileno())
+        ready_set.discard(efd.fileno())
+        efd.write(1)
+        assert ready_set.ready() == []
+        ready_set.discard(efd.fileno())  # twice: nothing happens
+
+
+def test_a_level_member_stays_reported_beside_once_members(ready_set: ReadySetBackend) -> None:
+    with fdloop.EventFD() as level, fdloop.EventFD() as once:
+        level.write(1)
+        once.write(1)
+        ready_set.add(level.fileno())
+        ready_set.add_once(once.fileno())
+        assert sorted(ready_set.ready()) == sorted([level.fileno(), once.fileno()])
+        assert ready_set.ready() == [level.fileno()]
+        ready_set.discard(level.fileno())
+        assert ready_set.ready() == []
+
+
+def test_an_exited_child_is_reported_once(ready_set: ReadySetBackend) -> None:
+    proc = fdloop.spawn(["/bin/true"])
+    try:
+        ready_set.add_once(proc.fileno())
+        poller = select.poll()
+        poller.register(ready_set.fileno(), select.POLLIN)
+        assert poller.poll(10_000), "the exit was never reported"
+        assert ready_set.ready() == [proc.fileno()]
+        assert ready_set.ready() == []
+        assert proc.poll() == 0
+    finally:
+        proc.close()
