@@ -71,6 +71,35 @@ reader that never reads again must not hold the exit)."""
 
 def supervise_main(argv: list[str]) -> int:
     """``fdloop supervise ARGS...``: returns the process exit status (see module doc)."""
+    # SIGHUP's default action ends the process: until the Supervisor's SignalFD reads it,
+    # a SIGHUP (a reload, for a user) must wait, blocked and pending, instead of killing
+    # us with 129. The SignalFD then reads it, and the Supervisor applies it once it has
+    # started the programs. (A SIGHUP during the interpreter's own start, before this
+    # line, still ends it: no code of ours runs there.)
+    hup_was_blocked = _block_sighup()
+    try:
+        return _supervise_main(argv)
+    finally:
+        _unblock_sighup(hup_was_blocked)
+
+
+def _block_sighup() -> bool:
+    """Block SIGHUP in this thread; whether it was blocked already."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    return signal.SIGHUP in previous
+
+
+def _unblock_sighup(was_blocked: bool) -> None:
+    """Give SIGHUP back as we found it. One still pending was meant for the supervisor,
+    which is done: it is discarded, not delivered late to its default action."""
+    if was_blocked:
+        return
+    while signal.SIGHUP in signal.sigpending():
+        signal.sigwait({signal.SIGHUP})  # returns at once: it is pending
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+
+def _supervise_main(argv: list[str]) -> int:
     # First of all, before anything opens an fd that could land on a closed 0, 1 or 2.
     refusal = fill_closed_standard_fds()
     if refusal is not None:

@@ -43,7 +43,8 @@ class Supervisor(ShutdownMixin, ChangesMixin):
     ``handle_signals=True`` reads SIGTERM, SIGINT and SIGHUP through a SignalFD (no
     Python signal handler): SIGTERM/SIGINT stop every program and make :meth:`wait`
     return, a second one SIGKILLs whatever is still stopping; SIGHUP restarts every
-    program. ``subreaper=True`` (Linux) makes this process a child subreaper and reaps
+    program (one read before :meth:`start` is applied once start() has run).
+    ``subreaper=True`` (Linux) makes this process a child subreaper and reaps
     orphaned descendants as SIGCHLD (read through a SignalFD) announces them; it reaps
     every child of this process that the supervisor does not manage, so do not combine
     it with other code in the same process that waits for its own children by pid.
@@ -94,6 +95,10 @@ class Supervisor(ShutdownMixin, ChangesMixin):
         self._changed: anyio.Event | None = None
         self._entered = False
         self._shutdown_error: BaseException | None = None
+        self._started = False
+        """Whether start() was called: a SIGHUP read before that waits for it."""
+        self._restart_after_start = False
+        """A SIGHUP came before start(): restart every program once start() has run."""
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -251,7 +256,12 @@ class Supervisor(ShutdownMixin, ChangesMixin):
         check_graph(program.spec for program in self._programs.values())
         specs = {name: program.spec for name, program in self._programs.items()}
         names = with_dependencies([program.spec.name for program in programs], specs)
+        self._started = True
         await self._request([self._programs[name] for name in names], "start")
+        if self._restart_after_start:
+            # A SIGHUP that came while we were starting up (see _read_signals).
+            self._restart_after_start = False
+            self._restart_all()
 
     async def stop(self, name: str | None = None) -> None:
         """Stop one program, or (``name=None``) all of them in parallel, and wait.

@@ -20,6 +20,17 @@ who may speak on it: the sender keys of each running notify program.
 
 Every fd that arrives with a datagram (pidfds, SCM_RIGHTS such as systemd-notify's
 ``BARRIER=1`` pipe) is closed at once: closing is also what answers a barrier.
+
+A SIGKILLed supervisor runs no code, so the directory would stay behind. Each
+NotifySocket therefore starts a *sweeper* with it: ``/bin/sh`` in a session of its own,
+waiting for EOF on a pipe whose only write end (close-on-exec) this process holds. The
+kernel closes that end when we die, however we die; the sweeper then removes the
+directory and exits (at a normal close we have removed it already, and it only exits).
+Why a process of its own rather than the cgroup guardian (lifeline.py): the guardian
+exists only for ``fdloop supervise`` where a cgroup could be made, while a Supervisor
+used as a library, ``--no-cgroup`` and the kqueue backend need the same cleanup; and an
+abstract socket (which leaves nothing) would let any process of the network namespace
+send to us, where the 0700 directory lets only our uid (and root) in.
 """
 
 from __future__ import annotations
@@ -33,9 +44,14 @@ import struct
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from ..errors import UnsupportedOperation
 from ..primitives.events import POLLIN, notify_closing, wait_events
+from ..primitives.streams import DEVNULL
+
+if TYPE_CHECKING:
+    from ..primitives.processfd import ProcessFD
 
 SO_PASSPIDFD = getattr(socket, "SO_PASSPIDFD", 76)
 """Linux 6.5 (include/uapi/asm-generic/socket.h); Python 3.11 does not export it."""
@@ -47,6 +63,8 @@ _FDS_MAX = 32
 _UCRED = struct.Struct("iII")
 _BATCH = 64
 """Datagrams handled per wake-up of the reader."""
+_SWEEPER_SCRIPT = 'read _ignored; rm -rf -- "$0"'
+"""EOF on stdin: the supervisor is gone (or closed the socket): remove the directory."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +162,7 @@ class NotifySocket:
         self.path = "@" + path[1:] if path.startswith("\0") else path
         """The value for ``$NOTIFY_SOCKET`` (``@name`` for an abstract socket, as systemd)."""
         self._closed = False
+        self._sweeper, self._sweeper_pipe = _start_sweeper(self._dir)
 
     async def serve(self, deliver: Callable[[Notice], None]) -> None:
         """Read datagrams for ever, waiting in the loop's poll; ``deliver`` each one.
@@ -218,6 +237,31 @@ class NotifySocket:
             notify_closing(self._sock.fileno())
         self._sock.close()
         shutil.rmtree(self._dir, ignore_errors=True)
+        if self._sweeper is not None:
+            os.close(self._sweeper_pipe)  # EOF: the sweeper finds nothing left and exits
+            self._sweeper.close()  # a daemon: the reaper reaps it when it has exited
+
+
+def _start_sweeper(directory: str) -> tuple[ProcessFD | None, int]:
+    """Start the process that removes ``directory`` once we are gone; (handle, the pipe's
+    write end), or (None, -1) if it cannot be started (then only a normal close removes
+    the directory)."""
+    from ..primitives.spawn import spawn
+
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        sweeper = spawn(
+            ["/bin/sh", "-c", _SWEEPER_SCRIPT, directory], stdin=read_end, stdout=DEVNULL,
+            stderr=DEVNULL,
+            # Its own session: a terminal's Ctrl-C or hang-up that ends us must not end it.
+            start_new_session=True, daemon=True,
+        )
+    except (OSError, UnsupportedOperation):
+        os.close(write_end)
+        return None, -1
+    finally:
+        os.close(read_end)
+    return sweeper, write_end
 
 
 class Listener(Protocol):

@@ -39,6 +39,8 @@ class ShutdownMixin:
         _orphans: OrphanReaper | None
         _changed: anyio.Event | None
         _shutdown_error: BaseException | None
+        _started: bool
+        _restart_after_start: bool
 
         def _notify(self) -> None: ...
 
@@ -144,5 +146,11 @@ class ShutdownMixin:
                         shared.hurry.set()  # a second one: SIGKILL what is still stopping
                     else:
                         self._begin_shutdown()
-                elif not shared.closing:
+                elif shared.closing:
+                    pass
+                elif self._started:
                     self._restart_all()
+                else:
+                    # Before start() nothing runs that a restart could act on; the
+                    # signal still asked for one: start() applies it once it has run.
+                    self._restart_after_start = True
