@@ -172,6 +172,8 @@ class FDWaiter:
         blocked waiting for the caller would deadlock). In a forked child it only
         forgets the parent's registrations.
         """
+        if self._fd < 0:
+            return  # closed for good (the number never comes back): nothing to take
         there = self._close_or_elsewhere()
         if there is not None and not there.call(self.close):
             # The loop can no longer run anything: nothing polls it, close here.
@@ -185,7 +187,7 @@ class FDWaiter:
             if self._fd < 0:
                 return True
             if (self._flags & (REGISTERED | TRIO_BUSY | TRIO_USED) or self._futures is not None
-                    or self._trio_token is not None or self._pid != forks.pid):
+                    or self._hub is not None or self._pid != forks.pid):
                 return False
             self._fd = -1
             self._loop = None

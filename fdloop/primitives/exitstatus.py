@@ -102,9 +102,12 @@ class ExitStatus(int):
         if user_cpu is not None and system_cpu is not None and max_rss is not None:
             rusage = object.__new__(ResourceUsage)
             vars(rusage).update(user_cpu=user_cpu, system_cpu=system_cpu, max_rss=max_rss)
-        if status & 0x7F == 0:  # WIFEXITED, decoded inline: this runs once per child
+        if status & 0x7F == 0:  # WIFEXITED, decoded (and _made) inline: once per child
             code = (status >> 8) & 0xFF
-            return _made(cls, pid, code, exit_code=code, signo=None, rusage=rusage)
+            exited = int.__new__(cls, code)
+            vars(exited).update(pid=pid, returncode=code, exit_code=code, signal=None,
+                                core_dumped=False, rusage=rusage, known=True)
+            return exited
         return cls.from_wait_status(pid, status, rusage)
 
     @classmethod

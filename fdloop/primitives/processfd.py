@@ -33,6 +33,8 @@ from .streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream
 
 __all__ = ["ExitStatus", "ProcessFD", "ResourceUsage"]
 
+_NO_PIPES: tuple[None, None, None] = (None, None, None)
+
 REAP_GRACE_SECONDS = 0.25
 """How long ``wait()`` on a non-child gives its real parent to reap it after the exit
 (the exit status exists only after that reap) before reporting an unknown status."""
@@ -91,7 +93,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         kill_signal: int = _signal.SIGTERM,
         kill_timeout: float = 5.0,
         new_session: bool = False,
-        pipes: tuple[int | None, int | None, int | None] = (None, None, None),
+        pipes: tuple[int | None, int | None, int | None] = _NO_PIPES,
         limit: int = DEFAULT_LIMIT,
     ) -> ProcessFD:
         self = cls.__new__(cls)
@@ -107,10 +109,15 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         self._new_session = new_session
         self._status = None
         self._hup_waiter = None
-        stdin, stdout, stderr = pipes
-        self.stdin = PipeSendStream(stdin) if stdin is not None else None
-        self.stdout = PipeReceiveStream(stdout, limit=limit) if stdout is not None else None
-        self.stderr = PipeReceiveStream(stderr, limit=limit) if stderr is not None else None
+        if pipes == _NO_PIPES:
+            self.stdin = self.stdout = self.stderr = None
+        else:
+            stdin, stdout, stderr = pipes
+            self.stdin = PipeSendStream(stdin) if stdin is not None else None
+            self.stdout = (PipeReceiveStream(stdout, limit=limit) if stdout is not None
+                           else None)
+            self.stderr = (PipeReceiveStream(stderr, limit=limit) if stderr is not None
+                           else None)
         if owner:
             reaper.track(self)
         self._owner_pid = _aio.forks.pid  # (reaper.process_id(), without a call)

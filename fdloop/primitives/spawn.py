@@ -143,21 +143,33 @@ def spawn(
     first = argv[0] if type(argv) is list or type(argv) is tuple else None
     # (a str argv[0] is what fsdecode would give back from its encoding)
     name = first if type(first) is str else os.fsdecode(args[0])
-    request = SpawnRequest(
-        program=name if executable is None else os.fsdecode(executable),
-        argv=tuple(args),
-        executable=None if executable is None else options.path_bytes("executable", executable),
-        env=env_list, stdio=stdio, cwd=cwd_bytes, pass_fds=fds, close_fds=close_fds,
-        start_new_session=start_new_session,
-        process_group=None if process_group is None else options.process_group(process_group),
-        user=None if user is None else options.user_id(user),
-        group=None if group is None else options.group_id("group", group),
-        extra_groups=None if extra_groups is None else options.group_ids(extra_groups),
-        umask=None if umask == -1 else options.umask(umask),
-        restore_signals=restore_signals, default_signals=tuple(sigmask.taken_over()),
-        pipesize=None if pipesize == -1 else options.pipesize(pipesize),
-        die_with_parent=die_with_parent,
-    )
+    taken = sigmask.taken_over()
+    if (executable is None and process_group is None and user is None and group is None
+            and extra_groups is None and umask == -1 and pipesize == -1):
+        # The usual call: the same request, without eight "None if ... else" checks.
+        request = SpawnRequest(
+            name, tuple(args), None, env_list, stdio, cwd_bytes, fds, close_fds,
+            start_new_session, None, None, None, None, None, restore_signals,
+            tuple(taken) if taken else (), None, die_with_parent,
+        )
+    else:
+        request = SpawnRequest(
+            program=name if executable is None else os.fsdecode(executable),
+            argv=tuple(args),
+            executable=(None if executable is None
+                        else options.path_bytes("executable", executable)),
+            env=env_list, stdio=stdio, cwd=cwd_bytes, pass_fds=fds, close_fds=close_fds,
+            start_new_session=start_new_session,
+            process_group=(None if process_group is None
+                           else options.process_group(process_group)),
+            user=None if user is None else options.user_id(user),
+            group=None if group is None else options.group_id("group", group),
+            extra_groups=None if extra_groups is None else options.group_ids(extra_groups),
+            umask=None if umask == -1 else options.umask(umask),
+            restore_signals=restore_signals, default_signals=tuple(taken),
+            pipesize=None if pipesize == -1 else options.pipesize(pipesize),
+            die_with_parent=die_with_parent,
+        )
 
     reaper.sweep()
     # EMFILE can hit any fd made here (pipes, /dev/null, the pidfd); the backend has
