@@ -61,12 +61,15 @@ def _process_trees() -> str:
 
 
 def _spawn_path() -> str:
+    """The spawn line: which system call starts a child (and why not the compiled path)."""
     from .backends.linux.pidfd import reaps_natively
-    from .backends.linux.spawn import spawns_with_pidfd
+    from .backends.linux.spawn import _clone_spawn, spawns_with_pidfd
 
-    if spawns_with_pidfd():
-        spawn = ("clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD|CLONE_FILES), compiled "
-                 "(_clone_spawn)")
+    if spawns_with_pidfd() and _clone_spawn is not None:
+        variant = _clone_spawn.variant()
+        why = "" if variant == "clone3" else " (clone3 refused here, or not built for this CPU)"
+        spawn = (f"{variant}(CLONE_VM|CLONE_VFORK|CLONE_PIDFD|CLONE_FILES), compiled "
+                 f"(_clone_spawn){why}")
     else:
         spawn = "posix_spawn + pidfd_open, pure Python (_clone_spawn not built)"
     reap = "compiled" if reaps_natively() else "ctypes or os.waitid"

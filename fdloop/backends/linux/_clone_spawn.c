@@ -4,15 +4,16 @@
  * right process only while nobody else has reaped it: with SIGCHLD at SIG_IGN (the kernel
  * reaps at exit) and pids recycling fast, the number can already belong to another of our
  * children by the time pidfd_open runs, and no check made afterwards can tell the two
- * apart. clone(2) with CLONE_PIDFD hands back a pidfd for the new task as part of the
- * same system call, before the child can run, exit or be reaped, so the fd always names
- * the process we started.
+ * apart. clone3 (or clone(2)) with CLONE_PIDFD hands back a pidfd for the new task as
+ * part of the same system call, before the child can run, exit or be reaped, so the fd
+ * always names the process we started. Which of the two calls starts it, and on what
+ * stack, is _clone3.c's business.
  *
  * The child is started the way glibc's posix_spawn starts one: CLONE_VM | CLONE_VFORK on a
  * stack of its own, so the parent is suspended only until the child calls execve (no
  * page-table copy, whatever the parent's size), and exec or set-up failures are reported
  * through memory the two share. Every signal is blocked in the calling thread around
- * clone() so that no handler of the parent runs in the child while it shares our memory;
+ * the call so that no handler of the parent runs in the child while it shares our memory;
  * the child resets every handled signal to SIG_DFL before it installs its own mask.
  *
  * The child only makes async-signal-safe calls. Credentials are changed with raw system
@@ -25,11 +26,7 @@
  * after the suspended parent has been released, so the parent's wait does not grow with
  * the number of fds it has open.
  */
-#define PY_SSIZE_T_CLEAN
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <Python.h>
+#include "_clone_spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +34,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -45,9 +41,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef CLONE_PIDFD
-#define CLONE_PIDFD 0x00001000
-#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -57,9 +50,6 @@
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
-#define FDLOOP_P_PIDFD 3
-
-#define CHILD_STACK_SIZE (256 * 1024)
 
 /* Which step of the child's set-up failed: the parent names the argument behind it. */
 enum step {
@@ -100,7 +90,7 @@ struct request {
     gid_t *groups;
     int pdeathsig;       /* 0: none */
     pid_t parent;        /* who must still be our parent once pdeathsig is armed */
-    /* written by the child, read by the parent once clone() has returned */
+    /* written by the child, read by the parent once the clone call has returned */
     volatile int error;
     volatile int step;
 };
@@ -287,12 +277,53 @@ reap_failed_child(int pidfd)
         ;
 }
 
+/* OSError(err, text) for a spawn into cgroup_fd that the kernel refused: the text names
+ * cgroup_fd and what the errno means for CLONE_INTO_CGROUP (OSError's constructor picks
+ * the subclass, e.g. PermissionError, from err). */
+static void
+raise_cgroup_error(int cgroup_fd, int err)
+{
+    const char *why;
+    switch (err) {
+    case ENOSYS:
+        why = "CLONE_INTO_CGROUP needs clone3, which is refused here or not built for this "
+              "CPU (the clone(2) fallback cannot start a child in a cgroup)";
+        break;
+    case EBADF:
+        why = "not an open cgroup v2 directory";
+        break;
+    case EINVAL:
+        why = "refused by clone3 (CLONE_INTO_CGROUP needs Linux 5.7)";
+        break;
+    case EBUSY:
+    case EOPNOTSUPP:
+        why = "a cgroup that cannot take processes (controllers enabled in its "
+              "cgroup.subtree_control, or a threaded/invalid domain)";
+        break;
+    default:
+        why = strerror(err);
+        break;
+    }
+    PyObject *text = PyUnicode_FromFormat("cgroup_fd %d: %s (%s)", cgroup_fd, why,
+                                          strerror(err));
+    if (text == NULL)
+        return;
+    /* As PyErr_SetFromErrno does: OSError(err, text), made into its subclass. */
+    PyObject *value = Py_BuildValue("(iN)", err, text);
+    if (value == NULL)
+        return;
+    PyErr_SetObject(PyExc_OSError, value);
+    Py_DECREF(value);
+}
+
 PyDoc_STRVAR(spawn_doc,
 "spawn(path, argv, envp, stdio, cwd, pass_fds, pass_sources, close_fds, keep_below,\n"
 "      setsid, pgid,\n"
-"      umask, sigdefault, uid, gid, groups, pdeathsig, parent) -> (pid, pidfd, error, step)\n"
+"      umask, sigdefault, uid, gid, groups, pdeathsig, parent, cgroup_fd=-1)\n"
+"      -> (pid, pidfd, error, step)\n"
 "\n"
-"Start `path` as a child with clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD).\n"
+"Start `path` as a child with clone3 (or clone, see variant()) and the flags\n"
+"CLONE_VM | CLONE_VFORK | CLONE_PIDFD.\n"
 "On success error and step are 0 and the caller owns pidfd (O_CLOEXEC). If the child\n"
 "could not be set up or exec'd, it has been reaped, pid and pidfd are -1, and error is\n"
 "the errno of the step that failed (see STEP_* constants). envp None: our environ.\n"
@@ -302,8 +333,11 @@ PyDoc_STRVAR(spawn_doc,
 "the parent's wait does not grow with the fds it has open; 0 copies the whole table.\n"
 "pgid, umask, uid, gid: -1 to leave as is; groups None to leave as is. pdeathsig\n"
 "(0: none) is armed with PR_SET_PDEATHSIG, and the child exits 125 at once if its\n"
-"parent is no longer `parent` by then. OSError is\n"
-"raised only if the clone itself failed (EAGAIN, ENOMEM).");
+"parent is no longer `parent` by then. cgroup_fd >= 0 (an fd of a cgroup v2 directory)\n"
+"starts the child in that cgroup (clone3's CLONE_INTO_CGROUP): an OSError naming\n"
+"cgroup_fd if the kernel refuses, ENOSYS where only clone is usable (variant()).\n"
+"OSError is raised only if the clone itself failed (EAGAIN, ENOMEM, the cgroup): then\n"
+"no process was started and no fd is left.");
 
 static PyObject *
 clone_spawn(PyObject *module, PyObject *args)
@@ -311,12 +345,13 @@ clone_spawn(PyObject *module, PyObject *args)
     PyObject *path_obj, *argv_obj, *envp_obj, *cwd_obj, *pass_obj, *sources_obj, *sigdef_obj,
              *groups_obj;
     int stdio0, stdio1, stdio2, close_fds, keep_below, do_setsid, pgid, mask, pdeathsig,
-        parent;
+        parent, cgroup_fd = -1;
     long long uid, gid;
-    if (!PyArg_ParseTuple(args, "OOO(iii)OOOpipiiOLLOii:spawn", &path_obj, &argv_obj,
+    if (!PyArg_ParseTuple(args, "OOO(iii)OOOpipiiOLLOii|i:spawn", &path_obj, &argv_obj,
                           &envp_obj, &stdio0, &stdio1, &stdio2, &cwd_obj, &pass_obj,
                           &sources_obj, &close_fds, &keep_below, &do_setsid, &pgid, &mask,
-                          &sigdef_obj, &uid, &gid, &groups_obj, &pdeathsig, &parent))
+                          &sigdef_obj, &uid, &gid, &groups_obj, &pdeathsig, &parent,
+                          &cgroup_fd))
         return NULL;
     if (keep_below != 0 && (!close_fds || keep_below < 3)) {
         PyErr_SetString(PyExc_ValueError, "keep_below must be 0, or >= 3 with close_fds");
@@ -401,32 +436,26 @@ clone_spawn(PyObject *module, PyObject *args)
     if (r.envp == NULL)
         r.envp = environ;
 
-    void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        goto done;
-    }
-    int pidfd = -1, clone_errno = 0;
-    pid_t pid;
+    int pidfd = -1;
+    long pid;
     sigset_t all, old;
     sigfillset(&all);
     Py_BEGIN_ALLOW_THREADS
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE,
-                CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | (keep_below ? CLONE_FILES : 0),
-                &r, &pidfd);
-    clone_errno = errno;
+    pid = fdloop_start_child(child_main, &r, keep_below > 0, cgroup_fd, &pidfd);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid > 0 && r.error != 0) {
         reap_failed_child(pidfd);
         close(pidfd);
     }
     Py_END_ALLOW_THREADS
-    munmap(stack, CHILD_STACK_SIZE);
     if (pid < 0) {
-        errno = clone_errno;
-        PyErr_SetFromErrno(PyExc_OSError);
+        if (cgroup_fd >= 0)
+            raise_cgroup_error(cgroup_fd, (int)-pid);
+        else {
+            errno = (int)-pid;
+            PyErr_SetFromErrno(PyExc_OSError);
+        }
         goto done;
     }
     if (r.error != 0)
@@ -501,22 +530,38 @@ reap_pidfd(PyObject *module, PyObject *args)
         (long long)usage.ru_maxrss * 1024);  /* Linux reports ru_maxrss in KiB */
 }
 
+PyDoc_STRVAR(variant_doc,
+"variant() -> 'clone3' | 'clone'\n"
+"\n"
+"The system call the next spawn() starts its child with: clone3 where this kernel, its\n"
+"seccomp filter and our build allow it (probed at import; a spawn refused with ENOSYS\n"
+"or EPERM switches to clone for good), else clone.");
+
+static PyObject *
+clone_variant(PyObject *module, PyObject *unused)
+{
+    return PyUnicode_FromString(fdloop_variant());
+}
+
 static PyMethodDef methods[] = {
     {"spawn", clone_spawn, METH_VARARGS, spawn_doc},
+    {"variant", clone_variant, METH_NOARGS, variant_doc},
     {"reap", reap_pidfd, METH_VARARGS, reap_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "_clone_spawn",
-    "clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) spawning, whose pidfd comes from the spawn,\n"
-    "and reaping through that pidfd with rusage.",
+    "clone3/clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) spawning, whose pidfd comes from the\n"
+    "spawn, and reaping through that pidfd with rusage.",
     -1, methods,
 };
 
 PyMODINIT_FUNC
 PyInit__clone_spawn(void)
 {
+    if (fdloop_clone3_init() < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;

@@ -1,0 +1,40 @@
+/* What the parts of fdloop.backends.linux._clone_spawn share (one extension, several files):
+ *
+ *   _clone_spawn.c  the module, spawn() and the child's set-up, reap()
+ *   _clone3.c       how the child is started: clone3 or clone, the stack it runs on
+ */
+#ifndef FDLOOP_CLONE_SPAWN_H
+#define FDLOOP_CLONE_SPAWN_H
+
+#define PY_SSIZE_T_CLEAN
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <Python.h>
+
+#include <signal.h>
+#include <sys/resource.h>
+
+/* Start fn(arg) in a new process sharing our memory (CLONE_VM | CLONE_VFORK | CLONE_PIDFD,
+ * plus CLONE_FILES when share_files), on a stack kept for the calling thread, and return
+ * once it has exec'd or exited. Returns its pid and sets *pidfd, or returns -errno (nothing
+ * was started). cgroup_fd >= 0 starts it in that cgroup v2 directory (CLONE_INTO_CGROUP):
+ * -ENOSYS where only clone() is usable. Called with every signal blocked and without
+ * the GIL. */
+long fdloop_start_child(int (*fn)(void *), void *arg, int share_files, int cgroup_fd,
+                        int *pidfd);
+
+/* "clone3" or "clone": the system call the next fdloop_start_child will use. */
+const char *fdloop_variant(void);
+
+/* Once, at import: the probe for clone3 and the key of the per-thread stacks. 0 or -1
+ * with a Python exception set. */
+int fdloop_clone3_init(void);
+
+/* waitid's answer as reap() gives it: (pid, wait status, user CPU s, system CPU s,
+ * max RSS bytes). New reference, or NULL with an exception set. */
+PyObject *fdloop_exit_tuple(const siginfo_t *info, const struct rusage *usage);
+
+#define FDLOOP_P_PIDFD 3
+
+#endif

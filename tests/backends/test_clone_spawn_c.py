@@ -1,0 +1,264 @@
+"""The compiled spawn path itself (fdloop/backends/linux/_clone_spawn.c and _clone3.c).
+
+clone3 where the kernel lets it through, clone(2) where it does not: the fallback is
+driven for real by a seccomp filter that refuses clone3 (ENOSYS, as old kernels and
+Docker say, or EPERM, as some profiles say) in a fresh interpreter, before and after the
+extension's import-time probe.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux spawn")
+
+if sys.platform.startswith("linux"):
+    from fdloop.backends.linux import spawn as linux_spawn
+
+    native = linux_spawn._clone_spawn
+else:
+    native = None
+
+needs_extension = pytest.mark.skipif(native is None, reason="_clone_spawn is not built")
+HANG = 30.0
+SYS_CLONE3 = 435  # the same number on every architecture (asm-generic)
+WEXITED = 4
+
+
+def _kernel_takes_clone3() -> bool:
+    """The kernel's own answer, asked as the extension asks it: a too-small struct is
+    refused with EINVAL if clone3 exists and may be called, ENOSYS/EPERM if not."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    assert libc.syscall(ctypes.c_long(SYS_CLONE3), None, ctypes.c_size_t(0)) == -1
+    return ctypes.get_errno() == errno.EINVAL
+
+
+# A fresh interpreter that refuses clone3 with `errno` from `when` on ("before" the
+# extension's import, or "after" it), then starts children through the extension alone
+# (glibc's pthread_create also uses clone3, so nothing here may start a thread).
+SECCOMP_SCRIPT = r"""
+import ctypes, errno, os, struct, sys
+
+def refuse_clone3(error):
+    code = [
+        (0x20, 0, 0, 0),                     # A = seccomp_data.nr
+        (0x15, 0, 1, 435),                   # A == clone3 ? next : skip one
+        (0x06, 0, 0, 0x00050000 | error),    # SECCOMP_RET_ERRNO | error
+        (0x06, 0, 0, 0x7FFF0000),            # SECCOMP_RET_ALLOW
+    ]
+    program = b"".join(struct.pack("HBBI", *op) for op in code)
+    buffer = ctypes.create_string_buffer(program)
+    fprog = struct.pack("HxxxxxxP", len(code), ctypes.addressof(buffer))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+    assert libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) == 0, ctypes.get_errno()
+
+error, when = getattr(errno, sys.argv[1]), sys.argv[2]
+if when == "before":
+    refuse_clone3(error)
+from fdloop.backends.linux import _clone_spawn as c
+print("import", c.variant())
+if when == "after":
+    refuse_clone3(error)
+
+def spawn(argv, stdout=-1, keep_below=0):
+    return c.spawn(argv[0], argv, None, (-1, stdout, -1), None, [], [], True, keep_below,
+                   False, -1, -1, [], -1, -1, None, 0, 0)
+
+read, write = os.pipe()
+pid, pidfd, err, step = spawn([b"/bin/echo", b"hello"], stdout=write, keep_below=write + 1)
+os.close(write)
+assert err == 0, (err, step)
+print("echo", os.read(read, 100).decode().strip(), c.reap(pidfd, 4)[1])
+os.close(pidfd)
+pid, pidfd, err, step = spawn([b"/nonexistent/program"])
+print("missing", errno.errorcode[err], step == c.STEP_EXEC, pid, pidfd)
+print("then", c.variant())
+"""
+
+
+def _refusing_clone3(error: str, when: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", SECCOMP_SCRIPT, error, when],
+                          capture_output=True, text=True, timeout=HANG, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+@needs_extension
+def test_variant_is_what_the_kernel_allows() -> None:
+    assert native is not None
+    if platform.machine() not in ("x86_64", "aarch64"):
+        assert native.variant() == "clone"
+    else:
+        assert native.variant() == ("clone3" if _kernel_takes_clone3() else "clone")
+
+
+@needs_extension
+@pytest.mark.parametrize("error", ["ENOSYS", "EPERM"])
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_clone3_refused_falls_back_to_clone(error: str, when: str) -> None:
+    if not _kernel_takes_clone3():
+        pytest.skip("clone3 is refused here already: the fallback is the only path")
+    lines = _refusing_clone3(error, when)
+    # Probed at import: refused then, clone from the start; allowed then, the first
+    # spawn hears the refusal, starts the child with clone(2), and stays there.
+    assert lines[0] == f"import {'clone' if when == 'before' else 'clone3'}"
+    assert lines[1:] == ["echo hello 0", "missing ENOENT True -1 -1", "then clone"]
+
+
+@needs_extension
+def test_info_names_the_variant() -> None:
+    from fdloop.info import _spawn_path
+
+    assert native is not None
+    assert _spawn_path().startswith(f"{native.variant()}(CLONE_VM|CLONE_VFORK|CLONE_PIDFD")
+
+
+@needs_extension
+def test_clone3_child_exec_failure_and_success_on_this_path() -> None:
+    """Whichever call is in force here: a failed exec is reported and reaped, a good one
+    runs on its own stack and leaves us intact (called in a loop, so a trampoline that
+    returned into the parent's frame or a stack shared wrongly shows up at once)."""
+    assert native is not None
+    for _ in range(20):
+        pid, pidfd, err, step = native.spawn(
+            b"/nonexistent", [b"/nonexistent"], None, (-1, -1, -1), None, [], [], True, 0,
+            False, -1, -1, [], -1, -1, None, 0, 0)
+        assert (pid, pidfd, err, step) == (-1, -1, errno.ENOENT, native.STEP_EXEC)
+        pid, pidfd, err, step = native.spawn(
+            b"/bin/sh", [b"/bin/sh", b"-c", b"exit 7"], [b"A=1"], (-1, -1, -1), None, [], [],
+            True, 0, False, -1, -1, [], -1, -1, None, 0, 0)
+        assert (err, step) == (0, 0) and pid > 0
+        try:
+            raw = native.reap(pidfd, WEXITED)
+        finally:
+            os.close(pidfd)
+        assert raw is not None and raw[0] == pid and os.waitstatus_to_exitcode(raw[1]) == 7
+
+
+
+def _cgroup_parent() -> str | None:
+    """Our own cgroup v2 directory where we may make one under it (as the Supervisor's
+    cgroup tests find it), else None."""
+    from fdloop.supervisor.cgroup import own_cgroup_dir
+
+    parent, _why = own_cgroup_dir()
+    return parent if parent is not None and os.access(parent, os.W_OK) else None
+
+
+@pytest.fixture
+def cgroup_dir() -> Iterator[tuple[str, int]]:
+    """A fresh cgroup v2 directory under ours and an O_DIRECTORY fd of it; removed after."""
+    parent = _cgroup_parent()
+    if parent is None:
+        pytest.skip("no writable cgroup v2 directory of ours (needs root and cgroup2)")
+    if native is None or native.variant() != "clone3":
+        pytest.skip("CLONE_INTO_CGROUP needs the clone3 path")
+    path = os.path.join(parent, f"fdloop-clone3-test-{os.getpid()}")
+    os.mkdir(path)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield path, fd
+    finally:
+        os.close(fd)
+        os.rmdir(path)
+
+
+def _cat_own_cgroup(cgroup_fd: int) -> tuple[str, int]:
+    """Start `cat /proc/self/cgroup` in `cgroup_fd`: what it printed, and its exit code."""
+    assert native is not None
+    read, write = os.pipe()
+    try:
+        pid, pidfd, err, step = native.spawn(
+            b"/bin/cat", [b"cat", b"/proc/self/cgroup"], None, (-1, write, -1), None, [],
+            [], True, write + 1, False, -1, -1, [], -1, -1, None, 0, 0, cgroup_fd)
+        os.close(write)
+        write = -1
+        assert (err, step) == (0, 0)
+        try:
+            raw = native.reap(pidfd, WEXITED)
+        finally:
+            os.close(pidfd)
+        assert raw is not None and raw[0] == pid
+        return os.read(read, 4096).decode(), os.waitstatus_to_exitcode(raw[1])
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
+
+
+@needs_extension
+def test_child_starts_in_the_cgroup_given(cgroup_dir: tuple[str, int]) -> None:
+    path, fd = cgroup_dir
+    output, code = _cat_own_cgroup(fd)
+    assert code == 0
+    # (on a hybrid hierarchy the v1 controllers have lines of their own)
+    (line,) = [line for line in output.splitlines() if line.startswith("0::")]
+    assert line[3:] != "/" and path.endswith(line[3:])
+    assert os.path.basename(path) == os.path.basename(line[3:])
+    with open(os.path.join(path, "cgroup.procs")) as procs:
+        assert procs.read() == ""  # reaped: nothing left in it
+
+
+@needs_extension
+@pytest.mark.parametrize("bad", ["closed", "file", "plain directory"])
+def test_a_bad_cgroup_fd_raises_naming_it_and_leaves_nothing(
+    bad: str, tmp_path: os.PathLike[str]
+) -> None:
+    assert native is not None
+    if native.variant() != "clone3":
+        pytest.skip("CLONE_INTO_CGROUP needs the clone3 path")
+    if bad == "closed":
+        fd = os.open(os.devnull, os.O_RDONLY)
+        os.close(fd)  # an fd number that is not open
+    elif bad == "file":
+        fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    else:
+        fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # not cgroupfs
+    before = sorted(os.listdir("/proc/self/fd"))
+    try:
+        with pytest.raises(OSError, match=rf"^\[Errno {errno.EBADF}\] cgroup_fd {fd}: not an "
+                           "open cgroup v2 directory") as caught:
+            native.spawn(b"/bin/true", [b"true"], None, (-1, -1, -1), None, [], [], True, 0,
+                         False, -1, -1, [], -1, -1, None, 0, 0, fd)
+        assert caught.value.errno == errno.EBADF
+        assert sorted(os.listdir("/proc/self/fd")) == before
+        with pytest.raises(ChildProcessError):  # no child of ours, not even a zombie
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG)
+    finally:
+        if bad != "closed":
+            os.close(fd)
+
+
+SECCOMP_CGROUP = SECCOMP_SCRIPT.split("read, write = os.pipe()", maxsplit=1)[0] + r"""
+try:
+    c.spawn(b"/bin/true", [b"true"], None, (-1, -1, -1), None, [], [], True, 0, False, -1,
+            -1, [], -1, -1, None, 0, 0, int(sys.argv[3]))
+except OSError as exc:
+    print(type(exc).__name__, errno.errorcode[exc.errno], exc.strerror)
+print("then", c.variant())
+"""
+
+
+@needs_extension
+def test_cgroup_fd_on_the_clone_fallback_is_enosys(cgroup_dir: tuple[str, int]) -> None:
+    """Where only clone(2) can be used, a spawn into a cgroup says ENOSYS and why (so the
+    Python side can fall back to writing cgroup.procs), and starts nothing."""
+    _path, fd = cgroup_dir
+    done = subprocess.run([sys.executable, "-c", SECCOMP_CGROUP, "ENOSYS", "before", str(fd)],
+                          capture_output=True, text=True, timeout=HANG, check=False,
+                          pass_fds=[fd])
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "import clone"
+    assert lines[1].startswith(f"OSError ENOSYS cgroup_fd {fd}: CLONE_INTO_CGROUP needs clone3")
+    assert lines[2] == "then clone"
