@@ -17,6 +17,11 @@ from fdloop.bench.main import _print_results
 from fdloop.bench.registry import load
 from fdloop.bench.runner import Outcome, WorkloadResult, collect, launch, record, run_once, settle
 
+# One Python is enough (.ci/run runs these on 3.11 only): the module fixture starts every
+# contender, the longest setup of the suite; test_cli.py's `fdloop bench` smoke run still
+# runs on every Python.
+pytestmark = pytest.mark.one_python
+
 TINY = {
     "spawn": {"n": 12, "concurrency": 3},
     "spawn_live": {"n": 6, "concurrency": 3, "live": 5, "held": 4, "fds": 40},

@@ -60,6 +60,7 @@ async def report(proc: fdloop.ProcessFD) -> tuple[dict[str, object], int]:
 
 
 @pytest.mark.stress
+@pytest.mark.one_python  # a flood; the same channel code is checked on every Python below
 async def test_a_million_small_messages_arrive_in_order(
         anyio_backend: tuple[str, dict[str, object]]) -> None:
     n = scaled(1_000_000)

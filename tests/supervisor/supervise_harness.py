@@ -13,9 +13,21 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 HANG = 60.0
 PY = sys.executable
 LOOPS = ["asyncio", "uvloop", "trio"]
+LOOP_PARAMS = [
+    pytest.param("asyncio", id="asyncio"),
+    pytest.param("uvloop", id="uvloop", marks=pytest.mark.one_python),
+    pytest.param("trio", id="trio", marks=pytest.mark.one_python),
+]
+"""LOOPS for a test that runs a whole supervisor process per loop: .ci/run runs the
+uvloop and trio ones on Python 3.11 only. What changes from one Python to the next is the
+interpreter and its stdlib asyncio, which the asyncio case checks on every Python; uvloop
+and trio are the same third-party code on each (and every in-process test still runs on
+all three loops, on every Python)."""
 
 
 def supervise_command(*args: str) -> list[str]:

@@ -24,8 +24,9 @@ from fdloop.primitives.exitstatus import ExitStatus
 from fdloop.supervisor import pid1
 from fdloop.supervisor.events import ProgramState, ProgramStatus
 
+from .supervise_harness import LOOP_PARAMS
+
 HANG = 30.0
-LOOPS = ["asyncio", "uvloop", "trio"]
 UNSHARE = shutil.which("unshare")
 
 needs_pid_namespace = pytest.mark.skipif(
@@ -115,7 +116,7 @@ ORPHANS = "(sleep 0.1 &); setsid sh -c 'sleep 0.15 & exit 0'; "
 
 
 @needs_pid_namespace
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", LOOP_PARAMS)
 def test_pid1_reaps_every_orphan_and_exits_128_plus_sigterm(tmp_path: Path, loop: str) -> None:
     with Init(tmp_path, "--loop", loop, "--stop-timeout", "5", "--",
               "sh", "-c", ORPHANS + "exec sleep 30") as init:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .supervise_harness import (
-    LOOPS,
+    LOOP_PARAMS,
     Supervise,
     run_to_end,
     write,
@@ -104,7 +104,7 @@ stop_timeout = 30
 """
 
 
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", LOOP_PARAMS)
 def test_sigterm_stops_every_program_in_parallel_and_exits_zero(
     tmp_path: Path, started: list[Supervise], loop: str
 ) -> None:
@@ -133,7 +133,7 @@ def test_sigterm_stops_every_program_in_parallel_and_exits_zero(
         assert not os.path.exists(f"/proc/{pid}"), f"{pid} outlived the supervisor"
 
 
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", LOOP_PARAMS)
 def test_sighup_restarts_every_program(
     tmp_path: Path, started: list[Supervise], loop: str
 ) -> None:

@@ -23,7 +23,7 @@ from fdloop.supervisor.cli import EXIT_CLEAN, EXIT_UNCLEAN
 
 from .supervise_harness import (
     HANG,
-    LOOPS,
+    LOOP_PARAMS,
     Supervise,
     run_to_end,
     supervise_command,
@@ -137,7 +137,7 @@ def _restarts_while_big_output_is_stalled(sup: StalledSupervise) -> list[int]:
     return [int(pid) for pid in re.findall(r": started \(pid (\d+)\)", sup.stderr)]
 
 
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", LOOP_PARAMS)
 def test_sigterm_while_stdout_is_stalled_stops_everything(
     tmp_path: Path, stalled: list[StalledSupervise], loop: str
 ) -> None:
@@ -182,7 +182,7 @@ def test_stalled_stdout_drops_lines_then_says_how_many(
     assert "Traceback" not in sup.stderr
 
 
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", LOOP_PARAMS)
 def test_stalled_stderr_does_not_stop_restarts_or_sigterm(
     tmp_path: Path, started: list[Supervise], loop: str
 ) -> None:

@@ -24,6 +24,7 @@ from fdloop.backends.linux import subreaper
 from fdloop.supervisor import Event, EventKind, ProgramState, Supervisor
 
 from .event_helpers import until
+from .supervise_harness import LOOP_PARAMS
 
 HANG = 60.0
 """Seconds after which a wait counts as a hang (never reached by a passing test)."""
@@ -438,8 +439,6 @@ def _state(pid: int) -> str | None:
 # these tests run the Supervisor in a fresh interpreter (anyio.run, one thread) on each
 # loop; the body still uses the class directly and asserts inside.
 
-LOOPS = ["asyncio", "uvloop", "trio"]
-
 SCRIPT = """
 import os, signal, sys
 import anyio
@@ -477,7 +476,7 @@ def run_script(body: str, loop: str) -> None:
     )
 
 
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", LOOP_PARAMS)
 def test_signals_are_read_through_signalfd_without_python_handlers(loop: str) -> None:
     run_script(
         """
@@ -512,7 +511,7 @@ def test_signals_are_read_through_signalfd_without_python_handlers(loop: str) ->
     )
 
 
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", LOOP_PARAMS)
 def test_subreaper_reaps_orphans_but_never_a_managed_child(loop: str) -> None:
     run_script(
         """
@@ -539,7 +538,7 @@ def test_subreaper_reaps_orphans_but_never_a_managed_child(loop: str) -> None:
     )
 
 
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", LOOP_PARAMS)
 def test_subreaper_spares_children_spawned_elsewhere_with_fdloop(loop: str) -> None:
     run_script(
         """
@@ -564,7 +563,7 @@ def test_subreaper_spares_children_spawned_elsewhere_with_fdloop(loop: str) -> N
     )
 
 
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", LOOP_PARAMS)
 def test_subreaper_stops_orphans_still_running_at_shutdown(loop: str) -> None:
     run_script(
         """
