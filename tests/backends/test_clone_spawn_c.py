@@ -262,3 +262,63 @@ def test_cgroup_fd_on_the_clone_fallback_is_enosys(cgroup_dir: tuple[str, int]) 
     assert lines[0] == "import clone"
     assert lines[1].startswith(f"OSError ENOSYS cgroup_fd {fd}: CLONE_INTO_CGROUP needs clone3")
     assert lines[2] == "then clone"
+
+
+def _child_stacks() -> int:
+    """How many of our mappings look like a kept child stack: 256 KiB read-write right
+    above a 4 KiB inaccessible guard page (glibc's thread stacks are megabytes)."""
+    count, previous = 0, None
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, perms = line.split()[:2]
+            start, end = (int(part, 16) for part in span.split("-"))
+            if (perms.startswith("rw") and end - start == 256 * 1024 and previous is not None
+                    and previous[1] == start and previous[2].startswith("---")
+                    and previous[1] - previous[0] == 4096):
+                count += 1
+            previous = (start, end, perms)
+    return count
+
+
+@needs_extension
+def test_each_thread_keeps_one_stack_and_frees_it_when_it_exits() -> None:
+    """Threads spawning at once each run their children on their own kept stack (a
+    shared one would be used by two children at a time); it outlives each spawn and is
+    unmapped when its thread exits."""
+    import threading
+
+    assert native is not None
+    before = _child_stacks()
+    results: list[int] = []
+    ready = threading.Barrier(5)  # the four spawners and us
+    done = threading.Event()
+
+    def spawner(code: int) -> None:
+        ready.wait(HANG)
+        for _ in range(10):
+            _pid, pidfd, err, _step = native.spawn(
+                b"/bin/sh", [b"sh", b"-c", b"exit %d" % code], None, (-1, -1, -1), None, [],
+                [], True, 0, False, -1, -1, [], -1, -1, None, 0, 0)
+            assert err == 0
+            try:
+                raw = native.reap(pidfd, WEXITED)
+            finally:
+                os.close(pidfd)
+            assert raw is not None
+            results.append(os.waitstatus_to_exitcode(raw[1]) - code)
+        ready.wait(HANG)  # every thread has its stack now
+        done.wait(HANG)
+
+    threads = [threading.Thread(target=spawner, args=(code,)) for code in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        ready.wait(HANG)
+        ready.wait(HANG)
+        assert _child_stacks() == before + 4
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(HANG)
+    assert results == [0] * 40
+    assert _child_stacks() == before

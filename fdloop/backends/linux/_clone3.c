@@ -18,10 +18,22 @@
  * before it existed (some say EPERM instead), and we have the assembly only for x86_64
  * and aarch64. Then clone(2) does the same job. The choice is probed once, at import, and
  * corrected for good the first time a real spawn hears ENOSYS or EPERM.
+ *
+ * The child's stack is kept, one per thread, from the thread's first spawn until it
+ * exits (a pthread key whose destructor unmaps it), instead of an mmap and munmap per
+ * spawn: the munmap of pages the child has touched costs the parent a TLB shootdown on
+ * every CPU that ran our threads, and the child then pays its page faults again. Per
+ * thread, because a thread is suspended only while its own child runs, so two threads
+ * spawning at once need two stacks, and a lock would serialise spawns for nothing. By the
+ * time the call returns the child has exec'd (another address space) or exited, so the
+ * next spawn of the thread can use the same stack. A fork()ed child keeps the forking
+ * thread's stack (its copy of the mapping, still valid) and loses the other threads',
+ * as it loses every other per-thread buffer of theirs.
  */
 #include "_clone_spawn.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
@@ -38,6 +50,7 @@
 #endif
 
 #define CHILD_STACK_SIZE (256 * 1024)
+#define GUARD_SIZE 4096  /* below the stack, never mapped readable: an overflow faults */
 
 #if defined(__x86_64__) || defined(__aarch64__)
 #define HAVE_CLONE3_ENTRY 1
@@ -59,6 +72,14 @@ struct clone3_args {
     uint64_t set_tid_size;
     uint64_t cgroup;      /* an fd of a cgroup v2 directory (CLONE_INTO_CGROUP) */
 };
+
+static pthread_key_t stack_key;  /* this thread's child stack (its guard page's address) */
+
+static void
+free_stack(void *base)
+{
+    munmap(base, GUARD_SIZE + CHILD_STACK_SIZE);
+}
 
 /* 1: clone3; 0: clone. Written once at import and at most once more, by whichever thread
  * first sees clone3 refused; a stale read only costs that thread one more refusal. */
@@ -128,6 +149,12 @@ clone3_entry(struct clone3_args *args, int (*fn)(void *), void *arg)
 int
 fdloop_clone3_init(void)
 {
+    int err = pthread_key_create(&stack_key, free_stack);
+    if (err != 0) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
 #if HAVE_CLONE3_ENTRY
     /* A size below the first version's is refused with EINVAL before anything else is
      * looked at, and nothing is created; ENOSYS or EPERM here is a kernel or a seccomp
@@ -145,12 +172,34 @@ fdloop_variant(void)
     return __atomic_load_n(&use_clone3, __ATOMIC_RELAXED) ? "clone3" : "clone";
 }
 
+/* The lowest usable address of this thread's child stack (made on first use), or NULL
+ * with errno set. */
+static char *
+thread_stack(void)
+{
+    char *base = pthread_getspecific(stack_key);
+    if (base == NULL) {
+        base = mmap(NULL, GUARD_SIZE + CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (base == MAP_FAILED)
+            return NULL;
+        int err = mprotect(base, GUARD_SIZE, PROT_NONE) != 0 ? errno : 0;
+        if (err == 0)
+            err = pthread_setspecific(stack_key, base);
+        if (err != 0) {
+            free_stack(base);
+            errno = err;
+            return NULL;
+        }
+    }
+    return base + GUARD_SIZE;
+}
+
 long
 fdloop_start_child(int (*fn)(void *), void *arg, int share_files, int cgroup_fd, int *pidfd)
 {
-    void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED)
+    char *stack = thread_stack();
+    if (stack == NULL)
         return -errno;
     long rc = -ENOSYS;
     uint64_t flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | (share_files ? CLONE_FILES : 0);
@@ -167,22 +216,14 @@ fdloop_start_child(int (*fn)(void *), void *arg, int share_files, int cgroup_fd,
         rc = clone3_entry(&args, fn, arg);
         /* Refused as a whole (an old kernel, seccomp): from now on clone(2). A refusal
          * for the cgroup is the caller's to hear, not a reason to drop clone3. */
-        if ((rc == -ENOSYS || rc == -EPERM) && cgroup_fd < 0) {
-            __atomic_store_n(&use_clone3, 0, __ATOMIC_RELAXED);
-        } else {
-            munmap(stack, CHILD_STACK_SIZE);
+        if (!((rc == -ENOSYS || rc == -EPERM) && cgroup_fd < 0))
             return rc;
-        }
+        __atomic_store_n(&use_clone3, 0, __ATOMIC_RELAXED);
     }
 #endif
-    if (cgroup_fd >= 0) {
-        munmap(stack, CHILD_STACK_SIZE);
+    if (cgroup_fd >= 0)
         return -ENOSYS;
-    }
     /* clone(2) returns the pidfd through the parent_tid argument. */
-    rc = clone(fn, (char *)stack + CHILD_STACK_SIZE, (int)flags | SIGCHLD, arg, pidfd);
-    if (rc < 0)
-        rc = -errno;
-    munmap(stack, CHILD_STACK_SIZE);
-    return rc;
+    rc = clone(fn, stack + CHILD_STACK_SIZE, (int)flags | SIGCHLD, arg, pidfd);
+    return rc < 0 ? -errno : rc;
 }
