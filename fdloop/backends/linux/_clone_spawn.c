@@ -518,16 +518,22 @@ reap_pidfd(PyObject *module, PyObject *args)
     }
     if (info.si_pid == 0)
         Py_RETURN_NONE;
+    return fdloop_exit_tuple(&info, &usage);
+}
+
+PyObject *
+fdloop_exit_tuple(const siginfo_t *info, const struct rusage *usage)
+{
     int status;
-    if (info.si_code == CLD_EXITED)
-        status = (info.si_status & 0xFF) << 8;
+    if (info->si_code == CLD_EXITED)
+        status = (info->si_status & 0xFF) << 8;
     else
-        status = (info.si_status & 0x7F) | (info.si_code == CLD_DUMPED ? 0x80 : 0);
+        status = (info->si_status & 0x7F) | (info->si_code == CLD_DUMPED ? 0x80 : 0);
     return Py_BuildValue(
-        "(iiddL)", (int)info.si_pid, status,
-        (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec / 1e6,
-        (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec / 1e6,
-        (long long)usage.ru_maxrss * 1024);  /* Linux reports ru_maxrss in KiB */
+        "(iiddL)", (int)info->si_pid, status,
+        (double)usage->ru_utime.tv_sec + (double)usage->ru_utime.tv_usec / 1e6,
+        (double)usage->ru_stime.tv_sec + (double)usage->ru_stime.tv_usec / 1e6,
+        (long long)usage->ru_maxrss * 1024);  /* Linux reports ru_maxrss in KiB */
 }
 
 PyDoc_STRVAR(variant_doc,
@@ -553,7 +559,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "_clone_spawn",
     "clone3/clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) spawning, whose pidfd comes from the\n"
-    "spawn, and reaping through that pidfd with rusage.",
+    "spawn, reaping through that pidfd with rusage, and a ready set's arm/collect.",
     -1, methods,
 };
 
@@ -565,6 +571,10 @@ PyInit__clone_spawn(void)
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;
+    if (PyModule_AddFunctions(m, fdloop_ready_set_methods) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     static const struct { const char *name; int value; } steps[] = {
         {"STEP_UNSHARE_FDS", STEP_UNSHARE_FDS}, {"STEP_PDEATHSIG", STEP_PDEATHSIG}, {"STEP_SETSID", STEP_SETSID}, {"STEP_SETPGID", STEP_SETPGID},
         {"STEP_STDIO", STEP_STDIO}, {"STEP_CWD", STEP_CWD}, {"STEP_GROUPS", STEP_GROUPS},

@@ -2,6 +2,7 @@
  *
  *   _clone_spawn.c  the module, spawn() and the child's set-up, reap()
  *   _clone3.c       how the child is started: clone3 or clone, the stack it runs on
+ *   _ready_set.c    arm() and collect(): the pidfds of a per-loop ready set
  */
 #ifndef FDLOOP_CLONE_SPAWN_H
 #define FDLOOP_CLONE_SPAWN_H
@@ -36,5 +37,8 @@ int fdloop_clone3_init(void);
 PyObject *fdloop_exit_tuple(const siginfo_t *info, const struct rusage *usage);
 
 #define FDLOOP_P_PIDFD 3
+
+/* arm() and collect() (_ready_set.c), added to the module at import. */
+extern PyMethodDef fdloop_ready_set_methods[];
 
 #endif
