@@ -119,7 +119,8 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
             self.stderr = (PipeReceiveStream(stderr, limit=limit) if stderr is not None
                            else None)
         if owner:
-            reaper.track(self)
+            reaper.track(handle, (reaper.DAEMON if daemon else 0)
+                         | (reaper.GROUP if new_session else 0))
         self._owner_pid = _aio.forks.pid  # (reaper.process_id(), without a call)
         return self
 
@@ -197,9 +198,11 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
             # Someone else reaped it (SIGCHLD set to SIG_IGN, a waitpid(-1) handler...):
             # the kernel kept the status for pidfd holders since 6.15.
             self._status = self._after_foreign_reap()
+            reaper.untrack(self._handle)
             return
         if raw is not None:
             self._status = ExitStatus.from_raw(raw)
+            reaper.untrack(self._handle)  # (its pid is free now: no longer ours)
 
     def _after_foreign_reap(self) -> ExitStatus:
         wait_status = self._handle.exit_info()
@@ -374,7 +377,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         if self._hup_waiter is not None:
             self._hup_waiter.close()
         if self._owner:
-            reaper.untrack(self)
+            reaper.untrack(handle)
         if (handle.is_child and self._status is None
                 and self._owner_pid == _aio.forks.pid):  # (not a forked copy)
             self._collect_child()
@@ -392,7 +395,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         """
         self._check_open()
         self._close_streams()
-        reaper.untrack(self)
+        reaper.untrack(self._handle)
         if self._hup_waiter is not None:
             self._hup_waiter.close()
         return super().detach()

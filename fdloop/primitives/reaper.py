@@ -30,27 +30,12 @@ import gc
 import signal
 import threading
 import time
-import weakref
-from typing import Any, Protocol
 
 from .. import _aio
 from ..backends.contract import ProcessFDBackend
 
 EXIT_GRACE_SECONDS = 2.0
 """How long interpreter exit waits, in total, for SIGKILLed children to die."""
-
-
-class SpawningHandle(Protocol):
-    """What the reaper needs of a ProcessFD that spawned its child."""
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def status(self) -> object | None:
-        """Known once the child has been reaped (by us, or seen reaped by another)."""
-
-    def close(self) -> None: ...
 
 
 class _Orphan:
@@ -64,10 +49,16 @@ class _Orphan:
 
 _orphans: dict[int, _Orphan] = {}
 _lock = threading.RLock()  # re-entrant: a GC finalizer may close a ProcessFD mid-sweep
-_live: set[weakref.ref[Any]] = set()
-"""Weak references to the open spawning handles. (Not a WeakSet: this is on every
-spawn's path, and a plain set of references is added to and removed from in C. A
-reference removes itself when its handle is freed.)"""
+_live: dict[ProcessFDBackend, int] = {}
+"""The process fds of our children that are neither reaped nor closed, each with its
+DAEMON and GROUP bits: what interpreter exit must end, and whose pids are ours to reap.
+(The backend handle, not the ProcessFD: a dropped ProcessFD must still be collectable,
+and a weak reference per child cost 180 bytes and a callback where a dict entry costs
+a few dozen.)"""
+DAEMON = 1
+"""Leave the child running at exit."""
+GROUP = 2
+"""Signal its process group (a new session's leader)."""
 
 
 def process_id() -> int:
@@ -94,20 +85,15 @@ def _after_fork_in_child() -> None:
 _aio.forks.at_fork_in_child(_after_fork_in_child)
 
 
-def track(owner: SpawningHandle) -> None:
-    """Remember a spawning ProcessFD so interpreter exit can close (and so kill) it."""
-    _live.add(weakref.ref(owner, _live.discard))
+def track(handle: ProcessFDBackend, how: int) -> None:
+    """Remember a just-spawned child (``how``: DAEMON, GROUP bits) until
+    :func:`untrack`, so that interpreter exit ends it and :func:`children` names it."""
+    _live[handle] = how
 
 
-def untrack(owner: SpawningHandle) -> None:
-    # A reference to a live object equals every other reference to it (and hashes as
-    # it): a new one finds the tracked one.
-    _live.discard(weakref.ref(owner))
-
-
-def _live_owners() -> list[SpawningHandle]:
-    owners = (ref() for ref in list(_live))
-    return [owner for owner in owners if owner is not None]
+def untrack(handle: ProcessFDBackend) -> None:
+    """Forget ``handle``: its child has been reaped, or the handle closed or handed over."""
+    _live.pop(handle, None)
 
 
 def pending() -> int:
@@ -116,8 +102,8 @@ def pending() -> int:
 
 
 def children() -> set[int]:
-    """The pids fdloop will reap itself: children of open spawning ProcessFDs and
-    closed-but-unreaped ones. Another reaper in this process must leave these alone,
+    """The pids fdloop will reap itself: unreaped children of open spawning ProcessFDs
+    and closed-but-unreaped ones. Another reaper in this process must leave these alone,
     or it steals their exit status.
 
     A handle whose child is already reaped (its status known) but that is still open
@@ -125,9 +111,7 @@ def children() -> set[int]:
     subreaper must reap, which would otherwise stay a zombie)."""
     with _lock:
         pids = {orphan.handle.pid for orphan in _orphans.values()}
-        pids.update(
-            owner.pid for owner in _live_owners() if owner.pid > 0 and owner.status is None
-        )
+        pids.update(handle.pid for handle in list(_live) if handle.pid > 0)
     return pids
 
 
@@ -216,9 +200,15 @@ gc.callbacks.append(_sweep_after_collection)
 
 @atexit.register
 def _at_exit() -> None:
-    for owner in _live_owners():
+    # Children whose ProcessFD is still open: as close() would, SIGKILL the non-daemons,
+    # then reap them below with the closed ones.
+    for handle, how in list(_live.items()):
         with contextlib.suppress(Exception):
-            owner.close()
+            if not handle.closed:
+                if not how & DAEMON:
+                    handle.send_signal(signal.SIGKILL, group=bool(how & GROUP))
+                adopt(handle.transfer(), daemon=bool(how & DAEMON))
+    _live.clear()
     deadline = time.monotonic() + EXIT_GRACE_SECONDS
     with _lock:
         for orphan in list(_orphans.values()):
