@@ -322,3 +322,44 @@ def test_each_thread_keeps_one_stack_and_frees_it_when_it_exits() -> None:
             thread.join(HANG)
     assert results == [0] * 40
     assert _child_stacks() == before
+
+
+@needs_extension
+def test_the_child_keeps_ignored_signals_except_those_it_resets() -> None:
+    """With CLONE_CLEAR_SIGHAND the kernel resets handled signals and the child resets
+    only the ignored ones it was asked to (sigdefault); the others stay ignored. (Caught
+    signals cannot be seen after exec, which resets them anyway: the reset matters for a
+    signal that arrives before exec, while the child still shares our memory.)"""
+    import signal
+
+    assert native is not None
+    previous = {signo: signal.signal(signo, action) for signo, action in (
+        (signal.SIGUSR1, lambda *_: None), (signal.SIGUSR2, signal.SIG_IGN),
+        (signal.SIGHUP, signal.SIG_IGN))}
+    read, write = os.pipe()
+    try:
+        _pid, pidfd, err, _step = native.spawn(
+            b"/bin/cat", [b"cat", b"/proc/self/status"], None, (-1, write, -1),
+            None, [], [], True, write + 1, False, -1, -1, [signal.SIGHUP, signal.SIGPIPE],
+            -1, -1, None, 0, 0)
+        os.close(write)
+        write = -1
+        assert err == 0
+        try:
+            assert native.reap(pidfd, WEXITED) is not None
+        finally:
+            os.close(pidfd)
+        output = b""
+        while chunk := os.read(read, 65536):
+            output += chunk
+        fields = dict(line.split(":\t", 1) for line in output.decode().splitlines())
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
+        for signo, action in previous.items():
+            signal.signal(signo, action)
+    ignored = int(fields["SigIgn"], 16)
+    assert ignored & (1 << (signal.SIGUSR2 - 1))
+    assert not ignored & (1 << (signal.SIGHUP - 1)) and not ignored & (1 << (signal.SIGPIPE - 1))
+    assert not ignored & (1 << (signal.SIGUSR1 - 1))

@@ -45,6 +45,7 @@
 #define CLONE_PIDFD 0x00001000
 #endif
 #define FDLOOP_CLONE_INTO_CGROUP 0x200000000ULL
+#define FDLOOP_CLONE_CLEAR_SIGHAND 0x100000000ULL
 #ifndef SYS_clone3
 #define SYS_clone3 435
 #endif
@@ -84,6 +85,8 @@ free_stack(void *base)
 /* 1: clone3; 0: clone. Written once at import and at most once more, by whichever thread
  * first sees clone3 refused; a stale read only costs that thread one more refusal. */
 static int use_clone3 = 0;
+/* 1 until clone3 refuses CLONE_CLEAR_SIGHAND (Linux 5.3 and 5.4 know clone3, not it). */
+static int clear_sighand = 1;
 
 #if HAVE_CLONE3_ENTRY
 /* clone3(args) in the parent: the child's pid, or -errno. In the child: fn(arg), then
@@ -196,7 +199,8 @@ thread_stack(void)
 }
 
 long
-fdloop_start_child(int (*fn)(void *), void *arg, int share_files, int cgroup_fd, int *pidfd)
+fdloop_start_child(int (*fn)(void *), void *arg, int share_files, int cgroup_fd, int *pidfd,
+                   volatile int *handlers_cleared)
 {
     char *stack = thread_stack();
     if (stack == NULL)
@@ -213,7 +217,18 @@ fdloop_start_child(int (*fn)(void *), void *arg, int share_files, int cgroup_fd,
         args.stack = (uint64_t)(uintptr_t)stack;
         args.stack_size = CHILD_STACK_SIZE;
         args.cgroup = cgroup_fd >= 0 ? (uint64_t)cgroup_fd : 0;
+        /* The kernel resets the child's handled signals to SIG_DFL as it copies them,
+         * which saves the child a sigaction per signal while we wait for it. */
+        *handlers_cleared = __atomic_load_n(&clear_sighand, __ATOMIC_RELAXED);
+        if (*handlers_cleared)
+            args.flags |= FDLOOP_CLONE_CLEAR_SIGHAND;
         rc = clone3_entry(&args, fn, arg);
+        if (rc == -EINVAL && *handlers_cleared) {
+            __atomic_store_n(&clear_sighand, 0, __ATOMIC_RELAXED);
+            *handlers_cleared = 0;
+            args.flags &= ~FDLOOP_CLONE_CLEAR_SIGHAND;
+            rc = clone3_entry(&args, fn, arg);
+        }
         /* Refused as a whole (an old kernel, seccomp): from now on clone(2). A refusal
          * for the cgroup is the caller's to hear, not a reason to drop clone3. */
         if (!((rc == -ENOSYS || rc == -EPERM) && cgroup_fd < 0))
@@ -223,6 +238,7 @@ fdloop_start_child(int (*fn)(void *), void *arg, int share_files, int cgroup_fd,
 #endif
     if (cgroup_fd >= 0)
         return -ENOSYS;
+    *handlers_cleared = 0;
     /* clone(2) returns the pidfd through the parent_tid argument. */
     rc = clone(fn, stack + CHILD_STACK_SIZE, (int)flags | SIGCHLD, arg, pidfd);
     return rc < 0 ? -errno : rc;

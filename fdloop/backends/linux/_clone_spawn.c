@@ -90,6 +90,7 @@ struct request {
     gid_t *groups;
     int pdeathsig;       /* 0: none */
     pid_t parent;        /* who must still be our parent once pdeathsig is armed */
+    volatile int handlers_cleared;  /* by the kernel: only sigdefault is left to do */
     /* written by the child, read by the parent once the clone call has returned */
     volatile int error;
     volatile int step;
@@ -134,12 +135,18 @@ child_main(void *arg)
         struct sigaction old, dfl;
         if (signo == SIGKILL || signo == SIGSTOP)
             continue;
-        if (sigaction(signo, NULL, &old) != 0)  /* glibc's own signals say EINVAL */
-            continue;
-        if (old.sa_handler == SIG_DFL)
-            continue;
-        if (old.sa_handler == SIG_IGN && !sigismember(&r->sigdefault, signo))
-            continue;
+        if (r->handlers_cleared) {
+            /* Handlers are SIG_DFL already; only ignored signals may be left to reset. */
+            if (!sigismember(&r->sigdefault, signo))
+                continue;
+        } else {
+            if (sigaction(signo, NULL, &old) != 0)  /* glibc's own signals say EINVAL */
+                continue;
+            if (old.sa_handler == SIG_DFL)
+                continue;
+            if (old.sa_handler == SIG_IGN && !sigismember(&r->sigdefault, signo))
+                continue;
+        }
         memset(&dfl, 0, sizeof dfl);
         dfl.sa_handler = SIG_DFL;
         sigaction(signo, &dfl, NULL);
@@ -442,7 +449,8 @@ clone_spawn(PyObject *module, PyObject *args)
     sigfillset(&all);
     Py_BEGIN_ALLOW_THREADS
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid = fdloop_start_child(child_main, &r, keep_below > 0, cgroup_fd, &pidfd);
+    pid = fdloop_start_child(child_main, &r, keep_below > 0, cgroup_fd, &pidfd,
+                             &r.handlers_cleared);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid > 0 && r.error != 0) {
         reap_failed_child(pidfd);

@@ -20,10 +20,11 @@
  * plus CLONE_FILES when share_files), on a stack kept for the calling thread, and return
  * once it has exec'd or exited. Returns its pid and sets *pidfd, or returns -errno (nothing
  * was started). cgroup_fd >= 0 starts it in that cgroup v2 directory (CLONE_INTO_CGROUP):
- * -ENOSYS where only clone() is usable. Called with every signal blocked and without
- * the GIL. */
+ * -ENOSYS where only clone() is usable. *handlers_cleared is set, before the child runs,
+ * to 1 when the kernel resets its handled signals to SIG_DFL itself (CLONE_CLEAR_SIGHAND),
+ * else 0. Called with every signal blocked and without the GIL. */
 long fdloop_start_child(int (*fn)(void *), void *arg, int share_files, int cgroup_fd,
-                        int *pidfd);
+                        int *pidfd, volatile int *handlers_cleared);
 
 /* "clone3" or "clone": the system call the next fdloop_start_child will use. */
 const char *fdloop_variant(void);
