@@ -33,7 +33,7 @@ from ..backends.contract import ReadySetBackend
 from ..errors import ClosedResourceError
 from . import forks
 from .library import _quietly
-from .waiter import REGISTERED, TRIO_BUSY, WOKEN, FDWaiter
+from .waiter import CHILD, REGISTERED, TRIO_BUSY, WOKEN, FDWaiter
 
 
 def _new_ready_set() -> ReadySetBackend | None:
@@ -66,7 +66,7 @@ class _AsyncioHub:
 
     def add(self, fd: int, waiter: FDWaiter) -> None:
         """Watch ``fd`` for one report; then wake every task waiting on ``waiter``."""
-        self._set.add_once(fd)
+        self._set.add_once(fd, bool(waiter._flags & CHILD))
         self._callbacks[fd] = waiter
 
     def remove(self, fd: int) -> None:
@@ -97,10 +97,12 @@ class _AsyncioHub:
         if ready_set.closed:
             return
         callbacks = self._callbacks
-        for fd in ready_set.ready():
+        for fd, raw in ready_set.ready_reaped():  # (one call: every exited child reaped)
             waiter = callbacks.pop(fd, None)
             if waiter is None:
                 continue  # (removed meanwhile: nothing waits)
+            if type(raw) is tuple:
+                waiter.reaped = raw
             waiter._hub = None
             waiter._flags &= ~REGISTERED
             futures, waiter._futures = waiter._futures, None
@@ -196,7 +198,7 @@ class _TrioHub:
             raise _trio.BusyResourceError("another task is already waiting on this fd")
         lowlevel = _trio.lowlevel
         parked = _Parked(self, waiter, fd, lowlevel.current_task())
-        self._set.add_once(fd)
+        self._set.add_once(fd, bool(waiter._flags & CHILD))
         self._parked[fd] = parked
         waiter._hub = self
         return lowlevel.wait_task_rescheduled(parked)  # type: ignore[no-any-return]
@@ -214,9 +216,12 @@ class _TrioHub:
         try:
             while True:
                 await lowlevel.wait_readable(ready_set.fileno())
-                for fd in ready_set.ready():  # (each one reported once, then disarmed)
+                # Each one reported once, then disarmed; exited children reaped.
+                for fd, raw in ready_set.ready_reaped():
                     parked = self._parked.pop(fd, None)
                     if parked is not None:
+                        if type(raw) is tuple:
+                            parked.waiter.reaped = raw
                         parked.waiter._flags |= WOKEN
                         parked.wake(outcome.Value(None))
         finally:

@@ -68,6 +68,9 @@ WOKEN = 32
 """shared: the last wait ended with a wake-up (see the back-off in the docstring)."""
 STALE = 64
 """asyncio: the next readiness report predates the woken task's read (skip it)."""
+CHILD = 128
+"""shared: the fd is our child's process fd, which the ready set may reap as it reports
+it (the status is then left in ``reaped``)."""
 
 _registering = threading.RLock()
 """Held while a wait adds a registration and while close() decides where it must run,
@@ -94,13 +97,20 @@ class FDWaiter:
         "_pid",
         "_trio_done",
         "_trio_token",
+        "reaped",
     )
 
-    def __init__(self, fd: int, *, writable: bool = False, shared: bool = False) -> None:
+    def __init__(self, fd: int, *, writable: bool = False, shared: bool = False,
+                 child: bool = False) -> None:
         """``shared=True`` (readable only): wait through the loop's ready set (see
-        :mod:`.readyset`), for fds that are waited on once each, many at a time."""
+        :mod:`.readyset`), for fds that are waited on once each, many at a time.
+        ``child=True`` (shared only): ``fd`` is our child's process fd; the ready set
+        may reap the child as it reports the exit and leave its RawExit in
+        :attr:`reaped` for the owner to take."""
         self._fd = fd
-        self._flags = WRITABLE if writable else (SHARED if shared else 0)
+        self._flags = WRITABLE if writable else (
+            (SHARED | CHILD if child else SHARED) if shared else 0)
+        self.reaped: Any = None
         self._pid = forks.pid
         self._loop: Any = None  # asyncio: the loop of the registration (kept between waits)
         # asyncio: the waiting tasks' futures: None, one future, or a list of them (one

@@ -310,9 +310,16 @@ class ReadySetBackend(Protocol):
     def add(self, fd: int) -> None:
         """Watch ``fd`` for readability, level-triggered, until it is discarded."""
         ...
-    def add_once(self, fd: int) -> None:
+    def add_once(self, fd: int, child: bool = False) -> None:
         """Watch ``fd`` until ``ready()`` reports it once; it is then no longer watched
-        (no ``discard`` needed), and ``add_once`` again re-arms it."""
+        (no ``discard`` needed), and ``add_once`` again re-arms it. ``child``: ``fd`` is
+        the process fd of our child, for ``ready_reaped()`` to reap where it can."""
+        ...
+    def ready_reaped(self) -> list[tuple[int, object]]:
+        """``ready()``, each fd paired with the exit status of the child its report
+        reaped (a ``child`` member that exited, where the backend reaps here: a plain
+        tuple shaped as RawExit), else a non-tuple (None, an errno): that child's owner
+        then reaps it itself."""
         ...
     def discard(self, fd: int) -> None: ...
     def ready(self) -> list[int]:

@@ -100,7 +100,8 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         # FDResource.__init__, with a shared waiter: process fds are waited on once each,
         # often many at a time, through the loop's ready set (see fdloop._aio).
         self._handle = handle
-        self._waiter = _aio.FDWaiter(handle.fileno(), shared=True)
+        self._waiter = _aio.FDWaiter(handle.fileno(), shared=True,
+                                     child=owner and handle.is_child)
         self._pid = handle.pid
         self._owner = owner
         self._daemon = daemon
@@ -192,6 +193,12 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         return None if self._status is None else self._status.returncode
 
     def _collect_child(self) -> None:
+        raw = self._waiter.reaped
+        if raw is not None:  # the loop's ready set reaped it as it reported the exit
+            self._waiter.reaped = None
+            self._status = ExitStatus.from_raw(raw)
+            reaper.untrack(self._handle)
+            return
         try:
             raw = self._handle.try_reap()
         except ChildProcessError:
@@ -394,6 +401,8 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         The caller then owns the fd and, for our child, its reaping.
         """
         self._check_open()
+        if self._waiter.reaped is not None:
+            self._collect_child()  # reaped already: the status stays ours to report
         self._close_streams()
         reaper.untrack(self._handle)
         if self._hup_waiter is not None:

@@ -9,6 +9,7 @@ not fired yet keeps it quiet.
 
 from __future__ import annotations
 
+import os
 import select
 from collections.abc import Iterator
 
@@ -75,3 +76,57 @@ def test_an_exited_child_is_reported_once(ready_set: ReadySetBackend) -> None:
         assert proc.poll() == 0
     finally:
         proc.close()
+
+
+@pytest.fixture(params=["compiled", "python"])
+def reaping_ready_set(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+                      ) -> Iterator[ReadySetBackend]:
+    """The Linux ready set with the extension's arm/collect, and with its pure-Python
+    collection (as without the extension)."""
+    if backends.selected_name() != "linux":
+        pytest.skip("only the Linux ready set reaps as it reports")
+    from fdloop.backends.linux import readyset
+
+    if request.param == "python":
+        monkeypatch.setattr(readyset, "_arm", None)
+        monkeypatch.setattr(readyset, "_collect", None)
+    elif readyset._collect is None:
+        pytest.skip("the _clone_spawn extension is not built")
+    ready = backends.current().ready_set()
+    yield ready
+    ready.close()
+
+
+def test_ready_reaped_reaps_a_child_member_as_it_reports_it(
+    reaping_ready_set: ReadySetBackend,
+) -> None:
+    ready_set = reaping_ready_set
+    child = fdloop.spawn(["/bin/sh", "-c", "exit 7"])
+    watched = fdloop.EventFD()
+    try:
+        watched.write(1)
+        ready_set.add_once(child.fileno(), child=True)
+        ready_set.add_once(watched.fileno())
+        poller = select.poll()
+        poller.register(child.fileno(), select.POLLIN)
+        assert poller.poll(10_000), "the child never exited"
+        reports = dict(ready_set.ready_reaped())
+        raw = reports[child.fileno()]
+        assert type(raw) is tuple
+        pid, status, _user, _system, max_rss = raw
+        assert (pid, status >> 8) == (child.pid, 7)
+        assert max_rss > 0
+        assert type(reports[watched.fileno()]) is not tuple  # not a child: never reaped
+        assert ready_set.ready_reaped() == []  # both reported once
+        with pytest.raises(ChildProcessError):
+            os.waitid(os.P_PIDFD, child.fileno(), os.WEXITED | os.WNOHANG)  # reaped
+    finally:
+        watched.close()
+        child.close()
+
+
+async def test_a_wait_gets_the_status_the_ready_set_reaped() -> None:
+    with fdloop.spawn(["/bin/sh", "-c", "exit 5"]) as proc:
+        status = await proc.wait()
+    assert status.returncode == 5
+    assert status.rusage is not None

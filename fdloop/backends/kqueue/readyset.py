@@ -38,8 +38,9 @@ class KqueueReadySet(KqueueHandle):
         self._members.add(fd)
         self._once.discard(fd)
 
-    def add_once(self, fd: int) -> None:
-        """Watch ``fd`` until ``ready()`` has reported it once."""
+    def add_once(self, fd: int, child: bool = False) -> None:
+        """Watch ``fd`` until ``ready()`` has reported it once (``child`` changes
+        nothing: a kqueue ProcessFD's fd is its own kqueue, reaped by its owner)."""
         self._control([self._kevent(fd, EVFILT_READ, EV_ADD)])
         self._members.add(fd)
         self._once.add(fd)
@@ -66,6 +67,10 @@ class KqueueReadySet(KqueueHandle):
             with contextlib.suppress(OSError, ValueError):
                 self._control([self._kevent(fd, EVFILT_READ, EV_DELETE) for fd in once])
         return ready
+
+    def ready_reaped(self) -> list[tuple[int, object]]:
+        """``ready()``, none of them reaped here."""
+        return [(fd, None) for fd in self.ready()]
 
     def detach(self) -> int:
         raise TypeError("a ready set cannot be detached")

@@ -127,6 +127,12 @@ _waitid = (_native_waitid if _native_reap is not None
            else _raw_waitid if _SYS_WAITID is not None else _stdlib_waitid)
 
 
+def reap_pidfd(fd: int) -> RawExit | None:
+    """Reap the exited child behind pidfd ``fd`` (None while it runs); ECHILD raises
+    ChildProcessError. The ready set's pure-Python collection calls this."""
+    return _waitid(fd, _WEXITED | _WNOHANG)
+
+
 def _wait_status(code: int, status: int) -> int:
     """The classic wait(2) status word for a CLD_* code and si_status."""
     if code == _CLD_EXITED:

@@ -10,24 +10,40 @@ must ``discard`` it (a pidfd stays readable once its process has exited). A memb
 with ``add_once`` is EPOLLONESHOT instead: the kernel disarms it as it reports it, which
 saves the ``epoll_ctl(EPOLL_CTL_DEL)`` per wait; the disarmed entry stays in the set
 until the fd is closed (closing removes it) or re-armed, and never reports again.
+
+A one-shot member added with ``child=True`` is one of our children's pidfds:
+``ready_reaped()`` reaps it as it reports it (waitid WNOHANG, with rusage), so that one
+call per loop wake-up collects every exited child's status. With the compiled extension
+(``_clone_spawn.arm``/``collect``) that is one C call for the epoll_wait and every
+waitid; without it, the same in Python.
 """
 
 from __future__ import annotations
 
 import select
+from typing import Any
 
 from ..contract import OwnedFD
+from .pidfd import reap_pidfd
+from .spawn import _clone_spawn
 
 _READABLE_ONCE = select.EPOLLIN | select.EPOLLONESHOT
+_CHILD_BIT = 1 << 32
+"""Set in a member's epoll data when ready_reaped() must reap it."""
+_MAX_REPORTS = 64
+"""Members collected per ready_reaped() call (more stay ready for the next call)."""
+_arm: Any = getattr(_clone_spawn, "arm", None)
+_collect: Any = getattr(_clone_spawn, "collect", None)
 
 
 class LinuxReadySet(OwnedFD):
     """An epoll instance (close-on-exec) owned by this object."""
 
-    __slots__ = ("_epoll",)
+    __slots__ = ("_children", "_epoll")
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
+        self._children: set[int] = set()  # (without the extension: who to reap)
         super().__init__(self._epoll.fileno())
 
     @classmethod
@@ -41,15 +57,42 @@ class LinuxReadySet(OwnedFD):
         except FileExistsError:
             self._epoll.modify(fd, select.EPOLLIN)
 
-    def add_once(self, fd: int) -> None:
-        """Watch ``fd`` for one report (EPOLLONESHOT); re-arm it if it is already in."""
+    def add_once(self, fd: int, child: bool = False) -> None:
+        """Watch ``fd`` for one report (EPOLLONESHOT); re-arm it if it is already in.
+        ``child``: ``fd`` is the pidfd of our child, which ``ready_reaped()`` reaps."""
+        if _arm is not None:
+            _arm(self._fd, fd, child)
+            return
+        if child:
+            self._children.add(fd)
         try:
             self._epoll.register(fd, _READABLE_ONCE)
         except FileExistsError:
             self._epoll.modify(fd, _READABLE_ONCE)
 
+    def ready_reaped(self) -> list[tuple[int, object]]:
+        """Like ``ready()``, each fd with the status of the child it reaped (members
+        added with ``child=True`` that have exited: a plain tuple shaped as RawExit),
+        else something that is not a tuple (None, an errno); never blocks."""
+        if _collect is not None:
+            return _collect(self._fd, _MAX_REPORTS)  # type: ignore[no-any-return]
+        reports: list[tuple[int, object]] = []
+        for fd, _events in self._epoll.poll(0, _MAX_REPORTS):
+            raw: object = None
+            if fd in self._children:
+                self._children.discard(fd)
+                try:
+                    raw = reap_pidfd(fd)
+                    if raw is not None:
+                        raw = tuple(raw)
+                except OSError:  # ECHILD: someone else reaped it; its owner finds out
+                    pass
+            reports.append((fd, raw))
+        return reports
+
     def discard(self, fd: int) -> None:
         """Stop watching ``fd``; nothing happens if it was not watched (or is closed)."""
+        self._children.discard(fd)
         try:  # noqa: SIM105 - contextlib.suppress costs more than this call, once per wait
             self._epoll.unregister(fd)
         except (OSError, ValueError):
