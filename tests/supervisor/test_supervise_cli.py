@@ -91,7 +91,7 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN)
 print("ready")
 time.sleep(1000)
 ''']
-stop_timeout = 1
+stop_timeout = 0.3  # long enough to see it ignore SIGTERM; the test waits it out
 
 [program.polite]
 command = ["python3", "-u", "-c", '''
