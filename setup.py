@@ -14,8 +14,8 @@ if sys.platform.startswith("linux"):
     extensions.append(
         Extension(
             "fdloop.backends.linux._clone_spawn",
-            ["fdloop/backends/linux/_clone_spawn.c", "fdloop/backends/linux/_clone3.c",
-             "fdloop/backends/linux/_ready_set.c"],
+            ["fdloop/backends/linux/_clone_spawn.c", "fdloop/backends/linux/_child.c",
+             "fdloop/backends/linux/_clone3.c", "fdloop/backends/linux/_ready_set.c"],
             depends=["fdloop/backends/linux/_clone_spawn.h"],
             optional=True,
         )
