@@ -96,11 +96,19 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(params=["clone", "posix_spawn"])
 def spawn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a Linux spawn test on both ways of starting a child: the compiled
-    clone(CLONE_PIDFD) path and the pure-Python posix_spawn + pidfd_open fallback."""
+    clone(CLONE_PIDFD) path and the pure-Python fallback (posix_spawn + pidfd_open,
+    reaped through ctypes, the ready set collecting in Python), as
+    ``fdloop.backends.linux.python_only()`` sets it, undone after the test."""
+    from fdloop.backends.linux import pidfd as linux_pidfd
+    from fdloop.backends.linux import readyset as linux_readyset
     from fdloop.backends.linux import spawn as linux_spawn
 
     if request.param == "posix_spawn":
         monkeypatch.setattr(linux_spawn, "_clone_spawn", None)
+        monkeypatch.setattr(linux_pidfd, "_native_reap", None)
+        monkeypatch.setattr(linux_pidfd, "_waitid", linux_pidfd._python_waitid)
+        monkeypatch.setattr(linux_readyset, "_arm", None)
+        monkeypatch.setattr(linux_readyset, "_collect", None)
     elif linux_spawn._clone_spawn is None:
         pytest.skip("the _clone_spawn extension is not built (no C compiler at install)")
     return request.param  # type: ignore[no-any-return]

@@ -58,6 +58,8 @@ FLOOR = "floor: posix_spawn+pidfd+epoll"
 """The no-loop floor's contender name."""
 LOOP_FLOOR = "floor: posix_spawn+pidfd+loop"
 """The per-loop floors' contender name, before ``/<loop>``."""
+PURE = "fdloop, pure Python"
+"""fdloop without its compiled extension (issue 16.2's subject), before ``/<loop>``."""
 
 
 def _versus_floors(
@@ -67,7 +69,7 @@ def _versus_floors(
     extra: dict[str, Metrics] = {}
     floor = medians.get(FLOOR, {}).get("cpu_us_per_child")
     for name, figures in medians.items():
-        if not name.startswith("fdloop/"):
+        if not name.startswith(("fdloop/", f"{PURE}/")):
             continue
         mine = figures["cpu_us_per_child"]
         row: Metrics = {}
@@ -187,6 +189,18 @@ async def fdloop_spawn(probe: Probe) -> dict[str, Any]:
         return -1 if code is None else code
 
     return await _drive(probe, one)
+
+
+@contender("spawn", PURE, loops=("asyncio", "uvloop", "trio"), needs=("fdloop:spawn",))
+async def fdloop_pure_spawn(probe: Probe) -> dict[str, Any]:
+    # This contender's own interpreter leaves the compiled extension aside.
+    from fdloop.backends import selected_name
+
+    if selected_name() == "linux":
+        from fdloop.backends.linux import python_only
+
+        python_only()
+    return await fdloop_spawn(probe)  # type: ignore[no-any-return]
 
 
 def _default_watcher() -> str:

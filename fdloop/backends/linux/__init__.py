@@ -24,6 +24,18 @@ from .timerfd import LinuxTimerFD as _LinuxTimerFD
 NAME = "linux"
 
 
+def python_only() -> None:
+    """Stop using the optional compiled extension (``_clone_spawn``) in this process:
+    posix_spawn + pidfd_open to start children, ctypes (or os.waitid) to reap them, and
+    the ready set's collection in Python. For the benchmark's pure-Python contenders,
+    which run in a fresh interpreter each; there is no way back."""
+    from . import pidfd, readyset, spawn
+
+    spawn._clone_spawn = None
+    pidfd.use_python_waitid()
+    readyset._arm = readyset._collect = None
+
+
 class LinuxBackend:
     """The Linux backend as one object (a :class:`fdloop.backends.contract.Backend`)."""
 

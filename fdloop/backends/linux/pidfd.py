@@ -123,8 +123,15 @@ def _native_waitid(fd: int, options: int) -> RawExit | None:
 # The compiled fast path (the same raw waitid, a fraction of ctypes' cost) where built.
 _native_reap: Callable[[int, int], tuple[int, int, float, float, int] | None] | None = (
     getattr(_extension, "reap", None))
-_waitid = (_native_waitid if _native_reap is not None
-           else _raw_waitid if _SYS_WAITID is not None else _stdlib_waitid)
+_python_waitid = _raw_waitid if _SYS_WAITID is not None else _stdlib_waitid
+_waitid = _native_waitid if _native_reap is not None else _python_waitid
+
+
+def use_python_waitid() -> None:
+    """Reap through ctypes (or os.waitid) from now on, not the extension."""
+    global _native_reap, _waitid
+    _native_reap = None
+    _waitid = _python_waitid
 
 
 def reap_pidfd(fd: int) -> RawExit | None:
