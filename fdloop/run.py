@@ -38,7 +38,7 @@ import anyio.abc
 from . import _validate
 from .errors import CalledProcessError, TimeoutExpired
 from .primitives.exitstatus import ExitStatus
-from .primitives.process_api import Collector, TextMode, as_input
+from .primitives.process_api import Collector, TextMode, as_input, drop_windows_options
 from .primitives.processfd import ProcessFD
 from .primitives.spawn import StrOrBytesPath, spawn
 from .primitives.streams import PIPE, PipeReceiveStream, PipeSendStream
@@ -128,6 +128,8 @@ async def run(
     mode = TextMode.choose(
         text=text, encoding=encoding, errors=errors, universal_newlines=universal_newlines
     )
+    if spawn_kwargs:
+        drop_windows_options(spawn_kwargs)  # bufsize, startupinfo, creationflags
     data: memoryview | None = None
     if input is not None:
         data = memoryview(mode.encode(input)) if mode is not None else as_input(input)
@@ -222,7 +224,7 @@ async def check_output(
     if "stdout" in kwargs:
         raise ValueError("stdout argument not allowed, it will be overridden.")
     if "check" in kwargs:
-        raise ValueError("check argument not allowed: check_output always checks")
+        raise ValueError("check argument not allowed, it will be overridden.")
     return (await run(argv, stdout=PIPE, check=True, **kwargs)).stdout
 
 

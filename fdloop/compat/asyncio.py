@@ -35,6 +35,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from ..primitives.process_api import drop_windows_options
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
 from ..primitives.streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream
@@ -125,6 +126,7 @@ def _start(argv: str | bytes | Sequence[StrOrBytesPath], limit: int, **kwds: Any
     for name in ("encoding", "errors"):
         if kwds.pop(name, None) is not None:
             raise ValueError(f"{name} must be None")
+    drop_windows_options(kwds)  # startupinfo=None, creationflags=0 reach Popen as asyncio's
     proc = quiet_when_exited(spawn(argv, limit=limit, **kwds))
     proc.args = argv
     return Process(proc)

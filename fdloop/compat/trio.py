@@ -39,7 +39,7 @@ import anyio
 import trio
 
 from ..errors import CalledProcessError
-from ..primitives.process_api import as_input
+from ..primitives.process_api import as_input, drop_windows_options
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
 from ..primitives.streams import PIPE, PipeReceiveStream, PipeSendStream
@@ -159,6 +159,7 @@ def _check_options(command: object, options: dict[str, Any]) -> None:
                 f"the '{key}' option is not supported"
             )
         options.pop(key, None)
+    drop_windows_options(options)  # startupinfo=None, creationflags=0 reach Popen as trio's
     text_command = isinstance(command, (str, bytes))
     if text_command and not options.get("shell"):
         raise TypeError("command must be a sequence (not a string or bytes) if shell=False "

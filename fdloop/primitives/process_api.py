@@ -35,7 +35,7 @@ from .streams import PipeReceiveStream, PipeSendStream
 if TYPE_CHECKING:
     from .exitstatus import ExitStatus
 
-__all__ = ["Collector", "ProcessAPI", "TextMode", "as_input"]
+__all__ = ["Collector", "ProcessAPI", "TextMode", "as_input", "drop_windows_options"]
 
 CHUNK = 256 * 1024
 """Bytes asked of the kernel per read while collecting output."""
@@ -94,6 +94,26 @@ def as_input(data: object) -> memoryview:
         return memoryview(data).cast("B")  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(f"input must be bytes-like, not {type(data).__name__}") from None
+
+
+def drop_windows_options(options: dict[str, Any]) -> None:
+    """Take out of ``options`` the Popen keywords that mean nothing on POSIX, accepted as
+    Popen accepts them there, so that code passing them moves unchanged.
+
+    ``startupinfo`` must be None and ``creationflags`` 0 (else ValueError, Popen's).
+    ``bufsize`` may be any int or None (TypeError otherwise, as Popen): it only sizes the
+    file objects Popen wraps its pipes in, and fdloop's pipe streams are unbuffered byte
+    streams. (asyncio's and trio's entry points apply their own stricter bufsize rule
+    first.)
+    """
+    if options.pop("startupinfo", None) is not None:
+        raise ValueError("startupinfo is only supported on Windows platforms")
+    if options.pop("creationflags", 0) != 0:
+        raise ValueError("creationflags is only supported on Windows platforms")
+    if "bufsize" in options:
+        size = options.pop("bufsize")
+        if size is not None and not isinstance(size, int):
+            raise TypeError(f"bufsize must be an integer, not {type(size).__name__}")
 
 
 class Collector:
@@ -201,7 +221,8 @@ class ProcessAPI(anyio.abc.Process):
         pipe. Input and output run concurrently, so neither side can block the other.
         stdin, when piped, is closed once ``input`` (bytes-like; str in text mode) is
         through — also with ``input=None`` — and a child that exits without reading it
-        all is not an error.
+        all is not an error. Once it returns, the piped stdout and stderr are closed too
+        (drained to EOF; their fds are released, as Popen's communicate does).
 
         ``timeout`` (seconds): raises :class:`fdloop.TimeoutExpired` (a
         subprocess.TimeoutExpired) carrying the output read so far, as bytes; the child
@@ -241,3 +262,8 @@ class ProcessAPI(anyio.abc.Process):
         await exchange.run()
         await self.wait()
         self._exchange = None  # complete: a later communicate() starts afresh
+        # Popen's rule: the pipes communicate() drained to EOF are closed with it, so a
+        # handle kept afterwards holds no fd for them (asyncio's transports, too, close
+        # their pipes at EOF).
+        for stream in exchange.collector.streams:
+            stream.close()
