@@ -2,7 +2,9 @@
 
 * :mod:`fdloop.compat.asyncio` — ``create_subprocess_exec``/``create_subprocess_shell``
   returning an object with ``asyncio.subprocess.Process``'s API;
-* :mod:`fdloop.compat.trio` — ``open_process``/``run_process`` with trio's signatures.
+* :mod:`fdloop.compat.trio` — ``open_process``/``run_process`` with trio's signatures;
+* :mod:`fdloop.compat.anyio` — ``open_process``/``run_process`` with anyio's signatures
+  and defaults (on asyncio and trio), returning fdloop's ProcessFD.
 
 Existing code moves by changing one import. What stays different is fdloop's contract,
 stated in each module's docstring; the largest is kill-on-close: a process object that
