@@ -17,6 +17,7 @@ Two more belong to ``fdloop.spawn`` itself (being rewritten elsewhere): they are
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -31,8 +32,18 @@ ECHO_BOTH = [sys.executable, "-c",
              "sys.stderr.buffer.write(d[::-1])"]
 
 
-def _open(fd: int) -> bool:
-    return os.path.exists(f"/proc/self/fd/{fd}")
+def _pipe_of(fd: int) -> str:
+    """What /proc names the pipe behind ``fd`` ("pipe:[inode]"): unlike the fd number,
+    which the next fd opened may take again, it names that pipe alone."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def _pipes_open() -> set[str]:
+    names = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own fd, closed by now
+            names.add(os.readlink(f"/proc/self/fd/{fd}"))
+    return names
 
 
 async def test_run_takes_popen_windows_keywords_at_their_posix_values() -> None:
@@ -69,11 +80,11 @@ async def test_communicate_releases_the_pipes_it_drained() -> None:
         assert proc.stdin is not None and proc.stdout is not None
         assert proc.stderr is not None
         streams = (proc.stdin, proc.stdout, proc.stderr)
-        fds = [stream.fileno() for stream in streams]
+        pipes = {_pipe_of(stream.fileno()) for stream in streams}
         assert await proc.communicate(b"abc") == (b"abc", b"cba")
         # Still inside the block: the handle is kept, its pipes must not be.
         assert [stream.closed for stream in streams] == [True, True, True]
-        assert not any(_open(fd) for fd in fds)
+        assert not pipes & _pipes_open()
         assert proc.returncode == 0
 
 
@@ -81,9 +92,9 @@ async def test_communicate_in_text_mode_releases_the_pipes_too() -> None:
     async with fdloop.spawn([sys.executable, "-c", "print('x')"], stdout=fdloop.PIPE,
                             text=True) as proc:
         assert proc.stdout is not None
-        fd = proc.stdout.fileno()
+        pipe = _pipe_of(proc.stdout.fileno())
         assert await proc.communicate() == ("x\n", None)
-        assert proc.stdout.closed and not _open(fd)
+        assert proc.stdout.closed and pipe not in _pipes_open()
 
 
 async def test_communicate_after_a_timeout_still_has_open_pipes() -> None:
