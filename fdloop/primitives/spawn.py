@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal as _signal
 import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any, Union
 
@@ -21,7 +22,7 @@ from ..backends.posix.fdlimit import out_of_fds
 from ..backends.request import SpawnRequest
 from . import reaper
 from . import spawn_options as options
-from .process_api import TextMode
+from .process_api import TextMode, drop_windows_options
 from .processfd import ProcessFD, signal_number
 from .streams import DEFAULT_LIMIT, DEVNULL, PIPE, STDOUT, check_limit
 
@@ -73,6 +74,9 @@ def spawn(
     encoding: str | None = None,
     errors: str | None = None,
     universal_newlines: bool | None = None,
+    bufsize: int | None = -1,
+    startupinfo: None = None,
+    creationflags: int = 0,
 ) -> ProcessFD:
     """Start ``argv`` as our child and return its ProcessFD. Does not wait.
 
@@ -106,6 +110,11 @@ def spawn(
     """
     if preexec_fn is not None:
         raise TypeError(_PREEXEC_REFUSED)
+    if bufsize != -1 or startupinfo is not None or creationflags != 0:
+        # Popen's keywords that mean nothing here, accepted (and refused) as Popen does
+        drop_windows_options(
+            {"bufsize": bufsize, "startupinfo": startupinfo, "creationflags": creationflags}
+        )
     command = argv  # (shell=True replaces argv; Popen.args keeps what was given)
     if shell:
         argv = options.shell_argv(argv, executable)  # type: ignore[assignment]
@@ -128,6 +137,10 @@ def spawn(
         for name, flag in zip(_FLAG_NAMES, flags, strict=True):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+    if fds and not close_fds:
+        # Popen's rule: naming the fds to pass means "only these", with a warning
+        warnings.warn("pass_fds overriding close_fds.", RuntimeWarning, stacklevel=2)
+        close_fds = True
     if kill_signal is _signal.SIGTERM:  # the default: valid, no need to check it again
         kill_signal = _SIGTERM
     else:

@@ -9,10 +9,9 @@ our own, on real processes, for one difference that was a real one:
   ``creationflags=0``) and ``bufsize`` are accepted, other values refused as Popen does;
 * ``communicate()`` releases the pipes it drained, as Popen's does (its fds were held
   until the ProcessFD was closed);
-* ``check_output(check=...)`` says what subprocess says.
-
-Two more belong to ``fdloop.spawn`` itself (being rewritten elsewhere): they are
-``xfail(strict=True)`` here until the patch in the reason is applied.
+* ``check_output(check=...)`` says what subprocess says;
+* ``fdloop.spawn`` takes those keywords too, and ``pass_fds`` with ``close_fds=False``
+  passes only ``pass_fds``, with Popen's RuntimeWarning.
 """
 
 from __future__ import annotations
@@ -118,18 +117,11 @@ async def test_communicate_after_a_timeout_still_has_open_pipes() -> None:
         assert proc.stdout.closed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fdloop.spawn() has no bufsize/startupinfo/creationflags keywords (TypeError); "
-    "patch: /tmp/brief/patch_peers_1.diff (spawn.py calls drop_windows_options)"))
 def test_spawn_takes_popen_windows_keywords_at_their_posix_values() -> None:
-    proc = fdloop.spawn(QUICK, bufsize=0, startupinfo=None, creationflags=0)  # type: ignore[call-arg]
+    proc = fdloop.spawn(QUICK, bufsize=0, startupinfo=None, creationflags=0)
     proc.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "spawn(close_fds=False, pass_fds=...) passes every inheritable fd; Popen then closes "
-    "all but pass_fds and warns 'pass_fds overriding close_fds' (RuntimeWarning); "
-    "patch: /tmp/brief/patch_peers_2.diff"))
 async def test_pass_fds_overrides_close_fds_false_as_popen_does() -> None:
     kept, other = os.pipe()
     try:
