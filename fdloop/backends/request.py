@@ -49,6 +49,9 @@ class SpawnRequest(NamedTuple):
     """F_SETPIPE_SZ for the pipes made for PIPE stdio (Linux)."""
     die_with_parent: bool = False
     """SIGKILL the child when the spawning thread dies (PR_SET_PDEATHSIG)."""
+    cgroup: int | None = None
+    """An open O_DIRECTORY fd of a cgroup v2 directory the child starts in (clone3's
+    CLONE_INTO_CGROUP; the caller owns and closes it), or None: our own cgroup."""
 
     @property
     def env_map(self) -> Mapping[bytes, bytes] | None:

@@ -77,6 +77,7 @@ def spawn(
     bufsize: int | None = -1,
     startupinfo: None = None,
     creationflags: int = 0,
+    cgroup: str | os.PathLike[str] | None = None,
 ) -> ProcessFD:
     """Start ``argv`` as our child and return its ProcessFD. Does not wait.
 
@@ -103,6 +104,11 @@ def spawn(
     newlines), by subprocess's rules; the pipe streams themselves stay byte streams.
     ``user``/``group``/``extra_groups``/``umask`` need the compiled spawn path (``fdloop
     info``: spawn). ``preexec_fn`` is refused: see the TypeError.
+    ``cgroup`` (Linux, the compiled clone3 path): the path of a cgroup v2 directory the
+    child starts in, from its first instruction (CLONE_INTO_CGROUP: no write to
+    cgroup.procs); an OSError naming ``cgroup`` and the path if the kernel refuses it,
+    UnsupportedOperation where only clone(2) or posix_spawn starts children, or on the
+    kqueue backend.
 
     Raises FileNotFoundError / PermissionError / NotADirectoryError (naming the program
     or ``cwd``) if it cannot be executed — no process and no fd is left then —, and
@@ -158,7 +164,7 @@ def spawn(
     name = first if type(first) is str else os.fsdecode(args[0])
     taken = sigmask.taken_over()
     if (executable is None and process_group is None and user is None and group is None
-            and extra_groups is None and umask == -1 and pipesize == -1):
+            and extra_groups is None and umask == -1 and pipesize == -1 and cgroup is None):
         # The usual call: the same request, without eight "None if ... else" checks.
         request = SpawnRequest(
             name, tuple(args), None, env_list, stdio, cwd_bytes, fds, close_fds,
@@ -182,6 +188,8 @@ def spawn(
             restore_signals=restore_signals, default_signals=tuple(taken),
             pipesize=None if pipesize == -1 else options.pipesize(pipesize),
             die_with_parent=die_with_parent,
+            # (last: every other argument is checked before the fd is opened)
+            cgroup=None if cgroup is None else _open_cgroup(cgroup),
         )
 
     reaper.sweep()
@@ -191,10 +199,15 @@ def spawn(
     try:
         handle, pipes = current_backend().spawn_process(request)
     except OSError as exc:
+        if cgroup is not None and exc.filename == "cgroup":
+            raise type(exc)(exc.errno, exc.strerror, os.fsdecode(cgroup)) from None
         error = out_of_fds(exc, f"spawn({name!r})")
         if error is not exc:
             raise error from exc
         raise
+    finally:
+        if cgroup is not None and request.cgroup is not None:
+            os.close(request.cgroup)
     proc = ProcessFD._wrap(
         handle, owner=True, daemon=daemon, kill_signal=kill_signal, kill_timeout=kill_timeout,
         new_session=start_new_session or process_group == 0, pipes=pipes, limit=limit,
@@ -216,6 +229,20 @@ _PREEXEC_REFUSED = (
 
 
 # -- argument checks ----------------------------------------------------------------------
+
+
+def _open_cgroup(cgroup: object) -> int:
+    """An O_PATH fd of the directory ``cgroup`` names (spawn closes it after the call);
+    TypeError, or the open's OSError naming ``cgroup`` and the path."""
+    if not isinstance(cgroup, (str, os.PathLike)):
+        raise TypeError(
+            f"cgroup must be the path (str or os.PathLike) of a cgroup v2 directory, not "
+            f"{type(cgroup).__name__}"
+        )
+    try:
+        return os.open(cgroup, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cgroup: {exc.strerror}", os.fsdecode(cgroup)) from None
 
 
 def _argv(argv: object) -> list[bytes]:

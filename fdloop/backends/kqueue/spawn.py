@@ -45,6 +45,11 @@ def start_child(
     ends of PIPE stdio. UnsupportedOperation for an option this backend cannot carry."""
     if request.die_with_parent:
         raise UnsupportedOperation("die_with_parent=True is not available on the kqueue backend")
+    if request.cgroup is not None:
+        raise UnsupportedOperation(
+            "cgroup: not available on the kqueue backend (starting a child in a cgroup v2 "
+            "directory is Linux's clone3 CLONE_INTO_CGROUP)"
+        )
     if starter is not None:
         pid, pidfd, ends = starter(request)
         if pidfd is not None:  # a kqueue ProcessFD watches by pid (EVFILT_PROC)

@@ -76,6 +76,11 @@ def spawn_child(
             "_clone_spawn extension, built at install time when a C compiler is present); "
             "posix_spawn cannot change a child's credentials or umask"
         )
+    if _clone_spawn is None and request.cgroup is not None:
+        raise UnsupportedOperation(
+            "cgroup: starting a child in a cgroup needs fdloop's compiled spawn path "
+            "(clone3's CLONE_INTO_CGROUP); posix_spawn cannot"
+        )
     if request.pass_fds:
         _check_open("pass_fds", request.pass_fds)
     made: list[int] = []  # fds we created and close in the parent in any case
@@ -210,8 +215,11 @@ def _call_clone(
             request.extra_groups,
             # (the parent's pid is only checked in the child with the death signal)
             *((int(signal.SIGKILL), _spawner_pid()) if request.die_with_parent else (0, 0)),
+            *(() if request.cgroup is None else (request.cgroup,)),
         )
     except OSError as exc:  # the clone itself failed: EAGAIN (RLIMIT_NPROC), ENOMEM
+        if request.cgroup is not None and (exc.strerror or "").startswith("cgroup_fd "):
+            raise _cgroup_refused(exc) from None
         raise _named(exc, request.program) from None
     if error:
         if step == _clone_spawn.STEP_CWD and request.cwd is not None:
@@ -220,6 +228,15 @@ def _call_clone(
             culprit = _STEP_CULPRITS.get(step, request.program)
         raise _named(OSError(error, os.strerror(error)), culprit)
     return pid, pidfd
+
+
+def _cgroup_refused(exc: OSError) -> OSError | UnsupportedOperation:
+    """The extension's refusal of a cgroup fd, reworded to name ``cgroup``: ENOSYS (only
+    clone(2) usable here) as UnsupportedOperation, anything else as the same OSError."""
+    why = (exc.strerror or "").split(": ", 1)[-1]
+    if exc.errno == errno.ENOSYS:
+        return UnsupportedOperation(f"cgroup: {why}")
+    return type(exc)(exc.errno, f"cgroup: {why}", "cgroup")
 
 
 _STEP_CULPRITS: dict[int, str] = {}
