@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import sys
 import warnings
 
@@ -139,3 +140,17 @@ async def test_pass_fds_overrides_close_fds_false_as_popen_does() -> None:
         os.close(other)
     assert [str(w.message) for w in caught] == ["pass_fds overriding close_fds."]
     assert returncode != 0
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_a_missing_program_in_a_bad_cwd_names_the_cwd_as_popen_does(
+    tmp_path: pathlib.Path, kind: str
+) -> None:
+    # Popen's child fails its chdir before it looks for the program.
+    cwd = tmp_path / "nowhere"
+    if kind == "a file":
+        cwd.write_bytes(b"")
+    expected = FileNotFoundError if kind == "missing" else NotADirectoryError
+    with pytest.raises(expected) as caught:
+        fdloop.spawn(["no-such-program-fdloop"], cwd=cwd)
+    assert caught.value.filename == str(cwd)

@@ -158,8 +158,22 @@ def _exec_target(request: SpawnRequest) -> tuple[str, str]:
     PATH when it has no slash."""
     name = os.fsdecode(request.executable if request.executable is not None
                        else request.argv[0])
-    path = name if "/" in name else find_executable(name, request.env_map)
-    return name, path
+    if "/" in name:
+        return name, name
+    try:
+        return name, find_executable(name, request.env_map)
+    except OSError:
+        # The child would have failed its chdir before any exec: say so, as Popen does.
+        _check_cwd(request.cwd)
+        raise
+
+
+def _check_cwd(cwd: bytes | None) -> None:
+    """FileNotFoundError / NotADirectoryError naming ``cwd`` if it is not a directory."""
+    if cwd is None or os.path.isdir(cwd):
+        return
+    code = errno.ENOTDIR if os.path.exists(cwd) else errno.ENOENT
+    raise OSError(code, os.strerror(code), os.fsdecode(cwd)) from None
 
 
 def _exec_path_bytes(request: SpawnRequest) -> bytes:
