@@ -5,9 +5,11 @@ its cgroup: a child is born in its parent's cgroup and only someone with write a
 cgroupfs can move it out. So where this process may create cgroups under its own (root
 here; a delegated subtree under systemd), a Supervisor with ``cgroups=True``/``"auto"``
 makes ``fdloop-supervise-PID[-N]/`` there and one child directory per program, and each
-instance moves itself into its program's directory before it execs (the ``/bin/sh``
-wrapper of :func:`fdloop.backends.linux.pdeathsig.guarded_argv`; the pid never changes).
-Then:
+instance starts in its program's directory: straight into it where the compiled clone3
+path starts children (``spawn(cgroup=)``, CLONE_INTO_CGROUP), else by moving itself in
+before it execs the program (the ``/bin/sh`` wrapper of
+:func:`fdloop.backends.linux.pdeathsig.guarded_argv`, one more exec; the pid never
+changes). :func:`start_method` says which. Then:
 
 * stop signals every process of the tree (``stop_signal``, each through a pidfd opened
   and then checked to be still in the cgroup, so a recycled pid is never hit), and after
@@ -87,12 +89,48 @@ def support() -> tuple[str | None, str]:
     return parent, ""
 
 
+_wrapper_fallback: list[str] = []
+
+
+def direct_start_problem() -> str | None:
+    """None where programs can be started straight into their cgroup (the linux
+    backend's compiled clone3 path: CLONE_INTO_CGROUP), else why the wrapper is used."""
+    from ..backends import selected_name
+    from ..backends.linux import spawn as linux_spawn
+
+    if _wrapper_fallback:
+        return _wrapper_fallback[0]
+    if selected_name() != "linux":
+        return f"the {selected_name()} backend has no CLONE_INTO_CGROUP"
+    native = linux_spawn._clone_spawn
+    if native is None:
+        return "posix_spawn path (the _clone_spawn extension is not built)"
+    if native.variant() != "clone3":
+        return "clone(2) path: clone3 is refused here or not built for this CPU"
+    return None
+
+
+def note_wrapper_fallback(why: str) -> None:
+    """Remember that clone3 refused a start into a cgroup: later starts use the wrapper."""
+    if not _wrapper_fallback:
+        _wrapper_fallback.append(why)
+
+
+def start_method() -> str:
+    """How programs get into their cgroups here, in a few words."""
+    why = direct_start_problem()
+    if why is None:
+        return "started in it by clone3 (CLONE_INTO_CGROUP)"
+    return f"joined by a /bin/sh wrapper ({why})"
+
+
 def describe_support() -> str:
     """One line for ``fdloop info``: what a Supervisor stops and accounts as a program."""
     parent, why = support()
     if parent is None:
         return f"process groups (no cgroup: {why})"
-    return f"cgroup v2 per program, under {parent} (cgroup.kill, populated 0, cpu.stat)"
+    return (f"cgroup v2 per program, under {parent} (cgroup.kill, populated 0, cpu.stat; "
+            f"{start_method()})")
 
 
 @dataclass(frozen=True)

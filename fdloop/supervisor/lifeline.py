@@ -74,13 +74,55 @@ def spawn_guarded(spec: ProgramSpec, cgroup: str | None = None) -> ProcessFD:
     The guards: ``spawn(die_with_parent=True)`` (PR_SET_PDEATHSIG: a prctl in the
     clone child, or util-linux's setpriv on the posix_spawn path) where the backend has
     it — where it does not, the program is spawned without it and
-    :func:`pdeathsig_problem` says why —, and ``cgroup`` (a directory made by
-    :class:`CgroupGuard`) if given: a ``/bin/sh`` wrapper moves itself into it, then
-    execs the program with the same pid.
+    :func:`pdeathsig_problem` says why —, and ``cgroup`` (a program's directory of
+    :class:`CgroupTree`) if given. Where the compiled clone3 path starts children the
+    program is started straight into it (``spawn(cgroup=)``, CLONE_INTO_CGROUP: one exec,
+    in the cgroup from its first instruction). Elsewhere — the clone(2) or posix_spawn
+    path, or clone3 refused at this spawn — a ``/bin/sh`` wrapper moves itself into it
+    and then execs the program with the same pid: one more exec per start, and the
+    reason is kept for :func:`fdloop.supervisor.cgroup.start_method`.
     """
+    from ..errors import UnsupportedOperation
+    from .cgroup import direct_start_problem, note_wrapper_fallback
+
+    into = cgroup if spec.die_with_supervisor else None
+    if into is not None and direct_start_problem() is None:
+        try:
+            return _start(spec, list(spec.argv), spec.die_with_supervisor
+                          and not _pdeathsig_problem, into)
+        except UnsupportedOperation as exc:  # clone3 refused now: the wrapper's turn
+            note_wrapper_fallback(str(exc))
+    return _start_wrapped(spec, cgroup)
+
+
+def _start(
+    spec: ProgramSpec, argv: list[str] | list[bytes], die_with_parent: bool, cgroup: str | None
+) -> ProcessFD:
+    from ..primitives.spawn import spawn
+
+    return spawn(
+        argv,
+        stdin=DEVNULL,  # a supervised program has no terminal to read from
+        stdout=spec.stdout,
+        stderr=spec.stderr,
+        cwd=spec.cwd,
+        env=spec.child_env(),
+        # Its own session: a terminal's Ctrl-C reaches only the supervisor, which
+        # then stops programs in order; and stop signals reach the whole group.
+        start_new_session=True,
+        kill_signal=spec.stop_signal,
+        kill_timeout=spec.stop_timeout,
+        die_with_parent=die_with_parent,
+        pass_fds=spec.pass_fds,  # readiness.py: a fd:N pipe for the launcher
+        cgroup=cgroup,
+    )
+
+
+def _start_wrapped(spec: ProgramSpec, cgroup: str | None) -> ProcessFD:
+    """spawn_guarded without CLONE_INTO_CGROUP: the cgroup (if any) is joined by the
+    ``/bin/sh`` wrapper; PR_SET_PDEATHSIG dropped (and said) where the backend lacks it."""
     from ..backends.linux import pdeathsig
     from ..errors import UnsupportedOperation
-    from ..primitives.spawn import spawn
 
     argv: list[str] | list[bytes] = list(spec.argv)
     if spec.die_with_supervisor and cgroup is not None:
@@ -96,31 +138,13 @@ def spawn_guarded(spec: ProgramSpec, cgroup: str | None = None) -> ProcessFD:
             pdeathsig=False, cgroup=cgroup,
         )
     guard = spec.die_with_supervisor and not _pdeathsig_problem
-
-    def start(die_with_parent: bool) -> ProcessFD:
-        return spawn(
-            argv,
-            stdin=DEVNULL,  # a supervised program has no terminal to read from
-            stdout=spec.stdout,
-            stderr=spec.stderr,
-            cwd=spec.cwd,
-            env=spec.child_env(),
-            # Its own session: a terminal's Ctrl-C reaches only the supervisor, which
-            # then stops programs in order; and stop signals reach the whole group.
-            start_new_session=True,
-            kill_signal=spec.stop_signal,
-            kill_timeout=spec.stop_timeout,
-            die_with_parent=die_with_parent,
-            pass_fds=spec.pass_fds,  # readiness.py: a fd:N pipe for the launcher
-        )
-
     if not guard:
-        return start(False)
+        return _start(spec, argv, False, None)
     try:
-        return start(True)
+        return _start(spec, argv, True, None)
     except UnsupportedOperation as exc:  # e.g. the kqueue backend, or no setpriv
         _pdeathsig_problem.append(str(exc))
-        return start(False)
+        return _start(spec, argv, False, None)
 
 
 def _executable(spec: ProgramSpec) -> None:
