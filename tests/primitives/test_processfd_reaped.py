@@ -24,7 +24,7 @@ import pytest
 import sniffio
 
 import fdloop
-from fdloop import spawn
+from fdloop import backends, spawn
 
 from ..helpers import eventually
 from .process_helpers import (  # noqa: F401  (process_backend_only is autouse)
@@ -87,7 +87,25 @@ async def cancel_after_reap(proc: fdloop.ProcessFD) -> bool:
     return False
 
 
-async def test_a_wait_cancelled_after_the_reap_loses_nothing() -> None:
+@pytest.fixture(params=["compiled", "python"])
+def collect_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The hub's collection by the extension's collect(), and in Python (as without the
+    extension); the kqueue set reaps nothing, so it runs once there."""
+    if backends.selected_name() != "linux":
+        if request.param == "python":
+            pytest.skip("only the Linux ready set reaps as it reports")
+        return "kqueue"
+    from fdloop.backends.linux import readyset
+
+    if request.param == "python":
+        monkeypatch.setattr(readyset, "_arm", None)
+        monkeypatch.setattr(readyset, "_collect", None)
+    elif readyset._collect is None:
+        pytest.skip("the _clone_spawn extension is not built")
+    return str(request.param)
+
+
+async def test_a_wait_cancelled_after_the_reap_loses_nothing(collect_impl: str) -> None:
     proc = spawn(["sleep", "30"])
     with anyio.fail_after(10):
         await cancel_after_reap(proc)
@@ -218,7 +236,7 @@ async def test_close_in_the_loop_while_a_wait_is_armed_and_the_child_exited() ->
     assert proc.returncode in (None, -signal.SIGKILL)
 
 
-async def test_more_children_than_one_collect_batch_exit_at_once() -> None:
+async def test_more_children_than_one_collect_batch_exit_at_once(collect_impl: str) -> None:
     count = 80  # more than the 64 reports one collect() call returns
     read_end, write_end = os.pipe()
     procs: list[fdloop.ProcessFD] = []
@@ -263,7 +281,7 @@ def sigchld_ignored() -> Iterator[None]:
 
 
 async def test_sigchld_ignored_with_waits_armed_never_invents_a_status(
-    sigchld_ignored: None,
+    sigchld_ignored: None, collect_impl: str,
 ) -> None:
     procs = [spawn(["sh", "-c", "sleep 0.1; exit 7"]) for _ in range(6)]
     got: list[fdloop.ExitStatus] = []
