@@ -12,6 +12,7 @@ The status (code and rusage) must never be lost, invented or reaped twice; no zo
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -143,6 +144,28 @@ async def test_close_after_an_uncollected_reap_keeps_the_status() -> None:
     assert proc.returncode == -signal.SIGTERM
     assert proc.status is not None and proc.status.rusage is not None
     assert no_children()
+
+
+async def test_aclose_after_an_uncollected_reap_keeps_the_status() -> None:
+    proc = spawn(["sleep", "30"])
+    with anyio.fail_after(10):
+        await cancel_after_reap(proc)
+        await proc.aclose()  # nothing left to end: no signal, no wait for kill_timeout
+    assert proc.returncode == -signal.SIGTERM
+    assert proc.status is not None and proc.status.rusage is not None
+    assert no_children()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_a_dropped_handle_after_an_uncollected_reap_leaves_no_child() -> None:
+    proc = spawn(["sleep", "30"])
+    pid = proc.pid
+    with anyio.fail_after(10):
+        await cancel_after_reap(proc)
+    del proc
+    gc.collect()  # the finalizer's close takes the parked status; nothing to hand over
+    assert reaped_for_good(pid)
+    assert await eventually(no_children)
 
 
 async def test_detach_after_the_hub_reaped_keeps_the_status_and_returns_the_fd() -> None:
