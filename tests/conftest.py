@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -112,6 +113,16 @@ def spawn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     elif linux_spawn._clone_spawn is None:
         pytest.skip("the _clone_spawn extension is not built (no C compiler at install)")
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def sigchld_ignored() -> Iterator[None]:
+    """SIGCHLD set to SIG_IGN: the kernel reaps every child by itself at exit."""
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
 
 
 LEAK_GRACE_SECONDS = 2.0

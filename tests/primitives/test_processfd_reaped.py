@@ -18,7 +18,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 import pytest
@@ -37,6 +38,20 @@ from .process_helpers import (  # noqa: F401  (process_backend_only is autouse)
 )
 
 PY = sys.executable
+
+
+def wait_into(
+    proc: fdloop.ProcessFD, outcome: list[object]
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A task that waits for ``proc`` and appends the status, or the ClosedResourceError."""
+
+    async def waiter() -> None:
+        try:
+            outcome.append(await proc.wait())
+        except fdloop.ClosedResourceError as exc:
+            outcome.append(exc)
+
+    return waiter
 
 
 def reaped_for_good(pid: int) -> bool:
@@ -218,12 +233,7 @@ async def test_many_waiters_one_cancelled_the_others_get_the_status() -> None:
 async def test_close_from_another_thread_while_a_wait_is_armed() -> None:
     proc = spawn(["sleep", "30"])
     outcome: list[object] = []
-
-    async def waiter() -> None:
-        try:
-            outcome.append(await proc.wait())
-        except fdloop.ClosedResourceError as exc:
-            outcome.append(exc)
+    waiter = wait_into(proc, outcome)
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
@@ -240,12 +250,7 @@ async def test_close_in_the_loop_while_a_wait_is_armed_and_the_child_exited() ->
     # member is discarded, so close() itself must reap it, once.
     proc = spawn(["sleep", "30"])
     outcome: list[object] = []
-
-    async def waiter() -> None:
-        try:
-            outcome.append(await proc.wait())
-        except fdloop.ClosedResourceError as exc:
-            outcome.append(exc)
+    waiter = wait_into(proc, outcome)
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
@@ -295,14 +300,6 @@ async def test_more_children_than_one_collect_batch_exit_at_once(collect_impl: s
     assert no_children()
 
 
-@pytest.fixture
-def sigchld_ignored() -> Iterator[None]:
-    """SIGCHLD set to SIG_IGN: the kernel reaps every child by itself at exit."""
-    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGCHLD, previous)
 
 
 async def test_sigchld_ignored_with_waits_armed_never_invents_a_status(

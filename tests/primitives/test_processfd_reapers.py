@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -38,14 +37,6 @@ from .process_helpers import (  # noqa: F401  (process_backend_only is autouse)
 PY = sys.executable
 
 
-@pytest.fixture
-def sigchld_ignored() -> Iterator[None]:
-    """SIGCHLD set to SIG_IGN: the kernel reaps every child by itself at exit."""
-    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGCHLD, previous)
 
 
 # Under SIG_IGN a child that exits before pidfd_open is gone for good, and spawn refuses
