@@ -29,14 +29,13 @@ import sniffio
 from ..errors import ClosedResourceError
 from . import forks
 from .library import AsyncLibrary, _quietly
-from .readyset import _asyncio_hub, _asyncio_hubs
+from .readyset import _asyncio_hub
 from .threads import loop_thread
 from .waiter import (
     REGISTERED,
     SHARED,
     STALE,
     TRIO_BUSY,
-    WOKEN,
     WRITABLE,
     FDWaiter,
     _registering,
@@ -67,37 +66,9 @@ class AsyncioLibrary(AsyncLibrary):
         loop = _get_running_loop()
         if loop is None:
             loop = _running_loop()  # (raises)
-        if waiter._flags & SHARED:
-            if waiter._flags & WOKEN and (delay := waiter._no_progress_delay()):
-                return self._wait_after(waiter, delay)
-            return self._park_shared(waiter, loop)
+        if waiter._flags & SHARED and (delay := waiter._no_progress_delay()):
+            return self._wait_after(waiter, delay)
         return self._park(waiter, loop)
-
-    def _park_shared(self, waiter: FDWaiter, loop: asyncio.AbstractEventLoop
-                     ) -> asyncio.Future[None]:
-        """_park for a shared waiter, written out for the usual case (a fresh wait from
-        the waiter's loop, nobody else waiting): this runs once per awaited child."""
-        waiter._backoff = 0.0  # (_no_progress_delay's reset: this wait starts afresh)
-        if waiter._futures is not None:
-            return self._park(waiter, loop)
-        if waiter._loop is not loop:
-            if waiter._loop is not None or waiter._flags & (REGISTERED | TRIO_BUSY):
-                return self._park(waiter, loop)  # (_move_to checks and moves)
-            waiter._loop = loop
-        future = loop.create_future()
-        if not waiter._flags & REGISTERED:
-            hub = _asyncio_hubs.get(id(loop))
-            if hub is None or hub._loop() is not loop:
-                return self._park(waiter, loop)  # (makes the hub, or falls back)
-            with _registering:
-                fd = waiter._fd
-                if fd < 0:  # closed from another thread since wait() checked
-                    raise ClosedResourceError("the object was closed")
-                hub.add(fd, waiter)
-                waiter._hub = hub
-                waiter._flags |= REGISTERED
-        waiter._futures = future
-        return future
 
     async def _wait_after(self, waiter: FDWaiter, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -107,7 +78,11 @@ class AsyncioLibrary(AsyncLibrary):
 
     def _park(self, waiter: FDWaiter, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         if waiter._loop is not loop:
-            self._move_to(waiter, loop)
+            if waiter._loop is None and waiter._futures is None and not waiter._flags & (
+                    REGISTERED | TRIO_BUSY):
+                waiter._loop = loop  # (a first wait: nothing to move, the usual case)
+            else:
+                self._move_to(waiter, loop)
         future = loop.create_future()
         if not waiter._flags & REGISTERED:
             self._register(waiter, loop)
