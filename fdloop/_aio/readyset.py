@@ -108,12 +108,9 @@ class _AsyncioHub:
             futures, waiter._futures = waiter._futures, None
             if futures is None:
                 continue
+            if type(futures) is not list:
+                futures = (futures,)
             try:
-                if type(futures) is not list:
-                    if not futures.done():
-                        futures.set_result(None)
-                        waiter._flags |= WOKEN
-                    continue
                 for future in futures:
                     if not future.done():
                         future.set_result(None)

@@ -196,20 +196,20 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         raw = self._waiter.reaped
         if raw is not None:  # the loop's ready set reaped it as it reported the exit
             self._waiter.reaped = None
-            self._status = ExitStatus.from_raw(raw)
-            reaper.untrack(self._handle)
-            return
-        try:
-            raw = self._handle.try_reap()
-        except ChildProcessError:
-            # Someone else reaped it (SIGCHLD set to SIG_IGN, a waitpid(-1) handler...):
-            # the kernel kept the status for pidfd holders since 6.15.
-            self._status = self._after_foreign_reap()
-            reaper.untrack(self._handle)
-            return
-        if raw is not None:
-            self._status = ExitStatus.from_raw(raw)
-            reaper.untrack(self._handle)  # (its pid is free now: no longer ours)
+            status = ExitStatus.from_raw(raw)
+        else:
+            try:
+                raw = self._handle.try_reap()
+            except ChildProcessError:
+                # Someone else reaped it (SIGCHLD set to SIG_IGN, a waitpid(-1) handler...):
+                # the kernel kept the status for pidfd holders since 6.15.
+                status = self._after_foreign_reap()
+            else:
+                if raw is None:
+                    return  # still running
+                status = ExitStatus.from_raw(raw)
+        self._status = status
+        reaper.untrack(self._handle)  # (its pid is free now: no longer ours)
 
     def _after_foreign_reap(self) -> ExitStatus:
         wait_status = self._handle.exit_info()

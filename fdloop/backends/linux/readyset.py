@@ -28,8 +28,6 @@ from .pidfd import reap_pidfd
 from .spawn import _clone_spawn
 
 _READABLE_ONCE = select.EPOLLIN | select.EPOLLONESHOT
-_CHILD_BIT = 1 << 32
-"""Set in a member's epoll data when ready_reaped() must reap it."""
 _MAX_REPORTS = 64
 """Members collected per ready_reaped() call (more stay ready for the next call)."""
 _arm: Any = getattr(_clone_spawn, "arm", None)
