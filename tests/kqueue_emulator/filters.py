@@ -128,8 +128,10 @@ class _Knote:
 
     def modify(self, change: kevent) -> None:
         """EV_ADD on an existing knote: "Re-adding an existing event will modify the
-        parameters of the original event, and not result in a duplicate entry.\""""
-        self.flags = change.flags & ~_ACTIONS
+        parameters of the original event, and not result in a duplicate entry."
+        The parameters are fflags, data and udata only: FreeBSD's kqueue_register sets
+        the knote's flags (EV_CLEAR, EV_ONESHOT, EV_DISPATCH) when it creates it and
+        leaves them on a modify, as macOS's does."""
         self.sfflags, self.sdata, self.udata = change.fflags, change.data, change.udata
 
     def touch(self, change: kevent) -> None:

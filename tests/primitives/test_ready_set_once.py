@@ -52,6 +52,23 @@ def test_discarding_an_armed_once_member_keeps_it_quiet(ready_set: ReadySetBacke
         ready_set.discard(efd.fileno())  # twice: nothing happens
 
 
+def test_a_member_keeps_the_mode_of_its_last_add(ready_set: ReadySetBackend) -> None:
+    # (kqueue: EV_ADD on an existing event keeps the flags it was created with, so the
+    # set must replace the event, not modify it, when the mode changes)
+    with fdloop.EventFD() as efd:
+        efd.write(1)
+        ready_set.add_once(efd.fileno())
+        ready_set.add(efd.fileno())  # before it fired: level from now on
+        for _ in range(3):
+            assert ready_set.ready() == [efd.fileno()]
+        ready_set.add_once(efd.fileno())  # level -> once
+        assert ready_set.ready() == [efd.fileno()]
+        assert ready_set.ready() == []
+        ready_set.add(efd.fileno())  # after it fired: level again
+        assert ready_set.ready() == [efd.fileno()]
+        assert ready_set.ready() == [efd.fileno()]
+
+
 def test_a_level_member_stays_reported_beside_once_members(ready_set: ReadySetBackend) -> None:
     with fdloop.EventFD() as level, fdloop.EventFD() as once:
         level.write(1)

@@ -6,15 +6,21 @@ descriptor as the identifier, and returns whenever there is data available to re
 Without EV_CLEAR it is level-triggered, as the contract asks: whoever is told a member is
 ready must ``discard`` it. Members here are the kqueue fds of ProcessFDs, and a kqueue
 fd is itself readable while it has events pending, so a kqueue can watch kqueues.
-A member added with ``add_once`` is deleted by ``ready()`` as it is reported (one kevent
-call for all of them), as EPOLLONESHOT disarms it on Linux.
+A member added with ``add_once`` carries EV_ONESHOT, which kqueue(2) describes as "After
+the user retrieves the event from the kqueue, it is deleted": the kernel drops it in the
+same kevent() call that reports it, as EPOLLONESHOT disarms a member on Linux. (Deleting
+reported members with a second call instead would be racy: on a changelist with no room
+for events, kevent() stops at the first change that fails, e.g. a member's fd closed by
+another thread meanwhile, and the members after it would stay armed and be reported again
+and again, to nobody.) EV_ADD on an existing event keeps the flags it was created with,
+so a member moving between ``add`` and ``add_once`` is deleted and added again.
 """
 
 from __future__ import annotations
 
 import contextlib
 
-from .platform import EV_ADD, EV_DELETE, EVFILT_READ
+from .platform import EV_ADD, EV_DELETE, EV_ONESHOT, EVFILT_READ
 from .queue import KqueueHandle
 
 
@@ -34,16 +40,23 @@ class KqueueReadySet(KqueueHandle):
 
     def add(self, fd: int) -> None:
         """Watch ``fd`` for readability (re-adding an existing event only modifies it)."""
-        self._control([self._kevent(fd, EVFILT_READ, EV_ADD)])
+        self._control(self._changes(fd, fd in self._once, EV_ADD))
         self._members.add(fd)
         self._once.discard(fd)
 
     def add_once(self, fd: int, child: bool = False) -> None:
         """Watch ``fd`` until ``ready()`` has reported it once (``child`` changes
         nothing: a kqueue ProcessFD's fd is its own kqueue, reaped by its owner)."""
-        self._control([self._kevent(fd, EVFILT_READ, EV_ADD)])
+        armed_for_good = fd in self._members and fd not in self._once
+        self._control(self._changes(fd, armed_for_good, EV_ADD | EV_ONESHOT))
         self._members.add(fd)
         self._once.add(fd)
+
+    def _changes(self, fd: int, replace: bool, flags: int) -> list[object]:
+        """The kevent changes that (re)register ``fd`` with ``flags``, deleting first
+        the event it has with other flags when ``replace``."""
+        add = self._kevent(fd, EVFILT_READ, flags)
+        return [self._kevent(fd, EVFILT_READ, EV_DELETE), add] if replace else [add]
 
     def discard(self, fd: int) -> None:
         """Stop watching ``fd``; nothing happens if it was not watched (or is closed)."""
@@ -60,12 +73,11 @@ class KqueueReadySet(KqueueHandle):
         """
         events = self._control(None, max(1, len(self._members)))
         ready = [int(event.ident) for event in events]
-        once = [fd for fd in ready if fd in self._once]
-        if once:
-            self._once.difference_update(once)
-            self._members.difference_update(once)
-            with contextlib.suppress(OSError, ValueError):
-                self._control([self._kevent(fd, EVFILT_READ, EV_DELETE) for fd in once])
+        if self._once:
+            # (the kernel deleted the EV_ONESHOT ones as it reported them)
+            once = self._once.intersection(ready)
+            self._once -= once
+            self._members -= once
         return ready
 
     def ready_reaped(self) -> list[tuple[int, object]]:
