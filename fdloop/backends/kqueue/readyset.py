@@ -40,23 +40,20 @@ class KqueueReadySet(KqueueHandle):
 
     def add(self, fd: int) -> None:
         """Watch ``fd`` for readability (re-adding an existing event only modifies it)."""
-        self._control(self._changes(fd, fd in self._once, EV_ADD))
+        if fd in self._once:
+            self.discard(fd)  # (armed with EV_ONESHOT, which a modify would keep)
+        self._control([self._kevent(fd, EVFILT_READ, EV_ADD)])
         self._members.add(fd)
         self._once.discard(fd)
 
     def add_once(self, fd: int, child: bool = False) -> None:
         """Watch ``fd`` until ``ready()`` has reported it once (``child`` changes
         nothing: a kqueue ProcessFD's fd is its own kqueue, reaped by its owner)."""
-        armed_for_good = fd in self._members and fd not in self._once
-        self._control(self._changes(fd, armed_for_good, EV_ADD | EV_ONESHOT))
+        if fd in self._members and fd not in self._once:
+            self.discard(fd)  # (armed without EV_ONESHOT, which a modify would not add)
+        self._control([self._kevent(fd, EVFILT_READ, EV_ADD | EV_ONESHOT)])
         self._members.add(fd)
         self._once.add(fd)
-
-    def _changes(self, fd: int, replace: bool, flags: int) -> list[object]:
-        """The kevent changes that (re)register ``fd`` with ``flags``, deleting first
-        the event it has with other flags when ``replace``."""
-        add = self._kevent(fd, EVFILT_READ, flags)
-        return [self._kevent(fd, EVFILT_READ, EV_DELETE), add] if replace else [add]
 
     def discard(self, fd: int) -> None:
         """Stop watching ``fd``; nothing happens if it was not watched (or is closed)."""
