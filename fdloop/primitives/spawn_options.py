@@ -1,8 +1,9 @@
 """Checks for the subprocess-style options of ``fdloop.spawn``.
 
 Each function takes what a subprocess user would pass (names or ids, a str command for
-``shell=True``) and returns the plain value the SpawnRequest carries, raising TypeError or
-ValueError that names the argument, before anything is created. The meanings are
+``shell=True``) and returns the plain value the SpawnRequest carries, raising TypeError,
+ValueError (or, for too large a ``user``/``group`` id, OverflowError, as subprocess does)
+that names the argument, before anything is created. The meanings are
 subprocess's (Lib/subprocess.py, ``Popen._execute_child`` and ``_get_*`` helpers).
 """
 
@@ -25,8 +26,10 @@ def shell_argv(argv: object, executable: object) -> list[object]:
     builds it: a str or bytes is the command; a sequence is the command and the shell's
     ``$0``, ``$1``..."""
     shell: object = "/bin/sh" if executable is None else executable
-    if isinstance(argv, (str, bytes, os.PathLike)):
+    if isinstance(argv, (str, bytes)):
         return [shell, "-c", argv]
+    if isinstance(argv, os.PathLike):  # (subprocess's refusal: a path is no command)
+        raise TypeError("path-like argv is not allowed with shell=True: pass the command str")
     if isinstance(argv, Sequence) and argv:
         return [shell, "-c", *argv]
     raise TypeError(
@@ -55,7 +58,7 @@ def user_id(value: object) -> int:
             return pwd.getpwnam(value).pw_uid
         except KeyError:
             raise ValueError(f"user: no user named {value!r}") from None
-    return _validate.integer("user", value, low=0, high=_MAX_ID)
+    return _fitting_id("user", value)
 
 
 def group_id(name: str, value: object) -> int:
@@ -65,7 +68,19 @@ def group_id(name: str, value: object) -> int:
             return grp.getgrnam(value).gr_gid
         except KeyError:
             raise ValueError(f"{name}: no group named {value!r}") from None
+    if name == "group":
+        return _fitting_id(name, value)
     return _validate.integer(name, value, low=0, high=_MAX_ID)
+
+
+def _fitting_id(name: str, value: object) -> int:
+    """A uid/gid number as subprocess checks ``user`` and ``group``: negative is a
+    ValueError, too large for a uid_t/gid_t an OverflowError (both naming ``name``).
+    (subprocess raises ValueError for too large an ``extra_groups`` item, and so do we.)"""
+    number = _validate.integer(name, value, low=0)
+    if number > _MAX_ID:
+        raise OverflowError(f"{name} must be <= {_MAX_ID} (a 32-bit id), got {number}")
+    return number
 
 
 def group_ids(values: object) -> tuple[int, ...]:

@@ -9,7 +9,9 @@ elsewhere.
 from __future__ import annotations
 
 import fcntl
+import inspect
 import os
+import pathlib
 import signal
 import sys
 
@@ -41,6 +43,18 @@ def _status_field(status_text: bytes, name: str) -> str:
 
 async def test_shell_runs_a_command_string(spawn_path: str) -> None:
     assert await _output("echo $((6 * 7)) \"$0\"", shell=True) == b"42 /bin/sh\n"
+
+
+@pytest.mark.parametrize("on", [1, "yes"])
+async def test_shell_takes_any_true_value_as_popen_does(on: object) -> None:
+    # (CPython's own test_subprocess passes shell=1)
+    assert await _output("echo $((6 * 7))", shell=on) == b"42\n"
+
+
+async def test_start_new_session_takes_any_true_value_as_popen_does() -> None:
+    code = "import os; print(os.getsid(0) == os.getpid())"
+    assert await _output([sys.executable, "-c", code], start_new_session=1) == b"True\n"
+    assert await _output([sys.executable, "-c", code], start_new_session=0) == b"False\n"
 
 
 async def test_shell_sequence_gives_the_shell_its_arguments(spawn_path: str) -> None:
@@ -109,12 +123,14 @@ async def test_process_group_zero_is_signalled_as_a_group(spawn_path: str) -> No
             assert not gone.known or gone.returncode == -signal.SIGTERM
 
 
-async def test_close_fds_false_passes_inheritable_fds(spawn_path: str) -> None:
+@pytest.mark.parametrize("off", [False, 0, None])
+async def test_close_fds_false_passes_inheritable_fds(spawn_path: str, off: object) -> None:
+    # (any false value, as Popen's `if close_fds`)
     read_end, write_end = os.pipe()
     os.set_inheritable(write_end, True)
     try:
         code = f"import os; os.write({write_end}, b'inherited')"
-        await _output([sys.executable, "-c", code], close_fds=False)
+        await _output([sys.executable, "-c", code], close_fds=off)
         assert os.read(read_end, 100) == b"inherited"
         async with spawn([sys.executable, "-c", code], stderr=fdloop.DEVNULL) as proc:
             with anyio.fail_after(30):
@@ -149,6 +165,13 @@ def test_preexec_fn_is_refused_with_the_reason_and_the_alternatives() -> None:
 @pytest.mark.parametrize(("kwargs", "error", "named"), [
     ({"user": "fdloop-no-such-user"}, ValueError, "user"),
     ({"user": -2}, ValueError, "user"),
+    ({"user": -1}, ValueError, "user"),  # (Popen: ValueError below 0, OverflowError above)
+    ({"user": 2**64}, OverflowError, "user"),
+    ({"user": 2**32 - 1}, OverflowError, "user"),  # ((uid_t)-1: "no change" to the kernel)
+    ({"group": -1}, ValueError, "group"),
+    ({"group": 2**64}, OverflowError, "group"),
+    ({"extra_groups": [-1]}, ValueError, "extra_groups"),
+    ({"extra_groups": [2**64]}, ValueError, "extra_groups"),
     ({"group": "fdloop-no-such-group"}, ValueError, "group"),
     ({"extra_groups": "wheel"}, TypeError, "extra_groups"),
     ({"extra_groups": [1.5]}, TypeError, "extra_groups"),
@@ -157,8 +180,8 @@ def test_preexec_fn_is_refused_with_the_reason_and_the_alternatives() -> None:
     ({"process_group": -1}, ValueError, "process_group"),
     ({"pipesize": 0}, ValueError, "pipesize"),
     ({"executable": ""}, ValueError, "executable"),
-    ({"shell": 1}, TypeError, "shell"),
-    ({"close_fds": None}, TypeError, "close_fds"),
+    ({"daemon": 1}, TypeError, "daemon"),  # (fdloop's own flags take a bool only)
+    ({"die_with_parent": "yes"}, TypeError, "die_with_parent"),
 ])
 def test_bad_option_values_are_named(kwargs: dict[str, object], error: type, named: str) -> None:
     with pytest.raises(error, match=named):
@@ -168,6 +191,8 @@ def test_bad_option_values_are_named(kwargs: dict[str, object], error: type, nam
 def test_shell_needs_a_command() -> None:
     with pytest.raises(TypeError, match="shell=True"):
         spawn(42, shell=True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="path-like argv is not allowed with shell=True"):
+        spawn(pathlib.Path("/bin/true"), shell=True)  # (Popen refuses a path too)
 
 
 async def test_limit_bounds_the_line_search_of_piped_output() -> None:
@@ -185,3 +210,41 @@ async def test_limit_bounds_the_line_search_of_piped_output() -> None:
 def test_bad_limit_is_named() -> None:
     with pytest.raises(ValueError, match="limit"):
         spawn(["true"], stdout=PIPE, limit=0)
+
+
+def test_spawn_shows_its_full_signature_and_names_itself_in_errors() -> None:
+    # spawn(argv) alone takes a shorter path than a call with options (spawn.py): both
+    # must look like the one documented function.
+    params = inspect.signature(spawn).parameters
+    assert list(params)[:2] == ["argv", "stdin"] and "cgroup" in params
+    assert params["stdin"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert spawn.__name__ == "spawn" and "Start ``argv``" in (spawn.__doc__ or "")
+    with pytest.raises(TypeError, match=r"spawn\(\) got an unexpected keyword argument 'bog'"):
+        spawn(["true"], bog=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"spawn\(\) missing 1 required positional argument"):
+        spawn()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"spawn\(\) takes 1 positional argument but 2"):
+        spawn(["true"], None)  # type: ignore[misc]
+
+
+# The child's own SIGPIPE disposition, as its exit code: 0 at SIG_DFL, 1 ignored (the
+# SigIgn mask of /proc/self/status, bit 12; sed inherits the shell's dispositions).
+_SIGPIPE_IGNORED = 'exit $(( (0x$(sed -n "s/^SigIgn:\\t//p" /proc/self/status) >> 12) & 1 ))'
+
+
+@pytest.mark.parametrize("argv", [["sh", "-c", _SIGPIPE_IGNORED], ("sh", "-c", _SIGPIPE_IGNORED),
+                                  [b"sh", b"-c", _SIGPIPE_IGNORED.encode()]])
+async def test_argv_alone_starts_the_child_as_the_defaults_say(
+    spawn_path: str, argv: list[object]
+) -> None:
+    # Python ignores SIGPIPE; a child started with no option at all gets it back at
+    # SIG_DFL (restore_signals=True), on the short path (list/tuple of str) and the
+    # full one (bytes) alike, and the handle kills on close and names what was given.
+    assert signal.getsignal(signal.SIGPIPE) is signal.SIG_IGN
+    with spawn(argv) as proc:  # type: ignore[arg-type]
+        assert proc.args is argv and not proc.daemon
+        with anyio.fail_after(30):
+            assert (await proc.wait()).returncode == 0
+    with spawn(argv, restore_signals=False) as proc:  # type: ignore[arg-type]
+        with anyio.fail_after(30):
+            assert (await proc.wait()).returncode == 1
