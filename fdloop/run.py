@@ -136,9 +136,8 @@ async def run(
         if spawn_kwargs.get("stdin") is not None:
             raise ValueError("stdin and input cannot both be given")
         spawn_kwargs["stdin"] = PIPE
-    for name, flag in (("capture_output", capture_output), ("check", check)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+    # subprocess.run's flags: any value, taken for its truth (its `if capture_output:`)
+    capture_output, check = bool(capture_output), bool(check)
     if capture_output:
         if spawn_kwargs.get("stdout") is not None or spawn_kwargs.get("stderr") is not None:
             raise ValueError("stdout and stderr cannot be given with capture_output=True")
