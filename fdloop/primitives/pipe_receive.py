@@ -91,7 +91,9 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
         ClosedResourceError if the stream is closed before or while waiting,
         BusyResourceError if another task is reading.
         """
-        max_bytes = _validate.integer("max_bytes", max_bytes, low=1)
+        max_bytes = _validate.integer("max_bytes", max_bytes)
+        if max_bytes < 1:  # (anyio's own streams' words, which its users match on)
+            raise ValueError(f"max_bytes must be a positive integer, got {max_bytes}")
         with self._reading():
             if self._buffer:
                 return self._take(max_bytes)
