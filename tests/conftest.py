@@ -81,7 +81,17 @@ def _emulate_kqueue(setattr_: Any, setenv: Callable[[str, str], None]) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Register the harness's own marker. With FDLOOP_BACKEND=kqueue for the whole run,
     put the emulator in place before any fixture of any scope (a module-scoped one may
-    start child Pythons, as the benchmark smoke tests do), not only inside each test."""
+    start child Pythons, as the benchmark smoke tests do), not only inside each test.
+
+    A suite started as a background job of a shell without job control inherits SIGINT
+    and SIGQUIT ignored (POSIX: asynchronous lists), and so would every child the tests
+    start: the tests that end a child with either would see it live on (19 failures,
+    none of them fdloop's). Both get their defaults back here: what is tested is
+    fdloop, not how the suite was launched."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     config.addinivalue_line(
         "markers",
         "single_backend: a module under tests/primitives/ that runs on the FDLOOP_BACKEND in"
