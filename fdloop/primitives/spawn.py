@@ -182,7 +182,7 @@ def spawn(
             process_group=(None if process_group is None
                            else options.process_group(process_group)),
             user=None if user is None else options.user_id(user),
-            group=None if group is None else options.group_id("group", group),
+            group=None if group is None else options.group_id(group),
             extra_groups=None if extra_groups is None else options.group_ids(extra_groups),
             umask=None if umask == -1 else options.umask(umask),
             restore_signals=restore_signals, default_signals=tuple(taken),

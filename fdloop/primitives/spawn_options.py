@@ -61,16 +61,19 @@ def user_id(value: object) -> int:
     return _fitting_id("user", value)
 
 
-def group_id(name: str, value: object) -> int:
-    """A gid from a group name or number."""
+def group_id(value: object) -> int:
+    """``group``: a gid from a group name or number."""
     if isinstance(value, str):
-        try:
-            return grp.getgrnam(value).gr_gid
-        except KeyError:
-            raise ValueError(f"{name}: no group named {value!r}") from None
-    if name == "group":
-        return _fitting_id(name, value)
-    return _validate.integer(name, value, low=0, high=_MAX_ID)
+        return _gid_of("group", value)
+    return _fitting_id("group", value)
+
+
+def _gid_of(name: str, group: str) -> int:
+    """The gid of the group named ``group`` (KeyError from grp becomes ValueError)."""
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError(f"{name}: no group named {group!r}") from None
 
 
 def _fitting_id(name: str, value: object) -> int:
@@ -90,7 +93,12 @@ def group_ids(values: object) -> tuple[int, ...]:
             f"extra_groups must be an iterable of group names or ids, "
             f"not {type(values).__name__}"
         )
-    gids = tuple(group_id("extra_groups item", value) for value in values)
+    name = "extra_groups item"
+    gids = tuple(
+        _gid_of(name, value) if isinstance(value, str)
+        else _validate.integer(name, value, low=0, high=_MAX_ID)
+        for value in values
+    )
     limit = os.sysconf("SC_NGROUPS_MAX")
     if len(gids) > limit:
         raise ValueError(f"extra_groups: {len(gids)} groups, more than NGROUPS_MAX ({limit})")
