@@ -35,6 +35,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from .. import _validate
+from ..errors import IncompleteReadError
 from ..primitives.process_api import drop_windows_options
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
@@ -45,12 +47,59 @@ __all__ = ["Process", "create_subprocess_exec", "create_subprocess_shell"]
 
 
 
+class _Drained:
+    """What a piped ``stdout``/``stderr`` becomes once ``communicate()`` has read it to
+    EOF and released its pipe: asyncio's StreamReader answers at EOF, for good."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    async def read(self, n: int = -1) -> bytes:
+        _validate.integer("n", n)
+        return b""
+
+    async def readline(self) -> bytes:
+        return b""
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        if not isinstance(separator, (bytes, bytearray)):
+            raise TypeError(f"separator must be bytes, not {type(separator).__name__}")
+        if not separator:
+            raise ValueError("separator must not be empty")
+        raise IncompleteReadError(b"", None)
+
+    async def readexactly(self, n: int) -> bytes:
+        if _validate.integer("n", n, low=0):
+            raise IncompleteReadError(b"", n)
+        return b""
+
+    def at_eof(self) -> bool:
+        return True
+
+    def __aiter__(self) -> _Drained:
+        return self
+
+    async def __anext__(self) -> bytes:
+        raise StopAsyncIteration
+
+    def __repr__(self) -> str:
+        return "<fdloop.compat.asyncio stream, read to EOF by communicate()>"
+
+
 class Process(ProcessWrapper):
-    """asyncio.subprocess.Process's API over a :class:`fdloop.ProcessFD` (``processfd``)."""
+    """asyncio.subprocess.Process's API over a :class:`fdloop.ProcessFD` (``processfd``).
+
+    After ``communicate()``, ``stdout`` and ``stderr`` (if piped) stay at EOF as
+    asyncio's do: their reads return ``b""`` (``readexactly``/``readuntil`` raise
+    IncompleteReadError) and ``at_eof()`` is True, while the pipes themselves are
+    released, as Popen's communicate releases them.
+    """
 
     stdin: PipeSendStream | None
-    stdout: PipeReceiveStream | None
-    stderr: PipeReceiveStream | None
+    stdout: PipeReceiveStream | _Drained | None
+    stderr: PipeReceiveStream | _Drained | None
 
     def __init__(self, proc: ProcessFD) -> None:
         self.processfd = proc
@@ -76,6 +125,13 @@ class Process(ProcessWrapper):
         result: tuple[bytes | None, bytes | None] = await self.processfd.communicate(
             input, timeout
         )
+        # communicate() drained stdout and stderr to EOF and closed them (Popen's rule).
+        # asyncio's StreamReader has no close: at EOF it answers b"" for good. So do ours.
+        stdout, stderr = self.processfd.stdout, self.processfd.stderr
+        if stdout is not None and stdout.closed:
+            self.stdout = _Drained(stdout.limit)
+        if stderr is not None and stderr.closed:
+            self.stderr = _Drained(stderr.limit)
         return result
 
     def __repr__(self) -> str:

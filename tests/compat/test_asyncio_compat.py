@@ -52,6 +52,35 @@ async def test_communicate() -> None:
     assert (proc.returncode, stdout, stderr) == (0, b"some data", None)
 
 
+async def test_streams_stay_at_eof_after_communicate() -> None:
+    # asyncio's StreamReader, once communicate() read it to EOF, answers EOF for good;
+    # the pipes underneath are released all the same (Popen's communicate closes them).
+    proc = await compat.create_subprocess_exec(
+        sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert await asyncio.wait_for(proc.communicate(), 60) == (b"out\n", b"err\n")
+    assert proc.processfd.stdout is not None and proc.processfd.stdout.closed
+    assert proc.processfd.stderr is not None and proc.processfd.stderr.closed
+    for stream in (proc.stdout, proc.stderr):
+        assert stream is not None and stream.at_eof()
+        assert await stream.read() == b""
+        assert await stream.read(5) == b""
+        assert await stream.readline() == b""
+        assert await stream.readexactly(0) == b""
+        with pytest.raises(asyncio.IncompleteReadError) as short:
+            await stream.readexactly(3)
+        assert (short.value.partial, short.value.expected) == (b"", 3)
+        with pytest.raises(asyncio.IncompleteReadError) as unmatched:
+            await stream.readuntil(b"\n")
+        assert (unmatched.value.partial, unmatched.value.expected) == (b"", None)
+        with pytest.raises(ValueError):
+            await stream.readuntil(b"")
+        with pytest.raises(ValueError):
+            await stream.readexactly(-1)
+        assert [line async for line in stream] == []
+        assert stream.limit == 2 ** 16  # asyncio's default limit, kept
+
+
 async def test_shell() -> None:
     proc = await compat.create_subprocess_shell("exit 7")
     assert await proc.wait() == 7
