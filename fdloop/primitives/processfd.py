@@ -65,18 +65,22 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
     ``terminate()`` and ``kill()`` (one syscall). ``wait()`` belongs to one loop at a time.
     """
 
-    stdin: PipeSendStream | None
-    stdout: PipeReceiveStream | None
-    stderr: PipeReceiveStream | None
     _pid: int
     _owner: bool
     _owner_pid: int
-    _daemon: bool
-    _kill_signal: int
-    _kill_timeout: float
-    _new_session: bool
-    _status: ExitStatus | None
-    _hup_waiter: _aio.FDWaiter | None
+    # Defaults kept on the class, and set on a handle only when its own value differs:
+    # every attribute name ever set on a ProcessFD costs each handle 8 bytes of its
+    # values array (CPython shares one key table per class and sizes every instance's
+    # values by it), and a child spawned with no option, the usual case, needs none.
+    stdin: PipeSendStream | None = None
+    stdout: PipeReceiveStream | None = None
+    stderr: PipeReceiveStream | None = None
+    _daemon: bool = False
+    _kill_signal: int = _signal.SIGTERM
+    _kill_timeout: float = 5.0
+    _new_session: bool = False
+    _status: ExitStatus | None = None
+    _hup_waiter: _aio.FDWaiter | None = None
 
     def __init__(self) -> None:
         raise TypeError(
@@ -104,15 +108,16 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
                                      child=owner and handle.is_child)
         self._pid = handle.pid
         self._owner = owner
-        self._daemon = daemon
-        self._kill_signal = kill_signal
-        self._kill_timeout = kill_timeout
-        self._new_session = new_session
-        self._status = None
-        self._hup_waiter = None
-        if pipes == _NO_PIPES:
-            self.stdin = self.stdout = self.stderr = None
-        else:
+        # (The class keeps the defaults: see there.)
+        if daemon:
+            self._daemon = daemon
+        if kill_signal != cls._kill_signal:
+            self._kill_signal = kill_signal
+        if kill_timeout != cls._kill_timeout:
+            self._kill_timeout = kill_timeout
+        if new_session:
+            self._new_session = new_session
+        if pipes != _NO_PIPES:
             stdin, stdout, stderr = pipes
             self.stdin = PipeSendStream(stdin) if stdin is not None else None
             self.stdout = (PipeReceiveStream(stdout, limit=limit) if stdout is not None
