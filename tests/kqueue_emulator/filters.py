@@ -239,7 +239,8 @@ def _pipe_space(fd: int) -> int:
         fcntl.ioctl(fd, termios.FIONREAD, buffer)
     except OSError:
         return 0
-    return max(0, size - struct.unpack("i", buffer)[0])
+    (queued,) = struct.unpack("i", buffer)
+    return max(0, size - int(queued))
 
 
 class _UserKnote(_Knote):
