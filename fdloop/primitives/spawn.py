@@ -162,14 +162,14 @@ def spawn(
     first = argv[0] if type(argv) is list or type(argv) is tuple else None
     # (a str argv[0] is what fsdecode would give back from its encoding)
     name = first if type(first) is str else os.fsdecode(args[0])
-    taken = sigmask.taken_over()
+    default_signals = sigmask.for_child()
     if (executable is None and process_group is None and user is None and group is None
             and extra_groups is None and umask == -1 and pipesize == -1 and cgroup is None):
         # The usual call: the same request, without eight "None if ... else" checks.
         request = SpawnRequest(
             name, tuple(args), None, env_list, stdio, cwd_bytes, fds, close_fds,
             start_new_session, None, None, None, None, None, restore_signals,
-            tuple(taken) if taken else (), None, die_with_parent,
+            default_signals, None, die_with_parent,
         )
     else:
         request = SpawnRequest(
@@ -185,7 +185,7 @@ def spawn(
             group=None if group is None else options.group_id(group),
             extra_groups=None if extra_groups is None else options.group_ids(extra_groups),
             umask=None if umask == -1 else options.umask(umask),
-            restore_signals=restore_signals, default_signals=tuple(taken),
+            restore_signals=restore_signals, default_signals=default_signals,
             pipesize=None if pipesize == -1 else options.pipesize(pipesize),
             die_with_parent=die_with_parent,
             # (last: every other argument is checked before the fd is opened)
@@ -217,10 +217,10 @@ def _spawn_argv_only(argv: object) -> ProcessFD:
     if args is None:
         return _spawn(argv)  # type: ignore[arg-type]
     name: str = argv[0]  # type: ignore[index]  # (a list/tuple of str: _plain_argv said so)
-    taken = sigmask.taken_over()
+    default_signals = sigmask.for_child()
     request = SpawnRequest(
         name, tuple(args), None, None, _INHERIT_ALL, None, (), True, False, None, None,
-        None, None, None, True, tuple(taken) if taken else (), None, False,
+        None, None, None, True, default_signals, None, False,
     )
     return _start(request, argv, name, daemon=False, kill_signal=_SIGTERM, kill_timeout=5.0,
                   new_session=False, limit=DEFAULT_LIMIT)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from ...errors import SignalDeliveryWarning
 
-__all__ = ["Takeover", "signal_name", "take", "taken_over"]
+__all__ = ["Takeover", "for_child", "signal_name", "take", "taken_over"]
 
 
 @dataclass
@@ -188,6 +188,13 @@ def taken_over() -> frozenset[int]:
         blocked = {signo for (_thread, signo), entry in _blocked.items() if entry.we_blocked}
         unignored = {signo for signo, entry in _dispositions.items() if entry.unignored}
     return frozenset(blocked | unignored)
+
+
+def for_child() -> tuple[int, ...]:
+    """:func:`taken_over` as a spawn request carries it: the signals, in order, whose
+    ordinary delivery a child is given back (``()``, the common case, with no lock)."""
+    taken = taken_over()
+    return tuple(sorted(taken)) if taken else ()
 
 
 def _discard_pending(signals: list[int]) -> None:
