@@ -144,8 +144,13 @@ def load(workload_name: str) -> tuple[Workload, dict[str, Contender]]:
 def reference_for(contender_: Contender, ran: Mapping[str, Contender]) -> str | None:
     """The fdloop contender this one is compared with: fdloop on the same loop.
 
-    Contenders without a loop (the floor) and loops fdloop does not run on are compared
-    with fdloop on asyncio. None if no fdloop contender ran.
+    Where a workload has several fdloop contenders on one loop (spawn's default path and
+    its pure-Python one), the first registered, fdloop as installed, is the reference for
+    all of them. Contenders without a loop (the floor) and loops fdloop does not run on
+    are compared with fdloop on asyncio. None if no fdloop contender ran.
     """
-    ours = {c.loop: name for name, c in ran.items() if name.startswith("fdloop")}
+    ours: dict[str | None, str] = {}
+    for name, ran_contender in ran.items():
+        if name.startswith("fdloop"):
+            ours.setdefault(ran_contender.loop, name)
     return ours.get(contender_.loop) or ours.get("asyncio")

@@ -14,7 +14,7 @@ import pytest
 
 from fdloop.bench import WORKLOADS, report
 from fdloop.bench.main import _print_results
-from fdloop.bench.registry import load
+from fdloop.bench.registry import load, reference_for
 from fdloop.bench.runner import Outcome, WorkloadResult, collect, launch, record, run_once, settle
 
 # One Python is enough (.ci/run runs these on 3.11 only): the module fixture starts every
@@ -102,6 +102,22 @@ def test_unknown_contender_is_an_error_not_a_crash() -> None:
 
 LOOPS = ("asyncio", "uvloop", "trio")
 ISSUE_16 = ("issue 16.1", "issue 16.2", "issue 16.3", "issue 16.4", "issue 16.5")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_ratios_are_to_fdloop_as_installed_on_the_same_loop(loop: str) -> None:
+    """spawn has two fdloop contenders per loop; every ratio, the pure-Python one's and
+    the peers', is to the default one (a run's reference once was the pure-Python one)."""
+    _spec, contenders = load("spawn")
+    assert reference_for(contenders[f"fdloop/{loop}"], contenders) == f"fdloop/{loop}"
+    assert reference_for(contenders[f"fdloop, pure Python/{loop}"], contenders) == f"fdloop/{loop}"
+    assert reference_for(contenders[f"floor: posix_spawn+pidfd+loop/{loop}"],
+                         contenders) == f"fdloop/{loop}"
+    peer = {"asyncio": "asyncio subprocess", "uvloop": "uvloop subprocess",
+            "trio": "trio.run_process"}[loop]
+    assert reference_for(contenders[peer], contenders) == f"fdloop/{loop}"
+    assert reference_for(contenders["floor: posix_spawn+pidfd+epoll"],
+                         contenders) == "fdloop/asyncio"
 
 
 @pytest.fixture(scope="module")
