@@ -37,6 +37,7 @@ from typing import Any
 
 from .. import _validate
 from ..errors import IncompleteReadError
+from ..primitives.pipe_receive import check_separator
 from ..primitives.process_api import drop_windows_options
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
@@ -64,10 +65,7 @@ class _Drained:
         return b""
 
     async def readuntil(self, separator: bytes = b"\n") -> bytes:
-        if not isinstance(separator, (bytes, bytearray)):
-            raise TypeError(f"separator must be bytes, not {type(separator).__name__}")
-        if not separator:
-            raise ValueError("separator must not be empty")
+        check_separator(separator)
         raise IncompleteReadError(b"", None)
 
     async def readexactly(self, n: int) -> bytes:

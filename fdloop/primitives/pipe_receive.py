@@ -57,6 +57,15 @@ def check_limit(limit: object) -> int:
     return _validate.integer("limit", limit, low=1)
 
 
+def check_separator(separator: object) -> bytes:
+    """``readuntil``'s separator as bytes, or TypeError/ValueError as asyncio words them."""
+    if not isinstance(separator, (bytes, bytearray)):
+        raise TypeError(f"separator must be bytes, not {type(separator).__name__}")
+    if not separator:
+        raise ValueError("separator must not be empty")
+    return bytes(separator)
+
+
 class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
     """The reading end of a pipe, e.g. ``proc.stdout``; owns (and closes) its fd."""
 
@@ -156,12 +165,9 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
         IncompleteReadError (``partial`` = everything left, the buffer emptied) if EOF
         comes first, ValueError for an empty separator.
         """
-        if not isinstance(separator, (bytes, bytearray)):
-            raise TypeError(f"separator must be bytes, not {type(separator).__name__}")
-        if not separator:
-            raise ValueError("separator must not be empty")
+        separator = check_separator(separator)
         with self._reading():
-            end = await self._find(bytes(separator))
+            end = await self._find(separator)
             if end < 0:
                 partial = self._take(len(self._buffer))
                 raise IncompleteReadError(partial, None)
