@@ -174,6 +174,26 @@ def test_kqueue_is_not_inherited_by_a_forked_child(kq: Any, platform: str) -> No
     assert os.waitpid(pid, 0)[1] == 0
 
 
+@pytest.mark.allow_leaks  # the child exits through os._exit and is reaped here
+def test_a_forked_child_cannot_take_the_kqueue_out_of_a_shared_poll_set(
+    kq: Any, platform: str
+) -> None:
+    """A host loop's epoll set is shared with a forked child; the child's loop teardown
+    drops the kqueue fd from it (asyncio's remove_reader, libuv's poll stop). As the
+    queue "is not inherited", that must not drop the parent's registration."""
+    kq.control([kev(1, user(platform), emu.KQ_EV_ADD | emu.KQ_EV_CLEAR)], 0)
+    with select.epoll() as host:
+        host.register(kq.fileno(), select.EPOLLIN)
+        pid = os.fork()
+        if pid == 0:
+            with contextlib.suppress(OSError):
+                host.unregister(kq.fileno())
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        kq.control([kev(1, user(platform), 0, emu.NOTE_TRIGGER)], 0)
+        assert [fd for fd, _ in host.poll(5)] == [kq.fileno()]
+
+
 # -- EVFILT_TIMER ----------------------------------------------------------------------
 
 def test_periodic_timer_counts_expirations_since_last_report(kq: Any) -> None:

@@ -15,6 +15,7 @@ import select
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 
 from .filters import (
@@ -73,6 +74,7 @@ class kqueue:
         self._watched: dict[int, list[tuple[int, bool]]] = {}
         self._signal_knotes = 0
         self._bad_fd = False
+        _live.add(self)
 
     # -- CPython's kqueue API -------------------------------------------------------------
 
@@ -353,3 +355,30 @@ class _Collection:
 
 _collection = _Collection()
 gc.callbacks.append(_collection)
+
+
+_live: weakref.WeakSet[kqueue] = weakref.WeakSet()
+
+
+def _not_inherited() -> None:
+    """In a forked child, stop each kqueue's fd number from naming the parent's queue.
+
+    kqueue(2): "The queue is not inherited by a child created with fork(2)" (FreeBSD's
+    fdcopy() leaves the slot empty; FreeBSD 14's kqueuex(KQUEUE_CPONFORK) is the opt-in
+    exception). The emulated queue is an epoll fd, which a fork does copy, and a host loop
+    in the child (asyncio's selector, libuv) that drops the kqueue fd from its own epoll
+    set would then drop the *parent's* registration too: epoll keys a registration by
+    open file and fd number, and both are shared. So the child's copy is replaced here by
+    /dev/null. Emulation limit: the number stays open (on /dev/null) rather than empty, so
+    that the Python object's later close() cannot close an fd the child opened since.
+    """
+    placeholder = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for queue in list(_live):
+            if not queue._epoll.closed:
+                os.dup2(placeholder, queue._epoll.fileno(), inheritable=False)
+    finally:
+        os.close(placeholder)
+
+
+os.register_at_fork(after_in_child=_not_inherited)

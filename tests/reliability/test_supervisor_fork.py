@@ -154,23 +154,12 @@ anyio.run(
 @pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("mode", ["exit", "leave"])
 def test_a_forked_child_leaves_the_parents_programs_alone(
-    loop: str, mode: str, tmp_path: Path, fdloop_backend: str, request: pytest.FixtureRequest
+    loop: str, mode: str, tmp_path: Path, fdloop_backend: str
 ) -> None:
     """``exit``: the child uses the Supervisor, then ends as multiprocessing's children do
     (os._exit). ``leave``: the child also leaves the ``async with`` block (asyncio:
     sys.exit unwinding through it with the loop gone; trio: the run goes on)."""
-    hang = HANG
-    if mode == "leave" and loop != "trio" and fdloop_backend == "kqueue":
-        hang = 3.0  # expected to run out: keep it short
-        # Seen here: the child's sys.exit makes asyncio's Runner.close() run the parent's
-        # loop copy again and cancel every task; afterwards the parent no longer hears
-        # of "brief"'s exit (the Supervisor part — no signal, no restart — holds). That
-        # is issue 12 item 3 (shared registrations after fork) on the kqueue backend.
-        request.applymarker(pytest.mark.xfail(
-            reason="issue 12 item 3 on the kqueue backend: parent's waits after the "
-            "child's Runner.close()", strict=False,
-        ))
-    code = SCRIPT.format(hang=hang)
+    code = SCRIPT.format(hang=HANG)
     result = subprocess.run(
         [sys.executable, "-c", code, loop, str(tmp_path / "flag"), mode],
         capture_output=True, text=True, timeout=HANG * 2, check=False,
