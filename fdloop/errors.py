@@ -83,6 +83,16 @@ class BrokenResourceError(FdloopError, BrokenPipeError, anyio.BrokenResourceErro
     """
 
 
+class ConnectionLostError(BrokenResourceError, ConnectionResetError):
+    """``fdloop.compat.asyncio``'s ``stdin.drain()`` once the pipe is gone: closed (by
+    ``close()`` or ``communicate()``) or broken by the child.
+
+    asyncio raises ConnectionResetError("Connection lost") there; this is one, and also
+    a BrokenResourceError (so a BrokenPipeError), so every ``except`` clause written for
+    asyncio's subprocess pipes or for fdloop's catches it.
+    """
+
+
 class ChannelCorruptedError(BrokenResourceError):
     """The peer of a ``fdloop.Channel`` broke the ring protocol (a bad index, a record
     running past the data area, garbage on the hang-up socket).

@@ -25,6 +25,10 @@ What is different, on purpose:
 * Signalling a process that has exited does nothing (asyncio raises
   ProcessLookupError once it has noticed the exit): a signal can never reach a
   recycled pid, so there is nothing to report.
+* ``stdin`` keeps asyncio's manners once its pipe is gone (closed, or the child
+  stopped reading): ``write()`` drops the bytes without raising and ``drain()`` raises
+  ConnectionResetError("Connection lost") (:class:`fdloop.errors.ConnectionLostError`,
+  a BrokenPipeError too). ``stdin.pipe`` is fdloop's own :class:`PipeSendStream`.
 * ``communicate()`` also takes ``timeout=`` (Popen's), and every other
   :func:`fdloop.spawn` argument passes through (``kill_signal``, ``die_with_parent``...).
 """
@@ -32,20 +36,94 @@ What is different, on purpose:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import errno
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .. import _validate
-from ..errors import IncompleteReadError
+from .. import _aio, _validate
+from ..errors import ClosedResourceError, ConnectionLostError, IncompleteReadError
 from ..primitives.pipe_receive import check_separator
+from ..primitives.pipe_send import byte_view
 from ..primitives.process_api import drop_windows_options
 from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
 from ..primitives.streams import DEFAULT_LIMIT, PipeReceiveStream, PipeSendStream
 from . import ProcessWrapper, quiet_when_exited
 
-__all__ = ["Process", "create_subprocess_exec", "create_subprocess_shell"]
+__all__ = ["Process", "StreamWriter", "create_subprocess_exec", "create_subprocess_shell"]
 
+
+class StreamWriter:
+    """A child's stdin as asyncio's subprocess ``StreamWriter`` behaves, over fdloop's
+    :class:`PipeSendStream` (``pipe``), which does the writing and buffering.
+
+    Where the two differ, this follows asyncio. ``write()`` never raises for a pipe that
+    is gone: after ``close()``/``write_eof()``/``communicate()``, or once the child has
+    stopped reading, the bytes are dropped. ``drain()`` then raises
+    :class:`~fdloop.errors.ConnectionLostError` (a ConnectionResetError and a
+    BrokenPipeError) for bytes that were dropped. After ``close()`` it waits until the
+    bytes written before it are delivered, as asyncio's drain right after a close does.
+    """
+
+    __slots__ = ("_dropped", "pipe")
+
+    def __init__(self, pipe: PipeSendStream) -> None:
+        self.pipe = pipe
+        self._dropped = False  # write() was called after close(): drain() says so
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer ``data`` for the child (dropped once the pipe is gone); TypeError for
+        str and other non-bytes."""
+        if self.pipe.closed:
+            if byte_view(data):
+                self._dropped = True
+            return
+        self.pipe.write(data)
+
+    def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """``write()`` each item of ``data`` in turn."""
+        for item in data:
+            self.write(item)
+
+    async def drain(self) -> None:
+        """Wait until what was written is in the kernel (after ``close()``: delivered and
+        the pipe closed). ConnectionLostError if the child stopped reading first or
+        bytes were written after the close."""
+        try:
+            if not self.pipe.closed:
+                with contextlib.suppress(ClosedResourceError):  # closed while waiting
+                    await self.pipe.drain()
+                    return
+            if self._dropped:
+                await _aio.checkpoint()
+                raise ConnectionLostError(errno.EPIPE, "Connection lost: written after close()")
+            await self.pipe.wait_closed()
+        except BrokenPipeError as exc:
+            raise ConnectionLostError(errno.EPIPE, "Connection lost") from exc
+
+    def close(self) -> None:
+        """Close stdin once what was written is through: the child reads EOF."""
+        self.pipe.close()
+
+    def is_closing(self) -> bool:
+        """True once ``close()`` (or ``write_eof()``, ``communicate()``) was called."""
+        return self.pipe.is_closing()
+
+    async def wait_closed(self) -> None:
+        """Wait for the close to finish; BrokenPipeError if written bytes were lost."""
+        await self.pipe.wait_closed()
+
+    def can_write_eof(self) -> bool:
+        """True: a pipe's end of file is its close."""
+        return True
+
+    def write_eof(self) -> None:
+        """``close()``."""
+        self.pipe.close()
+
+    def __repr__(self) -> str:
+        return f"<fdloop.compat.asyncio.StreamWriter {self.pipe!r}>"
 
 
 class _Drained:
@@ -95,13 +173,13 @@ class Process(ProcessWrapper):
     released, as Popen's communicate releases them.
     """
 
-    stdin: PipeSendStream | None
+    stdin: StreamWriter | None
     stdout: PipeReceiveStream | _Drained | None
     stderr: PipeReceiveStream | _Drained | None
 
     def __init__(self, proc: ProcessFD) -> None:
         self.processfd = proc
-        self.stdin = proc.stdin
+        self.stdin = None if proc.stdin is None else StreamWriter(proc.stdin)
         self.stdout = proc.stdout
         self.stderr = proc.stderr
 

@@ -34,12 +34,13 @@ from .. import _aio
 from ..errors import BusyResourceError
 from .pipe_flush import BufferedPipeWriter
 
-__all__ = ["PipeSendStream"]
+__all__ = ["PipeSendStream", "byte_view"]
 
 Bytes = bytes | bytearray | memoryview
 
 
-def _byte_view(data: object) -> memoryview:
+def byte_view(data: object) -> memoryview:
+    """``data`` as a flat byte view; TypeError for str and other non-bytes."""
     try:
         return memoryview(data).cast("B")  # type: ignore[arg-type]
     except TypeError:
@@ -64,7 +65,7 @@ class PipeSendStream(BufferedPipeWriter, ByteSendStream):
         written; if bytes from ``write()`` were still buffered, ``item`` was queued
         behind them and may still be written in full.
         """
-        view = _byte_view(item)
+        view = byte_view(item)
         self._check_open()
         if self._sending:
             raise BusyResourceError("another task is already writing to this stream")
@@ -89,7 +90,7 @@ class PipeSendStream(BufferedPipeWriter, ByteSendStream):
         ClosedResourceError after ``close()``/``write_eof()``, TypeError for str or
         other non-bytes. The bytes are copied: ``data`` may change afterwards.
         """
-        view = _byte_view(data)
+        view = byte_view(data)
         self._check_open()
         if not view:
             return

@@ -81,6 +81,40 @@ async def test_streams_stay_at_eof_after_communicate() -> None:
         assert stream.limit == 2 ** 16  # asyncio's default limit, kept
 
 
+async def test_stdin_after_communicate_as_asyncio() -> None:
+    # asyncio's stdin, once communicate() closed it: write() drops without raising,
+    # drain() raises ConnectionResetError for what it dropped, close() is idempotent.
+    proc = await compat.create_subprocess_exec(*PROGRAM_CAT, stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE)
+    assert await asyncio.wait_for(proc.communicate(b"in"), 60) == (b"in", None)
+    stdin = proc.stdin
+    assert stdin is not None and stdin.is_closing() and stdin.can_write_eof()
+    await stdin.drain()  # nothing written since: every byte was delivered
+    stdin.write(b"late")
+    stdin.writelines([b"later"])
+    with pytest.raises(TypeError):
+        stdin.write("text")  # type: ignore[arg-type]
+    with pytest.raises(ConnectionResetError, match="Connection lost"):
+        await stdin.drain()
+    stdin.close()
+    stdin.write_eof()
+    await stdin.wait_closed()
+
+
+async def test_drain_right_after_close_delivers_what_was_written() -> None:
+    # write(); close(); await drain() works in asyncio when the drain follows the close
+    # at once: the bytes still buffered go through before the pipe closes.
+    proc = await compat.create_subprocess_exec(*LEN_OF_STDIN, stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"x" * PIPE_MAX_SIZE)  # more than the pipe holds: buffered
+    proc.stdin.close()
+    await asyncio.wait_for(proc.stdin.drain(), 60)
+    assert proc.processfd.stdin is not None and proc.processfd.stdin.closed
+    assert await asyncio.wait_for(proc.stdout.read(), 60) == b"%d\n" % PIPE_MAX_SIZE
+    assert await proc.wait() == 0
+
+
 async def test_shell() -> None:
     proc = await compat.create_subprocess_shell("exit 7")
     assert await proc.wait() == 7
@@ -118,7 +152,12 @@ async def test_stdin_broken_pipe() -> None:
                                                stdin=subprocess.PIPE)
     await proc.wait()
     proc.stdin.write(b"x" * PIPE_MAX_SIZE)  # type: ignore[union-attr]
-    with pytest.raises((BrokenPipeError, ConnectionResetError)):
+    with pytest.raises(ConnectionResetError, match="Connection lost") as lost:
+        await proc.stdin.drain()  # type: ignore[union-attr]
+    # asyncio code catches ConnectionResetError; fdloop's own, BrokenPipeError.
+    assert isinstance(lost.value, (BrokenPipeError, fdloop.BrokenResourceError))
+    proc.stdin.write(b"more")  # type: ignore[union-attr]  # dropped, as asyncio's
+    with pytest.raises(ConnectionResetError):
         await proc.stdin.drain()  # type: ignore[union-attr]
 
 
