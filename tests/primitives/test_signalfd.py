@@ -39,6 +39,13 @@ from .signal_harness import (  # the fixtures are used by name
     to_main_thread,
 )
 
+# anyio's pytest plugin runs trio tests in trio's guest mode, whose I/O waits run in a
+# trio worker thread ("Trio thread 0") that idles on for 10 s after a trio test and
+# predates the SignalFDs here, so the first of them rightly warns that it could take a
+# signal. These tests aim every signal at the main thread (or wait until they are alone,
+# ``alone``), so that thread cannot; test_signalfd_takeover.py tests the warning itself.
+pytestmark = pytest.mark.filterwarnings("ignore::fdloop.SignalDeliveryWarning")
+
 # -- reading ---------------------------------------------------------------------------------
 
 
