@@ -142,7 +142,7 @@ class _Drained:
     async def readline(self) -> bytes:
         return b""
 
-    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+    async def readuntil(self, separator: bytes | tuple[bytes, ...] = b"\n") -> bytes:
         check_separator(separator)
         raise IncompleteReadError(b"", None)
 

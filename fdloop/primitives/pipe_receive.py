@@ -57,13 +57,26 @@ def check_limit(limit: object) -> int:
     return _validate.integer("limit", limit, low=1)
 
 
-def check_separator(separator: object) -> bytes:
-    """``readuntil``'s separator as bytes, or TypeError/ValueError as asyncio words them."""
-    if not isinstance(separator, (bytes, bytearray)):
-        raise TypeError(f"separator must be bytes, not {type(separator).__name__}")
-    if not separator:
-        raise ValueError("separator must not be empty")
-    return bytes(separator)
+_NEWLINE = (b"\n",)
+"""``readline``'s separator, as ``_find`` takes it."""
+
+
+def check_separator(separator: object) -> tuple[bytes, ...]:
+    """``readuntil``'s separator as a tuple of bytes, shortest first; TypeError/ValueError
+    as asyncio words them.
+
+    A tuple of separators is accepted, as asyncio's StreamReader does since Python 3.13
+    (on every Python here): the read ends at whichever is found first.
+    """
+    separators = separator if isinstance(separator, tuple) else (separator,)
+    if not separators:
+        raise ValueError("separator must not be an empty tuple")
+    for one in separators:
+        if not isinstance(one, (bytes, bytearray)):
+            raise TypeError(f"separator must be bytes, not {type(one).__name__}")
+        if not one:
+            raise ValueError("separator must not be empty")
+    return tuple(sorted(map(bytes, separators), key=len))
 
 
 class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
@@ -143,7 +156,7 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
         """
         with self._reading():
             try:
-                end = await self._find(b"\n")
+                end = await self._find(_NEWLINE)
             except LimitOverrunError as overrun:
                 if self._buffer.startswith(b"\n", overrun.consumed):
                     dropped = overrun.consumed + 1
@@ -156,8 +169,11 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
                 ) from None
             return self._take(len(self._buffer) if end < 0 else end)
 
-    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+    async def readuntil(self, separator: bytes | tuple[bytes, ...] = b"\n") -> bytes:
         """Bytes up to and including ``separator``, at most ``limit`` before it.
+
+        ``separator`` may be a tuple (asyncio's since Python 3.13): the shortest chunk
+        that ends in any of them is returned.
 
         Raises LimitOverrunError (an asyncio.LimitOverrunError) if more than ``limit``
         bytes come without the separator or before it: nothing is consumed then, and
@@ -165,9 +181,9 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
         IncompleteReadError (``partial`` = everything left, the buffer emptied) if EOF
         comes first, ValueError for an empty separator.
         """
-        separator = check_separator(separator)
+        separators = check_separator(separator)
         with self._reading():
-            end = await self._find(separator)
+            end = await self._find(separators)
             if end < 0:
                 partial = self._take(len(self._buffer))
                 raise IncompleteReadError(partial, None)
@@ -252,27 +268,32 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
         data = await self._read_some(max_bytes)
         self._buffer += data
 
-    async def _find(self, separator: bytes) -> int:
-        """Fill until ``separator`` is buffered; the index just past it, or -1 at EOF.
+    async def _find(self, separators: tuple[bytes, ...]) -> int:
+        """Fill until one of ``separators`` (shortest first) is buffered; the index just
+        past the first one to end, or -1 at EOF.
 
         Raises LimitOverrunError, consuming nothing, as asyncio's ``readuntil`` does:
         when the separator starts past ``limit``, or when more than ``limit`` bytes are
-        buffered that cannot hold its start. The buffer is then at most ``limit`` plus
-        one read.
+        buffered that cannot hold the start of one. The buffer is then at most ``limit``
+        plus one read.
         """
-        size = len(separator)
-        clean = 0  # bytes at the front known not to start the separator
+        shortest, longest = len(separators[0]), len(separators[-1])
+        clean = 0  # bytes at the front known not to start a separator
         while True:
-            if len(self._buffer) - clean >= size:
-                index = self._buffer.find(separator, clean)
-                if index >= 0:
-                    if index > self._limit:
+            if len(self._buffer) - clean >= shortest:
+                start = end = -1
+                for separator in separators:
+                    index = self._buffer.find(separator, clean)
+                    if index >= 0 and (end < 0 or index + len(separator) < end):
+                        start, end = index, index + len(separator)
+                if end >= 0:
+                    if start > self._limit:
                         raise LimitOverrunError(
                             "separator found, but the chunk before it exceeds the limit",
-                            index,
+                            start,
                         )
-                    return index + size
-                clean = len(self._buffer) + 1 - size
+                    return end
+                clean = max(0, len(self._buffer) + 1 - longest)
                 if clean > self._limit:
                     raise LimitOverrunError(
                         "separator not found, and the chunk exceeds the limit", clean

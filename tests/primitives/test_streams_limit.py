@@ -162,6 +162,32 @@ NO_NEWLINE = (
 )
 
 
+async def test_readuntil_with_a_tuple_ends_at_the_first() -> None:
+    """A tuple of separators: the shortest chunk ending in any of them (asyncio's since
+    Python 3.13), the limit counted to where that one starts."""
+    async with pipe(limit=6) as (reader, writer):
+        await writer.send(b"ab--c\nxyz\r\n12345678|tail")
+        await writer.aclose()
+        assert await reader.readuntil((b"\n", b"--")) == b"ab--"
+        assert await reader.readuntil((b"--", b"\n")) == b"c\n"
+        assert await reader.readuntil((b"\r\n", b"\n")) == b"xyz\r\n"  # ends first
+        with pytest.raises(fdloop.LimitOverrunError) as overrun:
+            await reader.readuntil((b"|", b"!"))  # starts at 8, past the limit of 6
+        assert overrun.value.consumed == 8
+        assert await reader.read(8) == b"12345678"
+        assert await reader.readuntil((b"|",)) == b"|"
+        with pytest.raises(fdloop.IncompleteReadError) as short:
+            await reader.readuntil((b"|", b"\n"))
+        assert short.value.partial == b"tail"
+    async with pipe() as (reader, _writer):
+        with pytest.raises(ValueError, match="empty tuple"):
+            await reader.readuntil(())
+        with pytest.raises(ValueError, match="empty"):
+            await reader.readuntil((b"\n", b""))
+        with pytest.raises(TypeError, match="str"):
+            await reader.readuntil((b"\n", "x"))  # type: ignore[arg-type]
+
+
 async def test_readuntil_on_endless_output_raises_with_a_bounded_buffer() -> None:
     """Before the limit, this buffered all 5 MiB and then waited for the separator forever."""
     async with python_child(NO_NEWLINE, limit=100_000) as stream:
@@ -255,6 +281,12 @@ def outcome(exc: BaseException) -> tuple[Any, ...]:
     raise exc
 
 
+# asyncio's readuntil takes a tuple of separators since Python 3.13; fdloop's on every
+# Python (tested without the oracle in test_readuntil_with_a_tuple_ends_at_the_first).
+SEPARATORS: list[bytes | tuple[bytes, ...]] = [b"\n", b"--", b"a-b"]
+if sys.version_info >= (3, 13):
+    SEPARATORS += [(b"--", b"\n"), (b"a-b", b"-"), (b"bb", b"aaaa", b"\n"), (b"\n",)]
+
 # Few newlines and small limits, so that long lines (and separators past the limit) are
 # common.
 data_bytes = st.lists(
@@ -263,7 +295,7 @@ data_bytes = st.lists(
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("readline"), st.just(0)),
-        st.tuples(st.just("readuntil"), st.sampled_from([b"\n", b"--", b"a-b"])),
+        st.tuples(st.just("readuntil"), st.sampled_from(SEPARATORS)),
         st.tuples(st.just("read"), st.integers(-1, 30)),
         st.tuples(st.just("readexactly"), st.integers(0, 30)),
     ),
