@@ -12,6 +12,7 @@ as it takes it. The public methods, in both dialects, are the subclass's.
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Callable
 
 import anyio
@@ -51,6 +52,7 @@ class BufferedPipeWriter(FDResource[PipeEnd]):
         self._sending = False  # a send() is under way
         self._direct = False  # ... writing straight from its caller's buffer
         self._flusher: object | None = None  # the running background flush's token
+        self._busy_thread = 0  # the thread whose loop runs the flush or the direct send
         self._cancel_flush: Callable[[], None] | None = None
         self._progress: anyio.Event | None = None  # set when the flush moves or ends
         self._fd_closed: anyio.Event | None = None  # set when the fd is closed
@@ -73,6 +75,18 @@ class BufferedPipeWriter(FDResource[PipeEnd]):
     def _check_open(self) -> None:
         if self.closed:
             raise ClosedResourceError(f"{type(self).__name__} is closed")
+
+    def _check_thread(self) -> None:
+        """Refuse a caller in another thread while a loop here flushes or sends: the
+        buffer, its counters and the events that wake its waiters belong to that loop."""
+        if (self._flusher is not None or self._direct) and (
+            threading.get_ident() != self._busy_thread
+        ):
+            raise RuntimeError(
+                f"{type(self).__name__} is being written by the loop in thread "
+                f"{self._busy_thread}: use it from that thread (for example through "
+                "call_soon_threadsafe or trio.from_thread)"
+            )
 
     def _close_now(self) -> None:
         """Drop what is buffered, close the fd, wake every waiter."""
@@ -103,6 +117,7 @@ class BufferedPipeWriter(FDResource[PipeEnd]):
             self._flush_ended(token)
 
         self._flusher = token
+        self._busy_thread = threading.get_ident()
         cancel = start_background(
             lambda: self._flush(token), f"fdloop PipeSendStream flush fd {self._handle.fileno()}",
             ended,
@@ -169,6 +184,7 @@ class BufferedPipeWriter(FDResource[PipeEnd]):
             # so that a cancellation never hides data that was written.
             await _aio.checkpoint()
         self._direct = True
+        self._busy_thread = threading.get_ident()
         written = 0
         waited = False
         try:

@@ -67,6 +67,7 @@ class PipeSendStream(BufferedPipeWriter, ByteSendStream):
         """
         view = byte_view(item)
         self._check_open()
+        self._check_thread()
         if self._sending:
             raise BusyResourceError("another task is already writing to this stream")
         self._raise_failure()
@@ -92,6 +93,7 @@ class PipeSendStream(BufferedPipeWriter, ByteSendStream):
         """
         view = byte_view(data)
         self._check_open()
+        self._check_thread()
         if not view:
             return
         if self._error is not None:
@@ -126,6 +128,7 @@ class PipeSendStream(BufferedPipeWriter, ByteSendStream):
         nothing buffered it returns at once, letting other tasks run every 1 MiB.
         """
         self._check_open()
+        self._check_thread()
         self._raise_failure()
         if self._done < self._queued:
             await self._wait_flushed(self._queued)
@@ -151,6 +154,7 @@ class PipeSendStream(BufferedPipeWriter, ByteSendStream):
         if that left written bytes undelivered, as asyncio's subprocess pipes do.
         Waiting is only watching: cancelling it does not stop the flush.
         """
+        self._check_thread()
         while not self._handle.closed:
             if self._fd_closed is None:
                 self._fd_closed = anyio.Event()
@@ -173,7 +177,9 @@ class PipeSendStream(BufferedPipeWriter, ByteSendStream):
         leaves, or the loop ends). Without a running loop they are dropped. Tasks
         waiting in ``send()``/``drain()`` get ClosedResourceError. Idempotent. From
         another thread, the close runs in the thread of the loop that polls the fd (see
-        :class:`FDResource`); everything else here belongs to that loop's thread.
+        :class:`FDResource`); everything else here belongs to that loop's thread, and
+        ``write()``, ``send()``, ``drain()``, ``wait_closed()`` and ``aclose()`` raise
+        RuntimeError in another thread while that loop flushes or sends.
         """
         super().close()  # FDResource: to the loop's thread, once, then _close_here()
 
@@ -197,6 +203,7 @@ class PipeSendStream(BufferedPipeWriter, ByteSendStream):
     async def aclose(self) -> None:
         """``close()``, then wait for the flush of the buffered bytes (not raising if
         the reader left). If cancelled, the rest is dropped and the fd closed at once."""
+        self._check_thread()
         self.close()
         try:
             while not self._handle.closed:

@@ -12,6 +12,7 @@ import inspect
 import os
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -86,6 +87,44 @@ async def test_write_big_then_close_delivers_everything() -> None:
             echoed = await proc.stdout.read()
             await proc.stdin.wait_closed()
     assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
+
+
+async def test_another_thread_is_refused_while_the_loop_flushes() -> None:
+    """While this loop's background flush owns the buffer, a call from another thread
+    raises RuntimeError and changes nothing: the reader gets exactly this thread's bytes.
+    Once the flush is over, a plain write from another thread goes to the kernel."""
+    payload = data(BIG)
+    refused: list[str] = []
+
+    def from_another_thread(writer: PipeSendStream) -> None:
+        for name, call in (
+            ("write", lambda: writer.write(b"stray")),
+            ("writelines", lambda: writer.writelines([b"stray"])),
+            ("send", lambda: writer.send(b"stray").send(None)),
+            ("drain", lambda: writer.drain().send(None)),
+            ("wait_closed", lambda: writer.wait_closed().send(None)),
+        ):
+            try:
+                call()
+            except RuntimeError as exc:
+                refused.append(name if "thread" in str(exc) else f"{name}: {exc}")
+
+    with anyio.fail_after(60):  # (without the refusal, the stray calls wedged the stream)
+        async with pipe() as (reader, writer):
+            writer.write(payload)
+            assert "bytes buffered" in repr(writer)  # the background flush is running
+            thread = threading.Thread(target=from_another_thread, args=(writer,), daemon=True)
+            thread.start()
+            await anyio.to_thread.run_sync(thread.join, 10.0)
+            assert not thread.is_alive(), "a call from another thread got stuck"
+            assert refused == ["write", "writelines", "send", "drain", "wait_closed"]
+            got = bytearray()
+            while len(got) < len(payload):
+                got.extend(await reader.receive())
+            await writer.drain()
+            assert got == payload  # nothing of the refused calls arrived
+            await anyio.to_thread.run_sync(writer.write, b"after")  # flush over: allowed
+            assert await reader.receive() == b"after"
 
 
 async def test_buffered_bytes_flow_without_drain() -> None:
