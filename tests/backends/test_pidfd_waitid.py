@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pidfd")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pidfd"),
+    # The forked children only set a limit and exit or die (no lock taken): the threads
+    # Python 3.12+ warns about (worker threads that earlier tests' loops left idling)
+    # cannot deadlock them.
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
 
 if sys.platform.startswith("linux"):
     from fdloop.backends.contract import RawExit
