@@ -76,12 +76,16 @@ class BufferedPipeWriter(FDResource[PipeEnd]):
         if self.closed:
             raise ClosedResourceError(f"{type(self).__name__} is closed")
 
-    def _check_thread(self) -> None:
-        """Refuse a caller in another thread while a loop here flushes or sends: the
-        buffer, its counters and the events that wake its waiters belong to that loop."""
-        if (self._flusher is not None or self._direct) and (
+    def _busy_elsewhere(self) -> bool:
+        """True while the loop of another thread flushes or sends: the buffer, its
+        counters and the events that wake its waiters then belong to that loop."""
+        return (self._flusher is not None or self._direct) and (
             threading.get_ident() != self._busy_thread
-        ):
+        )
+
+    def _check_thread(self) -> None:
+        """Refuse a caller in another thread while a loop there flushes or sends."""
+        if self._busy_elsewhere():
             raise RuntimeError(
                 f"{type(self).__name__} is being written by the loop in thread "
                 f"{self._busy_thread}: use it from that thread (for example through "

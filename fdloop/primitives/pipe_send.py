@@ -178,8 +178,8 @@ class PipeSendStream(BufferedPipeWriter, ByteSendStream):
         waiting in ``send()``/``drain()`` get ClosedResourceError. Idempotent. From
         another thread, the close runs in the thread of the loop that polls the fd (see
         :class:`FDResource`); everything else here belongs to that loop's thread, and
-        ``write()``, ``send()``, ``drain()``, ``wait_closed()`` and ``aclose()`` raise
-        RuntimeError in another thread while that loop flushes or sends.
+        ``write()``, ``send()``, ``drain()`` and ``wait_closed()`` raise RuntimeError in
+        another thread while that loop flushes or sends.
         """
         super().close()  # FDResource: to the loop's thread, once, then _close_here()
 
@@ -202,9 +202,15 @@ class PipeSendStream(BufferedPipeWriter, ByteSendStream):
 
     async def aclose(self) -> None:
         """``close()``, then wait for the flush of the buffered bytes (not raising if
-        the reader left). If cancelled, the rest is dropped and the fd closed at once."""
-        self._check_thread()
+        the reader left). If cancelled, the rest is dropped and the fd closed at once.
+
+        From another thread while that loop flushes, it returns once the close has been
+        handed to the loop's thread (see ``close()``): the flush ends there.
+        """
         self.close()
+        if self._busy_elsewhere():
+            await _aio.checkpoint()
+            return
         try:
             while not self._handle.closed:
                 if self._fd_closed is None:

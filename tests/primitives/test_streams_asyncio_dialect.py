@@ -6,6 +6,7 @@ Real pipes and real children (``cat``, ``python -c``), on asyncio, uvloop and tr
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import inspect
@@ -92,7 +93,8 @@ async def test_write_big_then_close_delivers_everything() -> None:
 async def test_another_thread_is_refused_while_the_loop_flushes() -> None:
     """While this loop's background flush owns the buffer, a call from another thread
     raises RuntimeError and changes nothing: the reader gets exactly this thread's bytes.
-    Once the flush is over, a plain write from another thread goes to the kernel."""
+    Once the flush is over, a plain write from another thread goes to the kernel. Only
+    close()/aclose() work from any thread (README: Threads)."""
     payload = data(BIG)
     refused: list[str] = []
 
@@ -125,6 +127,17 @@ async def test_another_thread_is_refused_while_the_loop_flushes() -> None:
             assert got == payload  # nothing of the refused calls arrived
             await anyio.to_thread.run_sync(writer.write, b"after")  # flush over: allowed
             assert await reader.receive() == b"after"
+        # aclose() is for any thread: there it hands the close over and returns, and
+        # the flush goes on here until every byte is through, then the reader sees EOF.
+        async with pipe() as (reader, writer):
+            writer.write(payload)
+            await anyio.to_thread.run_sync(asyncio.run, writer.aclose())
+            assert writer.closed
+            got = bytearray()
+            with pytest.raises(anyio.EndOfStream):
+                while True:
+                    got.extend(await reader.receive())
+            assert got == payload
 
 
 async def test_buffered_bytes_flow_without_drain() -> None:
