@@ -201,7 +201,8 @@ async def supervise(
         await _end(proc, outputs, spawn_kwargs, (stdin, stdout, stderr))
     if timed_out:
         assert timeout is not None
-        raise TimeoutExpired(argv, timeout, outputs.stdout(), outputs.stderr())
+        # As subprocess.run's: what was read so far, None where nothing was (or no pipe).
+        raise TimeoutExpired(argv, timeout, outputs.stdout() or None, outputs.stderr() or None)
     status = proc.status
     assert status is not None
     out: Any = outputs.stdout()

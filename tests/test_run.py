@@ -192,6 +192,19 @@ async def test_timeout_without_capture_has_no_output() -> None:
     assert caught.value.stdout is None and caught.value.stderr is None
 
 
+async def test_timeout_gives_none_for_a_captured_stream_that_stayed_silent() -> None:
+    # subprocess: "b''.join(chunks) if chunks else None" -- a pipe that carried nothing
+    # before the timeout is None, as one that was never captured.
+    argv = ["sh", "-c", "echo partial; exec sleep 100"]
+    with pytest.raises(fdloop.TimeoutExpired) as caught:
+        await fdloop.run(argv, capture_output=True, timeout=0.5)
+    assert (caught.value.stdout, caught.value.stderr) == (b"partial\n", None)
+    async with fdloop.spawn(["sleep", "100"], stdout=fdloop.PIPE, stderr=fdloop.PIPE) as proc:
+        with pytest.raises(fdloop.TimeoutExpired) as caught:
+            await proc.communicate(timeout=0.2)
+        assert (caught.value.stdout, caught.value.stderr) == (None, None)
+
+
 async def test_timeout_sends_kill_signal_first_then_sigkill() -> None:
     # A new session keeps collecting output during the grace period, so the handler's
     # words prove SIGTERM came first; the child ignores it, so only SIGKILL ends it.

@@ -250,8 +250,10 @@ class ProcessAPI(anyio.abc.Process):
             with anyio.move_on_after(limit):
                 await self._finish(exchange)
             if self._exchange is exchange:
+                # As Popen's: what was read so far, None where nothing was (or no pipe).
                 raise TimeoutExpired(
-                    self.args, limit, exchange.collector.stdout(), exchange.collector.stderr()
+                    self.args, limit, exchange.collector.stdout() or None,
+                    exchange.collector.stderr() or None,
                 )
         out, err = exchange.collector.stdout(), exchange.collector.stderr()
         if self._text is not None:
