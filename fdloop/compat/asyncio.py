@@ -182,6 +182,7 @@ class Process(ProcessWrapper):
         self.stdin = None if proc.stdin is None else StreamWriter(proc.stdin)
         self.stdout = proc.stdout
         self.stderr = proc.stderr
+        self._communicated = False  # a communicate() has returned
 
     @property
     def pid(self) -> int:
@@ -194,13 +195,21 @@ class Process(ProcessWrapper):
         EOF, wait for the exit; ``(stdout, stderr)``, None for streams not piped.
 
         As asyncio's, ``input`` is ignored when stdin is not a pipe and a broken pipe is
-        not an error. ``timeout``: see :meth:`fdloop.ProcessFD.communicate`.
+        not an error, and a later call finds every stream at EOF (``b""``; its input is
+        dropped). ``timeout``: see :meth:`fdloop.ProcessFD.communicate`.
         """
+        if self._communicated:
+            # asyncio's streams stay at EOF and its stdin drops the input: b"" for each
+            # piped stream, once the exit is in.
+            await self.processfd.wait()
+            return (None if self.stdout is None else b"",
+                    None if self.stderr is None else b"")
         if self.processfd.stdin is None:
             input = None
         result: tuple[bytes | None, bytes | None] = await self.processfd.communicate(
             input, timeout
         )
+        self._communicated = True
         # communicate() drained stdout and stderr to EOF and closed them (Popen's rule).
         # asyncio's StreamReader has no close: at EOF it answers b"" for good. So do ours.
         stdout, stderr = self.processfd.stdout, self.processfd.stderr

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .. import _validate
+from .. import _aio, _validate
 from ..errors import TimeoutExpired
 from .streams import PipeReceiveStream, PipeSendStream
 
@@ -155,12 +155,14 @@ class Collector:
 
 
 class _Exchange:
-    """One ``communicate()``, kept on the process across timeouts until it completes."""
+    """One ``communicate()``, kept on the process across timeouts and after it completes
+    (``done``): as Popen's, a later call returns the same output and refuses input."""
 
     def __init__(self, stdin: PipeSendStream | None, collector: Collector,
                  data: memoryview | None) -> None:
         self.stdin = stdin
         self.collector = collector
+        self.done = False
         if stdin is not None and data is not None and not stdin.closed:
             # write(): the stream keeps what the pipe has not taken yet, so a timeout
             # loses no input and the next communicate() only waits for the rest.
@@ -203,11 +205,21 @@ class ProcessAPI(anyio.abc.Process):
 
     if TYPE_CHECKING:
         async def wait(self, timeout: float | None = None) -> ExitStatus: ...
+        def poll(self) -> int | None: ...
+        @property
+        def status(self) -> ExitStatus | None: ...
 
     async def _wait_at_most(self, timeout: object) -> ExitStatus:
         """``wait()`` bounded by ``timeout`` seconds: TimeoutExpired if still running
         then (the process keeps running; nothing is reaped or lost)."""
         seconds = _validate.seconds("timeout", timeout)
+        if seconds == 0 and self.poll() is not None:
+            # Popen's wait(timeout=0) returns an exit that is already there; a deadline
+            # of now would cancel the wait at its first checkpoint, before it looked.
+            await _aio.checkpoint()
+            status = self.status
+            assert status is not None
+            return status
         with anyio.move_on_after(seconds):
             return await self.wait()
         raise TimeoutExpired(self.args, seconds)
@@ -228,9 +240,11 @@ class ProcessAPI(anyio.abc.Process):
         subprocess.TimeoutExpired) carrying the output read so far, as bytes; the child
         keeps running and nothing is lost: call ``communicate()`` again (without
         ``input``) to go on, or end the child. Cancellation keeps the same state.
-        Raises ValueError for ``input`` without a piped stdin or given again after a
-        timed-out call, TypeError for input of the wrong type, and what the streams
-        raise (BusyResourceError when another task reads the same pipe).
+        Once it has returned, a later call returns the same output again (Popen's).
+        Raises ValueError for ``input`` without a piped stdin or given to a later call
+        (after a timed-out or a completed one: it could not be sent), TypeError for
+        input of the wrong type, and what the streams raise (BusyResourceError when
+        another task reads the same pipe).
         """
         limit = None if timeout is None else _validate.seconds("timeout", timeout)
         exchange = self._exchange
@@ -244,12 +258,14 @@ class ProcessAPI(anyio.abc.Process):
             self._exchange = exchange
         elif input is not None:
             raise ValueError("Cannot send input after starting communication")
-        if limit is None:
+        if exchange.done:
+            await _aio.checkpoint()
+        elif limit is None:
             await self._finish(exchange)
         else:
             with anyio.move_on_after(limit):
                 await self._finish(exchange)
-            if self._exchange is exchange:
+            if not exchange.done:
                 # As Popen's: what was read so far, None where nothing was (or no pipe).
                 raise TimeoutExpired(
                     self.args, limit, exchange.collector.stdout() or None,
@@ -263,7 +279,7 @@ class ProcessAPI(anyio.abc.Process):
     async def _finish(self, exchange: _Exchange) -> None:
         await exchange.run()
         await self.wait()
-        self._exchange = None  # complete: a later communicate() starts afresh
+        exchange.done = True  # kept: a later communicate() returns the same output
         # Popen's rule: the pipes communicate() drained to EOF are closed with it, so a
         # handle kept afterwards holds no fd for them (asyncio's transports, too, close
         # their pipes at EOF).

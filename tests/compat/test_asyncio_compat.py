@@ -115,6 +115,19 @@ async def test_drain_right_after_close_delivers_what_was_written() -> None:
     assert await proc.wait() == 0
 
 
+async def test_a_later_communicate_finds_every_stream_at_eof() -> None:
+    # asyncio's: the streams stay at EOF and the closed stdin drops the input.
+    proc = await compat.create_subprocess_exec(*PROGRAM_CAT, stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE)
+    assert await asyncio.wait_for(proc.communicate(b"once"), 60) == (b"once", b"")
+    assert await proc.communicate() == (b"", b"")
+    assert await proc.communicate(b"dropped") == (b"", b"")
+    proc = await compat.create_subprocess_exec("true", stdout=subprocess.PIPE)
+    assert await asyncio.wait_for(proc.communicate(), 60) == (b"", None)
+    assert await proc.communicate() == (b"", None)
+
+
 async def test_shell() -> None:
     proc = await compat.create_subprocess_shell("exit 7")
     assert await proc.wait() == 7

@@ -97,7 +97,7 @@ async def test_communicate_timeout_loses_nothing_and_leaves_the_child_running() 
                 await proc.communicate(b"y" * BIG, timeout=0.3)
             assert isinstance(caught.value, subprocess.TimeoutExpired)
             assert caught.value.cmd is argv and caught.value.timeout == 0.3
-            assert caught.value.stdout in (b"", b"first\n") and caught.value.stderr is None
+            assert caught.value.stdout in (None, b"first\n") and caught.value.stderr is None
             assert proc.returncode is None  # still running
             with pytest.raises(ValueError, match="after starting communication"):
                 await proc.communicate(b"more")
@@ -109,6 +109,20 @@ async def test_communicate_timeout_loses_nothing_and_leaves_the_child_running() 
     finally:
         os.close(gate_r)
         os.close(gate_w)
+
+
+async def test_a_later_communicate_returns_the_same_output_and_refuses_input() -> None:
+    # Popen's: the output of a completed communicate() comes back again, and input
+    # given later raises (stdin is closed: it could never reach the child).
+    async with fdloop.spawn(["cat"], stdin=PIPE, stdout=PIPE, stderr=PIPE) as proc:
+        assert await proc.communicate(b"once") == (b"once", b"")
+        assert await proc.communicate() == (b"once", b"")
+        with pytest.raises(ValueError, match="after starting communication"):
+            await proc.communicate(b"twice")
+        assert await proc.communicate(timeout=0) == (b"once", b"")
+    async with fdloop.spawn(["cat"], stdin=PIPE, stdout=PIPE, text=True) as proc:
+        assert await proc.communicate("é") == ("é", None)
+        assert await proc.communicate() == ("é", None)
 
 
 async def test_communicate_refuses_bad_input() -> None:
@@ -135,6 +149,21 @@ async def test_wait_timeout_raises_and_the_child_keeps_running() -> None:
         assert isinstance(status, ExitStatus) and status == -signal.SIGKILL
     with pytest.raises(ValueError, match="timeout"):
         await proc.wait(timeout=-1)
+
+
+async def test_wait_timeout_zero_returns_an_exit_that_is_already_there() -> None:
+    # Popen's wait(timeout=0) polls: an exited child's status, not TimeoutExpired.
+    async with fdloop.spawn(["sh", "-c", "exit 4"]) as proc:
+        with anyio.fail_after(10):
+            while not proc._handle.has_exited():  # exited, not yet reaped by anyone
+                await anyio.sleep(0.01)
+        status = await proc.wait(timeout=0)
+        assert isinstance(status, ExitStatus) and status == 4
+        assert await proc.wait(timeout=0) == 4
+    async with fdloop.spawn(["sleep", "30"]) as proc:
+        with pytest.raises(fdloop.TimeoutExpired):
+            await proc.wait(timeout=0)
+        proc.kill()
 
 
 async def test_args_are_what_spawn_was_given() -> None:
