@@ -69,7 +69,7 @@ async def run_process(
     SIGKILL) and reaps it before it goes on.
     """
     if stdin is not None and input is not None:
-        raise ValueError("only one of ``stdin`` and ``input`` is allowed")
+        raise ValueError("only one of stdin and input is allowed")
     result = await run(command, input=input, stdin=stdin, stdout=stdout, stderr=stderr,
                        shell=isinstance(command, (str, bytes)), **options)
     returncode = int(result.status)

@@ -38,7 +38,7 @@ async def test_run_process_checks_by_default_with_the_output() -> None:
 
 
 async def test_run_process_refuses_input_with_stdin_before_starting() -> None:
-    with pytest.raises(ValueError, match="only one of ``stdin`` and ``input``"):
+    with pytest.raises(ValueError, match="only one of stdin and input is allowed"):
         await run_process(REVERSE, input=b"x", stdin=subprocess.DEVNULL)
 
 
