@@ -83,3 +83,27 @@ async def test_pass_fds_reach_the_child_by_number() -> None:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+async def test_the_short_paths_build_the_request_the_keyword_path_builds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``spawn(argv)`` and the usual-options branch build their SpawnRequest by position
+    (to save binding keywords per child); the keyword-built one is the reference, so a
+    field added to SpawnRequest cannot shift theirs unnoticed."""
+    from fdloop.primitives import spawn as spawn_module
+
+    requests = []
+    real_start = spawn_module._start
+
+    def recording(request: object, *args: object, **kwargs: object) -> fdloop.ProcessFD:
+        requests.append(request)
+        return real_start(request, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(spawn_module, "_start", recording)
+    for options in ({}, {"cwd": None}, {"umask": 0o022}):
+        with spawn(["true"], **options) as proc:  # type: ignore[arg-type]
+            assert await proc.wait() == 0
+    argv_only, usual, by_keyword = requests
+    assert argv_only == usual
+    assert usual._replace(umask=0o022) == by_keyword
