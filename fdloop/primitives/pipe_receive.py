@@ -66,7 +66,7 @@ def check_separator(separator: object) -> tuple[bytes, ...]:
     as asyncio words them.
 
     A tuple of separators is accepted, as asyncio's StreamReader does since Python 3.13
-    (on every Python here): the read ends at whichever is found first.
+    (on every Python here): the read ends where the earliest-ending of them ends.
     """
     separators = separator if isinstance(separator, tuple) else (separator,)
     if not separators:
