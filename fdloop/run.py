@@ -36,7 +36,7 @@ import anyio
 import anyio.abc
 
 from . import _validate
-from .errors import CalledProcessError, TimeoutExpired
+from .errors import CalledProcessError
 from .primitives.exitstatus import ExitStatus
 from .primitives.process_api import Collector, TextMode, as_input, drop_windows_options
 from .primitives.processfd import ProcessFD
@@ -201,8 +201,7 @@ async def supervise(
         await _end(proc, outputs, spawn_kwargs, (stdin, stdout, stderr))
     if timed_out:
         assert timeout is not None
-        # As subprocess.run's: what was read so far, None where nothing was (or no pipe).
-        raise TimeoutExpired(argv, timeout, outputs.stdout() or None, outputs.stderr() or None)
+        raise outputs.timed_out(argv, timeout)
     status = proc.status
     assert status is not None
     out: Any = outputs.stdout()

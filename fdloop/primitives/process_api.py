@@ -153,6 +153,11 @@ class Collector:
     def stderr(self) -> bytes | None:
         return None if self._stderr is None else b"".join(self._chunks[id(self._stderr)])
 
+    def timed_out(self, cmd: Any, timeout: float) -> TimeoutExpired:
+        """The TimeoutExpired for ``cmd`` carrying the output read so far, as
+        subprocess's: None for a stream that carried nothing yet (or is not a pipe)."""
+        return TimeoutExpired(cmd, timeout, self.stdout() or None, self.stderr() or None)
+
 
 class _Exchange:
     """One ``communicate()``, kept on the process across timeouts and after it completes
@@ -266,11 +271,7 @@ class ProcessAPI(anyio.abc.Process):
             with anyio.move_on_after(limit):
                 await self._finish(exchange)
             if not exchange.done:
-                # As Popen's: what was read so far, None where nothing was (or no pipe).
-                raise TimeoutExpired(
-                    self.args, limit, exchange.collector.stdout() or None,
-                    exchange.collector.stderr() or None,
-                )
+                raise exchange.collector.timed_out(self.args, limit)
         out, err = exchange.collector.stdout(), exchange.collector.stderr()
         if self._text is not None:
             return self._text.decode(out), self._text.decode(err)
