@@ -72,8 +72,11 @@ class EventFD(FDResource[EventFDBackend]):
         unchanged — and ClosedResourceError once closed. ``write(0)`` does nothing.
         """
         n = _validate.integer("n", n, low=0, high=MAX_COUNTER)
-        self._check_open()
-        if n:
+        if not n:
+            self._check_open()
+            return
+        with self._in_use():  # (safe from any thread: see FDResource._in_use)
+            self._check_open()
             self._handle.write(n)
 
     async def read(self) -> int:

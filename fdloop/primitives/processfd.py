@@ -307,9 +307,10 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         sig = signal_number("sig", sig, allow_zero=True)
         if self._status is not None:
             return
-        self._check_open()
-        self._refuse_in_forked_child(f"send_signal({sig})")
-        self._handle.send_signal(sig, group=self._new_session if group is None else group)
+        with self._in_use():  # (safe from any thread: see FDResource._in_use)
+            self._check_open()
+            self._refuse_in_forked_child(f"send_signal({sig})")
+            self._handle.send_signal(sig, group=self._new_session if group is None else group)
 
     def terminate(self) -> None:
         """Send SIGTERM (to the process group for ``start_new_session`` children)."""
@@ -396,9 +397,12 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
             if self._status is None:
                 if not self._daemon:
                     handle.send_signal(_signal.SIGKILL, group=self._new_session)
-                reaper.adopt(handle.transfer(), daemon=self._daemon)
+                with self._fd_lock():  # (a send_signal in another thread is done first)
+                    handed = handle.transfer()
+                reaper.adopt(handed, daemon=self._daemon)
                 return
-        handle.close()
+        with self._fd_lock():
+            handle.close()
 
     def detach(self) -> int:
         """Return the process fd unclosed; this handle stops owning (and killing) it.

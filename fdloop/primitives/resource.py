@@ -21,6 +21,7 @@ registrations are the parent's and are left alone (see :mod:`fdloop._aio.forks`)
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections.abc import Awaitable
 from types import TracebackType
@@ -74,6 +75,10 @@ class naming_fd_limit:  # lower case, as contextlib.suppress: it reads as a clau
                 raise error from exc
 
 
+_IN_USE = tuple(threading.RLock() for _ in range(64))
+"""Locks striped by object (see FDResource._in_use). Reentrant: a finalizer run by a
+collection inside a locked section may close another object of the same stripe."""
+
 _closing: dict[int, object] = {}
 """id() of each object being closed right now, so that a second thread's close returns
 instead of closing the fd number twice (dict.setdefault is atomic)."""
@@ -84,8 +89,12 @@ class FDResource(Generic[H]):
 
     Thread safety: ``close()``, ``aclose()``, ``detach()`` and ``closed`` may be used from
     any thread, and wake tasks waiting in another thread's loop at once. Everything else
-    belongs to the thread of the loop that awaits the object (writes that the kernel
-    makes atomic, such as ``EventFD.write()`` on Linux, are safe from any thread too).
+    belongs to the thread of the loop that awaits the object, except what a subclass
+    makes safe from any thread (``EventFD.write()``, ``ProcessFD.send_signal()``): such a
+    method checks that the object is open and makes its system call holding
+    :meth:`_in_use`, whose lock the close takes too (:meth:`_fd_lock`), so that the fd
+    number cannot be closed, and then reused by an unrelated open, between the check
+    and the call.
     """
 
     _handle: H
@@ -133,7 +142,23 @@ class FDResource(Generic[H]):
             # A task in wait_events(self) waits on a kernel poll request that holds the
             # file open: the close alone would never end its wait.
             poll_events.notify_closing(self._handle.fileno())
-            self._handle.close()
+            with self._fd_lock():
+                self._handle.close()
+
+    def _fd_lock(self) -> threading.RLock:
+        """The lock that closing and detaching hold while the fd number is let go of,
+        and that a method safe from any thread holds across its use of the fd (one of a
+        fixed set, chosen by the object's identity: no lock object per fd)."""
+        return _IN_USE[(id(self) >> 4) & 63]
+
+    def _in_use(self) -> threading.RLock:
+        """:meth:`_fd_lock`, for a method safe from any thread to hold across its check
+        that the object is open and its system call. ClosedResourceError at once while
+        a close is under way, so that threads calling such a method in a loop cannot
+        keep the closing one waiting for the lock."""
+        if id(self) in _closing:
+            raise ClosedResourceError(f"{type(self).__name__} is closed")
+        return _IN_USE[(id(self) >> 4) & 63]
 
     def _waiters(self) -> tuple[ReadableWaiter | None, ...]:
         """Every waiter of this object (subclasses with more than one extend this)."""
@@ -157,7 +182,8 @@ class FDResource(Generic[H]):
         """Stop owning the fd and return it unclosed; waiters get ClosedResourceError."""
         self._check_open()
         self._waiter.close()
-        return self._handle.detach()
+        with self._fd_lock():
+            return self._handle.detach()
 
     def _check_open(self) -> None:
         if self._handle.closed:

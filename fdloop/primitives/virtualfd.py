@@ -24,7 +24,8 @@ from .resource import FDResource, naming_fd_limit
 class VirtualFD(FDResource[VirtualFDBackend]):
     """An fd whose readiness the owner sets: ``set``/``add``/``remove``, ``events``.
 
-    Every method may be called from any thread (one lock orders them). Raises OSError
+    Every method may be called from any thread (one lock orders them, and a close in
+    another thread waits for the one under way: FDResource._in_use). Raises OSError
     (EMFILE, naming ``fdloop.raise_fd_limit()``) when no fd is left.
     """
 
@@ -52,8 +53,8 @@ class VirtualFD(FDResource[VirtualFDBackend]):
     @property
     def events(self) -> int:
         """The events a consumer's poll sees now (what the kernel reports)."""
-        self._check_open()
-        with self._lock:
+        with self._lock, self._in_use():
+            self._check_open()
             return int(self._handle.events) & POLL_EVENTS
 
     def set(self, events: int) -> int:
@@ -67,23 +68,23 @@ class VirtualFD(FDResource[VirtualFDBackend]):
         or clear now; ClosedResourceError once closed.
         """
         events = validate_events("events", events, allow_zero=True)
-        self._check_open()
-        with self._lock:
+        with self._lock, self._in_use():  # (the close takes _in_use too)
+            self._check_open()
             return int(self._handle.set(events)) & POLL_EVENTS
 
     def add(self, events: int) -> int:
         """Raise ``events`` as well (``set(current | events)``); returns the new mask."""
         events = validate_events("events", events, allow_zero=True)
-        self._check_open()
-        with self._lock:
+        with self._lock, self._in_use():  # (the close takes _in_use too)
+            self._check_open()
             return int(self._handle.set(self._handle.events & POLL_EVENTS | events)) & \
                 POLL_EVENTS
 
     def remove(self, events: int) -> int:
         """Clear ``events`` (``set(current & ~events)``); returns the new mask."""
         events = validate_events("events", events, allow_zero=True)
-        self._check_open()
-        with self._lock:
+        with self._lock, self._in_use():  # (the close takes _in_use too)
+            self._check_open()
             return int(self._handle.set(self._handle.events & POLL_EVENTS & ~events)) & \
                 POLL_EVENTS
 

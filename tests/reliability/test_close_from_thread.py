@@ -11,6 +11,7 @@ that is not woken by the close itself fails the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -241,3 +242,52 @@ async def test_a_sweep_from_another_thread_leaves_a_loop_watched_child_to_its_lo
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+
+def test_a_write_from_another_thread_never_reaches_the_number_a_close_freed(
+    tmp_path: Any,
+) -> None:
+    # EventFD.write() is safe from any thread, and so is close(). A write that had
+    # checked "open" when the close freed the fd number used to make its syscall on
+    # whatever the number named next: here a regular file opened right after the close,
+    # which then held the counter's 8 bytes (about one round in four). (No loop takes
+    # part: the close runs in the caller's thread, as for an EventFD never awaited.)
+    current: list[fdloop.EventFD | None] = [None]
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            efd = current[0]
+            if efd is None:
+                continue
+            # (closed: what write() must say; full: the counter is capped)
+            with contextlib.suppress(fdloop.ClosedResourceError, OverflowError):
+                efd.write(0x4142434445464748)
+
+    path = tmp_path / "bystander"
+    writers = [threading.Thread(target=hammer) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    rounds = written = 0
+    try:
+        end = time.monotonic() + 5
+        while rounds < 40 and time.monotonic() < end:
+            efd = fdloop.EventFD()
+            current[0] = efd
+            time.sleep(0.0002)  # (the writers get the GIL meanwhile)
+            efd.close()  # while a writer may be between its check and its syscall
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+            try:
+                current[0] = None
+                time.sleep(0.0002)
+                written += os.fstat(fd).st_size != 0
+            finally:
+                os.close(fd)
+            rounds += 1
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert rounds >= 10
+    assert written == 0, f"{written} of {rounds} rounds wrote into the file"
