@@ -127,13 +127,17 @@ class FDWaiter:
         return len(self.pending_futures()) + (1 if self._flags & TRIO_BUSY else 0)
 
     def pending_futures(self) -> list[Any]:
-        """asyncio: the futures of the tasks waiting now (not those of cancelled waits)."""
+        """asyncio: the futures of the tasks waiting now: not those of cancelled waits,
+        nor those left by tasks of a loop that was closed under them (nothing can wake
+        or await those again, and they must not make the next loop's wait a "two loops
+        at once" error)."""
         futures = self._futures
         if futures is None:
             return []
         if type(futures) is not list:
             futures = [futures]
-        return [future for future in futures if not future.done()]
+        return [future for future in futures
+                if not future.done() and not future.get_loop().is_closed()]
 
     def wait(self) -> Awaitable[None]:
         """Return once the fd may be ready; raise ClosedResourceError if closed.

@@ -123,3 +123,39 @@ def test_trio_run_ending_right_after_a_sync_close() -> None:
 
     trio.run(main)
     nothing_left_after_collections(fds_before)
+
+
+@pytest.mark.parametrize("next_loop", ["asyncio", "uvloop", "trio"])
+@pytest.mark.parametrize("loop_name", list(LOOPS))
+def test_objects_a_closed_loop_left_waiting_can_be_awaited_in_the_next_loop(
+    loop_name: str, next_loop: str
+) -> None:
+    # The waits of the closed loop's tasks can never be woken: they used to make every
+    # later wait, in any loop, a "two event loops at once" RuntimeError, for good.
+    counter, timer = fdloop.EventFD(), fdloop.TimerFD()
+    proc = fdloop.spawn(["sleep", "60"])
+    loop = LOOPS[loop_name]()
+    tasks = [loop.create_task(wait()) for wait in (counter.read, timer.wait, proc.wait)]
+    loop.run_until_complete(asyncio.sleep(0.05))
+    loop.close()  # the three tasks still wait: nothing cancels them
+
+    async def in_the_next_loop() -> None:
+        with anyio.fail_after(10):
+            with anyio.move_on_after(0.05) as scope:
+                await counter.read()  # (0: it waits, and times out)
+            assert scope.cancelled_caught
+            counter.write(3)
+            assert await counter.read() == 3
+            timer.set(0.01)
+            assert await timer.wait() >= 1
+            proc.kill()
+            assert (await proc.wait()).returncode == -9
+
+    anyio.run(in_the_next_loop, backend="trio" if next_loop == "trio" else "asyncio",
+              backend_options={"use_uvloop": True} if next_loop == "uvloop" else {})
+    for obj in (counter, timer, proc):
+        obj.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (coroutines never resumed)
+        del tasks
+        gc.collect()
