@@ -187,6 +187,7 @@ class Supervisor(ShutdownMixin, ChangesMixin):
         self._entered = True
         self._shared.owner_pid = os.getpid()
         self._shared.owner_thread = threading.current_thread()
+        self._shared.owner_loop = anyio.lowlevel.current_token()
         self._changed = anyio.Event()
         self._shared.hurry = anyio.Event()
         self._make_cgroups()  # raises before anything runs

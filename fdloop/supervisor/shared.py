@@ -49,6 +49,9 @@ class Shared:
     """Shutting down: nothing is started or restarted any more."""
     owner_pid: int = 0
     """The process that entered the Supervisor (0 before); see :meth:`forked`."""
+    owner_loop: object = None
+    """The event loop (or trio run) the Supervisor was entered in, as anyio names it
+    (``anyio.lowlevel.current_token()``): where its task group lives."""
     owner_thread: threading.Thread | None = None
     """The thread that entered the Supervisor: the only one that may spawn (a
     PR_SET_PDEATHSIG child dies with the thread that spawned it)."""

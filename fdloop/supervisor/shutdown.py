@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from .events import EventHub, EventKind
 from .program import DEFAULT_STOP_TIMEOUT
@@ -63,6 +64,12 @@ class ShutdownMixin:
         cancelled: BaseException | None = None
         stop_error: BaseException | None = None
         if self._shared.forked():
+            if anyio.lowlevel.current_token() != self._shared.owner_loop:
+                # Left from a loop of the child's own: the task group, its tasks and
+                # their loop are copies that can never run here (exiting the group
+                # would wait for them for ever). Leave them all be.
+                self._shared.task_group = None
+                return None
             try:
                 task_group.cancel_scope.cancel()
             except RuntimeError:

@@ -167,3 +167,66 @@ def test_a_forked_child_leaves_the_parents_programs_alone(
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), (
         result.stdout + result.stderr
     )
+
+
+LEAVE_FROM_A_NEW_LOOP = r"""
+import asyncio, os, sys
+import anyio
+from fdloop.supervisor import Supervisor
+
+HANG, LOOP = {hang}, sys.argv[1]
+
+
+def run(coroutine):
+    if LOOP == "uvloop":
+        import uvloop
+
+        return uvloop.run(coroutine)
+    return asyncio.run(coroutine)
+
+
+async def leave(sup):
+    with anyio.move_on_after(HANG) as scope:
+        await sup.__aexit__(None, None, None)
+    return "hung" if scope.cancelled_caught else "returned"
+
+
+async def main():
+    async with Supervisor() as sup:
+        sup.add("steady", ["sleep", "1000"])
+        await sup.start()
+        steady = sup.status()["steady"].pid
+        child = os.fork()
+        if child == 0:
+            # asyncio forgets the running loop in a forked child: a loop of its own may
+            # run, and leave the copied block from there.
+            try:
+                said = run(leave(sup))
+            except BaseException as exc:
+                said = repr(exc)
+            os.write(1, said.encode() + b"\n")
+            os._exit(0)
+        os.waitpid(child, 0)
+        assert sup.status()["steady"].pid == steady
+        assert sup.status()["steady"].state == "running"
+    print("OK")
+
+
+run(main())
+"""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_forked_child_leaving_the_block_from_its_own_loop_returns_at_once(
+    loop: str, fdloop_backend: str
+) -> None:
+    # The copied task group lives in the parent's loop, which never runs again in the
+    # child: waiting for its tasks spun at 100 % CPU for ever (not even a cancel scope
+    # around it ended that). Now nothing is stopped there, and nothing waited for.
+    code = LEAVE_FROM_A_NEW_LOOP.format(hang=HANG / 3)
+    result = subprocess.run(
+        [sys.executable, "-c", code, loop], capture_output=True, text=True,
+        timeout=HANG * 2, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == ["returned", "OK"], result.stdout + result.stderr
