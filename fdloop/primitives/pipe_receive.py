@@ -203,8 +203,26 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
             return self._take(n)
 
     def at_eof(self) -> bool:
-        """True once EOF was seen and every buffered byte has been read."""
-        return self._eof and not self._buffer
+        """True once the end is reached: every writer has closed and every byte is read.
+
+        As asyncio's StreamReader, whose transport reports EOF without being asked, it
+        does not wait for a read to return ``b""`` first (so ``while not
+        s.at_eof(): await s.readline()`` gets no empty line at the end): with nothing
+        buffered and no read under way, it looks with one non-blocking read, and keeps
+        what that finds for the next read.
+        """
+        if self._buffer:
+            return False
+        if not self._eof and not self._busy and not self._handle.closed:
+            try:
+                data = self._handle.read(RECEIVE_SIZE)
+            except BlockingIOError:
+                return False  # nothing there yet, and a writer still holds the pipe
+            if data:
+                self._buffer += data
+                return False
+            self._eof = True
+        return self._eof
 
     def __aiter__(self) -> PipeReceiveStream:
         return self

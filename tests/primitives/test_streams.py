@@ -98,6 +98,43 @@ async def test_receive_then_end_of_stream() -> None:
             await reader.receive(0)  # (anyio's words: its own suite matches them)
 
 
+async def test_at_eof_knows_the_end_without_a_read_returning_nothing() -> None:
+    # asyncio's StreamReader learns of EOF from its transport: at_eof() is True once the
+    # writer has gone and the last byte is read, so `while not at_eof(): readline()`
+    # ends without an empty line.
+    async with pipe() as (reader, writer):
+        assert not reader.at_eof()  # nothing yet, the writer is open
+        await writer.send(b"a\nb\n")
+        assert not reader.at_eof()  # (and what that look found stays for the reads)
+        await writer.aclose()
+        lines = []
+        while not reader.at_eof():
+            lines.append(await reader.readline())
+        assert lines == [b"a\n", b"b\n"]
+    async with pipe() as (reader, writer):
+        await writer.send(b"xyz")
+        await writer.aclose()
+        assert await reader.read(100) == b"xyz"
+        assert reader.at_eof()
+
+
+async def test_at_eof_takes_nothing_from_a_reader_that_waits() -> None:
+    async with pipe() as (reader, writer), anyio.create_task_group() as tasks:
+        lines: list[bytes] = []
+
+        async def read_one() -> None:
+            lines.append(await reader.readline())
+
+        tasks.start_soon(read_one)
+        await anyio.sleep(0.05)  # it waits for the fd now
+        await writer.send(b"line\n")
+        assert not reader.at_eof()  # (must not read the line behind its back)
+        with anyio.fail_after(10):
+            while not lines:
+                await anyio.sleep(0.01)
+        assert lines == [b"line\n"]
+
+
 async def test_read_n_returns_what_is_there_and_read_all_waits_for_eof() -> None:
     async with pipe() as (reader, writer), anyio.create_task_group() as tg:
         await writer.send(b"0123456789")
