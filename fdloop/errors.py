@@ -164,6 +164,10 @@ class CalledProcessError(FdloopError, subprocess.CalledProcessError):
         stderr: bytes | None = None, status: Any = None,
     ) -> None:
         super().__init__(returncode, cmd, output, stderr)  # type: ignore[arg-type]
+        # As subprocess's (whose callers pass the output by keyword): the exception's
+        # args, and so its repr and log lines, are the code and the command only, never
+        # megabytes of captured output.
+        self.args = (returncode, cmd)
         self.status = status
 
     def __str__(self) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import signal
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -52,13 +53,18 @@ _DEFAULT_KILL_TIMEOUT = 5.0
 DeliverCancel = Callable[[ProcessFD], Awaitable[object]]
 
 
-@dataclass
-class CompletedProcess:
-    """What :func:`run` returns once the child has exited and its pipes are drained."""
+@dataclass(repr=False)
+class CompletedProcess(subprocess.CompletedProcess):  # type: ignore[type-arg]
+    """What :func:`run` returns once the child has exited and its pipes are drained.
+
+    A subprocess.CompletedProcess too (``isinstance`` checks and annotations such as
+    ``CompletedProcess[bytes]`` keep working), with subprocess's repr; ``status`` is
+    fdloop's addition.
+    """
 
     args: Any
     """The ``argv`` given to run()."""
-    returncode: int | None
+    returncode: int | None  # type: ignore[assignment]  # (None: the status is unknown)
     """Exit code, or ``-N`` for death by signal N; None if the status is unknown."""
     stdout: Any
     """Everything the child wrote to a piped stdout (bytes; str in text mode), else None."""
@@ -76,7 +82,7 @@ class CompletedProcess:
 
 
 async def run(
-    argv: StrOrBytesPath | Sequence[StrOrBytesPath],
+    argv: StrOrBytesPath | Sequence[StrOrBytesPath] | None = None,
     *,
     input: bytes | bytearray | memoryview | str | None = None,
     capture_output: bool = False,
@@ -123,8 +129,10 @@ async def run(
     ``check=True`` and the return code is not 0; what ``spawn()`` raises if the command
     cannot start; TypeError/ValueError for bad or conflicting arguments (``input`` with
     ``stdin``, ``capture_output`` with ``stdout``/``stderr``), before anything starts.
-    A child that exits without reading all of ``input`` is not an error.
+    A child that exits without reading all of ``input`` is not an error. The command
+    may also be given as ``args=`` (subprocess's name for it).
     """
+    argv = _command(argv, spawn_kwargs, "run")
     mode = TextMode.choose(
         text=text, encoding=encoding, errors=errors, universal_newlines=universal_newlines
     )
@@ -146,8 +154,7 @@ async def run(
         raise TypeError(
             f"deliver_cancel must be an async function, not {type(deliver_cancel).__name__}"
         )
-    if timeout is not None:
-        _validate.seconds("timeout", timeout)
+    timeout = _validate.timeout("timeout", timeout)
 
     proc = spawn(argv, **spawn_kwargs)
     take = None if _ignored(task_status) else (data is not None, capture_output, capture_output)
@@ -179,7 +186,8 @@ async def supervise(
     trio's run_process hides them) before ``task_status.started(proc)``, so nobody
     reads them twice. Returns without checking the return code.
     """
-    limit = math.inf if timeout is None else _validate.seconds("timeout", timeout)
+    timeout = _validate.timeout("timeout", timeout)
+    limit = math.inf if timeout is None else timeout
     proc.args = argv
     proc._text = mode
     stdin, stdout, stderr = _take_streams(proc, take)
@@ -212,36 +220,61 @@ async def supervise(
 
 
 async def check_output(
-    argv: StrOrBytesPath | Sequence[StrOrBytesPath], **kwargs: Any
+    argv: StrOrBytesPath | Sequence[StrOrBytesPath] | None = None, **kwargs: Any
 ) -> Any:
     """The child's stdout, as ``subprocess.check_output``: ``run(argv, stdout=PIPE,
     check=True, **kwargs).stdout`` (bytes, or str in text mode).
 
-    Raises CalledProcessError (with the output) for a non-zero return code, ValueError
-    if ``stdout`` is given (it is this function's), and what :func:`run` raises.
+    As there, an explicit ``input=None`` gives the child an empty stdin. Raises
+    CalledProcessError (with the output) for a non-zero return code, ValueError if
+    ``stdout`` is given (it is this function's), and what :func:`run` raises.
     """
+    argv = _command(argv, kwargs, "check_output")
     if "stdout" in kwargs:
         raise ValueError("stdout argument not allowed, it will be overridden.")
     if "check" in kwargs:
         raise ValueError("check argument not allowed, it will be overridden.")
+    if "input" in kwargs and kwargs["input"] is None:
+        # subprocess's rule: an explicit input=None is empty input (the child's stdin is
+        # an empty pipe), never our own stdin.
+        text_mode = any(kwargs.get(name) for name in (
+            "universal_newlines", "text", "encoding", "errors"))
+        kwargs["input"] = "" if text_mode else b""
     return (await run(argv, stdout=PIPE, check=True, **kwargs)).stdout
 
 
-async def call(argv: StrOrBytesPath | Sequence[StrOrBytesPath], **kwargs: Any) -> int:
+async def call(
+    argv: StrOrBytesPath | Sequence[StrOrBytesPath] | None = None, **kwargs: Any
+) -> int:
     """Run ``argv`` and return its returncode (a plain int), as ``subprocess.call``.
 
     An unknown status (see ExitStatus) is returned as ``ExitStatus.UNKNOWN_INT``, never
     as 0. With ``timeout`` the child is ended and reaped before TimeoutExpired is raised.
     """
-    return int((await run(argv, **kwargs)).status)
+    return int((await run(_command(argv, kwargs, "call"), **kwargs)).status)
 
 
-async def check_call(argv: StrOrBytesPath | Sequence[StrOrBytesPath], **kwargs: Any) -> int:
+async def check_call(
+    argv: StrOrBytesPath | Sequence[StrOrBytesPath] | None = None, **kwargs: Any
+) -> int:
     """Run ``argv``; return 0, or raise CalledProcessError, as ``subprocess.check_call``."""
+    argv = _command(argv, kwargs, "check_call")
     if "check" in kwargs:
         raise ValueError("check argument not allowed: check_call always checks")
     await run(argv, check=True, **kwargs)
     return 0
+
+
+def _command(argv: Any, kwargs: dict[str, Any], function: str) -> Any:
+    """The command to run: ``argv``, or ``args=`` (taken out of ``kwargs``), the keyword
+    subprocess's functions know it by. TypeError if neither or both are given."""
+    if "args" in kwargs:
+        if argv is not None:
+            raise TypeError(f"{function}() got the command twice: as argv and as args=")
+        return kwargs.pop("args")
+    if argv is None:
+        raise TypeError(f"{function}() missing 1 required argument: 'argv' (or args=)")
+    return argv
 
 
 def _ignored(task_status: object) -> bool:

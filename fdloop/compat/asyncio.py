@@ -194,9 +194,10 @@ class Process(ProcessWrapper):
         """Send ``input`` (if stdin is a pipe), close stdin, read stdout and stderr to
         EOF, wait for the exit; ``(stdout, stderr)``, None for streams not piped.
 
-        As asyncio's, ``input`` is ignored when stdin is not a pipe and a broken pipe is
-        not an error, and a later call finds every stream at EOF (``b""``; its input is
-        dropped). ``timeout``: see :meth:`fdloop.ProcessFD.communicate`.
+        As asyncio's, ``input`` is ignored when stdin is not a pipe (or is closed already)
+        and a broken pipe is not an error, and a later call finds every stream at EOF
+        (``b""``; its input is dropped). ``timeout``: see
+        :meth:`fdloop.ProcessFD.communicate`.
         """
         if self._communicated:
             # asyncio's streams stay at EOF and its stdin drops the input: b"" for each
@@ -204,8 +205,8 @@ class Process(ProcessWrapper):
             await self.processfd.wait()
             return (None if self.stdout is None else b"",
                     None if self.stderr is None else b"")
-        if self.processfd.stdin is None:
-            input = None
+        if self.processfd.stdin is None or self.processfd.stdin.closed:
+            input = None  # (asyncio's closed StreamWriter drops what it is given)
         result: tuple[bytes | None, bytes | None] = await self.processfd.communicate(
             input, timeout
         )

@@ -19,6 +19,7 @@ for). anyio's ``wait()`` returns an int: ours returns an ExitStatus, which is on
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import locale
 import subprocess
@@ -59,7 +60,8 @@ class TextMode:
         ``errors`` selects text mode; ``encoding`` defaults to the locale's, ``errors``
         to ``"strict"``. Raises subprocess.SubprocessError when ``text`` and
         ``universal_newlines`` are both given and disagree, TypeError for a non-str
-        ``encoding``/``errors``.
+        ``encoding``/``errors``, and LookupError for an encoding Python does not know:
+        before the child starts, as Popen (whose text wrappers are made first) does.
         """
         if (text is not None and universal_newlines is not None
                 and bool(universal_newlines) != bool(text)):
@@ -73,6 +75,7 @@ class TextMode:
         if not (text or universal_newlines or encoding or errors):
             return None
         chosen = encoding if isinstance(encoding, str) else locale.getpreferredencoding(False)
+        codecs.lookup(chosen)  # (LookupError: "unknown encoding: ...")
         return cls(chosen, errors if isinstance(errors, str) else "strict")
 
     def encode(self, data: object) -> bytes:
@@ -217,7 +220,9 @@ class ProcessAPI(anyio.abc.Process):
     async def _wait_at_most(self, timeout: object) -> ExitStatus:
         """``wait()`` bounded by ``timeout`` seconds: TimeoutExpired if still running
         then (the process keeps running; nothing is reaped or lost)."""
-        seconds = _validate.seconds("timeout", timeout)
+        seconds = _validate.timeout("timeout", timeout)
+        if seconds is None:  # (math.inf: no limit, as Popen.wait takes it)
+            return await self.wait()
         if seconds == 0 and self.poll() is not None:
             # Popen's wait(timeout=0) returns an exit that is already there; a deadline
             # of now would cancel the wait at its first checkpoint, before it looked.
@@ -246,18 +251,22 @@ class ProcessAPI(anyio.abc.Process):
         keeps running and nothing is lost: call ``communicate()`` again (without
         ``input``) to go on, or end the child. Cancellation keeps the same state.
         Once it has returned, a later call returns the same output again (Popen's).
-        Raises ValueError for ``input`` without a piped stdin or given to a later call
-        (after a timed-out or a completed one: it could not be sent), TypeError for
+        Raises ValueError for ``input`` without a piped stdin, with a stdin you closed,
+        or given to a later call (after a timed-out or a completed one: it could not be
+        sent), TypeError for
         input of the wrong type, and what the streams raise (BusyResourceError when
         another task reads the same pipe).
         """
-        limit = None if timeout is None else _validate.seconds("timeout", timeout)
+        limit = _validate.timeout("timeout", timeout)
         exchange = self._exchange
         if exchange is None:
             data = None
             if input is not None:
                 if self.stdin is None:
                     raise ValueError("communicate(input=...) needs stdin=PIPE")
+                if self.stdin.closed:
+                    # (Popen: "flush of closed file"): the input could not be sent
+                    raise ValueError("communicate(input=...): stdin is already closed")
                 data = memoryview(self._text.encode(input)) if self._text else as_input(input)
             exchange = _Exchange(self.stdin, Collector(self.stdout, self.stderr), data)
             self._exchange = exchange

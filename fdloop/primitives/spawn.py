@@ -76,7 +76,8 @@ def spawn(
     creationflags: int = 0,
     cgroup: str | os.PathLike[str] | None = None,
 ) -> ProcessFD:
-    """Start ``argv`` as our child and return its ProcessFD. Does not wait.
+    """Start ``argv`` as our child and return its ProcessFD. Does not wait. (``args=``,
+    Popen's keyword for the command, is taken too.)
 
     ``argv[0]`` is looked up in the child's PATH unless it contains a slash. stdio:
     None (inherit), PIPE (``proc.stdin``/``stdout``/``stderr`` become pipe streams),
@@ -93,9 +94,9 @@ def spawn(
 
     As in subprocess: ``shell=True`` runs ``argv`` (a str) with ``/bin/sh -c`` (or
     ``executable``); ``executable`` is exec'd in place of argv[0]; ``user``, ``group``
-    (names or ids), ``extra_groups`` and ``umask`` set the child's credentials and
-    umask; ``process_group`` calls setpgid; ``pipesize`` sets the size of the pipes made
-    for PIPE. ``limit`` bounds what a line search on a piped stdout/stderr buffers
+    (names or ids), ``extra_groups`` and ``umask`` (unless negative) set the child's
+    credentials and umask; ``process_group`` calls setpgid; ``pipesize`` sets the size
+    of the pipes made for PIPE. ``limit`` bounds what a line search on a piped stdout/stderr buffers
     (asyncio's ``limit=``, 64 KiB). ``text``/``encoding``/``errors``/``universal_newlines``
     select text mode for :meth:`ProcessFD.communicate` (str in, str out, universal
     newlines), by subprocess's rules; the pipe streams themselves stay byte streams.
@@ -184,7 +185,7 @@ def spawn(
             user=None if user is None else options.user_id(user),
             group=None if group is None else options.group_id(group),
             extra_groups=None if extra_groups is None else options.group_ids(extra_groups),
-            umask=None if umask == -1 else options.umask(umask),
+            umask=None if umask == -1 else options.umask(umask),  # (None if negative)
             restore_signals=restore_signals, default_signals=default_signals,
             pipesize=None if pipesize == -1 else options.pipesize(pipesize),
             die_with_parent=die_with_parent,
@@ -261,6 +262,8 @@ def spawn(*args: Any, **options: Any) -> ProcessFD:
     # and inspect.signature() give the full signature, and a wrong keyword's TypeError
     # names spawn()). Type checkers see the definition above.
     if options or len(args) != 1:
+        if not args and "args" in options:  # subprocess's keyword name for the command
+            args = (options.pop("args"),)
         return _spawn(*args, **options)
     return _spawn_argv_only(args[0])
 

@@ -105,8 +105,11 @@ def group_ids(values: object) -> tuple[int, ...]:
     return gids
 
 
-def umask(value: object) -> int:
-    return _validate.integer("umask", value, low=0, high=0o777)
+def umask(value: object) -> int | None:
+    """The umask to set in the child; None for a negative one, which (as Popen's docs
+    put it) means the umask is not set."""
+    mask = _validate.integer("umask", value, high=0o777)
+    return None if mask < 0 else mask
 
 
 def pipesize(value: object) -> int:

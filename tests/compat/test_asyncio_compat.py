@@ -101,6 +101,17 @@ async def test_stdin_after_communicate_as_asyncio() -> None:
     await stdin.wait_closed()
 
 
+async def test_communicate_drops_input_for_a_stdin_already_closed_as_asyncio() -> None:
+    # asyncio's closed StreamWriter drops what communicate() gives it (ProcessFD's own
+    # communicate refuses instead, as Popen does).
+    proc = await compat.create_subprocess_exec(*PROGRAM_CAT, stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(b"first")
+    proc.stdin.close()
+    assert await asyncio.wait_for(proc.communicate(b"dropped"), 60) == (b"first", None)
+
+
 async def test_drain_right_after_close_delivers_what_was_written() -> None:
     # write(); close(); await drain() works in asyncio when the drain follows the close
     # at once: the bytes still buffered go through before the pipe closes.

@@ -9,6 +9,7 @@ async test runs on asyncio, uvloop and trio.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from functools import partial
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -23,7 +25,7 @@ import pytest
 from anyio.streams.text import TextReceiveStream
 
 import fdloop
-from fdloop import PIPE, ExitStatus
+from fdloop import PIPE, ExitStatus, spawn
 
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
@@ -323,6 +325,89 @@ async def test_check_output_call_check_call() -> None:
         await fdloop.check_call(["false"])
     with pytest.raises(fdloop.TimeoutExpired):
         await fdloop.call(["sleep", "30"], timeout=0.1, kill_timeout=1)
+
+
+# -- what subprocess code does, moved unchanged -------------------------------------------
+
+
+async def test_an_unknown_encoding_is_refused_before_the_child_starts(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    argv = ["sh", "-c", f"touch {marker}"]
+    with pytest.raises(LookupError, match="bogus-codec"):
+        await fdloop.run(argv, capture_output=True, encoding="bogus-codec")
+    with pytest.raises(LookupError, match="bogus-codec"):
+        await fdloop.check_output(argv, encoding="bogus-codec")
+    with pytest.raises(LookupError, match="bogus-codec"):
+        spawn(argv, stdout=PIPE, encoding="bogus-codec")
+    await anyio.sleep(0.2)  # (a started child would have touched it by now)
+    assert not marker.exists()
+
+
+async def test_check_output_with_input_none_gives_the_child_an_empty_stdin() -> None:
+    # subprocess.check_output's rule: an explicit input=None is empty input, so the
+    # child reads a pipe at EOF rather than our own stdin.
+    report = ("import os, stat, sys; "
+              "print(stat.S_ISFIFO(os.fstat(0).st_mode), repr(sys.stdin.read()))")
+    assert await fdloop.check_output(python(report), input=None) == b"True ''\n"
+    assert await fdloop.check_output(python(report), input=None, text=True) == "True ''\n"
+
+
+async def test_the_command_may_be_given_as_args() -> None:
+    assert (await fdloop.run(args=["echo", "a"], capture_output=True)).stdout == b"a\n"
+    assert await fdloop.check_output(args=["echo", "b"]) == b"b\n"
+    assert await fdloop.call(args=["sh", "-c", "exit 3"]) == 3
+    assert await fdloop.check_call(args=["true"]) == 0
+    with spawn(args=["sh", "-c", "exit 4"]) as proc:
+        assert await proc.wait() == 4
+    for function in (fdloop.run, fdloop.check_output, fdloop.call, fdloop.check_call):
+        with pytest.raises(TypeError, match="twice"):
+            await function(["true"], args=["true"])
+        with pytest.raises(TypeError, match="argv"):
+            await function()
+
+
+async def test_communicate_refuses_input_for_a_stdin_already_closed() -> None:
+    # Popen raises ValueError there ("flush of closed file"): the input cannot be sent,
+    # and dropping it without a word would lose it.
+    async with spawn(["cat"], stdin=PIPE, stdout=PIPE) as proc:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        with pytest.raises(ValueError, match="stdin is already closed"):
+            await proc.communicate(b"data")
+        assert await proc.communicate() == (b"", None)  # nothing was half-done
+
+
+async def test_called_process_error_args_are_its_code_and_command() -> None:
+    # As subprocess's: the output stays off args (and so off repr() and log lines).
+    with pytest.raises(fdloop.CalledProcessError) as caught:
+        await fdloop.run(["sh", "-c", "echo out; exit 3"], capture_output=True, check=True)
+    error = caught.value
+    cmd = ["sh", "-c", "echo out; exit 3"]
+    assert error.args == (3, cmd)
+    assert repr(error) == f"CalledProcessError(3, {cmd!r})"
+    assert (error.stdout, error.stderr, error.status.returncode) == (b"out\n", b"", 3)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.args, copy.stdout, copy.status) == (error.args, b"out\n", error.status)
+
+
+async def test_completed_process_is_a_subprocess_completed_process() -> None:
+    done = await fdloop.run(["echo", "x"], stdout=PIPE)
+    assert isinstance(done, subprocess.CompletedProcess)
+    assert fdloop.CompletedProcess[bytes] is not None  # (annotations evaluated at runtime)
+    assert repr(done) == "CompletedProcess(args=['echo', 'x'], returncode=0, stdout=b'x\\n')"
+    assert done.status.returncode == 0
+
+
+async def test_an_infinite_timeout_is_no_timeout() -> None:
+    # As subprocess (and trio's deadlines): math.inf waits as long as it takes.
+    inf = math.inf
+    assert (await fdloop.run(["echo", "a"], stdout=PIPE, timeout=inf)).stdout == b"a\n"
+    assert await fdloop.check_output(["echo", "b"], timeout=inf) == b"b\n"
+    async with spawn(["cat"], stdin=PIPE, stdout=PIPE) as proc:
+        assert await proc.communicate(b"c", timeout=inf) == (b"c", None)
+        assert await proc.wait(timeout=inf) == 0
+    with pytest.raises(ValueError, match="timeout"):
+        await fdloop.run(["true"], timeout=-inf)
 
 
 # -- started as a task; deliver_cancel ----------------------------------------------------

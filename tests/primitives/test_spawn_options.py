@@ -101,6 +101,16 @@ async def test_umask(spawn_path: str) -> None:
     assert _status_field(status, "Umask") == "0027"
 
 
+@pytest.mark.parametrize("negative", [-1, -5])
+async def test_a_negative_umask_leaves_the_umask_alone(spawn_path: str, negative: int) -> None:
+    # Popen's docs: only a umask that "is not negative" is set in the child (so this
+    # needs no clone path either).
+    ours = os.umask(0o022)
+    os.umask(ours)
+    status = await _output(["cat", "/proc/self/status"], umask=negative)
+    assert _status_field(status, "Umask") == f"{ours:04o}"
+
+
 async def test_process_group_zero_makes_the_child_a_group_leader(spawn_path: str) -> None:
     code = "import os; print(os.getpgid(0) == os.getpid(), os.getsid(0) == os.getsid(os.getppid()))"
     assert await _output([sys.executable, "-c", code], process_group=0) == b"True True\n"
