@@ -40,7 +40,7 @@ def seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
 def timeout(name: str, value: object) -> float | None:
     """A timeout in seconds, None for none: None and +inf both mean "no limit", as they
     do for subprocess's timeouts and trio's deadlines; otherwise as :func:`seconds`."""
-    if value is None or (type(value) is float and value == math.inf):
+    if value is None or (isinstance(value, float) and value == math.inf):
         return None
     return seconds(name, value)
 

@@ -253,9 +253,8 @@ class ProcessAPI(anyio.abc.Process):
         Once it has returned, a later call returns the same output again (Popen's).
         Raises ValueError for ``input`` without a piped stdin, with a stdin you closed,
         or given to a later call (after a timed-out or a completed one: it could not be
-        sent), TypeError for
-        input of the wrong type, and what the streams raise (BusyResourceError when
-        another task reads the same pipe).
+        sent), TypeError for input of the wrong type, and what the streams raise
+        (BusyResourceError when another task reads the same pipe).
         """
         limit = _validate.timeout("timeout", timeout)
         exchange = self._exchange

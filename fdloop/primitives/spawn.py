@@ -96,10 +96,11 @@ def spawn(
     ``executable``); ``executable`` is exec'd in place of argv[0]; ``user``, ``group``
     (names or ids), ``extra_groups`` and ``umask`` (unless negative) set the child's
     credentials and umask; ``process_group`` calls setpgid; ``pipesize`` sets the size
-    of the pipes made for PIPE. ``limit`` bounds what a line search on a piped stdout/stderr buffers
-    (asyncio's ``limit=``, 64 KiB). ``text``/``encoding``/``errors``/``universal_newlines``
-    select text mode for :meth:`ProcessFD.communicate` (str in, str out, universal
-    newlines), by subprocess's rules; the pipe streams themselves stay byte streams.
+    of the pipes made for PIPE. ``limit`` bounds what a line search on a piped
+    stdout/stderr buffers (asyncio's ``limit=``, 64 KiB).
+    ``text``/``encoding``/``errors``/``universal_newlines`` select text mode for
+    :meth:`ProcessFD.communicate` (str in, str out, universal newlines), by
+    subprocess's rules; the pipe streams themselves stay byte streams.
     ``user``/``group``/``extra_groups``/``umask`` need the compiled spawn path (``fdloop
     info``: spawn). ``preexec_fn`` is refused: see the TypeError.
     ``cgroup`` (Linux, the compiled clone3 path): the path of a cgroup v2 directory the
