@@ -62,11 +62,12 @@ class SealBusyError(FdloopError, PermissionError):
     """
 
 
-class BusyResourceError(FdloopError, anyio.BusyResourceError):
+class BusyResourceError(FdloopError, anyio.BusyResourceError, RuntimeError):
     """Another task is already receiving from (or sending to) this stream.
 
     Pipe streams refuse a second concurrent reader or writer rather than interleave
-    their bytes unpredictably; give each stream one owner task.
+    their bytes unpredictably; give each stream one owner task. A RuntimeError too, as
+    asyncio's StreamReader raises for a second reader.
     """
 
     def __init__(self, message: str) -> None:

@@ -154,6 +154,9 @@ class _Drained:
     def at_eof(self) -> bool:
         return True
 
+    def exception(self) -> BaseException | None:
+        return None
+
     def __aiter__(self) -> _Drained:
         return self
 

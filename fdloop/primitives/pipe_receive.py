@@ -224,6 +224,11 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
             self._eof = True
         return self._eof
 
+    def exception(self) -> BaseException | None:
+        """None: asyncio's StreamReader keeps an error its transport set; a pipe's
+        errors are raised by the read that meets them."""
+        return None
+
     def __aiter__(self) -> PipeReceiveStream:
         return self
 

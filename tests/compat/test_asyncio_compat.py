@@ -62,7 +62,7 @@ async def test_streams_stay_at_eof_after_communicate() -> None:
     assert proc.processfd.stdout is not None and proc.processfd.stdout.closed
     assert proc.processfd.stderr is not None and proc.processfd.stderr.closed
     for stream in (proc.stdout, proc.stderr):
-        assert stream is not None and stream.at_eof()
+        assert stream is not None and stream.at_eof() and stream.exception() is None
         assert await stream.read() == b""
         assert await stream.read(5) == b""
         assert await stream.readline() == b""

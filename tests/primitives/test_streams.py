@@ -409,6 +409,9 @@ async def test_second_reader_or_writer_is_refused_while_one_waits() -> None:
         assert str(refused.value) == "another task is already reading from this stream"
         with pytest.raises(anyio.BusyResourceError):
             await reader.read()
+        with pytest.raises(RuntimeError):  # (what asyncio's StreamReader raises)
+            await reader.readline()
+        assert reader.exception() is None  # (asyncio's: nothing was set on the stream)
 
         async def fill() -> None:
             await writer.send(b"q" * (4 << 20))
