@@ -27,7 +27,7 @@ from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
-from .._aio import ReadableWaiter
+from .._aio import ReadableWaiter, forks
 from .._aio import events as poll_events
 from ..backends.posix.fdlimit import out_of_fds
 from ..errors import ClosedResourceError
@@ -78,6 +78,16 @@ class naming_fd_limit:  # lower case, as contextlib.suppress: it reads as a clau
 _IN_USE = tuple(threading.RLock() for _ in range(64))
 """Locks striped by object (see FDResource._in_use). Reentrant: a finalizer run by a
 collection inside a locked section may close another object of the same stripe."""
+
+
+def _new_locks_after_fork() -> None:
+    # A lock another thread held at the fork (inside its syscall) would stay held in
+    # the child, where that thread does not exist: a close there would wait for ever.
+    global _IN_USE
+    _IN_USE = tuple(threading.RLock() for _ in range(64))
+
+
+forks.at_fork_in_child(_new_locks_after_fork)
 
 _closing: dict[int, object] = {}
 """id() of each object being closed right now, so that a second thread's close returns

@@ -67,3 +67,45 @@ def test_a_forked_child_collecting_its_copies_at_exit_leaves_the_parents_waits(
     library: str,
 ) -> None:
     assert_parent_unharmed(run_scenario(library, "collect"))
+
+
+FORK_WHILE_A_THREAD_WRITES = r"""
+import os, signal, threading
+import fdloop
+
+efd = fdloop.EventFD()
+in_syscall, forked = threading.Event(), threading.Event()
+
+
+def writer_inside_its_syscall():
+    # Holds the lock EventFD.write() holds across its syscall (what a writer thread
+    # does at the moment of the fork), until the fork has happened.
+    with efd._fd_lock():
+        in_syscall.set()
+        forked.wait()
+
+
+thread = threading.Thread(target=writer_inside_its_syscall)
+thread.start()
+in_syscall.wait()
+child = os.fork()
+if child == 0:
+    signal.alarm(10)  # (a child stuck in close() ends by SIGALRM: exit code -14)
+    efd.close()  # the writer thread does not exist here: nothing may hold its lock
+    os._exit(0)
+forked.set()
+thread.join()
+_, status = os.waitpid(child, 0)
+efd.close()
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_close_in_a_child_forked_while_a_thread_wrote_does_not_wait_for_it() -> None:
+    # The lock a thread-safe call holds across its syscall was copied held into the
+    # child, whose close then waited for ever for a thread that is not there.
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", FORK_WHILE_A_THREAD_WRITES],
+        check=False, capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 0 and done.stdout.split() == ["0"], done.stdout + done.stderr
