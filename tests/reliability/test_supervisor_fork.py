@@ -170,7 +170,7 @@ def test_a_forked_child_leaves_the_parents_programs_alone(
 
 
 LEAVE_FROM_A_NEW_LOOP = r"""
-import asyncio, os, sys
+import asyncio, os, signal, sys
 import anyio
 from fdloop.supervisor import Supervisor
 
@@ -198,6 +198,8 @@ async def main():
         steady = sup.status()["steady"].pid
         child = os.fork()
         if child == 0:
+            # (a child that hangs must not outlive the test: it spun at 100 % CPU)
+            signal.alarm(int(HANG) + 5)
             # asyncio forgets the running loop in a forked child: a loop of its own may
             # run, and leave the copied block from there.
             try:
