@@ -133,6 +133,8 @@ def test_every_ctl_command(
     assert now["doomed"] == before["doomed"]
     assert ctl(capsys, control, "signal", "doomed", "USR1")[:2] == (0, "doomed: sent SIGUSR1\n")
     sup.wait_for(r"doomed: exited \(killed by SIGUSR1\)")
+    # It is restarted after a backoff; the snapshots below must not race that restart.
+    restarted = sup.started_pid("doomed", index=1)
 
     # Bad input: the supervisor says what is wrong; nothing changes.
     code, _out, err = ctl(capsys, control, "start", "nope")
@@ -146,9 +148,9 @@ def test_every_ctl_command(
         raw.settimeout(HANG)
         raw.connect(str(control))
         raw.sendall(b'{"command": "status"\n{"command": "launch"}\n')
-        replies = raw.makefile("rb")
-        assert "malformed request" in json.loads(replies.readline())["error"]
-        assert "unknown command 'launch'" in json.loads(replies.readline())["error"]
+        with raw.makefile("rb") as replies:  # the fd is freed only once both are closed
+            assert "malformed request" in json.loads(replies.readline())["error"]
+            assert "unknown command 'launch'" in json.loads(replies.readline())["error"]
 
     # tail and a second supervisor: on one loop only (a tail is served like any other
     # client, and a second supervisor is refused before its loop starts).
@@ -157,6 +159,7 @@ def test_every_ctl_command(
 
     # reload: a bad config is refused whole; then added, removed, changed, unchanged.
     before = pids(capsys, control)
+    assert before["doomed"] == restarted
     config.write_text(RELOADED + '\n[program.broken]\ncommand = "sleep 1"\nrestart = "sometimes"\n')
     code, _out, err = ctl(capsys, control, "reload")
     assert code == 1 and "reload refused, nothing changed" in err and "restart" in err, err
