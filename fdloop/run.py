@@ -236,10 +236,11 @@ async def check_output(
         raise ValueError("check argument not allowed, it will be overridden.")
     if "input" in kwargs and kwargs["input"] is None:
         # subprocess's rule: an explicit input=None is empty input (the child's stdin is
-        # an empty pipe), never our own stdin.
-        text_mode = any(kwargs.get(name) for name in (
-            "universal_newlines", "text", "encoding", "errors"))
-        kwargs["input"] = "" if text_mode else b""
+        # an empty pipe), never our own stdin; str in text mode (TextMode's rule).
+        mode = TextMode.choose(
+            text=kwargs.get("text"), encoding=kwargs.get("encoding"),
+            errors=kwargs.get("errors"), universal_newlines=kwargs.get("universal_newlines"))
+        kwargs["input"] = "" if mode is not None else b""
     return (await run(argv, stdout=PIPE, check=True, **kwargs)).stdout
 
 

@@ -75,7 +75,11 @@ class naming_fd_limit:  # lower case, as contextlib.suppress: it reads as a clau
                 raise error from exc
 
 
-_IN_USE = tuple(threading.RLock() for _ in range(64))
+def _new_locks() -> tuple[threading.RLock, ...]:
+    return tuple(threading.RLock() for _ in range(64))
+
+
+_IN_USE = _new_locks()
 """Locks striped by object (see FDResource._in_use). Reentrant: a finalizer run by a
 collection inside a locked section may close another object of the same stripe."""
 
@@ -84,7 +88,7 @@ def _new_locks_after_fork() -> None:
     # A lock another thread held at the fork (inside its syscall) would stay held in
     # the child, where that thread does not exist: a close there would wait for ever.
     global _IN_USE
-    _IN_USE = tuple(threading.RLock() for _ in range(64))
+    _IN_USE = _new_locks()
 
 
 forks.at_fork_in_child(_new_locks_after_fork)
@@ -168,7 +172,7 @@ class FDResource(Generic[H]):
         keep the closing one waiting for the lock."""
         if id(self) in _closing:
             raise ClosedResourceError(f"{type(self).__name__} is closed")
-        return _IN_USE[(id(self) >> 4) & 63]
+        return self._fd_lock()
 
     def _waiters(self) -> tuple[ReadableWaiter | None, ...]:
         """Every waiter of this object (subclasses with more than one extend this)."""
