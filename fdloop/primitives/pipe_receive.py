@@ -202,6 +202,12 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
                 raise IncompleteReadError(self._take(len(self._buffer)), n)
             return self._take(n)
 
+    @property
+    def reading(self) -> bool:
+        """True while a task is inside a read of this stream (another read would raise
+        BusyResourceError)."""
+        return self._busy
+
     def at_eof(self) -> bool:
         """True once the end is reached: every writer has closed and every byte is read.
 

@@ -30,7 +30,7 @@ import anyio
 import anyio.abc
 
 from .. import _aio, _validate
-from ..errors import TimeoutExpired
+from ..errors import BusyResourceError, TimeoutExpired
 from .streams import PipeReceiveStream, PipeSendStream
 
 if TYPE_CHECKING:
@@ -253,11 +253,18 @@ class ProcessAPI(anyio.abc.Process):
         Once it has returned, a later call returns the same output again (Popen's).
         Raises ValueError for ``input`` without a piped stdin, with a stdin you closed,
         or given to a later call (after a timed-out or a completed one: it could not be
-        sent), TypeError for input of the wrong type, and what the streams raise
-        (BusyResourceError when another task reads the same pipe).
+        sent), TypeError for input of the wrong type, BusyResourceError (a RuntimeError,
+        as asyncio's) when another task is reading stdout or stderr — before anything
+        is sent — and what the streams raise.
         """
         limit = _validate.timeout("timeout", timeout)
         exchange = self._exchange
+        if exchange is None or not exchange.done:
+            # Refused before anything is queued or started, and plainly: inside the drain
+            # it would surface wrapped in the drain's exception groups.
+            for name, stream in (("stdout", self.stdout), ("stderr", self.stderr)):
+                if stream is not None and stream.reading:
+                    raise BusyResourceError(f"communicate(): another task is reading {name}")
         if exchange is None:
             data = None
             if input is not None:

@@ -377,6 +377,31 @@ async def test_communicate_refuses_input_for_a_stdin_already_closed() -> None:
         assert await proc.communicate() == (b"", None)  # nothing was half-done
 
 
+async def test_communicate_while_another_task_reads_refuses_before_it_starts() -> None:
+    # Popen/asyncio raise at once (asyncio: RuntimeError); so do we, plainly (not in an
+    # exception group), before any input is queued: a later communicate() sends it all.
+    argv = python("import sys; print(sys.stdin.read(), flush=True)")
+    async with spawn(argv, stdin=PIPE, stdout=PIPE) as proc, anyio.create_task_group() as tg:
+        assert proc.stdout is not None
+        reading = anyio.Event()
+
+        async def read_line() -> None:
+            reading.set()
+            assert proc.stdout is not None
+            assert await proc.stdout.readline() == b"whole\n"
+
+        tg.start_soon(read_line)
+        await reading.wait()
+        await anyio.sleep(0.05)  # (only to let the reader block; the check does not race it)
+        with pytest.raises(fdloop.BusyResourceError, match="another task is reading stdout"):
+            await proc.communicate(b"lost?")
+        assert isinstance(fdloop.BusyResourceError("x"), RuntimeError)
+        assert proc.stdin is not None and not proc.stdin.closed
+        await proc.stdin.send(b"whole")
+        proc.stdin.close()
+        assert (await proc.wait()).returncode == 0
+
+
 async def test_called_process_error_args_are_its_code_and_command() -> None:
     # As subprocess's: the output stays off args (and so off repr() and log lines).
     with pytest.raises(fdloop.CalledProcessError) as caught:
