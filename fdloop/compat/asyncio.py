@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import select
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -60,26 +61,49 @@ class StreamWriter:
 
     Where the two differ, this follows asyncio. ``write()`` never raises for a pipe that
     is gone: after ``close()``/``write_eof()``/``communicate()``, or once the child has
-    stopped reading, the bytes are dropped. ``drain()`` then raises
+    closed its end (then ``is_closing()`` is True, as asyncio's loop notices without a
+    write), the bytes are dropped. ``drain()`` then raises
     :class:`~fdloop.errors.ConnectionLostError` (a ConnectionResetError and a
-    BrokenPipeError) for bytes that were dropped. After ``close()`` it waits until the
-    bytes written before it are delivered, as asyncio's drain right after a close does.
+    BrokenPipeError) for bytes that were dropped, and — as asyncio's once its transport
+    is closed — also with nothing written, once the child's end is gone or a close has
+    been seen through (``wait_closed()``, ``communicate()``). Right after ``close()`` it
+    waits until the bytes written before it are delivered, as asyncio's drain does.
     """
 
-    __slots__ = ("_dropped", "pipe")
+    __slots__ = ("_dropped", "_lost_connection", "pipe")
 
     def __init__(self, pipe: PipeSendStream) -> None:
         self.pipe = pipe
         self._dropped = False  # write() was called after close(): drain() says so
+        # asyncio's "connection lost", after which its drain() raises even with nothing
+        # written: the child's end went away, or a close was seen through (wait_closed(),
+        # communicate()). A drain right after close() still waits for the flush.
+        self._lost_connection = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer ``data`` for the child (dropped once the pipe is gone); TypeError for
         str and other non-bytes."""
-        if self.pipe.closed:
+        if self.pipe.closed or self._child_end_gone():
             if byte_view(data):
                 self._dropped = True
             return
         self.pipe.write(data)
+
+    def _child_end_gone(self) -> bool:
+        """True (and the pipe closed, as asyncio's transport closes itself) once the
+        child's end of the pipe is closed while ours is open with nothing buffered:
+        asyncio's loop notices that without a write (it polls the fd) and from then on
+        drops writes and fails drains. With bytes buffered, the flush finds it out."""
+        pipe = self.pipe
+        if pipe.closed or not pipe.idle:
+            return False
+        poller = select.poll()
+        poller.register(pipe.fileno(), select.POLLOUT)
+        if not any(revents & select.POLLERR for _fd, revents in poller.poll(0)):
+            return False
+        pipe.close()  # nothing buffered: the fd is closed at once, and nothing is lost
+        self._lost_connection = True
+        return True
 
     def writelines(self, data: Iterable[bytes | bytearray | memoryview]) -> None:
         """``write()`` each item of ``data`` in turn."""
@@ -91,28 +115,41 @@ class StreamWriter:
         the pipe closed). ConnectionLostError if the child stopped reading first or
         bytes were written after the close."""
         try:
-            if not self.pipe.closed:
+            if not self._child_end_gone() and not self.pipe.closed:
                 with contextlib.suppress(ClosedResourceError):  # closed while waiting
                     await self.pipe.drain()
                     return
             if self._dropped:
                 await _aio.checkpoint()
-                raise ConnectionLostError(errno.EPIPE, "Connection lost: written after close()")
+                raise ConnectionLostError(
+                    errno.EPIPE, "Connection lost: written after the pipe was closed")
+            if self._lost_connection:
+                await _aio.checkpoint()
+                raise ConnectionLostError(errno.EPIPE, "Connection lost")
             await self.pipe.wait_closed()
         except BrokenPipeError as exc:
             raise ConnectionLostError(errno.EPIPE, "Connection lost") from exc
 
     def close(self) -> None:
         """Close stdin once what was written is through: the child reads EOF."""
+        self._child_end_gone()  # (asyncio's transport may have closed itself already)
         self.pipe.close()
 
     def is_closing(self) -> bool:
-        """True once ``close()`` (or ``write_eof()``, ``communicate()``) was called."""
-        return self.pipe.is_closing()
+        """True once ``close()`` (or ``write_eof()``, ``communicate()``) was called, or
+        the child's end of the pipe is closed."""
+        return self.pipe.is_closing() or self._child_end_gone()
 
     async def wait_closed(self) -> None:
         """Wait for the close to finish; BrokenPipeError if written bytes were lost."""
-        await self.pipe.wait_closed()
+        try:
+            await self.pipe.wait_closed()
+        finally:
+            self._note_closed()
+
+    def _note_closed(self) -> None:
+        """A close was seen through (see ``_lost_connection``)."""
+        self._lost_connection = self.pipe.fully_closed
 
     def can_write_eof(self) -> bool:
         """True: a pipe's end of file is its close."""
@@ -120,7 +157,7 @@ class StreamWriter:
 
     def write_eof(self) -> None:
         """``close()``."""
-        self.pipe.close()
+        self.close()
 
     def __repr__(self) -> str:
         return f"<fdloop.compat.asyncio.StreamWriter {self.pipe!r}>"
@@ -214,6 +251,8 @@ class Process(ProcessWrapper):
             input, timeout
         )
         self._communicated = True
+        if self.stdin is not None:
+            self.stdin._note_closed()
         # communicate() drained stdout and stderr to EOF and closed them (Popen's rule).
         # asyncio's StreamReader has no close: at EOF it answers b"" for good. So do ours.
         stdout, stderr = self.processfd.stdout, self.processfd.stderr

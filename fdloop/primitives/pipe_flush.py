@@ -72,6 +72,18 @@ class BufferedPipeWriter(FDResource[PipeEnd]):
         may stay open a while longer to flush what ``write()`` buffered)."""
         return self._closing or self._handle.closed
 
+    @property
+    def fully_closed(self) -> bool:
+        """True once the fd itself is closed: after ``close()``, once the flush of what
+        was buffered has ended (delivered or dropped)."""
+        return self._handle.closed
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing from ``write()`` is buffered and no send or flush is under
+        way."""
+        return not self._pending and not self._sending and self._flusher is None
+
     def _check_open(self) -> None:
         if self.closed:
             raise ClosedResourceError(f"{type(self).__name__} is closed")

@@ -12,6 +12,7 @@ import gc
 import signal
 import sys
 from asyncio import subprocess
+from typing import Any
 
 import pytest
 
@@ -83,13 +84,15 @@ async def test_streams_stay_at_eof_after_communicate() -> None:
 
 async def test_stdin_after_communicate_as_asyncio() -> None:
     # asyncio's stdin, once communicate() closed it: write() drops without raising,
-    # drain() raises ConnectionResetError for what it dropped, close() is idempotent.
+    # drain() raises ConnectionResetError (its transport is closed: even with nothing
+    # written), close() is idempotent.
     proc = await compat.create_subprocess_exec(*PROGRAM_CAT, stdin=subprocess.PIPE,
                                                stdout=subprocess.PIPE)
     assert await asyncio.wait_for(proc.communicate(b"in"), 60) == (b"in", None)
     stdin = proc.stdin
     assert stdin is not None and stdin.is_closing() and stdin.can_write_eof()
-    await stdin.drain()  # nothing written since: every byte was delivered
+    with pytest.raises(ConnectionResetError, match="Connection lost"):
+        await stdin.drain()
     stdin.write(b"late")
     stdin.writelines([b"later"])
     with pytest.raises(TypeError):
@@ -99,6 +102,46 @@ async def test_stdin_after_communicate_as_asyncio() -> None:
     stdin.close()
     stdin.write_eof()
     await stdin.wait_closed()
+
+
+async def _stdin_story(create: Any, child: str, steps: list[str]) -> list[str]:
+    """What each of ``steps`` does to the stdin of a child that ran ``child`` and exited."""
+    proc = await create(sys.executable, "-c", child, stdin=subprocess.PIPE)
+    await asyncio.wait_for(proc.wait(), 60)
+    await asyncio.sleep(0.05)  # asyncio's loop notices the closed end in its own time
+    story = []
+    for step in steps:
+        try:
+            if step == "is_closing":
+                story.append(f"is_closing {proc.stdin.is_closing()}")
+                continue
+            result = getattr(proc.stdin, step)(b"x") if step == "write" else (
+                getattr(proc.stdin, step)())
+            if asyncio.iscoroutine(result):
+                await result
+            story.append(f"{step} ok")
+        except ConnectionResetError:  # fdloop's ConnectionLostError is one
+            story.append(f"{step} ConnectionResetError")
+    return story
+
+
+@pytest.mark.parametrize("steps", [
+    ["is_closing", "drain"],
+    ["write", "is_closing", "drain", "close", "wait_closed", "drain"],
+    ["close", "drain", "wait_closed", "drain"],
+    ["write", "close", "wait_closed"],
+], ids=lambda steps: "-".join(steps))
+async def test_stdin_of_a_child_that_closed_it_behaves_as_asyncio_s(
+    anyio_backend: tuple[str, dict[str, object]], steps: list[str],
+) -> None:
+    # Side by side with asyncio's own: once the child's end of the pipe is closed,
+    # asyncio's transport closes itself (is_closing() is True, write() drops, drain()
+    # raises ConnectionResetError) and wait_closed() returns, nothing being lost.
+    if anyio_backend[1].get("use_uvloop") and "write" in steps:
+        pytest.skip("uvloop's own transport raises RuntimeError from a write after that")
+    child = "import sys; sys.stdin.close()"
+    expected = await _stdin_story(asyncio.create_subprocess_exec, child, steps)
+    assert await _stdin_story(compat.create_subprocess_exec, child, steps) == expected
 
 
 async def test_communicate_drops_input_for_a_stdin_already_closed_as_asyncio() -> None:
