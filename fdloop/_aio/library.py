@@ -17,6 +17,7 @@ loop that may already be torn down. Cancel scopes are anyio's own
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -109,16 +110,27 @@ def running() -> AsyncLibrary:
     ``sniffio.AsyncLibraryNotFoundError`` (a RuntimeError) when no loop runs here. The
     asyncio loop itself is looked up once, by the call that needs it: this runs at
     every wait, and each lookup costs a getpid() on Python before 3.12.
+
+    In a child forked inside a running loop or trio run, that loop's copy is refused
+    (RuntimeError; see :func:`_check_not_inherited`); a loop the child starts itself is used.
     """
     name = sniffio.thread_local.name or sniffio.current_async_library_cvar.get()
+    if _forked_inside is not None:
+        name = _check_not_inherited(name)
     if name == "trio":
         return _trio if _trio is not None else _trio_library()
     return _asyncio if _asyncio is not None else _asyncio_library()
 
 
 def running_or_none() -> AsyncLibrary | None:
-    """:func:`running` if a loop or run is running in this thread, else None."""
+    """:func:`running` if a loop or run is running in this thread, else None (also for
+    a loop a forked child inherited)."""
     name = sniffio.thread_local.name or sniffio.current_async_library_cvar.get()
+    if _forked_inside is not None:
+        try:
+            name = _check_not_inherited(name)
+        except RuntimeError:
+            return None
     if name == "trio":
         return _trio_library()
     try:
@@ -128,6 +140,65 @@ def running_or_none() -> AsyncLibrary | None:
     if loop.is_closed():
         return None
     return _asyncio if _asyncio is not None else _asyncio_library()
+
+
+# -- a child forked inside a running loop ------------------------------------------------
+#
+# os.fork() from a task copies the running loop or trio run into the child, but not its
+# epoll set: the child's copy of the loop's epoll fd names the parent's own set, so a
+# registration made there (epoll_ctl) changes what the parent's loop is told, and the
+# parent's events may wake the child. asyncio already disowns its copy (its running
+# loop is looked up per pid before 3.12 and forgotten at fork since); trio does not, and
+# sniffio still names trio there. fdloop never waits through such a copy, and says why;
+# a loop the child starts itself (asyncio.run) is used as any other.
+
+_run_at_fork: str | None = None
+"""During a fork: "trio" or "asyncio" if the forking thread runs one."""
+_forked_inside: tuple[str, int] | None = None
+"""In a child forked inside a running loop or run: which library, and the parent's pid."""
+
+
+def _before_fork() -> None:
+    global _run_at_fork
+    if (sniffio.thread_local.name or sniffio.current_async_library_cvar.get()) == "trio":
+        _run_at_fork = "trio"
+    elif asyncio._get_running_loop() is not None:
+        _run_at_fork = "asyncio"
+
+
+def _after_fork_in_parent() -> None:
+    global _run_at_fork
+    _run_at_fork = None
+
+
+def _after_fork_in_child() -> None:
+    global _run_at_fork, _forked_inside
+    if _run_at_fork is not None:
+        _forked_inside = (_run_at_fork, os.getppid())
+        _run_at_fork = None
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
+
+
+def _check_not_inherited(name: str | None) -> str | None:
+    """``name``, or "asyncio" for a loop the child started under trio's leftover name;
+    RuntimeError if no loop but the copy of the parent's runs here."""
+    assert _forked_inside is not None
+    inherited, parent = _forked_inside
+    if asyncio._get_running_loop() is not None:  # (never the copy: see above)
+        return "asyncio" if name == "trio" and inherited == "trio" else name
+    if (name == "trio") != (inherited == "trio"):
+        return name  # e.g. a trio run of the child's own under a copied asyncio loop
+    what = "trio run" if inherited == "trio" else "asyncio loop"
+    raise RuntimeError(
+        f"this process was forked inside a running {what} of process {parent}: its copy "
+        "here shares that process's epoll set, so fdloop will not wait through it; "
+        "start an event loop of the child's own (asyncio.run) or exec a program"
+    )
 
 
 def current_library() -> str:

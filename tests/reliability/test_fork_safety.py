@@ -109,3 +109,79 @@ def test_a_close_in_a_child_forked_while_a_thread_wrote_does_not_wait_for_it() -
         check=False, capture_output=True, text=True, timeout=30,
     )
     assert done.returncode == 0 and done.stdout.split() == ["0"], done.stdout + done.stderr
+
+
+FORK_INSIDE_A_RUN = r"""
+import asyncio, json, os, signal, sys
+import anyio
+import fdloop
+
+LIBRARY, CHILD = sys.argv[1], sys.argv[2]
+
+
+async def read_after_a_wait(efd):
+    asyncio.get_running_loop().call_later(0.05, efd.write, 1)
+    return await efd.read()  # (nothing to read yet: it waits)
+
+
+def child():
+    signal.alarm(10)
+    efd = fdloop.EventFD()
+    if CHILD == "own_loop":
+        return asyncio.run(read_after_a_wait(efd))
+    coro = efd.read()  # nothing to read: waits on the copy of the parent's loop or run
+    try:
+        coro.send(None)
+    except RuntimeError as exc:
+        return str(exc)
+    except StopIteration as done:
+        return f"read {done.value} through the parent's loop"
+    finally:
+        coro.close()
+    return "waited through the parent's loop"
+
+
+async def main():
+    efd = fdloop.EventFD()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            outcome = child()
+        except BaseException as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+        os.write(1, (json.dumps(outcome) + "\n").encode())
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)  # (blocks the loop: the child is quick)
+    efd.write(5)
+    with anyio.fail_after(10):
+        mine = await efd.read()  # the parent's own waits are unharmed
+    print(json.dumps([os.waitstatus_to_exitcode(status), mine]))
+
+
+if LIBRARY == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    anyio.run(main, backend=LIBRARY)
+"""
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("child", ["inherited_loop", "own_loop"])
+def test_a_child_forked_inside_a_run_never_waits_through_the_parents_loop(
+    library: str, child: str,
+) -> None:
+    # The copy of the running loop (or trio run) shares the parent's epoll set; sniffio
+    # still names trio there. fdloop refuses that copy, and uses a loop the child starts.
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_INSIDE_A_RUN, library, child],
+        check=False, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    child_outcome, parent = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+    assert parent == [0, 5]
+    if child == "own_loop":
+        assert child_outcome == 1
+    else:
+        assert "forked inside a running" in child_outcome and "epoll" in child_outcome, (
+            child_outcome)
