@@ -24,6 +24,9 @@ from fdloop import PIPE, STDOUT
 from .primitives.process_helpers import alive
 
 BIG = 100 * 1000 * 1000
+SH_STARTS = 1.5
+"""A timeout that a child shell (or Python) must beat to its first line: the tests that
+need output from before their timeout give it this much, a slow machine's worst case."""
 
 
 def python(code: str) -> list[str]:
@@ -176,14 +179,14 @@ async def test_bad_arguments_are_refused_before_a_child_starts() -> None:
 async def test_timeout_kills_reaps_and_keeps_the_partial_output() -> None:
     argv = ["sh", "-c", "echo partial; echo half >&2; exec sleep 100"]
     with pytest.raises(fdloop.TimeoutExpired) as caught:
-        await fdloop.run(argv, capture_output=True, timeout=0.5)
+        await fdloop.run(argv, capture_output=True, timeout=SH_STARTS)
     error = caught.value
     assert isinstance(error, TimeoutError)
     assert isinstance(error, subprocess.TimeoutExpired)
     assert isinstance(error, fdloop.FdloopError)
-    assert (error.cmd, error.timeout) == (argv, 0.5)
+    assert (error.cmd, error.timeout) == (argv, SH_STARTS)
     assert (error.stdout, error.output, error.stderr) == (b"partial\n", b"partial\n", b"half\n")
-    assert "timed out after 0.5 seconds" in str(error)
+    assert f"timed out after {SH_STARTS} seconds" in str(error)
 
 
 async def test_timeout_without_capture_has_no_output() -> None:
@@ -197,7 +200,7 @@ async def test_timeout_gives_none_for_a_captured_stream_that_stayed_silent() -> 
     # before the timeout is None, as one that was never captured.
     argv = ["sh", "-c", "echo partial; exec sleep 100"]
     with pytest.raises(fdloop.TimeoutExpired) as caught:
-        await fdloop.run(argv, capture_output=True, timeout=0.5)
+        await fdloop.run(argv, capture_output=True, timeout=SH_STARTS)
     assert (caught.value.stdout, caught.value.stderr) == (b"partial\n", None)
     async with fdloop.spawn(["sleep", "100"], stdout=fdloop.PIPE, stderr=fdloop.PIPE) as proc:
         with pytest.raises(fdloop.TimeoutExpired) as caught:
@@ -219,7 +222,7 @@ async def test_timeout_sends_kill_signal_first_then_sigkill() -> None:
     """
     with pytest.raises(fdloop.TimeoutExpired) as caught:
         await fdloop.run(
-            python(code), capture_output=True, timeout=2.0, kill_timeout=1.0,
+            python(code), capture_output=True, timeout=2 * SH_STARTS, kill_timeout=1.0,
             start_new_session=True,
         )
     assert caught.value.stdout == b"\n"
@@ -232,7 +235,7 @@ async def test_tree_holding_the_pipe_does_not_hang_and_new_session_kills_it() ->
     with pytest.raises(fdloop.TimeoutExpired) as caught:
         with anyio.fail_after(30):
             await fdloop.run(
-                ["sh", "-c", "sleep 100 & echo $!"], capture_output=True, timeout=0.5,
+                ["sh", "-c", "sleep 100 & echo $!"], capture_output=True, timeout=SH_STARTS,
                 start_new_session=True,
             )
     straggler = int(caught.value.stdout or b"")
@@ -244,7 +247,7 @@ async def test_new_session_straggler_that_ignores_term_gets_sigkill() -> None:
     with pytest.raises(fdloop.TimeoutExpired) as caught:
         with anyio.fail_after(30):
             await fdloop.run(
-                ["sh", "-c", script], stdout=PIPE, timeout=0.3, kill_timeout=0.3,
+                ["sh", "-c", script], stdout=PIPE, timeout=SH_STARTS, kill_timeout=0.3,
                 start_new_session=True,
             )
     assert await gone(int(caught.value.stdout or b""))
@@ -255,7 +258,8 @@ async def test_tree_holding_the_pipe_without_new_session_still_times_out() -> No
     # the straggler lives on (and is cleaned up here by hand).
     with pytest.raises(fdloop.TimeoutExpired) as caught:
         with anyio.fail_after(30):
-            await fdloop.run(["sh", "-c", "sleep 100 & echo $!"], stdout=PIPE, timeout=0.5)
+            await fdloop.run(["sh", "-c", "sleep 100 & echo $!"], stdout=PIPE,
+                             timeout=SH_STARTS)
     straggler = int(caught.value.stdout or b"")
     try:
         assert alive(straggler)
@@ -276,7 +280,7 @@ async def test_cancelled_run_kills_and_reaps_the_child() -> None:
 
 async def test_cancelled_run_of_a_new_session_tree_kills_the_tree(tmp_path: Path) -> None:
     pid_file = tmp_path / "straggler"
-    with anyio.move_on_after(0.5) as scope:
+    with anyio.move_on_after(SH_STARTS) as scope:
         await fdloop.run(
             ["sh", "-c", f"sleep 100 & echo $! > {pid_file}; wait"], stdout=PIPE,
             start_new_session=True, kill_timeout=0.5,

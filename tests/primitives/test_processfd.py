@@ -111,11 +111,14 @@ async def test_concurrent_waiters_all_get_the_same_status() -> None:
 
 
 async def test_cancelled_wait_loses_nothing() -> None:
-    async with spawn(["sh", "-c", "sleep 0.3; exit 5"]) as proc:
+    # The child exits only once told to (a line on stdin), after the cancelled wait.
+    async with spawn(["sh", "-c", "read line; exit 5"], stdin=fdloop.PIPE) as proc:
         with anyio.move_on_after(0.05) as scope:
             await proc.wait()
         assert scope.cancelled_caught
         assert proc.returncode is None
+        assert proc.stdin is not None
+        await proc.stdin.send(b"go\n")
         assert (await proc.wait()).returncode == 5
 
 

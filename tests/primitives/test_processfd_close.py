@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -231,12 +232,14 @@ async def test_native_cancel_inside_aclose_hands_child_to_reaper() -> None:
     assert await eventually(lambda: not children_of(os.getpid()))
 
 
-async def test_daemon_survives_close_and_is_still_reaped() -> None:
-    proc = spawn(["sleep", "0.3"], daemon=True)
+async def test_daemon_survives_close_and_is_still_reaped(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # the daemon exits once it exists
+    proc = spawn(["sh", "-c", f"while [ ! -e '{gate}' ]; do sleep 0.01; done"], daemon=True)
     pid = proc.pid
     await proc.aclose()
     assert "daemon" in repr(proc)
     assert alive(pid)  # not killed
+    gate.touch()
     # When it exits while we live, the reaper (watching in this loop) reaps it.
     assert await eventually(lambda: not children_of(os.getpid()))
 

@@ -8,6 +8,7 @@ import socket
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -32,10 +33,19 @@ async def _grandchild(script: str) -> tuple[fdloop.ProcessFD, int]:
     return parent, int(line)
 
 
-async def test_open_grandchild_gets_its_exit_code_after_its_parent_reaps() -> None:
-    parent, gpid = await _grandchild("(sleep 0.2; exit 42) & echo $!; wait $!; exit 0")
+def gated_exit(gate: Path, code: int) -> str:
+    """A shell script whose background job (its pid printed) exits ``code`` once ``gate``
+    exists, and which then reaps it: the test opens the job before it can be gone."""
+    return (f"(while [ ! -e '{gate}' ]; do sleep 0.01; done; exit {code}) & echo $!; "
+            "wait $!; exit 0")
+
+
+async def test_open_grandchild_gets_its_exit_code_after_its_parent_reaps(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    parent, gpid = await _grandchild(gated_exit(gate, 42))
     async with parent:
         watcher = ProcessFD.open(gpid)
+        gate.touch()
         async with watcher:
             assert watcher.pid == gpid
             assert "running" in repr(watcher) and "watch-only" in repr(watcher)
@@ -49,11 +59,15 @@ async def test_open_grandchild_gets_its_exit_code_after_its_parent_reaps() -> No
         assert (await parent.wait()).returncode == 0
 
 
-async def test_non_child_zombie_reports_unknown_without_spinning_then_the_code() -> None:
-    parent, gpid = await _grandchild("(sleep 0.1; exit 9) & echo $!; wait $!; exit 0")
+async def test_non_child_zombie_reports_unknown_without_spinning_then_the_code(
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"
+    parent, gpid = await _grandchild(gated_exit(gate, 9))
     async with parent:
         parent.send_signal(signal.SIGSTOP)  # the grandchild's parent cannot reap now
         watcher = ProcessFD.open(gpid)
+        gate.touch()
         async with watcher:
             if fdloop.backends.selected_name() != "linux" and not kqueue_lacks(
                 "exit status of non-children"

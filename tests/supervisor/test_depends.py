@@ -80,16 +80,18 @@ async def test_starting_a_dependant_starts_its_dependencies() -> None:
 
 
 async def test_dependency_given_up_fails_the_dependant() -> None:
-    async with Supervisor() as sup:
-        sup.add("db", [PY, "-c", "raise SystemExit(1)"], ready="exit", max_restarts=1,
-                backoff=0.01)
-        sup.add("web", SLEEP, depends_on=["db"])
-        events = sup.events()
-        await sup.start()
-        seen = await until(events, kind_is("exited", "web"))
-        assert seen[-1].error is not None and "'db'" in seen[-1].error
-        assert "web:started" not in steps(seen)
-        assert sup.status()["web"].state == "exited"
+    # sh, not python: a run that lasts healthy_after (1 s, a slow interpreter start)
+    # would reset the restart count, and db would never give up.
+    with anyio.fail_after(HANG):
+        async with Supervisor() as sup:
+            sup.add("db", ["sh", "-c", "exit 1"], ready="exit", max_restarts=1, backoff=0.01)
+            sup.add("web", SLEEP, depends_on=["db"])
+            events = sup.events()
+            await sup.start()
+            seen = await until(events, kind_is("exited", "web"))
+            assert seen[-1].error is not None and "'db'" in seen[-1].error
+            assert "web:started" not in steps(seen)
+            assert sup.status()["web"].state == "exited"
 
 
 async def test_shutdown_while_a_dependant_waits() -> None:
