@@ -10,6 +10,7 @@ for such an fd, on the ready set of whichever backend is in force.
 from __future__ import annotations
 
 import os
+import time
 
 import anyio
 
@@ -19,18 +20,17 @@ from fdloop import _aio
 async def test_a_shared_waiter_woken_for_nothing_backs_off() -> None:
     always_ready = os.eventfd(1, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
     waiter = _aio.FDWaiter(always_ready, shared=True)
-    wakes = 0
+    started = time.monotonic()
     try:
-        with anyio.move_on_after(0.3):
-            while True:
-                await waiter.wait()
-                wakes += 1
+        for _ in range(10):
+            await waiter.wait()
     finally:
         waiter.close()
         os.close(always_ready)
-    # Without the back-off: thousands (each one a ready set built and closed). With it:
-    # 1 ms doubling to 50 ms, so about a dozen in 0.3 s.
-    assert 2 <= wakes < 40, wakes
+    # Without the back-off ten wakes take microseconds (each one a ready set built and
+    # closed). With it: 1 ms doubling to 50 ms, at least 213 ms for ten (sleeps never
+    # end early; a slow machine only makes it longer).
+    assert time.monotonic() - started >= 0.15
 
 
 async def test_the_back_off_starts_again_after_a_wait_that_was_not_woken() -> None:

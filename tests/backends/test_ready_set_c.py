@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -137,13 +138,14 @@ def test_a_pidfd_that_is_not_our_child_gives_none(epfd: int) -> None:
     """A grandchild's pidfd (its parent is the shell) is armed as no child of ours: its
     exit is reported as None, and nothing of ours is reaped."""
     assert native is not None
-    shell = subprocess.Popen(["sh", "-c", "sleep 0.2 & echo $!; wait"],
+    shell = subprocess.Popen(["sh", "-c", "sleep 100 & echo $!; wait"],
                              stdout=subprocess.PIPE, text=True)
     try:
         assert shell.stdout is not None
         grandchild = os.pidfd_open(int(shell.stdout.readline()))
         try:
             native.arm(epfd, grandchild, False)
+            signal.pidfd_send_signal(grandchild, signal.SIGTERM)  # (opened first: no race)
             _until_readable(grandchild)
             assert native.collect(epfd, 8) == [(grandchild, None)]
         finally:
