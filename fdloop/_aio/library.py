@@ -149,8 +149,11 @@ def running_or_none() -> AsyncLibrary | None:
 # registration made there (epoll_ctl) changes what the parent's loop is told, and the
 # parent's events may wake the child. asyncio already disowns its copy (its running
 # loop is looked up per pid before 3.12 and forgotten at fork since); trio does not, and
-# sniffio still names trio there. fdloop never waits through such a copy, and says why;
-# a loop the child starts itself (asyncio.run) is used as any other.
+# sniffio would still name trio there, so anyio (fdloop's cancel scopes and task groups
+# included) would drive even a loop the child starts with trio's calls. In a child
+# forked inside a trio run, sniffio's copied name is therefore cleared; fdloop never
+# waits through the copied loop or run, and says why; a loop the child starts itself
+# (asyncio.run) is used as any other.
 
 _run_at_fork: str | None = None
 """During a fork: "trio" or "asyncio" if the forking thread runs one."""
@@ -176,6 +179,11 @@ def _after_fork_in_child() -> None:
     if _run_at_fork is not None:
         _forked_inside = (_run_at_fork, os.getppid())
         _run_at_fork = None
+    if _forked_inside is not None and _forked_inside[0] == "trio":
+        # (trio itself clears these as its run ends; the copied run never ends here)
+        sniffio.thread_local.name = None
+        if sniffio.current_async_library_cvar.get() == "trio":
+            sniffio.current_async_library_cvar.set(None)
 
 
 os.register_at_fork(
@@ -185,14 +193,14 @@ os.register_at_fork(
 
 
 def _check_not_inherited(name: str | None) -> str | None:
-    """``name``, or "asyncio" for a loop the child started under trio's leftover name;
-    RuntimeError if no loop but the copy of the parent's runs here."""
+    """``name`` where a loop or run of the child's own runs; RuntimeError if only the
+    copy of the parent's can be running here."""
     assert _forked_inside is not None
     inherited, parent = _forked_inside
-    if asyncio._get_running_loop() is not None:  # (never the copy: see above)
-        return "asyncio" if name == "trio" and inherited == "trio" else name
-    if (name == "trio") != (inherited == "trio"):
-        return name  # e.g. a trio run of the child's own under a copied asyncio loop
+    if asyncio._get_running_loop() is not None:
+        return name  # a loop the child started (asyncio's copy is never found: see above)
+    if name == "trio" and inherited != "trio":
+        return name  # a trio run the child started
     what = "trio run" if inherited == "trio" else "asyncio loop"
     raise RuntimeError(
         f"this process was forked inside a running {what} of process {parent}: its copy "
