@@ -5,8 +5,9 @@ and the rest of the code stays as it is: the :class:`Process` returned has async
 API — ``await wait()`` (an int), ``await communicate(input)``, ``returncode``, ``pid``,
 ``send_signal``/``terminate``/``kill``, ``stdin`` with ``write()``/``await drain()``/
 ``close()``, ``stdout``/``stderr`` with ``read``/``readline``/``readuntil``/
-``readexactly``/``at_eof``/``async for`` bounded by ``limit=`` — and takes the same
-arguments, with asyncio's refusals (``text``, ``encoding``, ``errors``,
+``readexactly``/``at_eof``/``async for`` bounded by ``limit=``, read ahead up to
+``2 * limit`` as asyncio's are (so a child may write that much and exit unread) — and
+takes the same arguments, with asyncio's refusals (``text``, ``encoding``, ``errors``,
 ``universal_newlines``, ``bufsize`` and the wrong ``shell`` raise ValueError). Only on
 asyncio loops (uvloop included); under trio use :mod:`fdloop.compat.trio`.
 
@@ -313,4 +314,9 @@ def _start(argv: str | bytes | Sequence[StrOrBytesPath], limit: int, **kwds: Any
     drop_windows_options(kwds)  # startupinfo=None, creationflags=0 reach Popen as asyncio's
     proc = quiet_when_exited(spawn(argv, limit=limit, **kwds))
     proc.args = argv
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            # asyncio's pipe transports read ahead until 2 * limit bytes wait unread: a
+            # child may write that much and exit before anyone reads (wait() first).
+            stream.read_ahead(2 * limit)
     return Process(proc)

@@ -23,6 +23,7 @@ import anyio
 from anyio.abc import ByteReceiveStream
 
 from .. import _aio, _validate
+from .._aio.background import start_background
 from ..backends.posix.pipe import PipeEnd
 from ..errors import (
     BusyResourceError,
@@ -98,6 +99,8 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
         self._eof = False
         self._busy = False
         self._unyielded = 0
+        self._reads_ahead = False  # read_ahead() was called
+        self._room: anyio.Event | None = None  # the read-ahead waits for a read to end
 
     @property
     def limit(self) -> int:
@@ -208,6 +211,47 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
         BusyResourceError)."""
         return self._busy
 
+    def read_ahead(self, high_water: int) -> None:
+        """Keep reading the pipe into the buffer while it holds less than ``high_water``
+        bytes and no read is under way, as asyncio's pipe transports do: a child can
+        then write that much (plus what the pipe holds) and exit before anyone reads.
+        :mod:`fdloop.compat.asyncio` asks for ``2 * limit``, where asyncio pauses.
+
+        Stops at EOF and at ``close()``; the order of the bytes is kept (it never reads
+        while a read is under way). Idempotent. On an asyncio loop only (trio lets one
+        task at a time wait on a fd): RuntimeError elsewhere.
+        """
+        high_water = _validate.integer("high_water", high_water, low=1)
+        self._check_open()
+        if _aio.current_library() != "asyncio":
+            raise RuntimeError("read_ahead() needs an asyncio loop")
+        if self._reads_ahead:
+            return
+        self._reads_ahead = True
+        start_background(
+            lambda: self._keep_reading(high_water),
+            f"fdloop PipeReceiveStream read-ahead fd {self._handle.fileno()}", lambda: None,
+        )
+
+    async def _keep_reading(self, high_water: int) -> None:
+        try:
+            while not self._eof and not self._handle.closed:
+                if self._busy or len(self._buffer) >= high_water:
+                    self._room = anyio.Event()  # set as the read ends (or at close)
+                    await self._room.wait()
+                    continue
+                try:
+                    data = self._handle.read(MAX_READ)
+                except BlockingIOError:
+                    await self._waiter.wait()
+                    continue
+                if data:
+                    self._buffer += data
+                else:
+                    self._eof = True
+        except (anyio.ClosedResourceError, OSError):
+            pass  # closed; or a read error, which the next read of the caller's raises
+
     def at_eof(self) -> bool:
         """True once the end is reached: every writer has closed and every byte is read.
 
@@ -263,6 +307,12 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
             yield
         finally:
             self._busy = False
+            self._let_read_ahead()
+
+    def _let_read_ahead(self) -> None:
+        room, self._room = self._room, None
+        if room is not None:
+            room.set()
 
     async def _read_some(self, max_bytes: int) -> bytes:
         """The next chunk from the fd (``b""`` at EOF, which is remembered); waits if empty.
@@ -351,6 +401,7 @@ class PipeReceiveStream(FDResource[PipeEnd], ByteReceiveStream):
     def _close_here(self) -> None:
         super()._close_here()
         self._buffer.clear()
+        self._let_read_ahead()
 
     def _state(self) -> str:
         parts = []

@@ -104,6 +104,42 @@ async def test_stdin_after_communicate_as_asyncio() -> None:
     await stdin.wait_closed()
 
 
+async def test_a_child_may_write_more_than_a_pipe_holds_and_exit_before_anyone_reads(
+) -> None:
+    # asyncio's pipe transports read ahead (until 2 * limit bytes wait unread), so
+    # wait() before read() works for such output, with asyncio's as with ours.
+    code = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 400)"  # 100 KiB
+    for create in (asyncio.create_subprocess_exec, compat.create_subprocess_exec):
+        proc = await create(sys.executable, "-c", code, stdout=subprocess.PIPE)
+        assert await asyncio.wait_for(proc.wait(), 60) == 0, create
+        assert await proc.stdout.read() == bytes(range(256)) * 400  # type: ignore[union-attr]
+
+
+async def test_the_read_ahead_stops_at_twice_the_limit_and_keeps_the_order() -> None:
+    # A child writing 1 MiB, 4 KiB at a time, with limit=4096: we hold at most 8 KiB
+    # (plus one read) and the pipe 64 KiB, so it cannot finish until we read.
+    code = ("import sys\nfor i in range(256): "
+            "sys.stdout.buffer.write(i.to_bytes(1, 'big') * 4096)")
+    proc = await compat.create_subprocess_exec(sys.executable, "-c", code,
+                                               stdout=subprocess.PIPE, limit=4096)
+    await asyncio.sleep(0.5)
+    assert proc.returncode is None  # blocked on the full pipe: the read-ahead stopped
+    chunks = []
+    while chunk := await proc.stdout.read(10_000):  # type: ignore[union-attr]
+        chunks.append(chunk)
+    assert b"".join(chunks) == b"".join(i.to_bytes(1, "big") * 4096 for i in range(256))
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+
+async def test_lines_read_while_the_read_ahead_runs_come_in_order() -> None:
+    code = "import sys\nfor i in range(2000): print(i, flush=i % 7 == 0)"
+    proc = await compat.create_subprocess_exec(sys.executable, "-c", code,
+                                               stdout=subprocess.PIPE, limit=1024)
+    lines = [int(line) async for line in proc.stdout]  # type: ignore[union-attr]
+    assert lines == list(range(2000))
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+
+
 async def _stdin_story(create: Any, child: str, steps: list[str]) -> list[str]:
     """What each of ``steps`` does to the stdin of a child that ran ``child`` and exited."""
     proc = await create(sys.executable, "-c", child, stdin=subprocess.PIPE)

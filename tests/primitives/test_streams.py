@@ -135,6 +135,38 @@ async def test_at_eof_takes_nothing_from_a_reader_that_waits() -> None:
         assert lines == [b"line\n"]
 
 
+async def test_read_ahead_fills_the_buffer_up_to_its_mark_and_ends_at_close(
+    anyio_backend_name: str,
+) -> None:
+    async with pipe() as (reader, writer):
+        if anyio_backend_name == "trio":
+            with pytest.raises(RuntimeError, match="asyncio loop"):
+                reader.read_ahead(100)
+            return
+        with pytest.raises(ValueError, match="high_water"):
+            reader.read_ahead(0)
+        reader.read_ahead(10)
+        reader.read_ahead(10)  # (idempotent: still one task)
+        tasks = len(asyncio.all_tasks())
+        writer.write(b"a" * 4)
+        with anyio.fail_after(10):
+            while "4 bytes buffered" not in repr(reader):  # read without a reader
+                await anyio.sleep(0.01)
+        writer.write(b"b" * 20)
+        with anyio.fail_after(10):
+            while "24 bytes buffered" not in repr(reader):  # one read past the mark ...
+                await anyio.sleep(0.01)
+        writer.write(b"c" * 5)
+        await anyio.sleep(0.05)
+        assert "24 bytes buffered" in repr(reader)  # ... then no more until we read
+        assert await reader.read(30) == b"a" * 4 + b"b" * 20
+        assert await reader.read(30) == b"c" * 5
+        reader.close()  # ends the read-ahead, wherever it waits
+        with anyio.fail_after(10):
+            while len(asyncio.all_tasks()) >= tasks:
+                await anyio.sleep(0.01)
+
+
 async def test_read_n_returns_what_is_there_and_read_all_waits_for_eof() -> None:
     async with pipe() as (reader, writer), anyio.create_task_group() as tg:
         await writer.send(b"0123456789")
