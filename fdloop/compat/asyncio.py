@@ -113,8 +113,8 @@ class StreamWriter:
 
     async def drain(self) -> None:
         """Wait until what was written is in the kernel (after ``close()``: delivered and
-        the pipe closed). ConnectionLostError if the child stopped reading first or
-        bytes were written after the close."""
+        the pipe closed). ConnectionLostError if the child stopped reading first, bytes
+        were written after the close, or the connection is lost (see the class)."""
         try:
             if not self._child_end_gone() and not self.pipe.closed:
                 with contextlib.suppress(ClosedResourceError):  # closed while waiting
@@ -150,7 +150,7 @@ class StreamWriter:
 
     def _note_closed(self) -> None:
         """A close was seen through (see ``_lost_connection``)."""
-        self._lost_connection = self.pipe.fully_closed
+        self._lost_connection = self._lost_connection or self.pipe.fully_closed
 
     def can_write_eof(self) -> bool:
         """True: a pipe's end of file is its close."""
