@@ -206,7 +206,7 @@ async def supervise(
         if timed_out and deliver_cancel is not None:
             await _deliver(proc, deliver_cancel)
     finally:
-        await _end(proc, outputs, spawn_kwargs, (stdin, stdout, stderr))
+        await _end(proc, outputs, spawn_kwargs, (stdin, stdout, stderr), keep=take is not None)
     if timed_out:
         assert timeout is not None
         raise outputs.timed_out(argv, timeout)
@@ -347,9 +347,17 @@ async def _feed(stdin: PipeSendStream, data: memoryview | None) -> None:
 async def _end(
     proc: ProcessFD, outputs: Collector, spawn_kwargs: dict[str, Any],
     streams: tuple[PipeSendStream | None, PipeReceiveStream | None, PipeReceiveStream | None],
+    *, keep: bool,
 ) -> None:
     """Make sure the child (and, with a new session, its group) is gone and reaped, and
-    that the streams run() took off the ProcessFD (see _take_streams) are closed."""
+    that the streams run() took off the ProcessFD (see _take_streams) are closed.
+
+    ``keep``: run() was started as a task, and the streams left on the ProcessFD are the
+    caller's; they stay open (trio's rule), with what the child wrote still to be read.
+    """
+    callers = (proc.stdin, proc.stdout, proc.stderr) if keep else (None, None, None)
+    if keep:
+        proc.stdin = proc.stdout = proc.stderr = None  # (so that aclose() leaves them)
     try:
         with anyio.CancelScope(shield=True):
             if proc.status is None and spawn_kwargs.get("start_new_session"):
@@ -362,6 +370,8 @@ async def _end(
         for stream in streams:
             if stream is not None:
                 stream.close()  # (after the signal: see ProcessFD.aclose on the order)
+        if keep:
+            proc.stdin, proc.stdout, proc.stderr = callers
 
 
 async def _end_group(proc: ProcessFD, outputs: Collector, spawn_kwargs: dict[str, Any]

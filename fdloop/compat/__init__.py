@@ -24,8 +24,8 @@ _Wrapper = TypeVar("_Wrapper", bound="ProcessWrapper")
 
 class QuietProcessFD(ProcessFD):
     """The ProcessFD of a compat Process: garbage-collected once its child has exited, it
-    closes without a ResourceWarning (asyncio and trio code never closes a Process, and
-    need not). A running child still gets ProcessFD's finalizer: a ResourceWarning and
+    closes without a ResourceWarning, and so do the streams it holds (asyncio and trio
+    code never closes a Process, and need not). A running child still gets ProcessFD's finalizer: a ResourceWarning and
     SIGKILL (kill-on-close).
 
     The ProcessFD's own finalizer decides, not the compat wrapper's: when both are
@@ -35,7 +35,14 @@ class QuietProcessFD(ProcessFD):
 
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)
-        if handle is not None and not handle.closed and self.returncode is not None:
+        if handle is not None and handle.closed:
+            # run_process started as a task closed the handle and left the caller's
+            # streams open (trio's rule): they go with it, quietly, as trio's do.
+            for stream in (self.stdin, self.stdout, self.stderr):
+                if stream is not None:
+                    stream._finalize()
+            return
+        if handle is not None and self.returncode is not None:
             self._finalize()  # exited (and now reaped): release without the warning
             return
         super().__del__()

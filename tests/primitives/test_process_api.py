@@ -448,6 +448,25 @@ async def test_task_group_start_hands_back_the_processfd() -> None:
         await proc.stdin.send(b"ping\n")
         assert await proc.stdout.readline() == b"got ping\n"
     assert proc.returncode == 0
+    proc.stdin.close()  # the streams asked for are ours: run() leaves them open
+    proc.stdout.close()
+
+
+async def test_task_group_start_leaves_the_callers_pipes_open_after_the_exit() -> None:
+    # trio's run_process leaves the streams it handed over alone: what the child wrote
+    # before it exited is still there to read, and a reading loop ends at EOF.
+    async with anyio.create_task_group() as tasks:
+        proc = await tasks.start(partial(
+            fdloop.run, ["sh", "-c", "echo hello; echo err >&2"], stdout=PIPE, stderr=PIPE,
+        ))
+        assert proc.stdout is not None and proc.stderr is not None
+        with anyio.fail_after(30):
+            while proc.returncode is None or not proc.closed:  # run() has ended
+                await anyio.sleep(0.01)
+        assert await proc.stdout.read() == b"hello\n"
+        assert [chunk async for chunk in proc.stderr] == [b"err\n"]
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 async def test_task_group_start_hides_the_streams_run_feeds_and_captures() -> None:
