@@ -35,6 +35,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from . import _validate
 from .errors import CalledProcessError
@@ -156,6 +157,7 @@ async def run(
         )
     timeout = _validate.timeout("timeout", timeout)
 
+    await anyio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts nothing
     proc = spawn(argv, **spawn_kwargs)
     take = None if _ignored(task_status) else (data is not None, capture_output, capture_output)
     completed = await supervise(

@@ -25,8 +25,8 @@ _Wrapper = TypeVar("_Wrapper", bound="ProcessWrapper")
 class QuietProcessFD(ProcessFD):
     """The ProcessFD of a compat Process: garbage-collected once its child has exited, it
     closes without a ResourceWarning, and so do the streams it holds (asyncio and trio
-    code never closes a Process, and need not). A running child still gets ProcessFD's finalizer: a ResourceWarning and
-    SIGKILL (kill-on-close).
+    code never closes a Process, and need not). A running child still gets ProcessFD's
+    finalizer: a ResourceWarning and SIGKILL (kill-on-close).
 
     The ProcessFD's own finalizer decides, not the compat wrapper's: when both are
     collected in one reference cycle (a stored traceback that holds a frame that holds

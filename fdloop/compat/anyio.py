@@ -50,9 +50,10 @@ async def open_process(
     (OSError when the program cannot start; ValueError/TypeError for bad arguments).
     """
     drop_windows_options(options)  # anyio's startupinfo/creationflags, at POSIX values
+    await anyio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts nothing
     proc = spawn(command, stdin=stdin, stdout=stdout, stderr=stderr,
                  shell=isinstance(command, (str, bytes)), **options)
-    await anyio.lowlevel.checkpoint()
+    await anyio.lowlevel.cancel_shielded_checkpoint()  # (never lose the started child)
     return proc
 
 

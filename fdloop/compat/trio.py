@@ -180,11 +180,12 @@ async def open_process(
     program cannot start).
     """
     _check_options(command, options)
+    await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts nothing
     proc = quiet_when_exited(
         spawn(command, stdin=stdin, stdout=stdout, stderr=stderr, **options)
     )
     proc.args = command
-    await trio.lowlevel.checkpoint()
+    await trio.lowlevel.cancel_shielded_checkpoint()  # (never lose the started child)
     return Process(proc)
 
 
@@ -247,7 +248,7 @@ async def run_process(
                 raise ValueError(f"can't specify both {name} and capture_{name}")
             options[name] = PIPE
     _check_options(command, options)
-
+    await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts nothing
     proc = quiet_when_exited(spawn(command, **options))
     handover = _Handover(task_status)
     deliver = None if deliver_cancel is None else partial(_deliver, deliver_cancel, handover)

@@ -353,3 +353,17 @@ async def test_async_with_ends_a_running_child() -> None:
     async with await open_process(SLEEP(3600), kill_timeout=2) as proc:
         pass
     assert proc.returncode == -signal.SIGTERM
+
+
+async def test_a_cancelled_caller_starts_no_child(tmp_path: Any) -> None:
+    # trio's own: a cancelled open_process/run_process raises before the program runs
+    # (and once open_process has started it, only a shielded checkpoint follows).
+    marker = tmp_path / "ran"
+    argv = ["sh", "-c", f"touch '{marker}'"]
+    for start in (open_process, run_process):
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await start(argv)
+        assert scope.cancelled_caught, start
+    await trio.sleep(0.2)  # (a child that did start would have touched it by now)
+    assert not marker.exists()

@@ -438,6 +438,22 @@ async def test_an_infinite_timeout_is_no_timeout() -> None:
 # -- started as a task; deliver_cancel ----------------------------------------------------
 
 
+async def test_a_cancelled_caller_starts_no_child(tmp_path: Path) -> None:
+    # trio's and anyio's rule: a cancelled run_process/open_process raises at once and
+    # the program never runs (a spawn and then a cancelled checkpoint would lose it).
+    import fdloop.compat.anyio as compat_anyio
+
+    marker = tmp_path / "ran"
+    argv = ["sh", "-c", f"touch '{marker}'"]
+    for start in (fdloop.run, compat_anyio.run_process, compat_anyio.open_process):
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await start(argv)
+        assert scope.cancelled_caught, start
+    await anyio.sleep(0.2)  # (a child that did start would have touched it by now)
+    assert not marker.exists()
+
+
 async def test_task_group_start_hands_back_the_processfd() -> None:
     async with anyio.create_task_group() as tasks:
         proc = await tasks.start(partial(
