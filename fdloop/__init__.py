@@ -35,6 +35,7 @@ from .errors import (
     SignalDeliveryWarning,
     SupervisorConfigError,
     TimeoutExpired,
+    UnknownUserOrGroup,
     UnsupportedOperation,
 )
 from .primitives.channel import ChannelReceiver, ChannelSender, channel
@@ -106,6 +107,7 @@ __all__ = [
     "SupervisorConfigError",
     "TimeoutExpired",
     "TimerFD",
+    "UnknownUserOrGroup",
     "UnsupportedOperation",
     "POLLRDHUP",
     "VirtualFD",

@@ -194,6 +194,18 @@ class NoSuchProgram(FdloopError, KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownUserOrGroup(FdloopError, KeyError, ValueError):
+    """A ``user``, ``group`` or ``extra_groups`` name the system does not know.
+
+    A KeyError, as subprocess.Popen's own lookup (pwd, grp) raises, and a ValueError (a
+    bad argument), so either ``except`` clause catches it. Raised before any child
+    starts.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class SupervisorConfigError(FdloopError, ValueError):
     """An ``fdloop supervise`` config file is invalid; the message names the table and key.
 

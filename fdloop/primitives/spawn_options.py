@@ -15,6 +15,7 @@ import pwd
 from collections.abc import Iterable, Sequence
 
 from .. import _validate
+from ..errors import UnknownUserOrGroup
 
 _MAX_ID = 2**32 - 2
 """uid_t/gid_t are 32-bit; 2**32 - 1 is (uid_t)-1, "no change", to the kernel."""
@@ -52,12 +53,12 @@ def process_group(value: object) -> int:
 
 
 def user_id(value: object) -> int:
-    """A uid from a user name or number (KeyError from pwd becomes ValueError)."""
+    """A uid from a user name or number (UnknownUserOrGroup for an unknown name)."""
     if isinstance(value, str):
         try:
             return pwd.getpwnam(value).pw_uid
         except KeyError:
-            raise ValueError(f"user: no user named {value!r}") from None
+            raise UnknownUserOrGroup(f"user: no user named {value!r}") from None
     return _fitting_id("user", value)
 
 
@@ -69,11 +70,11 @@ def group_id(value: object) -> int:
 
 
 def _gid_of(name: str, group: str) -> int:
-    """The gid of the group named ``group`` (KeyError from grp becomes ValueError)."""
+    """The gid of the group named ``group`` (UnknownUserOrGroup if there is none)."""
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
-        raise ValueError(f"{name}: no group named {group!r}") from None
+        raise UnknownUserOrGroup(f"{name}: no group named {group!r}") from None
 
 
 def _fitting_id(name: str, value: object) -> int:

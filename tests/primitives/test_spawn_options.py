@@ -173,7 +173,7 @@ def test_preexec_fn_is_refused_with_the_reason_and_the_alternatives() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "error", "named"), [
-    ({"user": "fdloop-no-such-user"}, ValueError, "user"),
+    ({"user": "fdloop-no-such-user"}, KeyError, "user"),  # (Popen: pwd's KeyError)
     ({"user": -2}, ValueError, "user"),
     ({"user": -1}, ValueError, "user"),  # (Popen: ValueError below 0, OverflowError above)
     ({"user": 2**64}, OverflowError, "user"),
@@ -182,7 +182,8 @@ def test_preexec_fn_is_refused_with_the_reason_and_the_alternatives() -> None:
     ({"group": 2**64}, OverflowError, "group"),
     ({"extra_groups": [-1]}, ValueError, "extra_groups"),
     ({"extra_groups": [2**64]}, ValueError, "extra_groups"),
-    ({"group": "fdloop-no-such-group"}, ValueError, "group"),
+    ({"group": "fdloop-no-such-group"}, KeyError, "group"),
+    ({"extra_groups": ["fdloop-no-such-group"]}, KeyError, "extra_groups"),
     ({"extra_groups": "wheel"}, TypeError, "extra_groups"),
     ({"extra_groups": [1.5]}, TypeError, "extra_groups"),
     ({"umask": 0o1000}, ValueError, "umask"),
@@ -196,6 +197,16 @@ def test_preexec_fn_is_refused_with_the_reason_and_the_alternatives() -> None:
 def test_bad_option_values_are_named(kwargs: dict[str, object], error: type, named: str) -> None:
     with pytest.raises(error, match=named):
         spawn(["true"], **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_unknown_user_or_group_is_a_key_error_and_a_value_error() -> None:
+    # subprocess.Popen's lookup raises KeyError (pwd, grp); ours is that and a ValueError.
+    for kwargs in ({"user": "fdloop-no-such-user"}, {"group": "fdloop-no-such-group"},
+                   {"extra_groups": ["fdloop-no-such-group"]}):
+        with pytest.raises(fdloop.UnknownUserOrGroup) as caught:
+            spawn(["true"], **kwargs)
+        assert isinstance(caught.value, KeyError) and isinstance(caught.value, ValueError)
+        assert str(caught.value).startswith(next(iter(kwargs)))  # named, without quotes
 
 
 def test_shell_needs_a_command() -> None:
