@@ -65,10 +65,9 @@ class SendStream(trio.abc.SendStream):
             await self.pipe.send(data)
 
     async def wait_send_all_might_not_block(self) -> None:
-        """A checkpoint: a pipe has no cheaper hint than trying (which send_all does)."""
+        """Wait until the pipe can take bytes (or the child's end is gone), as trio's."""
         with _trio_errors():
-            self.pipe.fileno()
-        await trio.lowlevel.checkpoint()
+            await self.pipe.wait_writable()
 
     async def aclose(self) -> None:
         """Close the pipe: the child reads EOF."""

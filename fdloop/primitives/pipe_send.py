@@ -147,6 +147,16 @@ class PipeSendStream(BufferedPipeWriter, ByteSendStream):
         """True once ``close()`` (or ``write_eof()``, ``aclose()``) was called."""
         return self.closed
 
+    async def wait_writable(self) -> None:
+        """Wait until the pipe can take bytes (or its reader has gone), writing nothing:
+        trio's ``wait_send_all_might_not_block``. ClosedResourceError if the stream is
+        closed before or while waiting, BusyResourceError while another task sends."""
+        self._check_open()
+        self._check_thread()
+        if self._sending:
+            raise BusyResourceError("another task is already writing to this stream")
+        await self._waiter.wait()
+
     async def wait_closed(self) -> None:
         """Wait until the fd is closed, i.e. ``close()`` has flushed what was buffered.
 

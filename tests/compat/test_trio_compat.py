@@ -367,3 +367,21 @@ async def test_a_cancelled_caller_starts_no_child(tmp_path: Any) -> None:
         assert scope.cancelled_caught, start
     await trio.sleep(0.2)  # (a child that did start would have touched it by now)
     assert not marker.exists()
+
+
+async def test_wait_send_all_might_not_block_waits_for_room(tmp_path: Any) -> None:
+    # trio's waits until the pipe can take bytes; a loop built on it must not spin.
+    gate = tmp_path / "gate"  # the child reads nothing until it exists
+    script = f"while [ ! -e '{gate}' ]; do sleep 0.01; done; cat > /dev/null"
+    proc = await open_process(["sh", "-c", script], stdin=subprocess.PIPE)
+    async with proc:
+        assert proc.stdin is not None
+        await proc.stdin.send_all(b"x" * 65536)  # a default pipe, full
+        with trio.move_on_after(0.3) as scope:
+            await proc.stdin.wait_send_all_might_not_block()
+        assert scope.cancelled_caught  # no room: it waited
+        gate.touch()
+        with trio.fail_after(30):
+            await proc.stdin.wait_send_all_might_not_block()  # the child drains the pipe
+        await proc.stdin.aclose()
+        assert await proc.wait() == 0
