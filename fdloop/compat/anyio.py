@@ -12,7 +12,14 @@ What is different, on purpose:
 * ``open_process`` returns a :class:`fdloop.ProcessFD`, which is an
   ``anyio.abc.Process``; leaving ``async with`` (or ``aclose()``) ends a child that is
   still running (``kill_signal``, ``kill_timeout``, then SIGKILL) where anyio's waits for
-  it however long it takes. Pass ``daemon=True`` for a child meant to outlive it.
+  it however long it takes. Pass ``daemon=True`` for a child meant to outlive it. So
+  ``async with proc: await proc.stdin.send(data)`` may end a child that is still
+  working through its input: close stdin and ``await proc.wait()`` inside the block
+  to let it finish.
+* ``run_process(input=...)`` to a child that exits without reading it all is not an
+  error (subprocess's and trio's rule; anyio raises BrokenResourceError in an
+  exception group), and ``input=b""`` gives the child an empty stdin where anyio
+  leaves it the parent's.
 * ``wait()`` returns an :class:`fdloop.ExitStatus` (an int equal to the return code);
   ``run_process``'s ``returncode`` is a plain int (an unknown status is
   ``ExitStatus.UNKNOWN_INT``, never an invented code).

@@ -21,7 +21,9 @@ What is different, on purpose:
   it. ``run_process`` needs none of this: it always waits for the exit.
 * The default ``deliver_cancel`` is fdloop's kill-on-close path, which is trio's
   default in effect (SIGTERM, 5 s, SIGKILL: ``kill_signal``/``kill_timeout`` change
-  it), without trio's RuntimeWarning when it escalates.
+  it), without trio's RuntimeWarning when it escalates. A ``deliver_cancel`` that
+  raises does not leave the child to exit on its own: it is ended that default way,
+  and the error is raised (in an ExceptionGroup).
 * An unknown exit status (see :class:`fdloop.ExitStatus`) is ``ExitStatus.UNKNOWN_INT``
   from ``wait()`` and in ``result.returncode``, never an invented 0.
 * Signalling a process that has exited does nothing, never a recycled pid's process.
