@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import contextlib
-import faulthandler
 import gc
 import os
 import signal
@@ -90,8 +89,6 @@ def pytest_configure(config: pytest.Config) -> None:
     start: the tests that end a child with either would see it live on (19 failures,
     none of them fdloop's). Both get their defaults back here: what is tested is
     fdloop, not how the suite was launched."""
-    # (pytest's capture is suspended while plugins configure: fd 2 is the terminal here)
-    _terminal_fd.append(os.dup(2))
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
@@ -140,18 +137,6 @@ def sigchld_ignored() -> Iterator[None]:
 
 
 LEAK_GRACE_SECONDS = 2.0
-HUNG_TEST_SECONDS = 360
-"""A test still running this long (the slowest take under a minute) is hung: every
-thread's traceback goes to the terminal and the run ends (exit 1), rather than at CI's
-time limit with nothing said."""
-_terminal_fd: list[int] = []  # stderr as it was before pytest captured it
-
-
-@pytest.fixture(autouse=True)
-def a_hung_test_ends_the_run() -> Iterator[None]:
-    faulthandler.dump_traceback_later(HUNG_TEST_SECONDS, exit=True, file=_terminal_fd[0])
-    yield
-    faulthandler.cancel_dump_traceback_later()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
