@@ -18,6 +18,7 @@ import sys
 import textwrap
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -438,14 +439,20 @@ async def test_an_infinite_timeout_is_no_timeout() -> None:
 # -- started as a task; deliver_cancel ----------------------------------------------------
 
 
-async def test_a_cancelled_caller_starts_no_child(tmp_path: Path) -> None:
+async def test_a_cancelled_caller_starts_no_child(tmp_path: Path, anyio_backend_name: str
+                                                  ) -> None:
     # trio's and anyio's rule: a cancelled run_process/open_process raises at once and
     # the program never runs (a spawn and then a cancelled checkpoint would lose it).
     import fdloop.compat.anyio as compat_anyio
 
+    starts: list[Any] = [fdloop.run, compat_anyio.run_process, compat_anyio.open_process]
+    if anyio_backend_name == "trio":
+        import fdloop.compat.trio as compat_trio
+
+        starts += [compat_trio.run_process, compat_trio.open_process]
     marker = tmp_path / "ran"
     argv = ["sh", "-c", f"touch '{marker}'"]
-    for start in (fdloop.run, compat_anyio.run_process, compat_anyio.open_process):
+    for start in starts:
         with anyio.CancelScope() as scope:
             scope.cancel()
             await start(argv)
