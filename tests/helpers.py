@@ -61,3 +61,28 @@ def no_hang(seconds: float = 10.0) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+SECCOMP_PRELUDE = r'''
+import ctypes, struct
+
+def refuse_syscalls(numbers, error):
+    """Install a seccomp filter on this process that fails each syscall in ``numbers``
+    with ``error`` (as a container's profile does) and allows every other. For a fresh
+    interpreter only: the filter lasts until it exits, and children inherit it."""
+    code = [(0x20, 0, 0, 0)]                          # A = seccomp_data.nr
+    for number in numbers:
+        code.append((0x15, 0, 1, number))             # A == number ? next : skip one
+        code.append((0x06, 0, 0, 0x00050000 | error)) # SECCOMP_RET_ERRNO | error
+    code.append((0x06, 0, 0, 0x7FFF0000))             # SECCOMP_RET_ALLOW
+    program = b"".join(struct.pack("HBBI", *op) for op in code)
+    refuse_syscalls.program = buffer = ctypes.create_string_buffer(program)
+    fprog = struct.pack("HxxxxxxP", len(code), ctypes.addressof(buffer))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+    assert libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) == 0, ctypes.get_errno()
+'''
+"""Python source defining ``refuse_syscalls(numbers, error)``, for the script of a fresh
+interpreter that must meet a kernel refusing some calls (seccomp, SECCOMP_RET_ERRNO).
+The numbers of syscalls added since Linux 5.1 (424 and up: pidfd_send_signal 424,
+pidfd_open 434, clone3 435) are the same on every architecture."""

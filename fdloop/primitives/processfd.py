@@ -395,11 +395,13 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
                 and self._owner_pid == _aio.forks.pid):  # (not a forked copy)
             self._collect_child()
             if self._status is None:
-                if not self._daemon:
-                    handle.send_signal(_signal.SIGKILL, group=self._new_session)
-                with self._fd_lock():  # (a send_signal in another thread is done first)
-                    handed = handle.transfer()
-                reaper.adopt(handed, daemon=self._daemon)
+                try:
+                    if not self._daemon:
+                        handle.send_signal(_signal.SIGKILL, group=self._new_session)
+                finally:  # (killed or not, the child is the reaper's from here)
+                    with self._fd_lock():  # (a send_signal in another thread is done first)
+                        handed = handle.transfer()
+                    reaper.adopt(handed, daemon=self._daemon)
                 return
         with self._fd_lock():
             handle.close()

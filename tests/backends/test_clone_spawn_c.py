@@ -19,6 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from ..helpers import SECCOMP_PRELUDE
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux spawn")
 
 if sys.platform.startswith("linux"):
@@ -46,22 +48,13 @@ def _kernel_takes_clone3() -> bool:
 # A fresh interpreter that refuses clone3 with `errno` from `when` on ("before" the
 # extension's import, or "after" it), then starts children through the extension alone
 # (glibc's pthread_create also uses clone3, so nothing here may start a thread).
-SECCOMP_SCRIPT = r"""
-import ctypes, errno, os, struct, sys
+SECCOMP_SCRIPT = SECCOMP_PRELUDE + r"""
+import errno, os, sys
+
+SYS_CLONE3 = 435
 
 def refuse_clone3(error):
-    code = [
-        (0x20, 0, 0, 0),                     # A = seccomp_data.nr
-        (0x15, 0, 1, 435),                   # A == clone3 ? next : skip one
-        (0x06, 0, 0, 0x00050000 | error),    # SECCOMP_RET_ERRNO | error
-        (0x06, 0, 0, 0x7FFF0000),            # SECCOMP_RET_ALLOW
-    ]
-    program = b"".join(struct.pack("HBBI", *op) for op in code)
-    buffer = ctypes.create_string_buffer(program)
-    fprog = struct.pack("HxxxxxxP", len(code), ctypes.addressof(buffer))
-    libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
-    assert libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) == 0, ctypes.get_errno()
+    refuse_syscalls([SYS_CLONE3], error)
 
 error, when = getattr(errno, sys.argv[1]), sys.argv[2]
 if when == "before":

@@ -208,6 +208,9 @@ class LinuxPidFD(OwnedFD):
                     f"could not open a pidfd for the new child {pid}; the child was "
                     "killed and reaped",
                 ) from exc
+            if exc.errno in (errno.ENOSYS, errno.EPERM):
+                raise _pidfd_refused(exc, f"for the new child {pid}; the child was killed "
+                                     "and reaped") from exc
             raise
         try:
             os.waitid(_P_PIDFD, fd, _WEXITED | _WNOHANG | _WNOWAIT)
@@ -232,6 +235,10 @@ class LinuxPidFD(OwnedFD):
                 f"pid {pid} is a thread of process {process}, not a process: "
                 f"open {process} instead" if process else f"pid {pid} is a thread, not a process"
             ) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSYS, errno.EPERM):
+                raise _pidfd_refused(exc, f"for pid {pid}") from exc
+            raise
 
     @classmethod
     def adopt(cls, fd: int) -> LinuxPidFD:
@@ -304,23 +311,60 @@ class LinuxPidFD(OwnedFD):
     # -- signals -------------------------------------------------------------------------
 
     def send_signal(self, signo: int, *, group: bool = False) -> None:
-        """Deliver ``signo`` (to the process group when ``group``); ESRCH is ignored."""
+        """Deliver ``signo`` (to the process group when ``group``); ESRCH is ignored.
+
+        Where the kernel cannot do it through the fd (a seccomp filter refusing
+        ``pidfd_send_signal`` with ENOSYS or EPERM, as older container profiles do; a
+        group before Linux 6.9, EINVAL), our own child is signalled by pid instead: see
+        :meth:`_send_by_pid`. A process that is not our child can only be signalled
+        through its pidfd: the refusal is raised, naming the call.
+        """
         fd = self.fileno()
         try:
             signal.pidfd_send_signal(fd, signo, None, _PIDFD_SIGNAL_PROCESS_GROUP if group else 0)
         except ProcessLookupError:
             return
         except OSError as exc:
-            # Before 6.9 the flags argument must be 0: the group is then reached by
-            # killpg, which is safe only while the leader is our unreaped child (the
-            # pid, hence the group id, cannot be reused before that).
-            if not (group and exc.errno == errno.EINVAL and self.is_child):
+            refused = exc.errno in (errno.ENOSYS, errno.EPERM)
+            if self.is_child and (refused or (group and exc.errno == errno.EINVAL)):
+                self._send_by_pid(signo, group=group)
+                return
+            if not refused:
                 raise
-            try:
-                os.waitid(_P_PIDFD, fd, _WEXITED | _WNOHANG | _WNOWAIT)
+            raise type(exc)(
+                exc.errno,
+                f"pidfd_send_signal refused ({exc.strerror}; a seccomp filter?): process "
+                f"{self.pid} is not our child, so it cannot be signalled safely by pid",
+            ) from exc
+
+    def _send_by_pid(self, signo: int, *, group: bool) -> None:
+        # kill()/killpg() by number is safe only while the pid is our unreaped child: the
+        # kernel cannot give the number (or the group id it leads) to another process
+        # before the reap. waitid(WNOWAIT) proves that just before the call, reaping
+        # nothing; ECHILD means someone else reaped it (the number may be a stranger's
+        # now): the process is gone, and signalling a gone process is a no-op.
+        try:
+            os.waitid(_P_PIDFD, self.fileno(), _WEXITED | _WNOHANG | _WNOWAIT)
+        except ChildProcessError:
+            return
+        try:
+            if group:
                 os.killpg(self.pid, signo)
-            except (ChildProcessError, ProcessLookupError):
-                signal.pidfd_send_signal(fd, signo)
+            else:
+                os.kill(self.pid, signo)
+        except ProcessLookupError:
+            if group:  # the group is gone but its leader's zombie is not: as pidfd would
+                self._send_by_pid(signo, group=False)
+
+
+def _pidfd_refused(exc: OSError, which: str) -> OSError:
+    # pidfd_open has no permission check of its own: EPERM, like ENOSYS, is a seccomp
+    # filter's (or a kernel before 5.3).
+    return type(exc)(
+        exc.errno,
+        f"pidfd_open refused ({exc.strerror}; a seccomp filter, or a kernel before 5.3?) "
+        f"{which}: fdloop needs a pidfd for every process it handles",
+    )
 
 
 def _thread_group_of(tid: int) -> int | None:
