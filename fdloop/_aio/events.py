@@ -19,7 +19,11 @@ One hub per loop (asyncio) or run (trio) holds the ring and its requests:
 * a cancelled wait leaves the others' request in place (the last one out withdraws it);
 * ``notify_closing(fd)`` wakes everyone waiting on ``fd`` with ClosedResourceError and
   withdraws the requests: a poll request holds a reference to the file, so closing the
-  fd alone would never complete it.
+  fd alone would never complete it. It reaches the hubs of every loop, in any thread: a
+  table of which hubs hold requests on which fd (:func:`elsewhere` reads it too, so that
+  an fdloop object closed in one thread while a loop in another waits on it hands its
+  close to that loop's thread). Left to a close in the wrong thread, the request would
+  never end, and a new file given the same number would join the old file's request.
 
 asyncio: the hub's ring is registered with ``add_reader`` while it has requests and closed
 soon after the last one ends (a garbage collection callback closes those of loops closed
@@ -31,9 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import itertools
 import os
+import threading
 from collections import deque
 from typing import Any
 
@@ -41,11 +47,35 @@ from ..backends.contract import PollRequestsBackend
 from ..errors import ClosedResourceError
 from . import forks
 from .library import _quietly, current_library
+from .threads import LoopThread, loop_thread, trio_token_here
 
-__all__ = ["Subscription", "notify_closing", "subscribe"]
+__all__ = ["Subscription", "elsewhere", "notify_closing", "subscribe"]
 
 _tokens = itertools.count(1)
 _ALWAYS = 0x008 | 0x010 | 0x020  # POLLERR | POLLHUP | POLLNVAL: poll(2) always reports them
+
+_homes: dict[int, dict[_Hub, int]] = {}
+"""fd -> the hubs holding requests on it, each with how many: what notify_closing must
+reach, whichever thread closes the fd. Changed under :data:`_homes_lock` (hubs of loops
+in different threads change it concurrently)."""
+_homes_lock = threading.Lock()
+
+
+def _count_home(fd: int, hub: _Hub, change: int) -> None:
+    with _homes_lock:
+        hubs = _homes.setdefault(fd, {})
+        count = hubs.get(hub, 0) + change
+        if count > 0:
+            hubs[hub] = count
+        else:
+            hubs.pop(hub, None)
+            if not hubs:
+                del _homes[fd]
+
+
+def _hubs_on(fd: int) -> list[_Hub]:
+    with _homes_lock:
+        return [hub for hub in _homes.get(fd, ()) if hub._pid == forks.pid]
 
 
 def _new_ring() -> PollRequestsBackend:
@@ -119,6 +149,7 @@ class _Hub:
         poll = self._polls.get(key)
         if poll is None:
             poll = self._polls[key] = _Poll(key)
+            _count_home(fd, self, 1)
         subscription = Subscription(self, poll)
         poll.subscribers.append(subscription)
         return subscription
@@ -145,6 +176,7 @@ class _Hub:
     def _forget(self, poll: _Poll) -> None:
         if self._polls.get(poll.key) is poll:
             del self._polls[poll.key]
+            _count_home(poll.fd, self, -1)
         if poll.armed:
             poll.armed = False
             self._by_token.pop(poll.token, None)
@@ -191,12 +223,17 @@ class _Hub:
 
     def fail_everyone(self, error: BaseException) -> None:
         for poll in list(self._polls.values()):
+            _count_home(poll.fd, self, -1)
             for subscription in poll.subscribers:
                 subscription._deliver(None, error)
         self._polls.clear()
         self._by_token.clear()
 
     # -- per library ---------------------------------------------------------------------
+
+    def home(self) -> LoopThread | None:
+        """This hub's loop thread, if it runs in another thread right now."""
+        raise NotImplementedError
 
     async def park(self, subscription: Subscription) -> None:
         raise NotImplementedError
@@ -214,6 +251,9 @@ class _AsyncioHub(_Hub):
         self._loop = loop
         self._closing_soon = False
         loop.add_reader(ring.fileno(), self.dispatch)
+
+    def home(self) -> LoopThread | None:
+        return loop_thread(self._loop, None)
 
     async def park(self, subscription: Subscription) -> None:
         future: asyncio.Future[None] = self._loop.create_future()
@@ -255,7 +295,11 @@ class _TrioHub(_Hub):
         import trio
 
         super().__init__(ring)
+        self._token = trio_token_here()
         trio.lowlevel.spawn_system_task(self._watch, name="fdloop poll events")
+
+    def home(self) -> LoopThread | None:
+        return loop_thread(None, self._token)
 
     async def park(self, subscription: Subscription) -> None:
         import trio
@@ -335,18 +379,28 @@ def subscribe(fd: int, events: int, *, watch: bool = False) -> Subscription:
 
 
 def notify_closing(fd: int) -> None:
-    """Wake every task of the running loop that waits for poll events on ``fd`` with
-    ClosedResourceError, before the fd is closed. Does nothing outside a loop."""
-    if not _asyncio_hubs and _trio_hub_var is None:
-        return  # nobody has waited for poll events yet: every fdloop close comes here
-    with contextlib.suppress(RuntimeError):
-        hub: _Hub | None
-        if current_library() == "trio":
-            hub = _trio_hub_var.get() if _trio_hub_var is not None else None
-        else:
-            hub = _asyncio_hubs.get(asyncio.get_running_loop())
-        if hub is not None:
-            hub.notify_closing(fd)
+    """Wake every task waiting for poll events on ``fd`` with ClosedResourceError and
+    withdraw their requests, before the fd is closed; from any thread. The hub of a loop
+    running in another thread does it there, and this returns once it has (a loop thread
+    blocked waiting for the caller would deadlock, as with ``close()``)."""
+    if not _homes:
+        return  # nobody waits for poll events: every fdloop close comes here
+    for hub in _hubs_on(fd):
+        there = hub.home()
+        if there is None or not there.call(functools.partial(hub.notify_closing, fd)):
+            hub.notify_closing(fd)  # this thread's loop, or one that runs nothing now
+
+
+def elsewhere(fd: int) -> LoopThread | None:
+    """The thread of a loop that waits for poll events on ``fd``, if that is not the
+    calling thread: where an fdloop object's close must run (see FDResource.close)."""
+    if not _homes:
+        return None
+    for hub in _hubs_on(fd):
+        there = hub.home()
+        if there is not None:
+            return there
+    return None
 
 
 def _drop_hubs_of_closed_loops(phase: str, info: dict[str, int]) -> None:
@@ -362,9 +416,12 @@ gc.callbacks.append(_drop_hubs_of_closed_loops)
 
 
 def _forget_hubs_after_fork() -> None:
+    global _homes_lock
+    _homes_lock = threading.Lock()  # (another thread may have held it at fork)
     for hub in list(_asyncio_hubs.values()):
         hub.abandon()
     _asyncio_hubs.clear()
+    _homes.clear()  # every hub in it is the parent's
 
 
 forks.at_fork_in_child(_forget_hubs_after_fork)

@@ -125,7 +125,9 @@ def _closed_errors() -> type[BaseException]:
 
 
 def notify_closing(fd_or_object: int | HasFileno) -> None:
-    """Before closing an fd that tasks of this loop wait on with ``wait_events``: wake
-    them with ClosedResourceError (a kernel poll request holds the file, so the close
-    alone would never end their wait). Call it from the loop's thread."""
+    """Before closing an fd that tasks wait on with ``wait_events``: wake them with
+    ClosedResourceError (a kernel poll request holds the file, so the close alone would
+    never end their wait). Thread-safe: the waits of a loop running in another thread
+    are ended in that thread, and this returns once they are (a loop thread blocked
+    waiting for the caller would deadlock). fdloop's own objects do it in ``close()``."""
     _events.notify_closing(_fd_of(fd_or_object))

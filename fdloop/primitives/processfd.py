@@ -372,11 +372,17 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         """
         # FDResource.close, written out for this class's two waiters (every child's path).
         if self._hup_waiter is None and self._waiter.close_if_idle():
-            self._close_once()  # (no loop holds the fd: close here, in any thread)
+            # (no waiter of ours holds the fd: close here, in any thread, unless a loop
+            # in another thread waits for its poll events)
+            there = None if self._handle.closed else _aio.events.elsewhere(self.fileno())
+            if there is None or not there.call(self._close_once):
+                self._close_once()
             return
         there = self._waiter.elsewhere()
         if there is None and self._hup_waiter is not None:
             there = self._hup_waiter.elsewhere()
+        if there is None and not self._handle.closed:
+            there = _aio.events.elsewhere(self.fileno())
         if there is None or not there.call(self.close):
             self._close_once()
 
@@ -389,6 +395,8 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         self._waiter.close()
         if self._hup_waiter is not None:
             self._hup_waiter.close()
+        # Tasks in wait_events(self): the fd goes (or goes to the reaper), their wait ends.
+        _aio.events.notify_closing(handle.fileno())
         if self._owner:
             reaper.untrack(handle)
         if (handle.is_child and self._status is None

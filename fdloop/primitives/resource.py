@@ -186,6 +186,12 @@ class FDResource(Generic[H]):
             there = waiter.elsewhere() if waiter is not None else None
             if there is not None:
                 return there.call(close) if wait else there.call_soon(close)
+        if not self._handle.closed:
+            # Tasks in wait_events(self) of a loop in another thread: their requests are
+            # that loop's to withdraw before the number is let go of.
+            there = poll_events.elsewhere(self._handle.fileno())
+            if there is not None:
+                return there.call(close) if wait else there.call_soon(close)
         return False
 
     async def aclose(self) -> None:

@@ -4,19 +4,26 @@ waiters, cancellation, close, and no busy loop while a file stays readable."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 import fdloop
 import fdloop._aio.events as hub_module
+
+from ..helpers import eventually
 
 IN, PRI, OUT, ERR, HUP = (select.POLLIN, select.POLLPRI, select.POLLOUT, select.POLLERR,
                           select.POLLHUP)
@@ -159,6 +166,105 @@ async def test_closing_an_awaited_fdloop_object_wakes_its_wait_events(ring: str)
             await anyio.sleep(0.02)  # (lets the waiter submit its poll; not a timing check)
             efd.close()
             await woke.wait()
+
+
+def _awaited_objects() -> dict[str, Callable[[contextlib.ExitStack], tuple[Any, int]]]:
+    """Each kind of fdloop object whose fd a task may await with wait_events, made
+    fresh, with an event that does not come by itself."""
+
+    def process(stack: contextlib.ExitStack) -> tuple[Any, int]:
+        return fdloop.spawn(["sleep", "30"]), IN
+
+    def pipe(stack: contextlib.ExitStack) -> tuple[Any, int]:
+        proc = stack.enter_context(fdloop.spawn(["sleep", "30"], stdout=fdloop.PIPE))
+        return proc.stdout, IN
+
+    def signals(stack: contextlib.ExitStack) -> tuple[Any, int]:
+        with warnings.catch_warnings():
+            # (worker threads of earlier tests keep SIGUSR2 unblocked: nothing sends it)
+            warnings.simplefilter("ignore", fdloop.SignalDeliveryWarning)
+            return fdloop.SignalFD([signal.SIGUSR2]), IN
+
+    return {
+        "EventFD": lambda stack: (fdloop.EventFD(), IN),
+        "TimerFD": lambda stack: (fdloop.TimerFD(), IN),
+        "SignalFD": signals,
+        "ProcessFD": process,
+        "VirtualFD": lambda stack: (fdloop.VirtualFD(), IN),
+        "PipeReceiveStream": pipe,
+    }
+
+
+@pytest.mark.parametrize("where", ["loop thread", "another thread"])
+@pytest.mark.parametrize("kind", list(_awaited_objects()))
+async def test_close_from_any_thread_wakes_wait_events(kind: str, where: str) -> None:
+    """Whichever thread closes the object, the task waiting for its poll events gets
+    ClosedResourceError at once: the loop's kernel request is withdrawn in the loop's
+    thread before the number is let go of (a close elsewhere left it waiting for good)."""
+    with contextlib.ExitStack() as stack:
+        obj, events = _awaited_objects()[kind](stack)
+        fd = obj.fileno()
+        outcome: list[str] = []
+
+        async def waiter() -> None:
+            try:
+                outcome.append(f"mask {await fdloop.wait_events(obj, events):#x}")
+            except fdloop.ClosedResourceError:
+                outcome.append("closed")
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                assert await eventually(lambda: fd in hub_module._homes)
+                if where == "loop thread":
+                    obj.close()
+                else:
+                    await anyio.to_thread.run_sync(obj.close)
+                assert await eventually(lambda: bool(outcome))
+        assert outcome == ["closed"]
+        assert obj.closed
+        assert fd not in hub_module._homes
+
+
+async def test_a_number_reused_after_a_close_elsewhere_is_a_new_file(ring: str) -> None:
+    """An EventFD closed from another thread while a task awaited its POLLIN; the next
+    EventFD gets the same number: its own wait_events sees its own counter (a request
+    left behind for the old file would have caught the new waiter)."""
+    old = fdloop.EventFD()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            async def waiter() -> None:
+                with pytest.raises(fdloop.ClosedResourceError):
+                    await fdloop.wait_events(old, IN)
+
+            tg.start_soon(waiter)
+            assert await eventually(lambda: old.fileno() in hub_module._homes)
+            number = old.fileno()
+            await anyio.to_thread.run_sync(old.close)
+        with fdloop.EventFD() as new:
+            assert new.fileno() == number
+            new.write(1)
+            assert await fdloop.wait_events(new, IN) == IN
+
+
+async def test_notify_closing_from_another_thread(ring: str) -> None:
+    """fdloop.notify_closing(fd) for a plain fd, called from a worker thread, wakes the
+    loop's waiters there and returns once they are woken."""
+    r, w = os.pipe()
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                async def waiter() -> None:
+                    with pytest.raises(fdloop.ClosedResourceError):
+                        await fdloop.wait_events(r, IN)
+
+                tg.start_soon(waiter)
+                assert await eventually(lambda: r in hub_module._homes)
+                await anyio.to_thread.run_sync(fdloop.notify_closing, r)
+                assert r not in hub_module._homes
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 async def test_no_busy_loop_while_the_file_stays_readable(
