@@ -15,12 +15,15 @@
   late clean-up);
 * watches: an ``add_reader`` callback that removes itself;
 * background tasks: a task of the running loop, referenced from here until it ends
-  (the loop keeps only weak references to tasks).
+  (the loop keeps only weak references to tasks), or until its loop is found closed
+  (at a full garbage collection): a loop closed without running them to the end never
+  will, and each would keep its object (a pipe stream and its buffer) for good.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,6 +49,16 @@ __all__ = ["ASYNCIO"]
 
 _running_tasks: set[asyncio.Task[Any]] = set()
 _get_running_loop = asyncio._get_running_loop
+
+
+def _drop_tasks_of_closed_loops(phase: str, info: dict[str, int]) -> None:
+    if phase != "start" or info.get("generation") != 2 or not _running_tasks:
+        return
+    for task in [task for task in _running_tasks if task.get_loop().is_closed()]:
+        _running_tasks.discard(task)
+
+
+gc.callbacks.append(_drop_tasks_of_closed_loops)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop:
@@ -162,6 +175,9 @@ class AsyncioLibrary(AsyncLibrary):
                     future.set_exception(
                         ClosedResourceError("the object was closed while waiting")
                     )
+                    # Its task gets the error when it runs; if it never runs again (a
+                    # loop stopped for good), asyncio must not log it as unretrieved.
+                    future.exception()
         waiter._loop = None
 
     # -- watches and background tasks ----------------------------------------------------
@@ -194,6 +210,10 @@ class AsyncioLibrary(AsyncLibrary):
             on_end()
 
         task = loop.create_task(run(), name=name)
+        # A loop closed without running its tasks to the end destroys this one pending:
+        # it is ours, ends with its object, and has nothing for the user (asyncio waives
+        # the "destroyed but it is pending" report for its own such tasks the same way).
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
         _running_tasks.add(task)
         task.add_done_callback(ended)
 

@@ -140,6 +140,47 @@ async def test_lines_read_while_the_read_ahead_runs_come_in_order() -> None:
     assert await asyncio.wait_for(proc.wait(), 60) == 0
 
 
+def test_a_loop_closed_while_the_read_ahead_waits_says_nothing(
+    anyio_backend: tuple[str, dict[str, object]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncio's test_kill_issue43884 in small: the shell is killed, a grandchild keeps
+    the stdout pipe open, the Process is dropped while the loop is stopped, then the
+    loop is closed. asyncio's own pipes say nothing; ours said "Task was destroyed but
+    it is pending!" (the read-ahead task) and "Future exception was never retrieved",
+    and the task, with the stream and its buffer, stayed referenced for good. (A loop
+    of its own, on the loop kind of this run.)"""
+    from fdloop._aio import asyncio_library
+
+    async def killed_with_a_grandchild_holding_stdout() -> Any:
+        # (the grandchild ends by itself, long after the test)
+        proc = await compat.create_subprocess_shell("sleep 5 & exec sleep 30",
+                                                    stdout=subprocess.PIPE)
+        children = f"/proc/{proc.pid}/task/{proc.pid}/children"
+        for _ in range(1000):  # until the shell has started the grandchild
+            with open(children) as listing:
+                if listing.read().split():
+                    break
+            await asyncio.sleep(0.01)
+        proc.kill()
+        assert await proc.wait() == -signal.SIGKILL
+        return proc
+
+    if anyio_backend[1].get("use_uvloop"):
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    with caplog.at_level("DEBUG", logger="asyncio"):
+        proc = loop.run_until_complete(killed_with_a_grandchild_holding_stdout())
+        del proc
+        gc.collect()
+        loop.close()
+        gc.collect()
+    assert [record.getMessage() for record in caplog.records] == []
+    assert not [task for task in asyncio_library._running_tasks if task.get_loop() is loop]
+
+
 async def _stdin_story(create: Any, child: str, steps: list[str]) -> list[str]:
     """What each of ``steps`` does to the stdin of a child that ran ``child`` and exited."""
     proc = await create(sys.executable, "-c", child, stdin=subprocess.PIPE)
