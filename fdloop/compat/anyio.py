@@ -40,6 +40,7 @@ from ..primitives.processfd import ProcessFD
 from ..primitives.spawn import StrOrBytesPath, spawn
 from ..primitives.streams import PIPE
 from ..run import run
+from . import quiet_when_exited
 
 __all__ = ["open_process", "run_process"]
 
@@ -53,13 +54,15 @@ async def open_process(
     """Start ``command`` (through the shell if it is a str or bytes), as
     anyio.open_process: stdin, stdout and stderr are pipes unless given.
 
-    Returns the ProcessFD (an anyio.abc.Process). Raises what :func:`fdloop.spawn` raises
+    Returns the ProcessFD (an anyio.abc.Process). Left unclosed once its child has
+    exited, it is released without a ResourceWarning, as anyio's Process is (a running
+    child is still ended, with the warning). Raises what :func:`fdloop.spawn` raises
     (OSError when the program cannot start; ValueError/TypeError for bad arguments).
     """
     drop_windows_options(options)  # anyio's startupinfo/creationflags, at POSIX values
     await anyio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts nothing
-    proc = spawn(command, stdin=stdin, stdout=stdout, stderr=stderr,
-                 shell=isinstance(command, (str, bytes)), **options)
+    proc = quiet_when_exited(spawn(command, stdin=stdin, stdout=stdout, stderr=stderr,
+                                   shell=isinstance(command, (str, bytes)), **options))
     await anyio.lowlevel.cancel_shielded_checkpoint()  # (never lose the started child)
     return proc
 

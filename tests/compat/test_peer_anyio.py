@@ -7,14 +7,19 @@ here is our own, on real processes, for one of anyio's documented rules.
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+import warnings
 
 import anyio.abc
 import pytest
 
 import fdloop
 from fdloop.compat.anyio import open_process, run_process
+
+from ..helpers import eventually
+from ..primitives.process_helpers import alive
 
 REVERSE = [sys.executable, "-c", "import sys; print(sys.stdin.read()[::-1])"]
 
@@ -52,3 +57,27 @@ async def test_open_process_pipes_all_three_and_is_anyio_process() -> None:
         await proc.stdin.aclose()
         assert b"".join([chunk async for chunk in proc.stdout]) == b"zyx\n"
         assert await proc.wait() == 0
+
+
+async def test_an_exited_process_left_unclosed_goes_quietly() -> None:
+    """anyio's test_wait_returns_on_process_exit_with_open_stdout in small: no
+    ``async with``, wait, read both streams to the end, drop the process. anyio's says
+    nothing (and its suite turns warnings into errors); ours warned for the ProcessFD
+    and each stream. A child still running is ended, and that still warns."""
+    proc = await open_process([sys.executable, "-c", "print('hi')"])
+    async with proc.stdin:  # type: ignore[union-attr]
+        assert await proc.wait() == 0
+    assert [chunk async for chunk in proc.stdout] == [b"hi\n"]  # type: ignore[union-attr]
+    assert [chunk async for chunk in proc.stderr] == []  # type: ignore[union-attr]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del proc
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+
+    running = await open_process(["sleep", "30"])
+    pid = running.pid
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del running
+        gc.collect()
+    assert await eventually(lambda: not alive(pid))
