@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LoopThread", "loop_thread", "trio_token_here"]
+__all__ = ["LoopThread", "loop_here", "loop_thread", "trio_token_here"]
 
 _RECHECK_SECONDS = 0.1
 """How often a caller blocked in :meth:`LoopThread.call` checks that an asyncio loop
@@ -140,6 +141,15 @@ def trio_token_here() -> Any:
         return trio.lowlevel.current_trio_token()
     except RuntimeError:
         return None
+
+
+def loop_here() -> tuple[asyncio.AbstractEventLoop | None, Any]:
+    """The asyncio loop or trio token running in this thread, as ``loop_thread`` takes
+    them later; ``(None, None)`` outside both."""
+    loop = asyncio._get_running_loop()
+    if loop is not None or "trio" not in sys.modules:
+        return loop, None
+    return None, trio_token_here()
 
 
 def loop_thread(loop: asyncio.AbstractEventLoop | None, token: Any) -> LoopThread | None:

@@ -25,6 +25,11 @@ class EventFD(FDResource[EventFDBackend]):
 
     Raises OSError (EMFILE, naming RLIMIT_NOFILE and ``fdloop.raise_fd_limit()``) when
     this process has no fd left; nothing is left open then.
+
+    Threads: ``write()`` and ``read_nowait()`` are safe from any thread (a worker thread
+    waking the loop is what the counter is for), as are ``close()`` and ``closed``;
+    ``read()`` belongs to the loop that awaits it. Across ``fork()`` the counter is
+    shared on purpose: parent and child both use it.
     """
 
     def __init__(self, initval: int = 0, *, semaphore: bool = False) -> None:
@@ -96,8 +101,10 @@ class EventFD(FDResource[EventFDBackend]):
                 await self._wait_readable()
 
     def read_nowait(self) -> int:
-        """Take the counter now; BlockingIOError if it is 0."""
-        return self._handle.read()
+        """Take the counter now; BlockingIOError if it is 0. Safe from any thread."""
+        with self._in_use():
+            self._check_open()
+            return self._handle.read()
 
     def dup(self) -> EventFD:
         """A second EventFD on the same kernel counter, with its own fd.

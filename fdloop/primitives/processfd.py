@@ -62,7 +62,9 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
 
     **Threads:** ``close()`` may be called from any thread (a task waiting in another
     thread's loop wakes at once: the close runs there); so may ``send_signal()``,
-    ``terminate()`` and ``kill()`` (one syscall). ``wait()`` belongs to one loop at a time.
+    ``terminate()`` and ``kill()`` (one syscall), ``returncode``, ``pid``, ``status``,
+    and ``poll()`` while no loop in another thread waits for the process (RuntimeError
+    then). ``wait()`` and ``read()`` belong to one loop at a time.
     """
 
     _pid: int
@@ -169,7 +171,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         it only reports what was known before the fork.
         """
         if self._status is None and not self._handle.closed and not self._forked_copy():
-            self.poll()
+            self._poll(from_elsewhere=False)
         return None if self._status is None else self._status.returncode
 
     @property
@@ -188,14 +190,32 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         Never blocks. For our own child this reaps it if it has exited. Raises
         UnsupportedOperation in a forked child (see the class docstring) unless the
         status was known before the fork.
+
+        Safe from any thread while no loop in another thread waits for the process;
+        while one does, the exit is that loop's to collect, and this raises RuntimeError
+        (``returncode`` then answers from what is known, without polling).
         """
         if self._status is None and not self._handle.closed:
             self._refuse_in_forked_child("poll()")
-            if self._handle.is_child:
-                self._collect_child()
-            elif self._handle.has_exited():
-                self._collect_watched()
+            self._poll(from_elsewhere=True)
         return None if self._status is None else self._status.returncode
+
+    def _poll(self, *, from_elsewhere: bool) -> None:
+        there = self._waiter.elsewhere()
+        if there is not None:
+            if not from_elsewhere:
+                return
+            raise RuntimeError(
+                f"ProcessFD.poll() of pid {self._pid}: a loop in another thread waits for "
+                "this process, and collecting its exit is that loop's; call poll() in that "
+                "thread or await wait() there"
+            )
+        with self._in_use():  # (a close in another thread waits until the reap is done)
+            if self._status is None and not self._handle.closed:
+                if self._handle.is_child:
+                    self._collect_child()
+                elif self._handle.has_exited():
+                    self._collect_watched()
 
     def _collect_child(self) -> None:
         raw = self._waiter.reaped

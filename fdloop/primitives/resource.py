@@ -102,9 +102,11 @@ class FDResource(Generic[H]):
     """Base class: owns one backend handle and the waiter for its fd.
 
     Thread safety: ``close()``, ``aclose()``, ``detach()`` and ``closed`` may be used from
-    any thread, and wake tasks waiting in another thread's loop at once. Everything else
-    belongs to the thread of the loop that awaits the object, except what a subclass
-    makes safe from any thread (``EventFD.write()``, ``ProcessFD.send_signal()``): such a
+    any thread, and wake tasks waiting in another thread's loop at once (in ``wait_events``
+    too). The awaitables belong to the loop that awaits the object; each class says which
+    of its other methods are safe from any thread (the non-blocking calls that are one
+    system call: ``EventFD.write()``, ``TimerFD.set()``, ``ProcessFD.send_signal()``...)
+    and which refuse (``ProcessFD.poll()`` while another thread's loop waits). Such a
     method checks that the object is open and makes its system call holding
     :meth:`_in_use`, whose lock the close takes too (:meth:`_fd_lock`), so that the fd
     number cannot be closed, and then reused by an unrelated open, between the check

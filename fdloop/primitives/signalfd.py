@@ -16,8 +16,10 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from signal import Signals
+from typing import Any
 
 from .. import _aio
+from .._aio.threads import loop_here, loop_thread
 from ..backends import current as current_backend
 from ..backends.contract import SignalFDBackend
 from ..backends.posix import sigmask
@@ -129,8 +131,14 @@ class SignalFD(FDResource[SignalFDBackend]):
     mask, may take the signal, and then runs its ordinary disposition (for most signals
     the default action terminates the whole process) instead of reaching the SignalFD.
     Create SignalFDs before starting threads; a SignalDeliveryWarning says when some
-    other thread could take one of the signals. Close a SignalFD in the thread that
-    created it (a thread's mask can only be changed by that thread).
+    other thread could take one of the signals.
+
+    Threads: a thread's mask can only be changed by that thread, so the close belongs to
+    the thread that created the SignalFD. ``close()``/``aclose()`` from another thread
+    run there when a loop (or trio run) runs there, and return once done. Where that
+    thread runs no loop, the fd is closed all the same and a SignalDeliveryWarning says
+    which signals stay blocked there. ``read_nowait()`` and ``closed`` are safe from any
+    thread; ``read()`` belongs to the loop that awaits it.
 
     Under trio's guest mode (and any loop that polls from a helper thread) the poll runs
     in that helper thread: it must block the signals too, and its poll only sees
@@ -171,6 +179,7 @@ class SignalFD(FDResource[SignalFDBackend]):
         names = ", ".join(sigmask.signal_name(signo) for signo in sorted(wanted))
         with naming_fd_limit(f"SignalFD([{names}])"):
             super().__init__(current_backend().signalfd(wanted))
+            self._remember_home()
             # (the thread check lists /proc/self/task, which takes an fd too)
             self._warn_about_exposed_threads()
 
@@ -189,6 +198,7 @@ class SignalFD(FDResource[SignalFDBackend]):
         with naming_fd_limit(f"SignalFD.from_fd({fd!r})"):
             handle = current_backend().signalfd_from_fd(fd)
             FDResource.__init__(self, handle)
+            self._remember_home()
             # An adopted fd shares its flags with the sender: the loop polls the backend's
             # proxy for it instead (uvloop would make the fd itself non-blocking).
             if (poll_fileno := getattr(handle, "poll_fileno", None)) is not None:
@@ -214,8 +224,12 @@ class SignalFD(FDResource[SignalFDBackend]):
                 await self._wait_readable()
 
     def read_nowait(self) -> SignalInfo:
-        """Take one pending signal now; BlockingIOError if none is pending."""
-        return SignalInfo(**self._handle.read())
+        """Take one pending signal now; BlockingIOError if none is pending. Safe from any
+        thread (a signal aimed at one thread is read only by that thread)."""
+        with self._in_use():
+            self._check_open()
+            fields = self._handle.read()
+        return SignalInfo(**fields)
 
     def detach(self) -> int:
         """Return the fd unclosed and give the signals back, as ``close()`` does.
@@ -224,6 +238,21 @@ class SignalFD(FDResource[SignalFDBackend]):
         or they are delivered the ordinary way instead of to the fd.
         """
         return super().detach()
+
+    def _remember_home(self) -> None:
+        # The loop (or trio run) of the thread whose mask holds the signals, if any: a
+        # close from elsewhere is run there.
+        self._home = loop_here()
+
+    def _handed_over(self, close: Any, *, wait: bool = True) -> bool:
+        # Besides a loop that polls the fd: the loop of the thread that made the SignalFD,
+        # the only thread that can unblock the signals again.
+        if super()._handed_over(close, wait=wait):
+            return True
+        there = loop_thread(*self._home)
+        if there is None:
+            return False
+        return there.call(close) if wait else there.call_soon(close)
 
     @staticmethod
     def child_argv(argv: Sequence[str]) -> list[str]:

@@ -38,6 +38,10 @@ class TimerFD(FDResource[TimerFDBackend]):
     ``"realtime"`` (the wall clock; it can be set, see ``cancel_on_set``).
     A new timer is disarmed. Raises OSError (EMFILE, naming RLIMIT_NOFILE and
     ``fdloop.raise_fd_limit()``) when this process has no fd left.
+
+    Threads: ``set()``, ``disarm()``, ``get()``, ``now()`` and ``wait_nowait()`` (one
+    system call each) are safe from any thread, as are ``close()`` and ``closed``;
+    ``wait()`` belongs to the loop that awaits it.
     """
 
     def __init__(self, clock: Clock = "monotonic") -> None:
@@ -107,18 +111,20 @@ class TimerFD(FDResource[TimerFDBackend]):
                 )
             if not absolute:
                 raise ValueError("cancel_on_set needs absolute=True (a wall-clock time)")
-        self._check_open()
-        self._handle.settime(
-            after_ns, interval_ns, absolute=absolute, cancel_on_set=cancel_on_set
-        )
+        with self._in_use():  # (safe from any thread: see FDResource._in_use)
+            self._check_open()
+            self._handle.settime(
+                after_ns, interval_ns, absolute=absolute, cancel_on_set=cancel_on_set
+            )
 
     def disarm(self) -> None:
         """Stop the timer and drop unread expirations; waiters keep waiting.
 
         Raises ClosedResourceError once closed.
         """
-        self._check_open()
-        self._handle.settime(0, 0, absolute=False, cancel_on_set=False)
+        with self._in_use():
+            self._check_open()
+            self._handle.settime(0, 0, absolute=False, cancel_on_set=False)
 
     def get(self) -> tuple[float, float]:
         """``(remaining, interval)`` in seconds; ``(0.0, 0.0)`` when disarmed.
@@ -126,14 +132,16 @@ class TimerFD(FDResource[TimerFDBackend]):
         ``remaining`` is relative to now even for an absolute setting; ``interval`` is 0
         for a one-shot timer. Raises ClosedResourceError once closed.
         """
-        self._check_open()
-        remaining, interval = self._handle.gettime()
+        with self._in_use():
+            self._check_open()
+            remaining, interval = self._handle.gettime()
         return remaining / _NS, interval / _NS
 
     def now(self) -> float:
         """The current time of the timer's clock in seconds, the scale ``absolute`` uses."""
-        self._check_open()
-        return self._handle.now() / _NS
+        with self._in_use():
+            self._check_open()
+            return self._handle.now() / _NS
 
     async def wait(self) -> int:
         """Wait for the timer to expire; return the expirations since the last wait.
@@ -157,7 +165,9 @@ class TimerFD(FDResource[TimerFDBackend]):
 
         Raises ClockChanged and ClosedResourceError as ``wait()`` does.
         """
-        return self._handle.read()
+        with self._in_use():
+            self._check_open()
+            return self._handle.read()
 
     def __aiter__(self) -> TimerFD:
         return self

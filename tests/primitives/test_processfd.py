@@ -323,3 +323,24 @@ def test_coexists_with_subprocess_run() -> None:
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
     assert proc.poll() == 9
     proc.close()
+
+
+async def test_poll_from_another_thread_is_refused_while_a_loop_waits() -> None:
+    """Collecting the exit is the waiting loop's: poll() from a worker thread then raises
+    and reaps nothing (returncode answers without polling); with no loop waiting, the
+    worker's poll() reaps."""
+    with spawn(["sleep", "30"]) as proc:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(proc.wait)
+            await anyio.sleep(0.05)  # (the task registers its wait as it first runs)
+            with pytest.raises(RuntimeError, match="another thread waits for this process"):
+                await anyio.to_thread.run_sync(proc.poll)
+            assert await anyio.to_thread.run_sync(lambda: proc.returncode) is None
+            proc.kill()
+        assert proc.returncode == -signal.SIGKILL
+    with spawn(["true"]) as proc:
+        with anyio.fail_after(10):
+            while await anyio.to_thread.run_sync(proc.poll) is None:
+                await anyio.sleep(0.01)
+        assert proc.returncode == 0
+        assert proc.pid not in {pid for pid, _state in children_of(os.getpid())}

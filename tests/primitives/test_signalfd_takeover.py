@@ -13,6 +13,7 @@ import subprocess
 import threading
 import warnings
 
+import anyio
 import pytest
 
 import fdloop
@@ -314,3 +315,19 @@ def test_closing_in_another_thread_warns_that_the_mask_stays() -> None:
         assert signals_taken_over() == frozenset()
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {SIGUSR1})
+
+
+@on_every_loop
+async def test_closing_in_another_thread_runs_in_the_creating_threads_loop() -> None:
+    """A SignalFD made in the loop's thread and closed from a worker thread: the close
+    runs in the loop's thread, which unblocks the signals again (a close in the worker
+    could only warn that they stay blocked), and returns once done."""
+    sfd = fdloop.SignalFD({SIGUSR1})
+    assert SIGUSR1 in blocked()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await anyio.to_thread.run_sync(sfd.close)
+    assert sfd.closed
+    assert [str(w.message) for w in caught] == []
+    assert SIGUSR1 not in blocked()
+    assert signals_taken_over() == frozenset()

@@ -310,3 +310,23 @@ def test_from_fd_refuses_an_eventfd() -> None:
         pytest.skip("elsewhere an EventFD's fd is a kqueue, like a timer's")
     with fdloop.EventFD() as efd, pytest.raises(fdloop.NotThisKindOfFD, match="eventfd"):
         fdloop.TimerFD.from_fd(efd.fileno())
+
+
+async def test_set_get_disarm_and_wait_nowait_from_another_thread() -> None:
+    """The one-syscall methods are safe from any thread: a worker arms the timer the
+    loop awaits, and reads it; after close they raise ClosedResourceError there too."""
+    timer = fdloop.TimerFD()
+    await anyio.to_thread.run_sync(timer.set, 0.01)
+    with anyio.fail_after(10):
+        assert await timer.wait() >= 1
+    await anyio.to_thread.run_sync(timer.set, 100)
+    remaining, interval = await anyio.to_thread.run_sync(timer.get)
+    assert 0 < remaining <= 100 and interval == 0
+    await anyio.to_thread.run_sync(timer.disarm)
+    assert timer.get() == (0.0, 0.0)
+    with pytest.raises(BlockingIOError):
+        await anyio.to_thread.run_sync(timer.wait_nowait)
+    timer.close()
+    for method in (timer.disarm, timer.get, timer.wait_nowait, timer.now):
+        with pytest.raises(fdloop.ClosedResourceError):
+            await anyio.to_thread.run_sync(method)

@@ -105,7 +105,7 @@ class Takeover:
                 if self._thread == threading.get_ident():
                     _discard_pending(unblock)
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, unblock)
-                elif _thread_alive(self._thread):
+                elif thread_alive(self._thread):
                     names = ", ".join(signal_name(s) for s in sorted(unblock))
                     problems.append(
                         f"{names} stays blocked in thread {self._thread}: a thread's signal "
@@ -210,7 +210,8 @@ def _discard_pending(signals: list[int]) -> None:
             pending = signal.sigpending()
 
 
-def _thread_alive(ident: int) -> bool:
+def thread_alive(ident: int) -> bool:
+    """True while the Python thread ``threading.get_ident()`` called ``ident`` runs."""
     return any(thread.ident == ident for thread in threading.enumerate())
 
 
