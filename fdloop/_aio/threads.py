@@ -28,7 +28,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LoopThread", "loop_here", "loop_thread", "trio_token_here"]
+from . import forks
+
+__all__ = ["LoopHome", "LoopThread", "loop_thread", "trio_token_here"]
 
 _RECHECK_SECONDS = 0.1
 """How often a caller blocked in :meth:`LoopThread.call` checks that an asyncio loop
@@ -143,13 +145,24 @@ def trio_token_here() -> Any:
         return None
 
 
-def loop_here() -> tuple[asyncio.AbstractEventLoop | None, Any]:
-    """The asyncio loop or trio token running in this thread, as ``loop_thread`` takes
-    them later; ``(None, None)`` outside both."""
-    loop = asyncio._get_running_loop()
-    if loop is not None or "trio" not in sys.modules:
-        return loop, None
-    return None, trio_token_here()
+class LoopHome:
+    """The asyncio loop or trio run of the thread that made something, kept to run a
+    call there later (:meth:`elsewhere`)."""
+
+    __slots__ = ("_loop", "_pid", "_token")
+
+    def __init__(self) -> None:
+        self._loop = asyncio._get_running_loop()
+        no_trio = self._loop is not None or "trio" not in sys.modules
+        self._token = None if no_trio else trio_token_here()
+        self._pid = forks.pid
+
+    def elsewhere(self) -> LoopThread | None:
+        """That loop, if it runs in another thread right now (see :func:`loop_thread`);
+        None in a forked child, whose copy of the loop is the parent's and runs nothing."""
+        if self._pid != forks.pid:
+            return None
+        return loop_thread(self._loop, self._token)
 
 
 def loop_thread(loop: asyncio.AbstractEventLoop | None, token: Any) -> LoopThread | None:

@@ -30,7 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from .._aio import ReadableWaiter, forks
 from .._aio import events as poll_events
 from ..backends.posix.fdlimit import out_of_fds
-from ..errors import ClosedResourceError
+from ..errors import ClosedResourceError, UnsupportedOperation
 
 
 class Handle(Protocol):
@@ -115,10 +115,30 @@ class FDResource(Generic[H]):
 
     _handle: H
     _waiter: ReadableWaiter
+    _made_by = -1
+    """The pid of the process that made the object, for a class whose copy in a forked
+    child must not act (see :meth:`_keep_out_of_forks`); -1 where copies may act as the
+    original does (EventFD and MemFD are shared across fork on purpose)."""
 
     def __init__(self, handle: H) -> None:
         self._handle = handle
         self._waiter = ReadableWaiter(handle.fileno())
+
+    def _keep_out_of_forks(self) -> None:
+        """Make this object's copies in forked children refuse to act (see
+        :meth:`_refuse_forked_copy`): its kernel object (a timer, a readiness the owner
+        sets) is shared with such a child, which would change it under its parent."""
+        self._made_by = forks.pid
+
+    def _refuse_forked_copy(self, doing: str) -> None:
+        if self._made_by not in (-1, forks.pid):
+            name = type(self).__name__
+            raise UnsupportedOperation(
+                f"{name}.{doing}: this {name} was made by process {self._made_by} and "
+                f"copied into this forked child (pid {forks.pid}) by fork(); the kernel "
+                "object is shared, so acting on it here would act on the parent's. A "
+                "forked child may only close() its copy"
+            )
 
     # -- ownership -----------------------------------------------------------------------
 

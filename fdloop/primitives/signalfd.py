@@ -19,7 +19,7 @@ from signal import Signals
 from typing import Any
 
 from .. import _aio
-from .._aio.threads import loop_here, loop_thread
+from .._aio.threads import LoopHome
 from ..backends import current as current_backend
 from ..backends.contract import SignalFDBackend
 from ..backends.posix import sigmask
@@ -242,14 +242,14 @@ class SignalFD(FDResource[SignalFDBackend]):
     def _remember_home(self) -> None:
         # The loop (or trio run) of the thread whose mask holds the signals, if any: a
         # close from elsewhere is run there.
-        self._home = loop_here()
+        self._home = LoopHome()
 
     def _handed_over(self, close: Any, *, wait: bool = True) -> bool:
         # Besides a loop that polls the fd: the loop of the thread that made the SignalFD,
         # the only thread that can unblock the signals again.
         if super()._handed_over(close, wait=wait):
             return True
-        there = loop_thread(*self._home)
+        there = self._home.elsewhere()
         if there is None:
             return False
         return there.call(close) if wait else there.call_soon(close)

@@ -42,6 +42,11 @@ class TimerFD(FDResource[TimerFDBackend]):
     Threads: ``set()``, ``disarm()``, ``get()``, ``now()`` and ``wait_nowait()`` (one
     system call each) are safe from any thread, as are ``close()`` and ``closed``;
     ``wait()`` belongs to the loop that awaits it.
+
+    Fork: the timer is shared with a forked child, so a copy there refuses ``set()``,
+    ``disarm()``, ``wait()`` and ``wait_nowait()`` (UnsupportedOperation): it would
+    change or take the parent's expirations. ``close()`` drops only the child's fd; a
+    child that means to share the timer adopts it with ``TimerFD.from_fd(os.dup(fd))``.
     """
 
     def __init__(self, clock: Clock = "monotonic") -> None:
@@ -49,6 +54,7 @@ class TimerFD(FDResource[TimerFDBackend]):
         with naming_fd_limit(f"TimerFD(clock={clock!r})"):
             handle = current_backend().timerfd(clock)
         super().__init__(handle)
+        self._keep_out_of_forks()
 
     @classmethod
     def from_fd(cls, fd: int) -> TimerFD:
@@ -66,6 +72,7 @@ class TimerFD(FDResource[TimerFDBackend]):
     def _wrap(cls, handle: TimerFDBackend) -> TimerFD:
         self = cls.__new__(cls)
         FDResource.__init__(self, handle)
+        self._keep_out_of_forks()
         # An adopted fd shares its flags with the sender: the loop polls the backend's
         # proxy for it instead (uvloop would make the fd itself non-blocking).
         if (poll_fileno := getattr(handle, "poll_fileno", None)) is not None:
@@ -111,6 +118,7 @@ class TimerFD(FDResource[TimerFDBackend]):
                 )
             if not absolute:
                 raise ValueError("cancel_on_set needs absolute=True (a wall-clock time)")
+        self._refuse_forked_copy("set()")
         with self._in_use():  # (safe from any thread: see FDResource._in_use)
             self._check_open()
             self._handle.settime(
@@ -122,6 +130,7 @@ class TimerFD(FDResource[TimerFDBackend]):
 
         Raises ClosedResourceError once closed.
         """
+        self._refuse_forked_copy("disarm()")
         with self._in_use():
             self._check_open()
             self._handle.settime(0, 0, absolute=False, cancel_on_set=False)
@@ -153,6 +162,7 @@ class TimerFD(FDResource[TimerFDBackend]):
         armed) for a ``cancel_on_set`` timer whose wall clock was set, and
         ClosedResourceError if the timer is closed before or while waiting.
         """
+        self._refuse_forked_copy("wait()")
         await _aio.checkpoint()
         while True:
             try:
@@ -165,6 +175,7 @@ class TimerFD(FDResource[TimerFDBackend]):
 
         Raises ClockChanged and ClosedResourceError as ``wait()`` does.
         """
+        self._refuse_forked_copy("wait_nowait()")
         with self._in_use():
             self._check_open()
             return self._handle.read()

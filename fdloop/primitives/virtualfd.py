@@ -27,6 +27,10 @@ class VirtualFD(FDResource[VirtualFDBackend]):
     Every method may be called from any thread (one lock orders them, and a close in
     another thread waits for the one under way: FDResource._in_use). Raises OSError
     (EMFILE, naming ``fdloop.raise_fd_limit()``) when no fd is left.
+
+    Fork: the readiness is the owner's; a copy in a forked child refuses ``set()``,
+    ``add()`` and ``remove()`` (UnsupportedOperation), which would change what the
+    parent's consumers see. ``events`` and ``close()`` (of the child's fds) still work.
     """
 
     def __init__(self, events: int = 0) -> None:
@@ -35,6 +39,7 @@ class VirtualFD(FDResource[VirtualFDBackend]):
         with naming_fd_limit("VirtualFD()"):
             handle = current_backend().virtual_fd(0)
         super().__init__(handle)
+        self._keep_out_of_forks()
         if events:
             try:
                 self.set(events)
@@ -68,6 +73,7 @@ class VirtualFD(FDResource[VirtualFDBackend]):
         or clear now; ClosedResourceError once closed.
         """
         events = validate_events("events", events, allow_zero=True)
+        self._refuse_forked_copy("set()")
         with self._lock, self._in_use():  # (the close takes _in_use too)
             self._check_open()
             return int(self._handle.set(events)) & POLL_EVENTS
@@ -75,6 +81,7 @@ class VirtualFD(FDResource[VirtualFDBackend]):
     def add(self, events: int) -> int:
         """Raise ``events`` as well (``set(current | events)``); returns the new mask."""
         events = validate_events("events", events, allow_zero=True)
+        self._refuse_forked_copy("add()")
         with self._lock, self._in_use():  # (the close takes _in_use too)
             self._check_open()
             return int(self._handle.set(self._handle.events & POLL_EVENTS | events)) & \
@@ -83,6 +90,7 @@ class VirtualFD(FDResource[VirtualFDBackend]):
     def remove(self, events: int) -> int:
         """Clear ``events`` (``set(current & ~events)``); returns the new mask."""
         events = validate_events("events", events, allow_zero=True)
+        self._refuse_forked_copy("remove()")
         with self._lock, self._in_use():  # (the close takes _in_use too)
             self._check_open()
             return int(self._handle.set(self._handle.events & POLL_EVENTS & ~events)) & \

@@ -2,9 +2,10 @@
 
 ``python fork_scenario.py LIBRARY MODE`` (LIBRARY: asyncio, uvloop or trio). Inside a
 running loop, tasks wait on an EventFD, a TimerFD, a SignalFD, a child's ProcessFD
-(through the ready set) and its stdout stream; then the process forks from inside a
-task, and the forked child, by MODE: ``refuse`` tries everything a ProcessFD copy must
-refuse there (signals, poll, wait) and reports what happened; ``close`` closes every
+(through the ready set), its stdout stream and a VirtualFD's POLLIN; then the process
+forks from inside a task, and the forked child, by MODE: ``refuse`` tries everything a
+ProcessFD, TimerFD or VirtualFD copy must refuse there (signals, poll, wait; setting
+or reading the timer, setting the readiness) and reports what happened; ``close`` closes every
 copy explicitly; ``collect`` drops the objects to the garbage collector (finalizers) and
 runs the atexit handlers, as at exit. Then it exits (os._exit). The parent then checks
 that each of its waits still wakes, and that its child was neither signalled nor reaped.
@@ -18,6 +19,7 @@ import atexit
 import gc
 import json
 import os
+import select
 import signal
 import sys
 from typing import Any
@@ -46,10 +48,18 @@ def attempt(call: Any) -> str:
 
 
 def in_forked_child(objects: dict[str, Any], report_fd: int) -> None:
-    proc = objects["proc"]
+    proc, timer, vfd = objects["proc"], objects["timer"], objects["vfd"]
     report: dict[str, str] = {}
     if MODE == "refuse":
         report = {
+            # The timer and the readiness are shared kernel objects: the parent's.
+            "timer_set": attempt(lambda: timer.set(0.001)),
+            "timer_disarm": attempt(timer.disarm),
+            "timer_wait_nowait": attempt(timer.wait_nowait),
+            "timer_wait": attempt(timer.wait),
+            "vfd_set": attempt(lambda: vfd.set(select.POLLOUT)),
+            "vfd_add": attempt(lambda: vfd.add(select.POLLOUT)),
+            "vfd_remove": attempt(lambda: vfd.remove(select.POLLIN)),
             "send_signal": attempt(lambda: proc.send_signal(signal.SIGTERM)),
             "send_signal_0": attempt(lambda: proc.send_signal(0)),
             "terminate": attempt(proc.terminate),
@@ -62,7 +72,7 @@ def in_forked_child(objects: dict[str, Any], report_fd: int) -> None:
             "repr": repr(proc),
         }
     elif MODE == "close":
-        for name in ("efd", "timer", "sfd", "memfd", "spare_efd", "spare_proc"):
+        for name in ("efd", "timer", "sfd", "memfd", "spare_efd", "spare_proc", "vfd"):
             objects[name].close()
         proc.stdout.close()
         proc.stdin.close()
@@ -83,6 +93,7 @@ async def main() -> dict[str, Any]:
         "timer": fdloop.TimerFD(),
         "sfd": fdloop.SignalFD({signal.SIGUSR1}),
         "memfd": fdloop.MemFD.from_bytes(b"shared", seal=False),
+        "vfd": fdloop.VirtualFD(),
         "spare_efd": fdloop.EventFD(),
         "spare_proc": fdloop.spawn(["sleep", "60"]),
         "proc": fdloop.spawn(["cat"], stdin=fdloop.PIPE, stdout=fdloop.PIPE),
@@ -105,7 +116,7 @@ async def main() -> dict[str, Any]:
         if name == "exit" and not isinstance(result, str):
             result = result.returncode  # an ExitStatus
         got[name] = result
-        if {"efd", "timer", "sfd", "stdout", "exit"} <= got.keys():
+        if {"efd", "timer", "sfd", "stdout", "exit", "vfd"} <= got.keys():
             waiting.set()
 
     async with anyio.create_task_group() as tasks:
@@ -114,6 +125,7 @@ async def main() -> dict[str, Any]:
         tasks.start_soon(take, "sfd", lambda: _signo(sfd))
         tasks.start_soon(take, "stdout", proc.stdout.receive)
         tasks.start_soon(take, "exit", proc.wait)
+        tasks.start_soon(take, "vfd", lambda: fdloop.wait_events(objects["vfd"], select.POLLIN))
         for _ in range(20):
             await anyio.sleep(0)  # every task is parked in its wait now
         report_read, report_write = os.pipe()
@@ -132,6 +144,7 @@ async def main() -> dict[str, Any]:
         # Each wait must still wake, for whatever the parent does now.
         efd.write(7)
         timer.set(0.001)
+        objects["vfd"].set(select.POLLIN)
         os.kill(os.getpid(), signal.SIGUSR1)
         try:
             await proc.stdin.send(b"still here")
@@ -153,7 +166,7 @@ async def main() -> dict[str, Any]:
                 await anyio.sleep(0.001)
         got["memfd"] = objects["memfd"].pread(6, 0)
         tasks.cancel_scope.cancel()
-    for name in ("efd", "timer", "sfd", "memfd", "spare_efd"):
+    for name in ("efd", "timer", "sfd", "memfd", "spare_efd", "vfd"):
         objects[name].close()
     await objects["spare_proc"].aclose()
     await proc.aclose()

@@ -5,7 +5,7 @@ pytest's own process would copy pytest too), on asyncio, uvloop and trio, and on
 backend in force (``FDLOOP_BACKEND=kqueue`` runs it against the kqueue emulator, which
 child Pythons get through tests/kqueue_emulator/child_site). Inside a running loop,
 tasks wait on an EventFD, a TimerFD, a SignalFD, a spawned ``cat``'s ProcessFD (the
-ready set) and its stdout; then a task forks. What the child does depends on the case;
+ready set), its stdout and a VirtualFD; then a task forks. What the child does depends on the case;
 afterwards the parent must see every wait wake, and its children still running, never
 signalled.
 """
@@ -24,7 +24,7 @@ SCENARIO = os.path.join(os.path.dirname(__file__), "fork_scenario.py")
 LIBRARIES = ["asyncio", "uvloop", "trio"]
 EVERY_WAIT = {
     "efd": 7, "timer": 1, "sfd": 10, "stdout": "still here", "exit": 0, "spare_efd": 3,
-    "memfd": "shared",
+    "memfd": "shared", "vfd": 1,  # (POLLIN)
 }
 
 
@@ -50,7 +50,8 @@ def test_a_forked_child_cannot_signal_poll_or_wait_for_the_parents_child(library
     result = run_scenario(library, "refuse")
     child = result["child"]
     for call in ("send_signal", "send_signal_0", "terminate", "kill", "poll", "wait",
-                 "read", "spare_poll"):
+                 "read", "spare_poll", "timer_set", "timer_disarm", "timer_wait_nowait",
+                 "timer_wait", "vfd_set", "vfd_add", "vfd_remove"):
         assert child[call] == "refused, names fork", (call, child[call])
     assert child["returncode"] == "ok"
     assert "copy inherited from process" in child["repr"]
