@@ -7,7 +7,8 @@ gives up on a program that keeps failing, and reports every step as an :class:`E
 Modules: ``program`` (validated options, restart delays), ``events`` (states, events,
 status snapshots), ``core`` (the Supervisor: configuration, requests, status) with
 ``shutdown`` (leaving ``async with``, the SIGTERM/SIGINT/SIGHUP SignalFD) and
-``changes`` (signal, remove, replace, apply and shutdown on a running Supervisor);
+``changes`` (signal, remove, replace, apply and shutdown on a running Supervisor) and
+``threads`` (calls from other threads, carried out in the supervisor's);
 ``runner`` (one program's lifecycle task and request worker) with ``stopping`` (stop
 signal, timeout, SIGKILL, the program's tree) and ``shared`` (what the runners share, a
 queued request); ``readiness`` (ready modes, ready_timeout, watchdog, MAINPID handover),

@@ -18,6 +18,7 @@ import anyio
 
 from .program import ProgramSpec, signal_number
 from .runner import ProgramRunner
+from .threads import any_thread, at_home
 
 if TYPE_CHECKING:
     from .shared import RequestKind, Shared
@@ -71,6 +72,7 @@ class ChangesMixin:
 
         async def start(self, name: str | None = None) -> None: ...
 
+    @any_thread
     def signal(self, name: str, sig: int | str) -> bool:
         """Send ``sig`` (a number, or a name such as ``"HUP"``) to ``name``'s instance.
 
@@ -79,7 +81,8 @@ class ChangesMixin:
         was running (or stopping) and was signalled, False if there was none (stopped,
         exited, waiting to restart): nothing is sent then. Never waits. Raises
         NoSuchProgram for an unknown name, ValueError/TypeError naming ``sig`` for a bad
-        signal, RuntimeError in a forked child.
+        signal, RuntimeError in a forked child. Any thread: the instance is looked up
+        and signalled in the supervisor's thread, so it cannot be closed meanwhile.
         """
         signo = signal_number("sig", sig)
         program = self._select(name, entered=False)[0]
@@ -90,12 +93,14 @@ class ChangesMixin:
         proc.send_signal(signo)
         return True
 
+    @at_home(shield=True)
     async def remove(self, name: str) -> None:
         """Stop ``name`` (as :meth:`stop` does, waiting for it) and forget it.
 
         From the start of the call the program is gone from ``names`` and ``status()``
         and no request can reach it. Raises NoSuchProgram for an unknown name,
-        RuntimeError outside ``async with``, during shutdown or in a forked child.
+        RuntimeError outside ``async with``, during shutdown or in a forked child. Any
+        thread (see :meth:`Supervisor.start`).
         """
         program = self._select(name)[0]
         del self._programs[name]
@@ -109,6 +114,7 @@ class ChangesMixin:
             self._busy -= 1
             self._notify()
 
+    @at_home()
     async def replace(self, spec: ProgramSpec) -> bool:
         """Give the program called ``spec.name`` a new spec; return whether it restarted.
 
@@ -116,7 +122,8 @@ class ChangesMixin:
         starting or waiting to restart — it starts again with ``spec``, its restart
         count and backoff starting afresh; if it was down (stopped, exited, given up) it
         stays down with the new spec. Raises TypeError for a non-ProgramSpec,
-        NoSuchProgram for an unknown name, RuntimeError as :meth:`remove` does.
+        NoSuchProgram for an unknown name, RuntimeError as :meth:`remove` does. Any
+        thread (see :meth:`Supervisor.start`).
         """
         if not isinstance(spec, ProgramSpec):
             raise TypeError(f"spec must be a ProgramSpec, not {type(spec).__name__}")
@@ -136,6 +143,7 @@ class ChangesMixin:
             self._notify()
         return was_up and not self._shared.closing
 
+    @at_home()
     async def apply(self, specs: Sequence[ProgramSpec]) -> Changes:
         """Make the supervised programs those of ``specs``, touching only what differs.
 
@@ -146,6 +154,7 @@ class ChangesMixin:
         order of ``specs``. Everything is checked before anything changes: TypeError for
         a non-ProgramSpec, ValueError for a name given twice, RuntimeError outside
         ``async with``, during shutdown or in a forked child. Returns :class:`Changes`.
+        Any thread (see :meth:`Supervisor.start`).
         """
         specs = list(specs)
         seen: set[str] = set()
@@ -209,6 +218,7 @@ class ChangesMixin:
             await self.start(name)
             task_group.cancel_scope.cancel()
 
+    @at_home(shield=True)
     async def shutdown(self) -> None:
         """Stop every program for good, as SIGTERM does with ``handle_signals=True``.
 
@@ -216,7 +226,7 @@ class ChangesMixin:
         Waits until every stop has finished (``stop_timeout``, then SIGKILL), even if the
         caller is cancelled meanwhile (the stops run in the supervisor's task). Calling
         it again, or during shutdown, only waits. RuntimeError outside ``async with`` or
-        in a forked child.
+        in a forked child. Any thread (see :meth:`Supervisor.start`).
         """
         self._select(None, entered=False)
         if self._shared.task_group is None:

@@ -31,6 +31,7 @@ from .program import DEFAULT_BACKOFF, DEFAULT_STOP_TIMEOUT, ProgramSpec, make_sp
 from .runner import ProgramRunner
 from .shared import Request, RequestKind, Shared
 from .shutdown import ShutdownMixin
+from .threads import Home, any_thread, at_home
 
 
 class Supervisor(ShutdownMixin, ChangesMixin):
@@ -52,6 +53,17 @@ class Supervisor(ShutdownMixin, ChangesMixin):
     Every method may be cancelled at any await (a cancel scope, ``task.cancel()``,
     ``asyncio.wait_for``): a request is carried out by the supervisor's own task, and
     cancelling only stops the caller from waiting for it (see :meth:`start`).
+
+    Threads: every public method and property may be called from any thread (a
+    signal-handling thread, a worker, another thread's asyncio or trio loop), before,
+    inside and after ``async with``. Called outside the thread whose loop entered the
+    Supervisor, the call is carried out in that thread (:mod:`fdloop.supervisor.threads`):
+    a plain method blocks its caller until the supervisor's loop has run it; a coroutine
+    method runs as a task of the supervisor's loop while the caller's own loop awaits it,
+    with the same results, errors and cancellation rules. Two things stay with the
+    supervisor's thread: leaving ``async with`` (``__aexit__``) and reading an
+    :meth:`events` stream — from another thread both raise RuntimeError at once, naming
+    the supervisor's thread, and change nothing.
 
     After ``os.fork()`` the child's copy of a Supervisor belongs to the parent: in the
     child every request raises RuntimeError, leaving the block stops nothing, and no
@@ -99,6 +111,8 @@ class Supervisor(ShutdownMixin, ChangesMixin):
         """Whether start() was called: a SIGHUP read before that waits for it."""
         self._restart_after_start = False
         """A SIGHUP came before start(): restart every program once start() has run."""
+        self._adding = threading.Lock()
+        """Two threads adding before ``async with`` cannot both take one name."""
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -150,7 +164,8 @@ class Supervisor(ShutdownMixin, ChangesMixin):
         that must be ready before this one starts; a shutdown stops this one first.
 
         Raises TypeError/ValueError naming the bad argument (nothing is added then); a
-        dependency cycle is a ValueError naming the programs.
+        dependency cycle is a ValueError naming the programs. Any thread: while the
+        Supervisor runs, the program is added in its thread.
         """
         spec = make_spec(
             name, argv, restart=restart, backoff=backoff, max_restarts=max_restarts,
@@ -161,21 +176,24 @@ class Supervisor(ShutdownMixin, ChangesMixin):
         )
         self.add_spec(spec)
 
+    @any_thread
     def add_spec(self, spec: ProgramSpec) -> None:
-        """Register an already validated :class:`ProgramSpec`."""
+        """Register an already validated :class:`ProgramSpec`. Any thread (as :meth:`add`)."""
         if not isinstance(spec, ProgramSpec):
             raise TypeError(f"spec must be a ProgramSpec, not {type(spec).__name__}")
-        if spec.name in self._programs:
-            raise ValueError(f"name: a program called {spec.name!r} was already added")
-        if self._shared.closing:
-            raise RuntimeError("the supervisor is shutting down")
-        specs = [program.spec for program in self._programs.values()]
-        check_graph([*specs, spec], complete=False)  # unknown names: at __aenter__
-        self._programs[spec.name] = ProgramRunner(spec, self._shared)
+        with self._adding:
+            if spec.name in self._programs:
+                raise ValueError(f"name: a program called {spec.name!r} was already added")
+            if self._shared.closing:
+                raise RuntimeError("the supervisor is shutting down")
+            specs = [program.spec for program in self._programs.values()]
+            check_graph([*specs, spec], complete=False)  # unknown names: at __aenter__
+            self._programs[spec.name] = ProgramRunner(spec, self._shared)
 
     @property
+    @any_thread
     def names(self) -> list[str]:
-        """The programs' names, in the order they were added."""
+        """The programs' names, in the order they were added. Any thread."""
         return list(self._programs)
 
     # -- entering and leaving ----------------------------------------------------------------
@@ -188,6 +206,7 @@ class Supervisor(ShutdownMixin, ChangesMixin):
         self._shared.owner_pid = os.getpid()
         self._shared.owner_thread = threading.current_thread()
         self._shared.owner_loop = anyio.lowlevel.current_token()
+        home = Home()
         self._changed = anyio.Event()
         self._shared.hurry = anyio.Event()
         self._make_cgroups()  # raises before anything runs
@@ -195,6 +214,8 @@ class Supervisor(ShutdownMixin, ChangesMixin):
         await task_group.__aenter__()
         self._shared.task_group = task_group
         try:
+            await task_group.start(home.serve, task_group)
+            self._shared.home = self._hub.home = home
             if self._subreaper:
                 self._orphans = OrphanReaper(
                     self._shared.managed, self._hub, self._notify, self._shared.forked
@@ -225,21 +246,25 @@ class Supervisor(ShutdownMixin, ChangesMixin):
         self._shared.cgroups = tree
 
     @property
+    @any_thread
     def cgroup_root(self) -> str | None:
-        """The cgroup directory holding one cgroup per program, or None (process groups)."""
+        """The cgroup directory holding one cgroup per program, or None (process groups).
+        Any thread."""
         tree = self._shared.cgroups
         return None if tree is None else tree.root
 
     @property
+    @any_thread
     def process_trees(self) -> str:
         """How a program's tree is stopped: by its cgroup (where), or by process group
-        (and why not by cgroup)."""
+        (and why not by cgroup). Any thread."""
         if self._shared.cgroups is not None:
             return f"one cgroup per program under {self._shared.cgroups.root}"
         return f"process groups (no cgroups: {self._cgroups_why_not})"
 
     # -- requests ------------------------------------------------------------------------------
 
+    @at_home()
     async def start(self, name: str | None = None) -> None:
         """Start one program, or (``name=None``) every program that is not running.
 
@@ -252,6 +277,11 @@ class Supervisor(ShutdownMixin, ChangesMixin):
         Cancelled before its first checkpoint, it does nothing; cancelled later, the
         start still happens (and the program is watched and restarted as usual): the
         request runs in the supervisor's own task, in the order requests were made.
+
+        Any thread: awaited in another thread's loop, the request is made in the
+        supervisor's thread and the caller's loop waits for it (as do :meth:`stop`,
+        :meth:`restart`, :meth:`wait`, :meth:`remove`, :meth:`replace`, :meth:`apply`
+        and :meth:`shutdown`).
         """
         programs = self._select(name)
         check_graph(program.spec for program in self._programs.values())
@@ -264,6 +294,7 @@ class Supervisor(ShutdownMixin, ChangesMixin):
             self._restart_after_start = False
             self._restart_all()
 
+    @at_home(shield=True)
     async def stop(self, name: str | None = None) -> None:
         """Stop one program, or (``name=None``) all of them in parallel, and wait.
 
@@ -271,11 +302,13 @@ class Supervisor(ShutdownMixin, ChangesMixin):
         and reaps; a pending restart is cancelled. The program stays stopped until
         :meth:`start`. Finishes even if the calling task is cancelled meanwhile (a
         native asyncio ``task.cancel()`` ends only the wait: the stop goes on in the
-        supervisor's task, and :meth:`wait` returns once it is done).
+        supervisor's task, and :meth:`wait` returns once it is done). Any thread (see
+        :meth:`start`).
         """
         programs = self._select(name, entered=False)
         await self._request(programs, "stop", shield=True, ordered=name is None)
 
+    @at_home()
     async def restart(self, name: str | None = None) -> None:
         """Stop then start one program, or every program (``name=None``) as a shutdown
         and a start would: dependants stopped first, each started again once what it
@@ -283,7 +316,8 @@ class Supervisor(ShutdownMixin, ChangesMixin):
 
         Counts as a restart in ``status()``, ends a failing streak and revives a program
         that was given up. Cancelled after its first checkpoint, the restart still runs
-        to its end in the supervisor's task (as :meth:`start` describes).
+        to its end in the supervisor's task (as :meth:`start` describes). Any thread
+        (see :meth:`start`): nothing is stopped before every check has passed.
         """
         if name is not None:
             await self._request(self._select(name), "restart")
@@ -314,26 +348,34 @@ class Supervisor(ShutdownMixin, ChangesMixin):
             if request.error is not None:
                 raise request.error
 
+    @any_thread
     def status(self) -> dict[str, ProgramStatus]:
-        """A snapshot of every program: state, pid, restarts, last ExitStatus, uptime."""
+        """A snapshot of every program: state, pid, restarts, last ExitStatus, uptime.
+
+        Any thread: the snapshot is taken in the supervisor's thread, so it is
+        consistent; :class:`ProgramStatus` is immutable."""
         now = time.monotonic()
         return {name: program.status(now) for name, program in self._programs.items()}
 
+    @any_thread
     def events(self) -> EventStream:
         """An async iterator of :class:`Event`: the recent past first, then live events.
 
         Kinds: started, exited, restarting, gave-up, stopping, stopped (per program),
         signal and reaped (supervisor-wide). Iteration ends when the supervisor closes.
-        Each call returns an independent iterator.
+        Each call returns an independent iterator. It may be made in any thread, but
+        a stream is read only in the supervisor's thread (its loop wakes the reader):
+        reading it elsewhere raises RuntimeError and takes nothing from it.
         """
         return self._hub.subscribe()
 
+    @at_home()
     async def wait(self) -> dict[str, ProgramStatus]:
         """Wait until every program is down for good (stopped, exited or given up).
 
         With ``handle_signals=True`` that is also what SIGTERM/SIGINT lead to. Returns
         :meth:`status`. Returns at once if nothing was started. RuntimeError in a
-        forked child (the programs are the parent's).
+        forked child (the programs are the parent's). Any thread (see :meth:`start`).
         """
         self._shared.check_owner()
         while not self._all_down():
@@ -343,10 +385,12 @@ class Supervisor(ShutdownMixin, ChangesMixin):
             await changed.wait()
         return self.status()
 
+    @any_thread
     def all_clean(self) -> bool:
         """True if every program that ran ended cleanly: exit code 0, or stopped on request.
 
         A program given up, or one that exited with a failure and stays down, is not clean.
+        Any thread.
         """
         return all(program.ended_cleanly() for program in self._programs.values())
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import signal
+import threading
 import time
 import weakref
 from collections import deque
@@ -24,6 +25,7 @@ import anyio
 if TYPE_CHECKING:
     from ..primitives.exitstatus import ExitStatus
     from .cgroup import CgroupUsage
+    from .threads import Home
 
 BACKLOG = 1000
 """How many past events a new subscriber is given first."""
@@ -228,9 +230,14 @@ class EventStream:
     """An async iterator over a supervisor's events; ends when the supervisor closes.
 
     Holds at most QUEUE_LIMIT unread events (the oldest go first, counted in
-    ``dropped``)."""
+    ``dropped``). Read it in the supervisor's thread: its loop is the one that wakes a
+    waiting reader, so a read in another thread raises RuntimeError (and takes nothing)
+    while the supervisor runs."""
 
-    def __init__(self, backlog: deque[Event], closed: bool) -> None:
+    def __init__(
+        self, backlog: deque[Event], closed: bool, hub: EventHub | None = None
+    ) -> None:
+        self._hub = hub
         self._queue: deque[Event] = deque(backlog, maxlen=QUEUE_LIMIT)
         self.dropped = 0
         """Events this stream lost because it was QUEUE_LIMIT events behind."""
@@ -256,7 +263,9 @@ class EventStream:
         return self
 
     async def __anext__(self) -> Event:
-        """The next event, waiting for one; StopAsyncIteration once closed and drained."""
+        """The next event, waiting for one; StopAsyncIteration once closed and drained.
+        RuntimeError in a thread other than the supervisor's (nothing is taken)."""
+        self._check_thread()
         while not self._queue:
             if self._closed:
                 raise StopAsyncIteration
@@ -267,13 +276,26 @@ class EventStream:
         return self._queue.popleft()
 
     async def next(self, timeout: float | None = None) -> Event | None:
-        """The next event, or None after ``timeout`` seconds or once closed and drained."""
+        """The next event, or None after ``timeout`` seconds or once closed and drained.
+        RuntimeError in a thread other than the supervisor's (nothing is taken)."""
+        self._check_thread()
         with anyio.move_on_after(timeout):
             try:
                 return await self.__anext__()
             except StopAsyncIteration:
                 return None
         return None
+
+    def _check_thread(self) -> None:
+        # Once closed, nothing is put or woken any more: any thread may drain it.
+        home = self._hub.home if self._hub is not None else None
+        if home is None or self._closed or home.thread is threading.current_thread():
+            return
+        raise RuntimeError(
+            f"a Supervisor's events() stream is read in the thread that runs the "
+            f"Supervisor ({home.thread.name!r}), not in thread "
+            f"{threading.current_thread().name!r}"
+        )
 
 
 class EventHub:
@@ -283,9 +305,11 @@ class EventHub:
         self._backlog: deque[Event] = deque(maxlen=BACKLOG)
         self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
         self._closed = False
+        self.home: Home | None = None
+        """Where the Supervisor runs (set on entering): its streams are read there."""
 
     def subscribe(self) -> EventStream:
-        stream = EventStream(self._backlog, self._closed)
+        stream = EventStream(self._backlog, self._closed, self)
         if not self._closed:
             self._streams.add(stream)
         return stream

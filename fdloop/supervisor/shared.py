@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..primitives.processfd import ProcessFD
     from .cgroup import CgroupTree
     from .runner import ProgramRunner
+    from .threads import Home
 
 RequestKind = Literal["start", "stop", "restart"]
 
@@ -55,6 +56,9 @@ class Shared:
     owner_thread: threading.Thread | None = None
     """The thread that entered the Supervisor: the only one that may spawn (a
     PR_SET_PDEATHSIG child dies with the thread that spawned it)."""
+    home: Home | None = None
+    """The thread and loop that entered the Supervisor, where every call is carried
+    out (threads.py); None before ``async with``."""
     spawn: Callable[..., ProcessFD] | None = None
     """How to start one instance, called as ``spawn(spec)``, or ``spawn(spec,
     cgroup=PATH)`` for a program with a cgroup; None: spawn_guarded."""

@@ -20,6 +20,7 @@ import anyio.lowlevel
 
 from .events import EventHub, EventKind
 from .program import DEFAULT_STOP_TIMEOUT
+from .threads import refuse_elsewhere
 
 if TYPE_CHECKING:
     from .orphans import OrphanReaper
@@ -56,11 +57,13 @@ class ShutdownMixin:
         Waits for the stops even if cancelled. A native asyncio cancellation (which a
         shield cannot hold) is remembered, the stops are still waited for, and it is
         raised at the end. In a forked child nothing is stopped: the programs are the
-        parent's.
+        parent's. Only in the thread that entered: RuntimeError elsewhere, with nothing
+        stopped.
         """
         task_group = self._shared.task_group
         if task_group is None:
             return None
+        refuse_elsewhere(self._shared, "Supervisor.__aexit__ (leaving 'async with')")
         cancelled: BaseException | None = None
         stop_error: BaseException | None = None
         if self._shared.forked():
