@@ -37,7 +37,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from .._aio.threads import LoopThread, loop_thread, trio_token_here
+from .._aio.threads import LoopHome, LoopThread, trio_token_here
 
 if TYPE_CHECKING:
     from .shared import Shared
@@ -64,13 +64,12 @@ class Home:
     :meth:`serve`, which starts it in the supervisor's task group.
     """
 
-    __slots__ = ("_calls", "_loop", "_open", "_token", "_wakeup", "thread")
+    __slots__ = ("_calls", "_loop", "_open", "_wakeup", "thread")
 
     def __init__(self) -> None:
-        """Captured in the entering task: the running trio run, else asyncio loop."""
+        """Captured in the entering task: its thread and its loop (or trio run)."""
         self.thread = threading.current_thread()
-        self._token: Any = trio_token_here()
-        self._loop = None if self._token is not None else asyncio.get_running_loop()
+        self._loop = LoopHome()
         self._calls: deque[tuple[Callable[[], Coroutine[Any, Any, None]], Callable[[], object]]] = (
             deque()
         )
@@ -79,7 +78,7 @@ class Home:
 
     def elsewhere(self) -> LoopThread | None:
         """The supervisor's loop if it is running in another thread right now."""
-        return loop_thread(self._loop, self._token)
+        return self._loop.elsewhere()
 
     async def serve(
         self, task_group: anyio.abc.TaskGroup, *, task_status: anyio.abc.TaskStatus[None]
