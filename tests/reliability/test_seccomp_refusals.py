@@ -15,6 +15,8 @@ interpreter under a real filter (SECCOMP_RET_ERRNO) on asyncio, uvloop and trio:
 * ``pidfd_open`` refused: the pure-Python path (posix_spawn, then pidfd_open) cannot
   make a handle; spawn() says that ``pidfd_open`` was refused and leaves no child.
   The compiled path needs no pidfd_open for its children. ``ProcessFD.open`` names it.
+* ``clone3`` refused with EPERM: glibc's posix_spawn cannot start a process (it falls
+  back to clone only on ENOSYS); the pure path says so. The compiled path uses clone.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ SCRIPT = SECCOMP_PRELUDE + r'''
 import errno, os, signal, sys, time
 
 names, error, loop, path, scenario = sys.argv[1:6]
-NUMBERS = {"pidfd_send_signal": 424, "pidfd_open": 434, "kill": 62}
+NUMBERS = {"pidfd_send_signal": 424, "pidfd_open": 434, "clone3": 435, "kill": 62}
 refuse_syscalls([NUMBERS[name] for name in names.split(",")], getattr(errno, error))
 if path == "pure":
     from fdloop.backends.linux import python_only
@@ -147,7 +149,18 @@ async def no_pidfd_open():
         print("open", type(exc).__name__, "pidfd_open refused" in str(exc))
 
 
-main = {"signals": signals, "unkillable": unkillable, "no_pidfd_open": no_pidfd_open}
+async def no_clone3():
+    try:
+        proc = fdloop.spawn(["true"])
+    except PermissionError as exc:
+        print("spawn", "refused to start a process" in str(exc), exc.filename, children())
+    else:
+        print("spawn ok", (await proc.wait()).returncode)
+        proc.close()
+
+
+main = {"signals": signals, "unkillable": unkillable, "no_pidfd_open": no_pidfd_open,
+        "no_clone3": no_clone3}
 backend = {"asyncio": "asyncio", "uvloop": "asyncio", "trio": "trio"}[loop]
 options = {"use_uvloop": True} if loop == "uvloop" else {}
 anyio.run(main[scenario], backend=backend, backend_options=options)
@@ -207,3 +220,13 @@ def test_pidfd_open_refused(loop: str, path: str, error: str) -> None:
     assert _run("pidfd_open", error, loop, path, "no_pidfd_open") == [
         first, f"open {kind} True",
     ]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("path", PATHS)
+def test_clone3_refused_with_eperm(loop: str, path: str) -> None:
+    """glibc's posix_spawn falls back to clone(2) only when clone3 says ENOSYS: refused
+    with EPERM, the pure-Python path cannot start a child and says why (it read as if
+    the program could not be executed). The compiled path falls back itself."""
+    first = "spawn True true []" if path == "pure" else "spawn ok 0"
+    assert _run("clone3", "EPERM", loop, path, "no_clone3") == [first]

@@ -286,6 +286,17 @@ def _posix(
     name, path = _exec_target(request)
     try:
         return posix_spawn(path, request, stdio, pass_sources, default_signals)
+    except PermissionError as exc:
+        if exc.errno != errno.EPERM:  # (EACCES: the program or cwd)
+            raise _named(exc, _guess_culprit(request.cwd, request.program)) from None
+        # execve says EACCES for a file it may not run; EPERM here is the clone refused
+        # (glibc's posix_spawn tries clone3 and falls back to clone only on ENOSYS).
+        raise PermissionError(
+            errno.EPERM,
+            f"{exc.strerror}: the kernel refused to start a process (a seccomp filter "
+            "refusing clone3 with EPERM instead of ENOSYS, or an LSM?)",
+            request.program,
+        ) from None
     except OSError as exc:
         raise _named(exc, _guess_culprit(request.cwd, request.program)) from None
 
