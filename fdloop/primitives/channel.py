@@ -17,6 +17,11 @@ ChannelCorruptedError (a BrokenResourceError) when the peer broke the protocol.
 
 One task at a time per end is the intended use, but several tasks of one process may
 share an end: each send and each receive is atomic with respect to the others.
+
+Fork: the copy of an end that ``os.fork()`` leaves in a child refuses to send or
+receive (UnsupportedOperation), and closing or collecting it there leaves the parent's
+channel as it was; a child that wants the end adopts it explicitly with ``from_fds`` on
+dup'ed fds (see :class:`.channel_end._End`).
 """
 
 from __future__ import annotations
@@ -97,20 +102,20 @@ class ChannelSender(_End):
                 if waits and waits <= write:
                     self._ring_bell.write(1)
                 return
-        view = self._checked(item)
+        view = self._checked(item, "send()")
         while True:
             target = self._try_send(view)
             if not target:
                 return
-            await self._sleep(target)
+            await self._sleep(target, "send()")
 
     def send_nowait(self, item: Buffer) -> None:
         """Append one message now, or raise anyio.WouldBlock (nothing sent) when the
         ring has no room for it; otherwise raises as ``send()`` does."""
-        if self._try_send(self._checked(item)):
+        if self._try_send(self._checked(item, "send_nowait()")):
             raise anyio.WouldBlock
 
-    def _checked(self, item: Buffer) -> memoryview:
+    def _checked(self, item: Buffer, doing: str) -> memoryview:
         view = bytes_like("item", item)
         if len(view) > self._capacity - ring.RECORD_HEADER:
             raise ValueError(f"item: a message of {len(view)} bytes does not fit a ring of "
@@ -118,11 +123,9 @@ class ChannelSender(_End):
                              f"{self._capacity - ring.RECORD_HEADER} bytes)")
         if self._handle.closed:
             raise ClosedResourceError("ChannelSender is closed")
+        self._refuse_in_forked_child(doing)
         if self._broken is not None:
             raise self._again()
-        if self._pid != _aio.forks.pid:
-            self._here()
-            self._adopted()
         now = time.monotonic()
         if now >= self._next_check:
             self._next_check = now + PEER_CHECK_SECONDS
@@ -243,19 +246,19 @@ class ChannelReceiver(_End):
                     self._ring_bell.write(1)
                 return message
         while True:
-            found = self._next_record()
+            found = self._next_record("receive()")
             if found is not None:
                 offset, length = found
                 message = bytes(self._data[offset + 8 : offset + 8 + length])
                 self._read += ring.record_size(length)
                 self._give_back()
                 return message
-            await self._sleep(self._read + ring.RECORD_HEADER)
+            await self._sleep(self._read + ring.RECORD_HEADER, "receive()")
 
     def receive_nowait(self) -> bytes:
         """The next message if one is there now, else raise anyio.WouldBlock; otherwise
         raises as ``receive()`` does."""
-        found = self._next_record()
+        found = self._next_record("receive_nowait()")
         if found is None:
             raise anyio.WouldBlock
         offset, length = found
@@ -289,15 +292,15 @@ class ChannelReceiver(_End):
 
     # -- the ring ------------------------------------------------------------------------
 
-    def _next_record(self) -> tuple[int, int] | None:
+    def _next_record(self, doing: str) -> tuple[int, int] | None:
         """(data offset, length) of the next message, skipping SKIP records; None when
-        the ring is empty; raises the end of the stream once the sender is gone."""
+        the ring is empty; raises the end of the stream once the sender is gone.
+        ``doing`` names the public method, for the refusal of a forked copy."""
         if self._handle.closed:
             raise ClosedResourceError("ChannelReceiver is closed")
+        self._refuse_in_forked_child(doing)
         if self._broken is not None:
             raise self._again()
-        if self._pid != _aio.forks.pid:
-            self._here()
         capacity = self._capacity
         while True:
             read = self._read

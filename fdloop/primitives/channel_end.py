@@ -28,7 +28,9 @@ from .resource import FDResource
 from .seals import GROW_BIT, NO_WRITES_BITS, SHRINK_BIT
 
 _bound: weakref.WeakSet[_End] = weakref.WeakSet()
-"""Every end, so that a forked child turns their fast paths off (they re-bind on use)."""
+"""Every end, so that a forked child turns their inline fast paths off: the checked
+path, which refuses a forked copy, then handles every call there (and the fast paths
+need no pid comparison of their own)."""
 
 
 def _forget_in_child() -> None:
@@ -43,7 +45,20 @@ E = TypeVar("E", bound="_End")
 
 
 class _End(FDResource[Any]):
-    """What both ends share: the mapped ring, the doorbells, the socket, the waits."""
+    """What both ends share: the mapped ring, the doorbells, the socket, the waits.
+
+    **After fork** an end belongs to the process that made (or adopted) it. The copy
+    ``os.fork()`` leaves in a child maps the same ring and holds the same doorbells and
+    socket, but not the parent's local indices: a send there would overwrite what the
+    parent's sender is about to write, a receive would take a message the parent's
+    receiver delivers again. So every send and receive of a copy raises
+    :class:`fdloop.UnsupportedOperation`, and a wait that was under way at the fork
+    ends that way too if it wakes in the child. ``close()``, garbage collection and the
+    child's exit only drop the child's fds and mappings: the parent's socket stays open
+    (no hang-up), no marker is sent, no header word is written. ``fds()`` still
+    answers, so that the child can adopt an end of its own with ``from_fds`` on dup'ed
+    fds (see :meth:`_refuse_in_forked_child`); that end is an ordinary one.
+    """
 
     _wait_word: int
     _peer_word: int
@@ -75,7 +90,7 @@ class _End(FDResource[Any]):
         self._here()
 
     def _here(self) -> None:
-        """Bind to this process (again, in a forked child): the local indices."""
+        """Bind to this process: its pid and the local indices, taken from the ring."""
         self._pid = _aio.forks.pid
         # An uncontended lock's acquire and release are locked instructions: on x86 each
         # is a full fence (the one reordering TSO allows, a store passing a later load,
@@ -83,7 +98,7 @@ class _End(FDResource[Any]):
         lock = _thread.allocate_lock()
         self._fence_acquire, self._fence_release = lock.acquire, lock.release
         # The inline fast paths of send/receive run only while nothing is unusual: open,
-        # not broken, in the process that bound it.
+        # not broken, in the process that bound it (a fork turns them off: see _bound).
         self._fast = self._broken is None
         _bound.add(self)
 
@@ -115,9 +130,10 @@ class _End(FDResource[Any]):
 
     # -- waiting -------------------------------------------------------------------------
 
-    async def _sleep(self, target: int) -> None:
+    async def _sleep(self, target: int, doing: str) -> None:
         """Wait until the peer's index may have reached ``target`` (the doorbell rang, or
-        the socket has news), or return at once if it already has. Consumes nothing."""
+        the socket has news), or return at once if it already has. Consumes nothing.
+        ``doing`` names the caller's method for the refusal in a forked child."""
         words = self._words
         words[self._wait_word] = target
         try:
@@ -126,6 +142,9 @@ class _End(FDResource[Any]):
             if self._peer_index() >= target:
                 return
             await self._wait_readable()
+            # A task asleep here when its process forked may wake in the child: the
+            # doorbell's count and the socket's markers are the parent's to consume.
+            self._refuse_in_forked_child(doing)
             # Woken: usually by the doorbell. Only when it has not rung is the socket
             # asked (it stays readable once it has news, so nothing is missed).
             try:
@@ -133,7 +152,10 @@ class _End(FDResource[Any]):
             except BlockingIOError:
                 self._socket_news()
         finally:
-            if not self._handle.closed:
+            # In a forked child (the copy of a sleeping task cancelled or closed there,
+            # as at its exit) the WAITS word is the parent's, still asleep on it:
+            # clearing it would stop the peer from ringing the parent's doorbell.
+            if not self._handle.closed and self._pid == _aio.forks.pid:
                 words[self._wait_word] = 0
 
     def _ring_peer(self, index: int) -> None:
@@ -149,6 +171,22 @@ class _End(FDResource[Any]):
 
     def _socket_news(self) -> None:
         raise NotImplementedError
+
+    def _refuse_in_forked_child(self, doing: str) -> None:
+        """Raise UnsupportedOperation if this end is a copy that fork() made in a child
+        (see the class docstring); the one check every send and receive makes."""
+        if self._pid == _aio.forks.pid:
+            return
+        kind = type(self).__name__
+        raise UnsupportedOperation(
+            f"{kind}.{doing}: this end belongs to process {self._pid} and was copied into "
+            f"this forked child (pid {_aio.forks.pid}) by fork(); it shares that "
+            "process's ring, so using it here would take or overwrite that process's "
+            "messages. A forked child may only close() its copy. To use the end here, "
+            f"adopt it: end = {kind}.from_fds([os.dup(fd) for fd in copy.fds()]), then "
+            "copy.close() (and stop using it in the parent: one process per end at a "
+            "time)"
+        )
 
     def _fail(self, error: BaseException) -> BaseException:
         """Remember why this end is broken (every later call raises the same) and
@@ -182,10 +220,12 @@ class _End(FDResource[Any]):
         """What this end tells the peer as it closes (the sender: its marker)."""
 
     def _state(self) -> str:
+        copy = (f", copy inherited from process {self._pid}"
+                if self._pid != _aio.forks.pid else "")
         if self._handle.closed:
-            return f"capacity={self._capacity}"
+            return f"capacity={self._capacity}{copy}"
         return (f"capacity={self._capacity}, written={self._words[ring.W_WRITE_INDEX]}, "
-                f"read={self._words[ring.W_READ_INDEX]}")
+                f"read={self._words[ring.W_READ_INDEX]}{copy}")
 
     # -- building ------------------------------------------------------------------------
 

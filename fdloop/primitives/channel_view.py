@@ -14,6 +14,7 @@ import sys
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .. import _aio
 from . import channel_ring as ring
 
 if TYPE_CHECKING:
@@ -38,10 +39,10 @@ class MessageView:
             raise RuntimeError("this receive_view() is already in use; call it again")
         receiver = self._receiver
         while True:
-            found = receiver._next_record()
+            found = receiver._next_record("receive_view()")
             if found is not None:
                 break
-            await receiver._sleep(receiver._read + ring.RECORD_HEADER)
+            await receiver._sleep(receiver._read + ring.RECORD_HEADER, "receive_view()")
         offset, length = found
         self._start = receiver._read
         receiver._read += ring.record_size(length)
@@ -66,7 +67,9 @@ class MessageView:
             except BufferError:
                 kept = True  # something holds an export of it (an array, a buffer)
         del view, base
-        if receiver._handle.closed:
+        if receiver._handle.closed or receiver._pid != _aio.forks.pid:
+            # (A block entered before a fork and left in the child: the message's space
+            # is the parent's to give back, from its own view.)
             return
         if kept or sys.getrefcount(receiver._views) - receiver._views_base > receiver._open_views:
             receiver._stale.append(self._start)
