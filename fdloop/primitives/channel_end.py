@@ -208,6 +208,9 @@ class _End(FDResource[Any]):
             return
         self._fast = False
         self._waiter.close()
+        # Tasks in wait_events(end): their requests hold the file, the close alone would
+        # never end their wait (FDResource._close_here does the same).
+        _aio.events.notify_closing(self._handle.fileno())
         self._goodbye()
         for view in (self._words, self._data_words, self._data):
             view.release()

@@ -185,6 +185,14 @@ def _awaited_objects() -> dict[str, Callable[[contextlib.ExitStack], tuple[Any, 
             warnings.simplefilter("ignore", fdloop.SignalDeliveryWarning)
             return fdloop.SignalFD([signal.SIGUSR2]), IN
 
+    def channel(stack: contextlib.ExitStack) -> tuple[Any, int]:
+        try:
+            sender, receiver = fdloop.channel(capacity=4096)
+        except fdloop.UnsupportedOperation as exc:  # (the kqueue backend has none)
+            pytest.skip(str(exc))
+        stack.callback(sender.close)
+        return receiver, IN
+
     return {
         "EventFD": lambda stack: (fdloop.EventFD(), IN),
         "TimerFD": lambda stack: (fdloop.TimerFD(), IN),
@@ -192,6 +200,7 @@ def _awaited_objects() -> dict[str, Callable[[contextlib.ExitStack], tuple[Any, 
         "ProcessFD": process,
         "VirtualFD": lambda stack: (fdloop.VirtualFD(), IN),
         "PipeReceiveStream": pipe,
+        "ChannelReceiver": channel,
     }
 
 
