@@ -90,6 +90,15 @@ def copy_refuses_everything(sender: fdloop.ChannelSender,
     return problems
 
 
+def refuse_then_close(sender: fdloop.ChannelSender,
+                      receiver: fdloop.ChannelReceiver) -> list[str]:
+    """In the child: every call refuses, then both copies are closed explicitly."""
+    problems = copy_refuses_everything(sender, receiver)
+    sender.close()
+    receiver.close()
+    return problems
+
+
 def fork(body: Callable[[], list[str]]) -> tuple[int, int]:
     """Fork; the child runs ``body()``, writes the problems it returns (or its exception)
     to a pipe, and exits 0 if there were none, else 1. (pid, read end of the pipe)."""
@@ -155,13 +164,8 @@ def child_outcome_blocking(pid: int, read_end: int) -> tuple[int, str]:
 async def test_a_forked_childs_sender_copy_refuses_and_the_parents_sender_goes_on() -> None:
     sender, receiver = fdloop.channel(capacity=1024)
     with sender, receiver:
-        def child() -> list[str]:
-            problems = copy_refuses_everything(sender, receiver)
-            sender.close()
-            receiver.close()
-            return problems
-
-        assert_child_fine(*await child_outcome(*fork(child)))
+        assert_child_fine(*await child_outcome(*fork(
+            lambda: refuse_then_close(sender, receiver))))
         with anyio.fail_after(HANG):
             await sender.send(b"from-parent")  # (the child's send broke this one)
             assert await receiver.receive() == b"from-parent"  # (nothing of the child's)
@@ -178,13 +182,8 @@ async def test_a_forked_childs_receiver_copy_refuses_and_nothing_arrives_twice()
         for message in (b"m1", b"m2", b"m3"):
             await sender.send(message)
 
-        def child() -> list[str]:
-            problems = copy_refuses_everything(sender, receiver)
-            sender.close()
-            receiver.close()
-            return problems
-
-        assert_child_fine(*await child_outcome(*fork(child)))
+        assert_child_fine(*await child_outcome(*fork(
+            lambda: refuse_then_close(sender, receiver))))
         with anyio.fail_after(HANG):
             assert [await receiver.receive() for _ in range(3)] == [b"m1", b"m2", b"m3"]
             with pytest.raises(anyio.WouldBlock):
