@@ -27,9 +27,13 @@ import sys
 
 import pytest
 
+from fdloop.backends import selected_name
+
 from ..helpers import SECCOMP_PRELUDE
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pidfd calls")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or selected_name() != "linux",
+    reason="the Linux backend's pidfd calls (the kqueue backend makes none)")
 
 HANG = 60.0
 LOOPS = ["asyncio", "uvloop", "trio"]
