@@ -47,7 +47,7 @@ from ..backends.contract import PollRequestsBackend
 from ..errors import ClosedResourceError
 from . import forks
 from .library import _quietly, current_library
-from .threads import LoopThread, loop_thread, trio_token_here
+from .threads import LoopHome, LoopThread
 
 __all__ = ["Subscription", "elsewhere", "notify_closing", "subscribe"]
 
@@ -140,6 +140,7 @@ class _Hub:
     def __init__(self, ring: Any) -> None:
         self._ring = ring
         self._pid = forks.pid
+        self._home = LoopHome()  # (made in its loop's thread, inside the loop or run)
         self._polls: dict[tuple[int, int, bool], _Poll] = {}
         self._by_token: dict[int, _Poll] = {}
 
@@ -231,10 +232,6 @@ class _Hub:
 
     # -- per library ---------------------------------------------------------------------
 
-    def home(self) -> LoopThread | None:
-        """This hub's loop thread, if it runs in another thread right now."""
-        raise NotImplementedError
-
     async def park(self, subscription: Subscription) -> None:
         raise NotImplementedError
 
@@ -251,9 +248,6 @@ class _AsyncioHub(_Hub):
         self._loop = loop
         self._closing_soon = False
         loop.add_reader(ring.fileno(), self.dispatch)
-
-    def home(self) -> LoopThread | None:
-        return loop_thread(self._loop, None)
 
     async def park(self, subscription: Subscription) -> None:
         future: asyncio.Future[None] = self._loop.create_future()
@@ -295,11 +289,7 @@ class _TrioHub(_Hub):
         import trio
 
         super().__init__(ring)
-        self._token = trio_token_here()
         trio.lowlevel.spawn_system_task(self._watch, name="fdloop poll events")
-
-    def home(self) -> LoopThread | None:
-        return loop_thread(None, self._token)
 
     async def park(self, subscription: Subscription) -> None:
         import trio
@@ -386,7 +376,7 @@ def notify_closing(fd: int) -> None:
     if not _homes:
         return  # nobody waits for poll events: every fdloop close comes here
     for hub in _hubs_on(fd):
-        there = hub.home()
+        there = hub._home.elsewhere()
         if there is None or not there.call(functools.partial(hub.notify_closing, fd)):
             hub.notify_closing(fd)  # this thread's loop, or one that runs nothing now
 
@@ -397,7 +387,7 @@ def elsewhere(fd: int) -> LoopThread | None:
     if not _homes:
         return None
     for hub in _hubs_on(fd):
-        there = hub.home()
+        there = hub._home.elsewhere()
         if there is not None:
             return there
     return None

@@ -152,9 +152,10 @@ class LoopHome:
     __slots__ = ("_loop", "_pid", "_token")
 
     def __init__(self) -> None:
-        self._loop = asyncio._get_running_loop()
-        no_trio = self._loop is not None or "trio" not in sys.modules
-        self._token = None if no_trio else trio_token_here()
+        # trio first: under trio's guest mode an asyncio loop runs in the thread too, but
+        # trio's calls work only inside the run (trio.lowlevel needs the run's state).
+        self._token = trio_token_here() if "trio" in sys.modules else None
+        self._loop = None if self._token is not None else asyncio._get_running_loop()
         self._pid = forks.pid
 
     def elsewhere(self) -> LoopThread | None:

@@ -171,7 +171,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         it only reports what was known before the fork.
         """
         if self._status is None and not self._handle.closed and not self._forked_copy():
-            self._poll(from_elsewhere=False)
+            self._poll(refuse=False)
         return None if self._status is None else self._status.returncode
 
     @property
@@ -197,13 +197,14 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
         """
         if self._status is None and not self._handle.closed:
             self._refuse_in_forked_child("poll()")
-            self._poll(from_elsewhere=True)
+            self._poll(refuse=True)
         return None if self._status is None else self._status.returncode
 
-    def _poll(self, *, from_elsewhere: bool) -> None:
-        there = self._waiter.elsewhere()
-        if there is not None:
-            if not from_elsewhere:
+    def _poll(self, *, refuse: bool) -> None:
+        """Collect the exit if there is one; while a loop in another thread waits for the
+        process, leave it to that loop (``refuse``: with RuntimeError)."""
+        if self._waiter.elsewhere() is not None:
+            if not refuse:
                 return
             raise RuntimeError(
                 f"ProcessFD.poll() of pid {self._pid}: a loop in another thread waits for "
@@ -398,11 +399,7 @@ class ProcessFD(FDResource[ProcessFDBackend], ProcessAPI):
             if there is None or not there.call(self._close_once):
                 self._close_once()
             return
-        there = self._waiter.elsewhere()
-        if there is None and self._hup_waiter is not None:
-            there = self._hup_waiter.elsewhere()
-        if there is None and not self._handle.closed:
-            there = _aio.events.elsewhere(self.fileno())
+        there = self._elsewhere()
         if there is None or not there.call(self.close):
             self._close_once()
 

@@ -29,6 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .._aio import ReadableWaiter, forks
 from .._aio import events as poll_events
+from .._aio.threads import LoopThread
 from ..backends.posix.fdlimit import out_of_fds
 from ..errors import ClosedResourceError, UnsupportedOperation
 
@@ -204,17 +205,22 @@ class FDResource(Generic[H]):
         """Run ``close()`` in the thread of a loop that holds one of our registrations,
         when that loop runs in another thread; True if it ran (or, without ``wait``,
         was queued) there. False: the caller closes here."""
+        there = self._elsewhere()
+        if there is None:
+            return False
+        return there.call(close) if wait else there.call_soon(close)
+
+    def _elsewhere(self) -> LoopThread | None:
+        """The loop thread that must run this object's close, if not the calling one:
+        one holding a waiter of ours, or a task in ``wait_events(self)`` (its requests
+        are that loop's to withdraw before the number is let go of)."""
         for waiter in self._waiters():
             there = waiter.elsewhere() if waiter is not None else None
             if there is not None:
-                return there.call(close) if wait else there.call_soon(close)
-        if not self._handle.closed:
-            # Tasks in wait_events(self) of a loop in another thread: their requests are
-            # that loop's to withdraw before the number is let go of.
-            there = poll_events.elsewhere(self._handle.fileno())
-            if there is not None:
-                return there.call(close) if wait else there.call_soon(close)
-        return False
+                return there
+        if self._handle.closed:
+            return None
+        return poll_events.elsewhere(self._handle.fileno())
 
     async def aclose(self) -> None:
         """Close, as ``close()`` does; subclasses may wait for a clean shutdown."""

@@ -16,10 +16,9 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from signal import Signals
-from typing import Any
 
 from .. import _aio
-from .._aio.threads import LoopHome
+from .._aio.threads import LoopHome, LoopThread
 from ..backends import current as current_backend
 from ..backends.contract import SignalFDBackend
 from ..backends.posix import sigmask
@@ -179,7 +178,7 @@ class SignalFD(FDResource[SignalFDBackend]):
         names = ", ".join(sigmask.signal_name(signo) for signo in sorted(wanted))
         with naming_fd_limit(f"SignalFD([{names}])"):
             super().__init__(current_backend().signalfd(wanted))
-            self._remember_home()
+            self._home = LoopHome()  # (where a close from elsewhere is run)
             # (the thread check lists /proc/self/task, which takes an fd too)
             self._warn_about_exposed_threads()
 
@@ -198,7 +197,7 @@ class SignalFD(FDResource[SignalFDBackend]):
         with naming_fd_limit(f"SignalFD.from_fd({fd!r})"):
             handle = current_backend().signalfd_from_fd(fd)
             FDResource.__init__(self, handle)
-            self._remember_home()
+            self._home = LoopHome()  # (where a close from elsewhere is run)
             # An adopted fd shares its flags with the sender: the loop polls the backend's
             # proxy for it instead (uvloop would make the fd itself non-blocking).
             if (poll_fileno := getattr(handle, "poll_fileno", None)) is not None:
@@ -239,20 +238,10 @@ class SignalFD(FDResource[SignalFDBackend]):
         """
         return super().detach()
 
-    def _remember_home(self) -> None:
-        # The loop (or trio run) of the thread whose mask holds the signals, if any: a
-        # close from elsewhere is run there.
-        self._home = LoopHome()
-
-    def _handed_over(self, close: Any, *, wait: bool = True) -> bool:
+    def _elsewhere(self) -> LoopThread | None:
         # Besides a loop that polls the fd: the loop of the thread that made the SignalFD,
         # the only thread that can unblock the signals again.
-        if super()._handed_over(close, wait=wait):
-            return True
-        there = self._home.elsewhere()
-        if there is None:
-            return False
-        return there.call(close) if wait else there.call_soon(close)
+        return super()._elsewhere() or self._home.elsewhere()
 
     @staticmethod
     def child_argv(argv: Sequence[str]) -> list[str]:
