@@ -8,6 +8,8 @@ workload. Each run happens in a fresh interpreter, as in ``fdloop bench``.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from typing import Any
 
 import pytest
@@ -169,3 +171,25 @@ def test_every_issue_16_target_is_marked_for_every_loop(
     saved = [t for t in document["targets"] if t["source"] in ISSUE_16]
     assert {t["source"] for t in saved} == set(ISSUE_16)
     assert all(t["passed"] in (True, False) for t in saved)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no sched_setaffinity here")
+def test_the_one_cpu_phase_pins_under_sched_batch_and_restores() -> None:
+    """wake's pinned phase: the calling thread and the thread it starts are on one CPU
+    under SCHED_BATCH (no wake-up preemption), and both are given back afterwards."""
+    from fdloop.bench.wake import _one_cpu
+
+    allowed, policy = os.sched_getaffinity(0), os.sched_getscheduler(0)
+    seen: dict[str, object] = {}
+
+    def look() -> None:
+        seen["affinity"], seen["policy"] = os.sched_getaffinity(0), os.sched_getscheduler(0)
+
+    with _one_cpu():
+        inside = os.sched_getaffinity(0), os.sched_getscheduler(0)
+        thread = threading.Thread(target=look)
+        thread.start()
+        thread.join()
+    assert inside == ({min(allowed)}, os.SCHED_BATCH)
+    assert seen == {"affinity": {min(allowed)}, "policy": os.SCHED_BATCH}
+    assert (os.sched_getaffinity(0), os.sched_getscheduler(0)) == (allowed, policy)
