@@ -76,13 +76,16 @@ class EventFD(FDResource[EventFDBackend]):
         OverflowError) if the counter would pass 2**64 - 2 — the counter is then
         unchanged — and ClosedResourceError once closed. ``write(0)`` does nothing.
         """
-        n = _validate.integer("n", n, low=0, high=MAX_COUNTER)
-        if not n:
-            self._check_open()
-            return
+        if type(n) is not int or not 0 < n <= MAX_COUNTER:  # (else: the usual call)
+            n = _validate.integer("n", n, low=0, high=MAX_COUNTER)
+            if not n:
+                self._check_open()
+                return
         with self._in_use():  # (safe from any thread: see FDResource._in_use)
-            self._check_open()
-            self._handle.write(n)
+            handle = self._handle
+            if handle.closed:
+                raise ClosedResourceError(f"{type(self).__name__} is closed")
+            handle.write(n)
 
     async def read(self) -> int:
         """Wait until the counter is non-zero, then take it (or 1 in semaphore mode).
@@ -94,11 +97,12 @@ class EventFD(FDResource[EventFDBackend]):
         # there already), else wait on the reader, which the loop keeps registered
         # across reads, and read once per wake-up (see fdloop._aio.asyncio_library for
         # the stale readiness report that no longer wakes us for an empty counter).
+        handle, waiter = self._handle, self._waiter
         while True:
             try:
-                return self._handle.read()
+                return handle.read()
             except BlockingIOError:
-                await self._wait_readable()
+                await waiter.wait()
 
     def read_nowait(self) -> int:
         """Take the counter now; BlockingIOError if it is 0. Safe from any thread."""
