@@ -65,8 +65,12 @@ def draw(results: list[WorkloadResult], path: Path, caption: str) -> bool:
         axis.tick_params(labelsize=8)
         for y, value in enumerate(values):
             axis.text(value, y, f" {value:,.{column.digits}f}", va="center", fontsize=7)
-    figure.suptitle(textwrap.fill(caption, 140), fontsize=7)
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))
+    # The caption hangs from 0.1 in below the top edge and the panels start under it:
+    # the figure is tens of inches tall, so a fraction of its height would not do.
+    caption_lines = textwrap.fill(caption, 140)
+    caption_inches = 0.1 + 0.13 * (caption_lines.count("\n") + 1)
+    figure.suptitle(caption_lines, fontsize=7, y=1 - 0.1 / height, va="top")
+    figure.tight_layout(rect=(0, 0, 1, 1 - caption_inches / height))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True

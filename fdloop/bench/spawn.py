@@ -86,7 +86,7 @@ SPAWN = workload(
     Workload(
         name="spawn",
         title="spawn + wait /bin/true",
-        defaults={"n": 500, "concurrency": 8, "live": 0, "repeats": 3},
+        defaults={"n": 2000, "concurrency": 8, "live": 0, "repeats": 5},
         quick={"n": 100, "concurrency": 8, "live": 0, "repeats": 1},
         columns=(
             Column("children_per_s", "children/s", "higher"),

@@ -17,7 +17,9 @@ afresh in each process, and a run settles in one of two regimes: on this machine
 45k wake-ups/s for the same EventFD code, 26k or 37k for ``call_soon_threadsafe``, so
 the ratio of two medians of three ranged from 1.0 to 2.6 between identical runs. Under
 ``SCHED_BATCH`` each round trip is exactly two context switches, and what is left to
-compare is the wake path itself (runs agree within a few per cent).
+compare is the wake path itself. The loops' own calls then agree within a few per cent
+between runs; EventFD's figure still moves (on asyncio 37k to 53k/s between the three
+runs of one default bench, 2026-12-04), so its ratio is read as a median of several.
 """
 
 from __future__ import annotations
