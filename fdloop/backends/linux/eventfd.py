@@ -22,6 +22,7 @@ import sys
 
 from ...errors import CounterOverflowError
 from ..posix import nowait
+from ..posix.refusal import refused
 from .pollproxy import ProxiedFD
 from .procfs import fdinfo, require_kind
 
@@ -40,7 +41,11 @@ class LinuxEventFD(ProxiedFD):
     @classmethod
     def create(cls, initval: int, semaphore: bool) -> LinuxEventFD:
         flags = os.EFD_CLOEXEC | os.EFD_NONBLOCK | (os.EFD_SEMAPHORE if semaphore else 0)
-        return cls(os.eventfd(initval, flags), semaphore)
+        try:
+            fd = os.eventfd(initval, flags)
+        except OSError as exc:
+            raise refused(exc, "eventfd2") from exc
+        return cls(fd, semaphore)
 
     @classmethod
     def adopt(cls, fd: int) -> LinuxEventFD:

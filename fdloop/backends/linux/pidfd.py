@@ -36,6 +36,7 @@ from collections.abc import Callable
 from ...errors import ClosedResourceError
 from ..contract import Capability, OwnedFD, RawExit
 from ..posix.pipe import close_ends
+from ..posix.refusal import refused
 from ..request import SpawnRequest
 from .procfs import require_kind
 from .spawn import _clone_spawn as _extension
@@ -325,16 +326,16 @@ class LinuxPidFD(OwnedFD):
         except ProcessLookupError:
             return
         except OSError as exc:
-            refused = exc.errno in (errno.ENOSYS, errno.EPERM)
-            if self.is_child and (refused or (group and exc.errno == errno.EINVAL)):
+            refusal = exc.errno in (errno.ENOSYS, errno.EPERM)
+            if self.is_child and (refusal or (group and exc.errno == errno.EINVAL)):
                 self._send_by_pid(signo, group=group)
                 return
-            if not refused:
+            if not refusal:
                 raise
-            raise type(exc)(
-                exc.errno,
-                f"pidfd_send_signal refused ({exc.strerror}; a seccomp filter?): process "
-                f"{self.pid} is not our child, so it cannot be signalled safely by pid",
+            raise refused(
+                exc, "pidfd_send_signal", "a seccomp filter?",
+                f": process {self.pid} is not our child, so it cannot be signalled safely "
+                "by pid",
             ) from exc
 
     def _send_by_pid(self, signo: int, *, group: bool) -> None:
@@ -360,10 +361,9 @@ class LinuxPidFD(OwnedFD):
 def _pidfd_refused(exc: OSError, which: str) -> OSError:
     # pidfd_open has no permission check of its own: EPERM, like ENOSYS, is a seccomp
     # filter's (or a kernel before 5.3).
-    return type(exc)(
-        exc.errno,
-        f"pidfd_open refused ({exc.strerror}; a seccomp filter, or a kernel before 5.3?) "
-        f"{which}: fdloop needs a pidfd for every process it handles",
+    return refused(
+        exc, "pidfd_open", "a seccomp filter, or a kernel before 5.3?",
+        f" {which}: fdloop needs a pidfd for every process it handles",
     )
 
 

@@ -22,6 +22,7 @@ import threading
 
 from ..contract import SigInfoFields
 from ..posix import nowait, sigmask
+from ..posix.refusal import refused
 from .pollproxy import ProxiedFD
 from .procfs import fdinfo, require_kind
 
@@ -84,7 +85,8 @@ class LinuxSignalFD(ProxiedFD):
         fd = _signalfd(-1, ctypes.byref(_sigset(signals)), _SFD_NONBLOCK | _SFD_CLOEXEC)
         if fd < 0:
             errno = ctypes.get_errno()
-            raise OSError(errno, f"signalfd: {os.strerror(errno)}")
+            error = OSError(errno, f"signalfd: {os.strerror(errno)}")
+            raise refused(error, "signalfd4")
         try:
             takeover = sigmask.take(signals)
         except BaseException:

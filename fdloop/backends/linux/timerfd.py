@@ -31,6 +31,7 @@ from typing import ClassVar, Protocol
 
 from ...errors import ClockChanged
 from ..posix import nowait
+from ..posix.refusal import refused
 from .pollproxy import ProxiedFD
 from .procfs import fdinfo, require_kind
 
@@ -181,7 +182,11 @@ class LinuxTimerFD(ProxiedFD):
         """A new disarmed timer on ``clock`` (``realtime``, ``monotonic`` or ``boottime``)."""
         calls = calls or CALLS
         clockid = CLOCK_IDS[clock]
-        return cls(calls.create(clockid, TFD_NONBLOCK | TFD_CLOEXEC), clock, clockid, calls)
+        try:  # (EPERM is also the alarm clocks' without CAP_WAKE_ALARM: none offered here)
+            fd = calls.create(clockid, TFD_NONBLOCK | TFD_CLOEXEC)
+        except OSError as exc:
+            raise refused(exc, "timerfd_create") from exc
+        return cls(fd, clock, clockid, calls)
 
     @classmethod
     def adopt(cls, fd: int) -> LinuxTimerFD:

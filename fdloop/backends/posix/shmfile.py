@@ -33,6 +33,7 @@ from typing import TypeVar
 
 from ...errors import UnsupportedOperation
 from ..contract import OwnedFD
+from .refusal import refused
 
 _Shm = TypeVar("_Shm", bound="ShmFile")
 
@@ -73,7 +74,9 @@ class ShmFile(OwnedFD):
                     "hugetlb=True: this kernel cannot create hugetlbfs memfds "
                     f"({os.strerror(exc.errno)}); is CONFIG_HUGETLBFS enabled?",
                 ) from None
-            raise
+            if hugetlb and exc.errno == errno.EPERM:
+                raise  # memfd_create(2): no CAP_IPC_LOCK, not in the hugetlb group
+            raise refused(exc, "memfd_create") from exc
         self = cls(fd, name, hugetlb=hugetlb, writable=True)
         try:
             if size:
