@@ -25,7 +25,8 @@ from ...errors import ClosedResourceError, NotThisKindOfFD
 from ..contract import Capability
 
 OPENED = b"O"
-"""Marker: a copy of the sender was rebuilt (``from_fds``) or first used in a process."""
+"""Marker: a copy of the sender was rebuilt in a process (``from_fds``). (A forked copy
+refuses to send, so it never announces itself.)"""
 CLOSED = b"C"
 """Marker: a copy of the sender that had announced itself was closed cleanly."""
 
